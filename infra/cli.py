@@ -1,0 +1,77 @@
+"""The ``choreo`` command line: one entry point for everything a user does."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from infra import stack
+from infra.errors import StackError
+from infra.settings import StackSettings
+
+Handler = Callable[[argparse.Namespace, StackSettings], int]
+
+
+def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
+    stack.up(settings)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
+    stack.down(settings)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
+    rows = stack.status(settings)
+    print(f"{'component':<12}{'port':>7}{'pid':>9}  {'health':<9}{'RSS':>9}")
+    for row in rows:
+        pid = str(row.pid) if row.pid else "-"
+        health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
+        print(f"{row.name:<12}{row.port:>7}{pid:>9}  {health:<9}{row.rss_bytes / 2**20:>7.0f}MB")
+    total = sum(row.rss_bytes for row in rows)
+    print(f"{'total':<37}{total / 2**20:>7.0f}MB")
+    return 0 if all(row.healthy for row in rows) else 1
+
+
+def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
+    log = stack.registry_for(settings).log_file(args.component)
+    if not log.exists():
+        print(f"no log for {args.component} at {log}", file=sys.stderr)
+        return 1
+    command = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + [str(log)]
+    return subprocess.call(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="install what is missing and start the stack").set_defaults(
+        handler=cmd_up)
+    commands.add_parser("down", help="stop every process the stack started").set_defaults(
+        handler=cmd_down)
+    commands.add_parser("status", help="each component's port, pid, health and memory"
+                        ).set_defaults(handler=cmd_status)
+    logs = commands.add_parser("logs", help="show a component's log")
+    logs.add_argument("component")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(handler=cmd_logs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = StackSettings.from_env()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except StackError as error:
+        print(f"choreo: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The four servers of the embedded stack: how each is prepared, started and probed.
+
+Each component is a command plus a health probe. The launcher (``infra/stack.py``)
+starts them in order and waits on the probe, so this module knows nothing about
+ordering, pid files or the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+from confluent_kafka.admin import AdminClient
+
+from infra.errors import StartError
+from infra.install import connect_lib_dir, postgres_bindir, tansu_binary
+from infra.settings import SERVICE_DATABASES, StackSettings
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    port: int
+    command: list[str]
+    healthy: Callable[[], bool]
+    user: str | None = None
+    env: dict[str, str] | None = None
+    stop_signal: int = signal.SIGTERM
+    prepare: Callable[[], None] | None = None
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _quietly(probe: Callable[[], bool]) -> Callable[[], bool]:
+    """A probe that fails by raising means "not yet": only the timeout turns it into an error."""
+
+    def guarded() -> bool:
+        try:
+            return probe()
+        except Exception:  # noqa: BLE001 - any failure of a health probe means "not healthy yet"
+            return False
+
+    return guarded
+
+
+# PostgreSQL -----------------------------------------------------------------------------
+
+def postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root; run it as Debian's ``postgres`` user then."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def prepare_postgres(settings: StackSettings) -> None:
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise StartError("PostgreSQL's initdb was not found (pg_config --bindir)")
+    data_dir = settings.postgres_data_dir
+    socket_dir = settings.state_dir / "postgres-socket"
+    user = postgres_user()
+    for folder in (data_dir, socket_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(folder, user, user)
+    if (data_dir / "PG_VERSION").exists():
+        return
+    result = subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust",
+         "-E", "UTF8", "--no-instructions"],
+        capture_output=True, text=True, user=user, check=False,
+    )
+    if result.returncode != 0:
+        raise StartError(f"initdb failed:\n{result.stderr[-2000:]}")
+
+
+def postgres_component(settings: StackSettings) -> Component:
+    bindir = postgres_bindir() or Path("/usr/lib/postgresql/15/bin")
+    command = [
+        str(bindir / "postgres"), "-D", str(settings.postgres_data_dir),
+        "-p", str(settings.postgres_port),
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", f"unix_socket_directories={settings.state_dir / 'postgres-socket'}",
+        "-c", "wal_level=logical",
+        "-c", "max_replication_slots=20",
+        "-c", "max_wal_senders=20",
+        "-c", "max_connections=200",
+        "-c", "shared_buffers=128MB",
+    ]
+
+    def healthy() -> bool:
+        with psycopg.connect(settings.database_dsn("postgres"), connect_timeout=2):
+            return True
+
+    # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client to leave.
+    return Component("postgres", settings.postgres_port, command, _quietly(healthy),
+                     user=postgres_user(), stop_signal=signal.SIGINT,
+                     prepare=lambda: prepare_postgres(settings))
+
+
+def create_service_databases(settings: StackSettings) -> None:
+    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for database in SERVICE_DATABASES:
+            if database not in existing:
+                conn.execute(f'CREATE DATABASE "{database}"')
+
+
+# Redis ----------------------------------------------------------------------------------
+
+def redis_component(settings: StackSettings) -> Component:
+    command = [
+        shutil.which("redis-server") or "redis-server",
+        "--port", str(settings.redis_port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--daemonize", "no",
+    ]
+
+    def healthy() -> bool:
+        return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
+
+    return Component("redis", settings.redis_port, command, _quietly(healthy))
+
+
+# Kafka-protocol broker -------------------------------------------------------------------
+
+def broker_component(settings: StackSettings) -> Component:
+    url = f"tcp://127.0.0.1:{settings.kafka_port}"
+    command = [
+        str(tansu_binary(settings.artifact_dir)), "broker",
+        "--listener-url", url, "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]
+
+    def healthy() -> bool:
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+        admin.list_topics(timeout=2)
+        return True
+
+    return Component("broker", settings.kafka_port, command, _quietly(healthy))
+
+
+# Kafka Connect with Debezium ---------------------------------------------------------------
+
+def write_connect_config(settings: StackSettings) -> None:
+    """Distributed mode, so connectors are managed over REST exactly as on a real cluster."""
+    folder = settings.connect_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    worker = folder / "worker.properties"
+    worker.write_text("\n".join([
+        f"bootstrap.servers={settings.kafka_bootstrap}",
+        "group.id=choreo-connect",
+        "config.storage.topic=_connect_configs",
+        "offset.storage.topic=_connect_offsets",
+        "status.storage.topic=_connect_status",
+        "config.storage.replication.factor=1",
+        "offset.storage.replication.factor=1",
+        "status.storage.replication.factor=1",
+        "offset.flush.interval.ms=1000",
+        f"listeners=http://127.0.0.1:{settings.connect_port}",
+        # The scanning discovery modes need a newer `reflections` than the wheel ships.
+        "plugin.discovery=service_load",
+        "enable.metrics.push=false",
+        "key.converter=org.apache.kafka.connect.storage.StringConverter",
+        "value.converter=io.debezium.converters.BinaryDataConverter",
+        "session.timeout.ms=10000",
+        "heartbeat.interval.ms=1000",
+        "scheduled.rebalance.max.delay.ms=0",
+        "",
+    ]))
+    log4j = folder / "log4j2.properties"
+    log4j.write_text("\n".join([
+        "status=warn",
+        "appender.out.type=Console",
+        "appender.out.name=out",
+        "appender.out.layout.type=PatternLayout",
+        "appender.out.layout.pattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n",
+        "rootLogger.level=INFO",
+        "rootLogger.appenderRef.out.ref=out",
+        "logger.kafka.name=org.apache.kafka",
+        "logger.kafka.level=WARN",
+        "logger.connect.name=org.apache.kafka.connect.runtime",
+        "logger.connect.level=INFO",
+        "",
+    ]))
+
+
+def connect_component(settings: StackSettings) -> Component:
+    worker = settings.connect_dir / "worker.properties"
+    log4j = settings.connect_dir / "log4j2.properties"
+    command = [
+        shutil.which("java") or "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp", f"{connect_lib_dir(settings.artifact_dir)}/*",
+        "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+    ]
+
+    def healthy() -> bool:
+        plugins = requests.get(f"{settings.connect_url}/connector-plugins", timeout=2)
+        return plugins.ok and "PostgresConnector" in plugins.text
+
+    return Component("connect", settings.connect_port, command, _quietly(healthy),
+                     prepare=lambda: write_connect_config(settings))

@@ -1,0 +1,159 @@
+"""Deploy Debezium connector templates through Kafka Connect's REST API.
+
+Templates in ``connectors/`` are plain Debezium JSON with ``{{placeholders}}`` for what
+differs per database and per machine. Deployment is ``PUT /connectors/NAME/config``,
+which is idempotent; a worker that is still rebalancing answers 409 and is retried.
+Before deploying, the rendered config goes through Connect's own validation endpoint,
+so a misspelt key or a bad value fails fast with the field named.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from infra.errors import ConfigError, ConnectorError
+from infra.settings import REPO_ROOT, StackSettings
+
+CONNECTOR_DIR = REPO_ROOT / "connectors"
+OUTBOX_TEMPLATE = CONNECTOR_DIR / "outbox-postgres.json"
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def template_values(settings: StackSettings, database: str) -> dict[str, str]:
+    return {
+        "database": database,
+        "postgres_host": "127.0.0.1",
+        "postgres_port": str(settings.postgres_port),
+        "postgres_user": "postgres",
+        "postgres_password": "",
+        "poll_interval_ms": str(settings.cdc_poll_interval_ms),
+    }
+
+
+def render(template: Path, values: Mapping[str, str]) -> dict[str, Any]:
+    """Fill ``{{name}}`` placeholders; an unknown placeholder is an error, not an empty string."""
+    text = template.read_text()
+    unknown = sorted(set(PLACEHOLDER.findall(text)) - set(values))
+    if unknown:
+        raise ConfigError(f"{template.name}: unknown placeholder(s) {', '.join(unknown)}")
+    try:
+        rendered = json.loads(PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{template.name} is not valid JSON: {error}") from None
+    if set(rendered) != {"name", "config"}:
+        raise ConfigError(f"{template.name}: expected exactly the keys 'name' and 'config'")
+    return rendered
+
+
+class ConnectClient:
+    """The few Connect REST calls the launcher needs, with the retries Connect requires."""
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Retry 409 (rebalance in progress) and connection errors for a bounded time."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = requests.request(
+                    method, f"{self.base_url}{path}", timeout=self.timeout_s, **kwargs
+                )
+            except (requests.ConnectionError, requests.Timeout):
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if response.status_code != 409 or time.monotonic() > deadline:
+                    return response
+            time.sleep(0.5)
+
+    def validate(self, name: str, config: Mapping[str, str], source: str) -> None:
+        """Ask Connect which keys it knows and which values it rejects."""
+        plugin = config["connector.class"].rsplit(".", 1)[-1]
+        response = self._request(
+            "PUT", f"/connector-plugins/{plugin}/config/validate", json={**config, "name": name}
+        )
+        if not response.ok:
+            raise ConfigError(f"{source}: Connect rejected the config: {response.text[:2000]}")
+        result = response.json()
+        known = {entry["definition"]["name"] for entry in result["configs"]}
+        problems = [
+            f"{entry['value']['name']}: {'; '.join(entry['value']['errors'])}"
+            for entry in result["configs"]
+            if entry["value"]["errors"]
+        ]
+        problems += [f"{key}: unknown field" for key in sorted(set(config) - known)]
+        if problems:
+            raise ConfigError(f"{source}: invalid connector config:\n  " + "\n  ".join(problems))
+
+    def put_config(self, name: str, config: Mapping[str, str]) -> None:
+        response = self._request("PUT", f"/connectors/{name}/config", json=dict(config))
+        if response.status_code not in (200, 201):
+            raise ConnectorError(f"deploying {name} failed: {response.status_code} {response.text}")
+
+    def config(self, name: str) -> dict[str, str] | None:
+        response = self._request("GET", f"/connectors/{name}/config")
+        return response.json() if response.ok else None
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        response = self._request("GET", f"/connectors/{name}/status")
+        return response.json() if response.ok else None
+
+    def restart(self, name: str) -> None:
+        self._request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+
+    def delete(self, name: str) -> None:
+        self._request("DELETE", f"/connectors/{name}")
+
+    def wait_running(self, name: str, timeout_s: float = 60.0) -> None:
+        """Both the connector and its task must be RUNNING; a FAILED task ends the wait."""
+        deadline = time.monotonic() + timeout_s
+        status: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            status = self.status(name)
+            if status:
+                tasks = status.get("tasks", [])
+                for task in tasks:
+                    if task["state"] == "FAILED":
+                        raise ConnectorError(
+                            f"{name} task {task['id']} FAILED:\n{task.get('trace', '')[:4000]}"
+                        )
+                states = [status["connector"]["state"]] + [t["state"] for t in tasks]
+                if tasks and all(state == "RUNNING" for state in states):
+                    return
+            time.sleep(0.25)
+        raise ConnectorError(f"{name} not RUNNING after {timeout_s:.0f}s; last status: {status}")
+
+
+def deploy_outbox_connectors(
+    settings: StackSettings, databases: tuple[str, ...], report: Callable[[str], None]
+) -> bool:
+    """Deploy what is missing or changed. Returns whether any connector was (re)deployed.
+
+    A connector whose deployed config already equals the template is left untouched:
+    PUT would restart its task for nothing.
+    """
+    client = ConnectClient(settings.connect_url)
+    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in databases]
+    changed = []
+    for connector in rendered:
+        name, config = connector["name"], connector["config"]
+        if client.config(name) == {**config, "name": name}:
+            continue
+        client.validate(name, config, OUTBOX_TEMPLATE.name)
+        changed.append(connector)
+    for connector in changed:
+        client.put_config(connector["name"], connector["config"])
+    for connector in rendered:
+        client.wait_running(connector["name"])
+        if connector in changed:
+            report(f"connector  {connector['name']} RUNNING")
+    return bool(changed)

@@ -1,0 +1,178 @@
+"""Start, find and stop the stack's processes by pid, and only those.
+
+Every process the launcher starts gets a pid file holding its pid and its kernel
+start time. The start time guards against pid reuse: after a reboot or a crash of
+the launcher, a pid file whose process is gone (or whose pid now belongs to some
+other program) is recognised as stale and never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import StartError
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat; None when the process does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces; fields after its ')' are fixed.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def process_is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def resident_bytes(pid: int) -> int:
+    """RSS of a process and all its descendants (Java and PostgreSQL fork helpers)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        pending.extend(int(child) for child in children)
+    return total
+
+
+@dataclass(frozen=True)
+class TrackedProcess:
+    name: str
+    pid: int
+    start_ticks: int
+    log_file: Path
+    stop_signal: int = signal.SIGTERM
+
+    def alive(self) -> bool:
+        reap(self.pid)
+        return process_start_ticks(self.pid) == self.start_ticks and not process_is_zombie(
+            self.pid
+        )
+
+
+class ProcessRegistry:
+    """The pid files of one state directory."""
+
+    def __init__(self, pid_dir: Path, log_dir: Path) -> None:
+        self.pid_dir = pid_dir
+        self.log_dir = log_dir
+
+    def _pid_file(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.json"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def get(self, name: str) -> TrackedProcess | None:
+        path = self._pid_file(name)
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return TrackedProcess(
+            name, data["pid"], data["start_ticks"], Path(data["log_file"]),
+            data.get("stop_signal", signal.SIGTERM),
+        )
+
+    def running(self, name: str) -> TrackedProcess | None:
+        tracked = self.get(name)
+        return tracked if tracked is not None and tracked.alive() else None
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.pid_dir.glob("*.json")) if self.pid_dir.exists() else []
+
+    def start(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> TrackedProcess:
+        """Start detached in its own session so it outlives the launcher; log to a file."""
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_file(name)
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                user=user,
+                start_new_session=True,
+            )
+        ticks = process_start_ticks(process.pid)
+        if ticks is None:
+            raise StartError(f"{name} exited at once; see {log_file}")
+        tracked = TrackedProcess(name, process.pid, ticks, log_file, stop_signal)
+        payload = {"pid": tracked.pid, "start_ticks": ticks, "log_file": str(log_file),
+                   "stop_signal": int(stop_signal), "command": list(command)}
+        self._pid_file(name).write_text(json.dumps(payload))
+        return tracked
+
+    def stop(self, name: str, timeout_s: float = 20.0) -> bool:
+        """The process's stop signal, then SIGKILL after the timeout. Returns whether a live process was stopped."""
+        tracked = self.get(name)
+        if tracked is None:
+            return False
+        was_alive = tracked.alive()
+        if was_alive:
+            _signal(tracked.pid, tracked.stop_signal)
+            deadline = time.monotonic() + timeout_s
+            while tracked.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if tracked.alive():
+                _signal(tracked.pid, signal.SIGKILL)
+                while tracked.alive():
+                    time.sleep(0.05)
+        self._pid_file(name).unlink(missing_ok=True)
+        return was_alive
+
+    def kill(self, name: str) -> None:
+        """SIGKILL without a chance to clean up: what chaos runs and crash tests need."""
+        tracked = self.running(name)
+        if tracked is not None:
+            _signal(tracked.pid, signal.SIGKILL)
+            while tracked.alive():
+                time.sleep(0.02)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def reap(pid: int) -> None:
+    """Collect an exited child so it does not linger as a zombie in a long-lived launcher."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

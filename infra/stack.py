@@ -1,0 +1,156 @@
+"""Bring the embedded stack up and down, and say how it is doing.
+
+``up`` is idempotent: components already running (by their pid files) are left alone,
+so a second ``choreo up`` on a running stack changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from infra.components import (
+    Component,
+    broker_component,
+    connect_component,
+    create_service_databases,
+    port_is_free,
+    postgres_component,
+    redis_component,
+)
+from infra.connectors import deploy_outbox_connectors
+from infra.errors import ConfigError, StartError
+from infra.install import ensure_installed
+from infra.processes import ProcessRegistry, resident_bytes
+from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+
+Report = Callable[[str], None]
+OUTBOX_SCHEMA = REPO_ROOT / "outbox" / "schema.sql"
+
+
+def infrastructure(settings: StackSettings) -> list[Component]:
+    """The servers in start order; ``down`` stops them in reverse."""
+    return [
+        postgres_component(settings),
+        redis_component(settings),
+        broker_component(settings),
+        connect_component(settings),
+    ]
+
+
+def registry_for(settings: StackSettings) -> ProcessRegistry:
+    return ProcessRegistry(settings.pid_dir, settings.log_dir)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"
+
+
+def wait_healthy(component: Component, registry: ProcessRegistry, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if component.healthy():
+            return
+        if registry.running(component.name) is None:
+            log = registry.log_file(component.name)
+            raise StartError(
+                f"{component.name} exited during start-up; see {log}:\n{tail(log)}"
+            )
+        time.sleep(0.2)
+    log = registry.log_file(component.name)
+    raise StartError(
+        f"{component.name} not healthy on port {component.port} after {timeout_s:.0f}s;"
+        f" see {log}:\n{tail(log)}"
+    )
+
+
+def start_component(
+    component: Component, registry: ProcessRegistry, settings: StackSettings, report: Report
+) -> bool:
+    """Start one component unless it runs already. Returns whether it was started."""
+    if registry.running(component.name):
+        return False
+    if not port_is_free(component.port):
+        raise ConfigError(
+            f"port {component.port} for {component.name} is in use by another program;"
+            f" choose another with CHOREO_{component.name.upper()}_PORT or free it"
+        )
+    started = time.monotonic()
+    if component.prepare:
+        component.prepare()
+    registry.start(component.name, component.command, env=component.env, user=component.user,
+                   stop_signal=component.stop_signal)
+    wait_healthy(component, registry, settings.start_timeout_s)
+    report(f"{component.name:<10} up on 127.0.0.1:{component.port}"
+           f" in {time.monotonic() - started:.1f}s")
+    return True
+
+
+def apply_sql(dsn: str, script: Path) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(script.read_text().encode())
+
+
+def migrate(settings: StackSettings) -> None:
+    """Create the databases and the outbox/inbox tables; each statement is idempotent."""
+    create_service_databases(settings)
+    for database in OUTBOX_DATABASES:
+        apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
+
+
+def up(settings: StackSettings, report: Report = print) -> bool:
+    """Install what is missing and start what is not running. Returns whether anything started."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_installed(settings.artifact_dir, report)
+    registry = registry_for(settings)
+    started_any = False
+    for component in infrastructure(settings):
+        started_any |= start_component(component, registry, settings, report)
+        if component.name == "postgres":
+            migrate(settings)
+    started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
+    if not started_any:
+        report(f"choreo is already running (state in {settings.state_dir}); nothing to do")
+    return started_any
+
+
+def down(settings: StackSettings, report: Report = print) -> None:
+    """Stop every process this state directory started, newest first, by pid."""
+    registry = registry_for(settings)
+    known = [c.name for c in infrastructure(settings)]
+    order = [n for n in registry.names() if n not in known] + list(reversed(known))
+    for name in order:
+        if registry.get(name) is None:
+            continue
+        report(f"{name:<10} {'stopped' if registry.stop(name) else 'was not running'}")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    port: int
+    pid: int | None
+    healthy: bool
+    rss_bytes: int
+
+
+def status(settings: StackSettings) -> list[ComponentStatus]:
+    registry = registry_for(settings)
+    rows = []
+    for component in infrastructure(settings):
+        tracked = registry.running(component.name)
+        rows.append(ComponentStatus(
+            component.name,
+            component.port,
+            tracked.pid if tracked else None,
+            bool(tracked) and component.healthy(),
+            resident_bytes(tracked.pid) if tracked else 0,
+        ))
+    return rows
