@@ -45,6 +45,12 @@ def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
     return subprocess.call(command)
 
 
+def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
+    from schemas.check import run_check
+
+    return run_check(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(handler=cmd_logs)
+    schemas = commands.add_parser("schemas", help="Avro schema tools")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
+    check = schema_commands.add_parser(
+        "check", help="every version compatible with all earlier ones; released ones unedited")
+    check.add_argument("--root", help="schema folder (default: the project's schemas/)")
+    check.add_argument("--git-ref", default=None,
+                       help="compare released versions against this git ref (default: HEAD)")
+    check.set_defaults(handler=cmd_schemas)
     return parser
 
 

@@ -8,6 +8,7 @@ other program) is recognised as stale and never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -137,7 +138,10 @@ class ProcessRegistry:
         return tracked
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
-        """The process's stop signal, then SIGKILL after the timeout. Returns whether a live process was stopped."""
+        """The process's stop signal, then SIGKILL after the timeout.
+
+        Returns whether a live process was stopped.
+        """
         tracked = self.get(name)
         if tracked is None:
             return False
@@ -164,15 +168,11 @@ class ProcessRegistry:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def reap(pid: int) -> None:
     """Collect an exited child so it does not linger as a zombie in a long-lived launcher."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -27,6 +27,8 @@ from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+from outbox.kafka import ensure_topics
+from schemas.catalog import SchemaCatalog
 
 Report = Callable[[str], None]
 OUTBOX_SCHEMA = REPO_ROOT / "outbox" / "schema.sql"
@@ -105,6 +107,12 @@ def migrate(settings: StackSettings) -> None:
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
 
 
+def event_topics() -> list[str]:
+    """One topic per aggregate type, created up front with the intended partition count."""
+    catalog = SchemaCatalog.load()
+    return sorted({catalog.latest(t).topic for t in catalog.event_types()})
+
+
 def up(settings: StackSettings, report: Report = print) -> bool:
     """Install what is missing and start what is not running. Returns whether anything started."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +123,8 @@ def up(settings: StackSettings, report: Report = print) -> bool:
         started_any |= start_component(component, registry, settings, report)
         if component.name == "postgres":
             migrate(settings)
+        if component.name == "broker":
+            ensure_topics(settings.kafka_bootstrap, event_topics())
     started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
     if not started_any:
         report(f"choreo is already running (state in {settings.state_dir}); nothing to do")

@@ -42,3 +42,30 @@ BEGIN
             WITH (publish = 'insert, update');
     END IF;
 END $$;
+
+-- Dead letters and the events parked behind them, per consumer. A key with an active
+-- row here is blocked: its later events are parked in order instead of handled, while
+-- other keys keep flowing. `choreo dlq replay|discard` request a status change that the
+-- owning consumer carries out, because only it has the handlers.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq            bigserial   PRIMARY KEY,
+    consumer       text        NOT NULL,
+    aggregate_key  text        NOT NULL,
+    event_id       text,
+    event_type     text,
+    status         text        NOT NULL CHECK (status IN
+                       ('dead', 'parked', 'replay', 'discard', 'replayed', 'discarded')),
+    reason         text        NOT NULL,
+    attempts       int         NOT NULL,
+    topic          text        NOT NULL,
+    partition      int         NOT NULL,
+    "offset"       bigint      NOT NULL,
+    headers        jsonb       NOT NULL,
+    value          bytea,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (consumer, topic, partition, "offset")
+);
+CREATE INDEX IF NOT EXISTS dead_letters_active
+    ON dead_letters (consumer, aggregate_key, seq)
+    WHERE status IN ('dead', 'parked', 'replay', 'discard');

@@ -1,0 +1,298 @@
+"""The idempotent consumer runtime: transport and guarantees, no business logic.
+
+For each message it checks the CloudEvents headers, skips what is already handled
+(Redis on the fast path, the inbox row as the guarantee), decodes the Avro payload into
+the reader schema, and runs the handler registered for the event type inside one
+database transaction. Offsets are committed only after that transaction committed, so
+a crash anywhere leads to a redelivery that the inbox turns into a no-op.
+
+Failures: transient ones are retried with backoff; permanent ones and those that
+exhaust the attempts go to the dead-letter topic and block their aggregate key, whose
+later events are parked behind them until ``choreo dlq replay|discard``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from outbox import deadletter, inbox
+from outbox.codec import EventCodec
+from outbox.constants import (
+    HEADER_DATASCHEMA,
+    HEADER_SOURCE,
+    HEADER_TIME,
+    HEADER_TRACEPARENT,
+)
+from outbox.dedupe import DedupeStore
+from outbox.delivery import Delivery, ReceivedEvent
+from outbox.errors import PermanentError
+from outbox.kafka import build_consumer, build_producer, ensure_topics
+from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, RETRIES
+from outbox.retry import Backoff
+from outbox.tracing import continued_span, trace_id_of
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ReceivedEvent, psycopg.Connection[Any]], None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    attempts: int
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        bootstrap: str,
+        database_url: str,
+        codec: EventCodec,
+        handlers: dict[str, Handler],
+        dedupe: DedupeStore,
+        backoff: Backoff = Backoff(),
+        batch_size: int = 200,
+        request_poll_interval_s: float = 0.5,
+    ) -> None:
+        self.group_id = group_id
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.codec = codec
+        self.handlers = handlers
+        self.dedupe = dedupe
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.request_poll_interval_s = request_poll_interval_s
+        self.stop_event = threading.Event()
+        self.blocked: set[str] = set()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._assigned = False
+        self._last_poll = 0.0
+
+    # -- wiring --------------------------------------------------------------------
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({self.codec.writer_schema(t).topic for t in self.handlers})
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """One connection, reopened after it broke; each handler runs in its own transaction."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
+        return self._conn
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = build_producer(self.bootstrap)
+        return self._producer
+
+    def health(self) -> dict[str, object]:
+        polling = time.monotonic() - self._last_poll < 30
+        ok = polling and self._assigned and not self.stop_event.is_set()
+        return {"status": "ok" if ok else "starting", "consumer": self.group_id,
+                "assigned": self._assigned, "blocked_keys": len(self.blocked)}
+
+    # -- handling one delivery --------------------------------------------------------
+
+    def _event(self, delivery: Delivery) -> ReceivedEvent:
+        event_id = delivery.parsed_event_id()
+        assert event_id is not None  # checked by the caller before decoding
+        payload = self.codec.decode(
+            delivery.event_type, delivery.headers.get(HEADER_DATASCHEMA, ""), delivery.value or b""
+        )
+        return ReceivedEvent(
+            event_id=event_id,
+            event_type=delivery.event_type,
+            aggregate_id=delivery.key,
+            payload=payload,
+            source=delivery.headers.get(HEADER_SOURCE, ""),
+            occurred_at=delivery.headers.get(HEADER_TIME, ""),
+            traceparent=delivery.headers.get(HEADER_TRACEPARENT, ""),
+            origin=delivery.origin,
+        )
+
+    def _run_handler(self, handler: Handler, event: ReceivedEvent) -> str:
+        """One attempt: inbox claim and handler in one transaction."""
+        with (
+            continued_span(f"handle {event.event_type}", event.traceparent,
+                           consumer=self.group_id, event_id=str(event.event_id)),
+            HANDLER_SECONDS.labels(self.group_id, event.event_type).time(),
+        ):
+            conn = self.conn
+            with conn.transaction():
+                if not inbox.claim(conn, self.group_id, event.event_id):
+                    return "duplicate"
+                handler(event, conn)
+        return "handled"
+
+    def attempt(self, delivery: Delivery) -> str | Failure:
+        """Decode and run the handler with retries. Returns the outcome or why it failed."""
+        handler = self.handlers[delivery.event_type]
+        try:
+            event = self._event(delivery)
+        except PermanentError as error:
+            return Failure(str(error), 1)
+        context = {"event_id": delivery.event_id, "event_type": delivery.event_type,
+                   "order_id": delivery.key, "trace_id": trace_id_of(event.traceparent),
+                   "consumer": self.group_id}
+        for attempt in range(1, self.backoff.max_attempts + 1):
+            try:
+                outcome = self._run_handler(handler, event)
+            except PermanentError as error:
+                return Failure(f"{type(error).__name__}: {error}", attempt)
+            except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
+                if attempt == self.backoff.max_attempts:
+                    return Failure(f"gave up after {attempt} attempts: {error!r}", attempt)
+                RETRIES.labels(self.group_id, delivery.event_type).inc()
+                delay = self.backoff.delay(attempt)
+                log.warning("attempt %d failed, retrying in %.3fs: %r", attempt, delay, error,
+                            extra=context)
+                time.sleep(delay)
+                continue
+            self.dedupe.mark(self.group_id, delivery.event_id)
+            log.info("%s %s", outcome, delivery.event_type, extra=context)
+            return outcome
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def process(self, delivery: Delivery) -> str:
+        """Everything that happens to one fresh delivery; returns the outcome's name."""
+        if delivery.parsed_event_id() is None or not delivery.event_type:
+            outcome = self._dead_letter(delivery, Failure("missing or malformed ce_id/ce_type "
+                                                          "headers", 1))
+        elif delivery.event_type not in self.handlers:
+            outcome = "ignored"
+        elif delivery.key in self.blocked:
+            with self.conn.transaction():
+                deadletter.record(self.conn, self.group_id, delivery, status="parked",
+                                  reason="parked behind a dead letter of the same key",
+                                  attempts=0)
+            outcome = "parked"
+        elif self.dedupe.seen(self.group_id, delivery.event_id):
+            outcome = "duplicate"
+        else:
+            result = self.attempt(delivery)
+            outcome = self._dead_letter(delivery, result) if isinstance(result, Failure) \
+                else result
+        EVENTS.labels(self.group_id, delivery.event_type or "unknown", outcome).inc()
+        return outcome
+
+    def _dead_letter(self, delivery: Delivery, failure: Failure) -> str:
+        log.error("dead-lettered: %s", failure.reason,
+                  extra={"event_id": delivery.event_id, "event_type": delivery.event_type,
+                         "order_id": delivery.key, "consumer": self.group_id})
+        deadletter.publish(self.producer, self.group_id, delivery, failure.reason,
+                           failure.attempts)
+        with self.conn.transaction():
+            deadletter.record(self.conn, self.group_id, delivery, status="dead",
+                              reason=failure.reason, attempts=failure.attempts)
+        self.blocked.add(delivery.key)
+        return "dead_lettered"
+
+    # -- replay and discard requests -------------------------------------------------
+
+    def process_requests(self) -> None:
+        """Carry out ``choreo dlq replay|discard``: the head first, then what it parked."""
+        for key in deadletter.keys_with_requests(self.conn, self.group_id):
+            for entry in deadletter.active_for_key(self.conn, self.group_id, key):
+                if entry.status == "dead":
+                    break
+                if entry.status == "discard":
+                    deadletter.set_status(self.conn, entry.seq, "discarded")
+                    continue
+                result = self.attempt(entry.delivery)
+                if isinstance(result, Failure):
+                    deadletter.set_status(self.conn, entry.seq, "dead", reason=result.reason,
+                                          attempts=entry.attempts + result.attempts)
+                    break
+                deadletter.set_status(self.conn, entry.seq, "replayed")
+                EVENTS.labels(self.group_id, entry.delivery.event_type, "replayed").inc()
+            if not deadletter.active_for_key(self.conn, self.group_id, key):
+                self.blocked.discard(key)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
+        self._assigned = True
+        log.info("assigned %d partitions; %d blocked keys", len(partitions), len(self.blocked),
+                 extra={"consumer": self.group_id})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = False
+        self._commit(consumer)
+
+    @staticmethod
+    def _commit(consumer: Consumer) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except Exception as error:  # noqa: BLE001 - nothing stored yet is not an error
+            if "NO_OFFSET" not in str(error):
+                raise
+
+    def update_lag(self, consumer: Consumer) -> None:
+        for partition in consumer.assignment():
+            low, high = consumer.get_watermark_offsets(partition, timeout=1)
+            position = consumer.position([partition])[0].offset
+            behind = high - position if position >= 0 else high - low
+            LAG.labels(self.group_id, partition.topic, partition.partition).set(max(behind, 0))
+
+    def run(self, idle_exit_s: float | None = None) -> None:
+        """Consume until stopped (SIGTERM sets ``stop_event``) or, in drain mode, idle.
+
+        ``idle_exit_s`` is the burst mode tests and benchmarks use: return once nothing
+        arrived for that long after the partitions were assigned.
+        """
+        ensure_topics(self.bootstrap, [*self.topics, deadletter.dead_letter_topic(self.group_id)])
+        consumer = build_consumer(self.bootstrap, self.group_id)
+        self._consumer = consumer
+        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_message = time.monotonic()
+        last_requests = last_lag = 0.0
+        try:
+            while not self.stop_event.is_set():
+                messages = consumer.consume(self.batch_size, timeout=0.1)
+                self._last_poll = now = time.monotonic()
+                for message in messages:
+                    self._handle_message(consumer, message)
+                if messages:
+                    last_message = now
+                    self._commit(consumer)
+                if now - last_requests > self.request_poll_interval_s:
+                    self.process_requests()
+                    last_requests = now
+                if now - last_lag > 5:
+                    self.update_lag(consumer)
+                    last_lag = now
+                if idle_exit_s is not None and self._assigned and now - last_message > idle_exit_s:
+                    break
+        finally:
+            self._commit(consumer)
+            consumer.close()
+            self._consumer = None
+            if self._producer is not None:
+                self._producer.flush(10)
+            if self._conn is not None:
+                self._conn.close()
+
+    def _handle_message(self, consumer: Consumer, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error, extra={"consumer": self.group_id})
+            return
+        self.process(Delivery.from_message(message))
+        consumer.store_offsets(message)

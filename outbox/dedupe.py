@@ -1,0 +1,81 @@
+"""The fast path of effectively-once handling: "have I already handled this event?".
+
+Only an optimisation. The inbox row written in the handler's transaction is the
+guarantee, so every failure here degrades to "not seen" and costs only speed: Redis
+down, flushed or evicted never causes a double effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+import redis
+
+from outbox.constants import REDIS_DEDUPE_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+class DedupeStore(Protocol):
+    def seen(self, consumer: str, event_id: str) -> bool: ...
+
+    def mark(self, consumer: str, event_id: str) -> None: ...
+
+
+class MemoryDedupe:
+    """For pure tests and for running without Redis."""
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[str, str]] = set()
+
+    def seen(self, consumer: str, event_id: str) -> bool:
+        return (consumer, event_id) in self.keys
+
+    def mark(self, consumer: str, event_id: str) -> None:
+        self.keys.add((consumer, event_id))
+
+
+class RedisDedupe:
+    """Redis keys with a TTL; after a failure Redis is left alone for a pause.
+
+    The pause keeps a dead Redis from adding a connect timeout to every event.
+    """
+
+    def __init__(self, url: str, ttl_s: int = 7 * 24 * 3600, pause_after_error_s: float = 2.0):
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=0.2, socket_connect_timeout=0.2, retry_on_timeout=False
+        )
+        self.ttl_s = ttl_s
+        self.pause_after_error_s = pause_after_error_s
+        self._paused_until = 0.0
+
+    @staticmethod
+    def key(consumer: str, event_id: str) -> str:
+        return f"{REDIS_DEDUPE_PREFIX}:{consumer}:{event_id}"
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._paused_until
+
+    def _failed(self, error: Exception) -> None:
+        log.warning("redis dedupe unavailable, inbox only for %.1fs: %s",
+                    self.pause_after_error_s, error)
+        self._paused_until = time.monotonic() + self.pause_after_error_s
+
+    def seen(self, consumer: str, event_id: str) -> bool:
+        if not self._available():
+            return False
+        try:
+            return bool(self.client.exists(self.key(consumer, event_id)))
+        except redis.RedisError as error:
+            self._failed(error)
+            return False
+
+    def mark(self, consumer: str, event_id: str) -> None:
+        if not self._available():
+            return
+        try:
+            self.client.set(self.key(consumer, event_id), b"1", ex=self.ttl_s)
+        except redis.RedisError as error:
+            self._failed(error)

@@ -1,0 +1,54 @@
+"""Prometheus metrics per consumer, and a tiny HTTP server for /metrics and /health.
+
+Consumer processes are synchronous (confluent-kafka + psycopg), so the endpoint runs in
+a daemon thread from the standard library rather than pulling in an event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+EVENTS = Counter("choreo_events_total", "Events seen by a consumer, by outcome",
+                 ["consumer", "event_type", "outcome"])
+HANDLER_SECONDS = Histogram(
+    "choreo_handler_seconds", "Handler transaction time", ["consumer", "event_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+RETRIES = Counter("choreo_retries_total", "Failed attempts that were retried",
+                  ["consumer", "event_type"])
+LAG = Gauge("choreo_consumer_lag", "Messages behind the partition's high watermark",
+            ["consumer", "topic", "partition"])
+
+OUTCOMES = ("handled", "duplicate", "ignored", "dead_lettered", "parked", "replayed")
+
+
+def serve(port: int, health: Callable[[], dict[str, object]]) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/health`` on 127.0.0.1:port in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
+            if self.path == "/metrics":
+                body, content_type, code = generate_latest(), CONTENT_TYPE_LATEST, 200
+            elif self.path == "/health":
+                state = health()
+                code = 200 if state.get("status") == "ok" else 503
+                body, content_type = json.dumps(state).encode(), "application/json"
+            else:
+                body, content_type, code = b'{"error": "not found"}', "application/json", 404
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            """Scrapes every few seconds would drown the service's own log lines."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,45 @@
+"""Which failures are worth retrying, and how long to wait before the next attempt."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from outbox.errors import PermanentError, TransientError
+
+TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # connection lost, server shutting down
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.LockNotAvailable,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Declared transient errors and the database errors that a retry can fix.
+
+    Anything else (a bug in a handler, say) is retried too, but it counts against the
+    attempt budget the same way; only ``PermanentError`` skips the retries.
+    """
+    return isinstance(error, TransientError | TRANSIENT_DATABASE_ERRORS)
+
+
+def is_permanent(error: BaseException) -> bool:
+    return isinstance(error, PermanentError)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+
+    base_s: float = 0.05
+    cap_s: float = 5.0
+    max_attempts: int = 5
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay after failed ``attempt`` (1-based): uniform in [0, min(cap, base·2^(n-1))]."""
+        ceiling = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        return (rng or random).uniform(0, ceiling)

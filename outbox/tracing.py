@@ -1,0 +1,40 @@
+"""W3C trace context across the outbox: written into each row, read from each event.
+
+The ``traceparent`` column is placed as a Kafka header by Debezium's EventRouter, so a
+saga's spans join into one trace without any agent in Kafka Connect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import context, propagate, trace
+
+TRACER = trace.get_tracer("choreo.outbox")
+
+
+def current_traceparent() -> str:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The 32-hex trace id inside a traceparent, for log lines; empty if absent."""
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else ""
+
+
+@contextmanager
+def continued_span(name: str, traceparent: str, **attributes: str) -> Iterator[None]:
+    """A span that continues the producer's trace, so emits inside it carry it on."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    token = context.attach(parent) if parent is not None else None
+    try:
+        with TRACER.start_as_current_span(name, kind=trace.SpanKind.CONSUMER,
+                                          attributes=attributes):
+            yield
+    finally:
+        if token is not None:
+            context.detach(token)
