@@ -78,6 +78,11 @@ def prepare_postgres(settings: StackSettings) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(folder, user, user)
+    if user and subprocess.run(["test", "-w", str(data_dir)], user=user, check=False).returncode:
+        raise StartError(
+            f"PostgreSQL runs as user {user!r}, which cannot reach {data_dir};"
+            " choose a CHOREO_STATE_DIR whose parent folders every user may enter"
+        )
     if (data_dir / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -180,6 +185,7 @@ def write_connect_config(settings: StackSettings) -> None:
         "session.timeout.ms=10000",
         "heartbeat.interval.ms=1000",
         "scheduled.rebalance.max.delay.ms=0",
+        "rebalance.timeout.ms=2000",
         "",
     ]))
     log4j = folder / "log4j2.properties"

@@ -128,6 +128,7 @@ class ProcessRegistry:
                 user=user,
                 start_new_session=True,
             )
+        _CHILDREN[process.pid] = process
         ticks = process_start_ticks(process.pid)
         if ticks is None:
             raise StartError(f"{name} exited at once; see {log_file}")
@@ -172,7 +173,16 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Processes this interpreter started and has not yet seen exit.
+
+Holding the ``Popen`` keeps Python from warning that a still-running child was dropped
+(they are meant to outlive the launcher), and lets ``reap`` collect exit statuses.
+"""
+
+
 def reap(pid: int) -> None:
     """Collect an exited child so it does not linger as a zombie in a long-lived launcher."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]

@@ -36,6 +36,8 @@ class StackSettings:
     payments_metrics_port: int = 18082
     cdc_poll_interval_ms: int = 10
     start_timeout_s: float = 90.0
+    artifact_cache: Path | None = None
+    """Where downloaded artifacts are kept; by default inside the state directory."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
@@ -47,8 +49,10 @@ class StackSettings:
         env = os.environ if env is None else env
         state_dir = Path(env.get("CHOREO_STATE_DIR", REPO_ROOT / ".choreo")).resolve()
         values: dict[str, object] = {"state_dir": state_dir}
+        if env.get("CHOREO_ARTIFACT_CACHE"):
+            values["artifact_cache"] = Path(env["CHOREO_ARTIFACT_CACHE"]).resolve()
         for field in fields(cls):
-            if field.name == "state_dir":
+            if field.name in ("state_dir", "artifact_cache"):
                 continue
             name = f"CHOREO_{field.name.upper()}"
             if name not in env:
@@ -111,7 +115,7 @@ class StackSettings:
 
     @property
     def artifact_dir(self) -> Path:
-        return self.state_dir / "artifacts"
+        return self.artifact_cache or self.state_dir / "artifacts"
 
     @property
     def postgres_data_dir(self) -> Path:

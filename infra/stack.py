@@ -6,6 +6,7 @@ so a second ``choreo up`` on a running stack changes nothing and says so.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def start_component(
     """Start one component unless it runs already. Returns whether it was started."""
     if registry.running(component.name):
         return False
+    executable = component.command[0]
+    if shutil.which(executable) is None:
+        raise ConfigError(f"{component.name}: executable {executable!r} not found")
     if not port_is_free(component.port):
         raise ConfigError(
             f"port {component.port} for {component.name} is in use by another program;"

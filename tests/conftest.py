@@ -18,6 +18,7 @@ from infra.settings import REPO_ROOT, StackSettings
 
 TEST_ENV = {
     "CHOREO_STATE_DIR": str(REPO_ROOT / ".choreo-test"),
+    "CHOREO_ARTIFACT_CACHE": str(REPO_ROOT / ".choreo" / "artifacts"),
     "CHOREO_POSTGRES_PORT": "25432",
     "CHOREO_REDIS_PORT": "26379",
     "CHOREO_KAFKA_PORT": "29092",

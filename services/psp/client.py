@@ -1,0 +1,149 @@
+"""A small synchronous client for the psp, and the exceptions that tell a caller what to do.
+
+The exception says whether retrying can help:
+
+* :class:`PaymentDeclined` (402) is a business outcome and permanent: do not retry.
+* :class:`PspUnavailable` (timeout, connection error, 5xx, 409 in flight) is transient:
+  retry **with the same idempotency key**. The charge may or may not have happened;
+  the key makes the retry return the original answer instead of capturing again.
+* :class:`PspRequestError` (any other 4xx) means the request itself is wrong (bad
+  field, key reused for another body, unknown charge); retrying changes nothing.
+
+A client holds a ``requests.Session`` for connection reuse; give each thread its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+class PspError(Exception):
+    """Root of the client's exceptions."""
+
+
+class PaymentDeclined(PspError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class PspUnavailable(PspError):
+    """Transient: retry with the same idempotency key."""
+
+
+class PspRequestError(PspError):
+    def __init__(self, status: int, code: str, message: str, param: str | None) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" (param {param})" if param else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    status: str
+    amount_cents: int
+    currency: str
+    reference: str
+    amount_refunded_cents: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Charge:
+        return cls(data["id"], data["status"], data["amount_cents"], data["currency"],
+                   data["reference"], data["amount_refunded_cents"])
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    charge_id: str
+    amount_cents: int
+    status: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Refund:
+        return cls(data["id"], data["charge_id"], data["amount_cents"], data["status"])
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    captured_cents: int
+    refunded_cents: int
+    charges: int
+    refunds: int
+
+    @property
+    def net_cents(self) -> int:
+        """What the audits compare with the total of confirmed orders."""
+        return self.captured_cents - self.refunded_cents
+
+
+class PspClient:
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+
+    def __enter__(self) -> PspClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str,
+               reference: str) -> Charge:
+        body = {"amount_cents": amount_cents, "currency": currency, "token": token,
+                "reference": reference}
+        return Charge.from_json(self._request("POST", "/v1/charges", body, idempotency_key))
+
+    def refund(self, idempotency_key: str, charge_id: str,
+               amount_cents: int | None = None) -> Refund:
+        """Refunds what is left of the charge unless ``amount_cents`` is given."""
+        body: dict[str, Any] = {"charge_id": charge_id}
+        if amount_cents is not None:
+            body["amount_cents"] = amount_cents
+        return Refund.from_json(self._request("POST", "/v1/refunds", body, idempotency_key))
+
+    def charges_for(self, reference: str) -> list[Charge]:
+        listing = self._request("GET", "/v1/charges", params={"reference": reference})
+        return [Charge.from_json(item) for item in listing["data"]]
+
+    def summary(self) -> LedgerSummary:
+        data = self._request("GET", "/v1/ledger/summary")
+        return LedgerSummary(data["captured_cents"], data["refunded_cents"], data["charges"],
+                             data["refunds"])
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                 idempotency_key: str | None = None,
+                 params: dict[str, str] | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        try:
+            response = self.session.request(method, self.base_url + path, json=body,
+                                            params=params, headers=headers,
+                                            timeout=self.timeout_s)
+        except (requests.Timeout, requests.ConnectionError) as error:
+            raise PspUnavailable(f"{method} {path}: {error}") from error
+        if response.status_code >= 500 or response.status_code == 409:
+            raise PspUnavailable(f"{method} {path}: {response.status_code} {response.text}")
+        try:
+            payload = response.json()
+        except ValueError:
+            raise PspUnavailable(f"{method} {path}: {response.status_code} answered non-JSON"
+                                 f" {response.text[:200]!r}") from None
+        if response.ok:
+            return payload
+        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        code = str(error.get("code", "unknown"))
+        message = str(error.get("message", response.text))
+        if response.status_code == 402:
+            raise PaymentDeclined(code, message)
+        raise PspRequestError(response.status_code, code, message, error.get("param"))

@@ -1,0 +1,48 @@
+"""Fixtures for the psp tests: the real ``python -m services.psp`` process on the real stack.
+
+The psp runs as a subprocess recorded in the stack's pid directory (so a crashed test
+run leaves nothing that ``choreo down`` cannot find) and is always stopped by pid.
+Every test that talks to it starts from an empty ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from infra.processes import ProcessRegistry
+from infra.settings import StackSettings
+from services.psp.client import PspClient
+from tests.psp.support import Api, Ledger, psp_env, start_psp
+
+
+@pytest.fixture(scope="session")
+def psp_registry(running_stack: StackSettings) -> ProcessRegistry:
+    return ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
+
+
+@pytest.fixture(scope="session")
+def psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry) -> Iterator[str]:
+    try:
+        yield start_psp(psp_registry, "psp-test", psp_env(running_stack, running_stack.psp_port))
+    finally:
+        psp_registry.stop("psp-test")
+
+
+@pytest.fixture(scope="session")
+def ledger(running_stack: StackSettings) -> Ledger:
+    return Ledger(running_stack.database_dsn("psp"))
+
+
+@pytest.fixture
+def api(psp_url: str, ledger: Ledger) -> Api:
+    """The psp with an empty ledger (so totals and row counts start at zero)."""
+    ledger.truncate()
+    return Api(psp_url)
+
+
+@pytest.fixture
+def client(api: Api) -> Iterator[PspClient]:
+    with PspClient(api.base_url, timeout_s=5.0) as psp:
+        yield psp

@@ -1,0 +1,109 @@
+"""``choreo up`` / ``down`` / ``status`` on a stack of its own, and fast failures on bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import stack
+from infra.components import Component
+from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from infra.errors import ConfigError
+from infra.processes import TrackedProcess
+from infra.settings import REPO_ROOT, StackSettings
+from tests.conftest import TEST_ENV
+
+pytestmark = pytest.mark.stack
+
+OWN_PORTS = {
+    "CHOREO_POSTGRES_PORT": "35432", "CHOREO_REDIS_PORT": "36379",
+    "CHOREO_KAFKA_PORT": "39092", "CHOREO_CONNECT_PORT": "38083",
+    "CHOREO_ORDERS_PORT": "38080", "CHOREO_PSP_PORT": "38090",
+    "CHOREO_INVENTORY_METRICS_PORT": "38081", "CHOREO_PAYMENTS_METRICS_PORT": "38082",
+}
+
+
+@pytest.fixture
+def own_env() -> Iterator[dict[str, str]]:
+    """A second stack; its state lives in the repo because pytest's tmp folders are private
+    to root, and PostgreSQL runs as the ``postgres`` user."""
+    state_dir = REPO_ROOT / ".choreo-test-lifecycle"
+    env = {**os.environ, **TEST_ENV, **OWN_PORTS, "CHOREO_STATE_DIR": str(state_dir)}
+    try:
+        yield env
+    finally:
+        stack.down(StackSettings.from_env(env), report=lambda line: None)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_down_stops_every_process_and_up_works_again(own_env: dict[str, str]) -> None:
+    first = choreo(own_env, "up")
+    assert first.returncode == 0, first.stderr
+    again = choreo(own_env, "up")
+    assert "already running" in again.stdout
+
+    status = choreo(own_env, "status")
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("healthy") == 4
+    pid_dir = Path(own_env["CHOREO_STATE_DIR"]) / "pids"
+    started = {p.stem: json.loads(p.read_text()) for p in pid_dir.glob("*.json")}
+    assert set(started) == {"postgres", "redis", "broker", "connect"}
+
+    assert choreo(own_env, "down").returncode == 0
+    for name, entry in started.items():
+        process = TrackedProcess(name, entry["pid"], entry["start_ticks"], Path(entry["log_file"]))
+        assert not process.alive(), f"{name} still runs"
+    assert not list(pid_dir.glob("*.json"))
+
+    assert choreo(own_env, "up").returncode == 0
+    assert choreo(own_env, "status").returncode == 0
+
+
+def test_port_in_use_fails_fast_naming_the_port(own_env: dict[str, str]) -> None:
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", int(own_env["CHOREO_POSTGRES_PORT"])))
+        squatter.listen()
+        result = choreo(own_env, "up")
+    assert result.returncode == 2
+    assert f"port {own_env['CHOREO_POSTGRES_PORT']} for postgres is in use" in result.stderr
+
+
+def test_missing_binary_fails_fast_naming_it(tmp_path: Path) -> None:
+    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(tmp_path), **OWN_PORTS})
+    broken = Component("broker", 39999, ["/nonexistent/tansu", "broker"], lambda: True)
+    with pytest.raises(ConfigError, match="broker: executable '/nonexistent/tansu' not found"):
+        stack.start_component(broken, stack.registry_for(settings), settings, print)
+
+
+def test_malformed_setting_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="CHOREO_REDIS_PORT='six' is not a number"):
+        StackSettings.from_env({"CHOREO_REDIS_PORT": "six"})
+
+
+def test_template_with_unknown_placeholder_is_rejected(tmp_path: Path,
+                                                       stack_settings: StackSettings) -> None:
+    template = tmp_path / "bad.json"
+    template.write_text(OUTBOX_TEMPLATE.read_text().replace("{{database}}", "{{databse}}", 1))
+    with pytest.raises(ConfigError, match="unknown placeholder.*databse"):
+        render(template, template_values(stack_settings, "orders"))
+
+
+def test_connector_with_unknown_field_is_rejected_by_name(running_stack: StackSettings) -> None:
+    connector = render(OUTBOX_TEMPLATE, template_values(running_stack, "orders"))
+    config = {**connector["config"], "databse.hostname": "127.0.0.1"}
+    with pytest.raises(ConfigError, match="databse.hostname: unknown field"):
+        ConnectClient(running_stack.connect_url).validate("probe", config, "bad.json")

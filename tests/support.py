@@ -1,0 +1,64 @@
+"""Small helpers the real-stack tests share: read a topic, write outbox rows."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from confluent_kafka import Message
+
+from outbox.kafka import build_consumer
+
+
+def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Message]], bool],
+    *,
+    accept: Callable[[Message], bool] = lambda m: True,
+    timeout_s: float = 30.0,
+    settle_s: float = 0.0,
+) -> list[Message]:
+    """Read ``topic`` from the beginning with a fresh group until ``until(accepted)``.
+
+    ``settle_s`` keeps reading that long after the condition holds, so a test can
+    assert that nothing *more* arrives (exactly-one checks).
+    """
+    consumer = build_consumer(bootstrap, f"test-{uuid.uuid4().hex}")
+    consumer.subscribe([topic])
+    accepted: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    settled_at: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.1):
+                if message.error() is None and accept(message):
+                    accepted.append(message)
+            if settled_at is None and until(accepted):
+                settled_at = time.monotonic()
+            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
+                return accepted
+    finally:
+        consumer.close()
+    return accepted
+
+
+def header(message: Message, name: str) -> str | None:
+    for key, value in message.headers() or []:
+        if key == name:
+            return value.decode()
+    return None
+
+
+def keyed(key: str) -> Callable[[Message], bool]:
+    encoded = key.encode()
+    return lambda message: message.key() == encoded
+
+
+def bump(conn: psycopg.Connection[Any], table: str = "state_probe") -> None:
+    """A stand-in state change that tests commit together with an outbox row."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id serial PRIMARY KEY, note text)")
+    conn.execute(f"INSERT INTO {table} (note) VALUES ('changed')")
