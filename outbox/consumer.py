@@ -44,6 +44,20 @@ log = logging.getLogger(__name__)
 Handler = Callable[[ReceivedEvent, psycopg.Connection[Any]], None]
 
 
+def handle_once(conn: psycopg.Connection[Any], consumer: str, handler: Handler,
+                event: ReceivedEvent) -> str:
+    """The effectively-once unit: inbox claim and handler commit or roll back together.
+
+    Returns "handled", or "duplicate" when this consumer's inbox already has the event.
+    Public so that tests can drive handlers through exactly the runtime's path.
+    """
+    with conn.transaction():
+        if not inbox.claim(conn, consumer, event.event_id):
+            return "duplicate"
+        handler(event, conn)
+    return "handled"
+
+
 @dataclass(frozen=True)
 class Failure:
     reason: str
@@ -132,12 +146,7 @@ class ConsumerRuntime:
                            consumer=self.group_id, event_id=str(event.event_id)),
             HANDLER_SECONDS.labels(self.group_id, event.event_type).time(),
         ):
-            conn = self.conn
-            with conn.transaction():
-                if not inbox.claim(conn, self.group_id, event.event_id):
-                    return "duplicate"
-                handler(event, conn)
-        return "handled"
+            return handle_once(self.conn, self.group_id, handler, event)
 
     def attempt(self, delivery: Delivery) -> str | Failure:
         """Decode and run the handler with retries. Returns the outcome or why it failed."""

@@ -1,0 +1,133 @@
+"""Run a consumer service: the wiring every participant shares, in one place.
+
+A service module supplies its schema file, a function that builds its handlers from an
+``OutboxWriter``, and optionally periodic jobs (deadline sweepers). This module builds
+settings, JSON logging, tracing, the database tables, metrics/health, the consumer
+runtime and SIGTERM handling around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from outbox import logs
+from outbox.codec import EventCodec
+from outbox.consumer import ConsumerRuntime, Handler
+from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
+from outbox.metrics import serve
+from outbox.settings import ServiceSettings
+from outbox.writer import OutboxWriter
+from schemas.catalog import SchemaCatalog
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+
+Job = Callable[[psycopg.Connection[Any], OutboxWriter], None]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work that no event triggers, such as expiring what passed its deadline."""
+
+    name: str
+    interval_s: float
+    run: Job
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    schema_sql: Path
+    build_handlers: Callable[[OutboxWriter], dict[str, Handler]]
+    jobs: list[PeriodicJob] = field(default_factory=list)
+
+
+def apply_schema(database_url: str, *scripts: Path) -> None:
+    """Idempotent DDL at start-up; an advisory lock keeps two replicas from racing."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(724313)")
+        try:
+            for script in scripts:
+                conn.execute(script.read_text().encode())
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(724313)")
+
+
+def dedupe_store(settings: ServiceSettings) -> DedupeStore:
+    return RedisDedupe(settings.redis_url, settings.dedupe_ttl_s) if settings.redis_url \
+        else MemoryDedupe()
+
+
+def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,
+             stop: threading.Event) -> None:
+    """Each job in its own transaction, on its own connection, until ``stop`` is set."""
+    if not jobs:
+        return
+    next_run = {job.name: 0.0 for job in jobs}
+    conn: psycopg.Connection[Any] | None = None
+    while not stop.wait(0.2):
+        for job in jobs:
+            now = time.monotonic()
+            if now < next_run[job.name]:
+                continue
+            next_run[job.name] = now + job.interval_s
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = psycopg.connect(database_url)
+                job.run(conn, writer)
+                conn.commit()
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval
+                log.exception("job %s failed", job.name)
+                if conn is not None and not conn.closed:
+                    conn.rollback()
+    if conn is not None:
+        conn.close()
+
+
+def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
+                  catalog: SchemaCatalog) -> tuple[ConsumerRuntime, OutboxWriter]:
+    writer = OutboxWriter(EventCodec(catalog), source=definition.name)
+    runtime = ConsumerRuntime(
+        group_id=definition.name,
+        bootstrap=settings.kafka_bootstrap,
+        database_url=settings.database_url,
+        codec=EventCodec(catalog),
+        handlers=definition.build_handlers(writer),
+        dedupe=dedupe_store(settings),
+        backoff=settings.backoff,
+        batch_size=settings.batch_size,
+    )
+    return runtime, writer
+
+
+def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
+    """Entry point of a consumer service process; returns after SIGTERM, once drained."""
+    settings = ServiceSettings.from_env(definition.name, default_metrics_port=default_metrics_port)
+    logs.configure(definition.name)
+    trace.set_tracer_provider(TracerProvider())
+    apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)
+    runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
+    server = serve(settings.metrics_port, runtime.health)
+    signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
+    jobs = threading.Thread(target=run_jobs, name="jobs", daemon=True,
+                            args=(definition.jobs, settings.database_url, writer,
+                                  runtime.stop_event))
+    jobs.start()
+    log.info("started; consuming %s", ", ".join(runtime.topics))
+    runtime.run()
+    jobs.join(timeout=10)
+    server.shutdown()
+    log.info("stopped")
