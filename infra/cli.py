@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from infra import stack
 from infra.errors import StackError
+from infra.install import ensure_installed
 from infra.settings import StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
@@ -16,6 +17,12 @@ Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
     stack.up(settings)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
+    ensure_installed(settings.artifact_dir, print)
+    print(f"everything the stack needs is installed (artifacts in {settings.artifact_dir})")
     return 0
 
 
@@ -56,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="install what is missing and start the stack").set_defaults(
         handler=cmd_up)
+    commands.add_parser("install", help="install Debian packages and stack artifacts only"
+                        ).set_defaults(handler=cmd_install)
     commands.add_parser("down", help="stop every process the stack started").set_defaults(
         handler=cmd_down)
     commands.add_parser("status", help="each component's port, pid, health and memory"

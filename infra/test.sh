@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Second command of the README: install what is missing, then lint, check schemas, test.
+# The tests start their own embedded stack (separate ports and state) and stop it again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --disable-pip-version-check -q -e '.[test]'
+python3 -m infra.cli install
+python3 -m ruff check .
+python3 -m infra.cli schemas check
+python3 -m pytest "$@"
