@@ -93,6 +93,7 @@ class ConsumerRuntime:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._assigned = False
+        self._assigned_at = 0.0
         self._last_poll = 0.0
 
     # -- wiring --------------------------------------------------------------------
@@ -237,6 +238,7 @@ class ConsumerRuntime:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
         self._assigned = True
+        self._assigned_at = time.monotonic()
         log.info("assigned %d partitions; %d blocked keys", len(partitions), len(self.blocked),
                  extra={"consumer": self.group_id})
 
@@ -286,7 +288,8 @@ class ConsumerRuntime:
                 if now - last_lag > 5:
                     self.update_lag(consumer)
                     last_lag = now
-                if idle_exit_s is not None and self._assigned and now - last_message > idle_exit_s:
+                idle_since = max(last_message, self._assigned_at)
+                if idle_exit_s is not None and self._assigned and now - idle_since > idle_exit_s:
                     break
         finally:
             self._commit(consumer)

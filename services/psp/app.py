@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -77,7 +78,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def edge(request: web.Request, handler: Any) -> web.StreamResponse:
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     request[LOG_FIELDS] = {}
     try:
@@ -94,8 +95,10 @@ async def edge(request: web.Request, handler: Any) -> web.StreamResponse:
                                   "the ledger is unavailable; retry with the same key").to_web()
     except Exception:
         log.exception("unexpected error")
-        response = error_response(500, "api_error", "internal_error",
-                                  "unexpected error; retry with the same key").to_web()
+        response = error_response(
+            500, "api_error", "internal_error",
+            "unexpected error in the psp; a retry with the same Idempotency-Key is safe",
+        ).to_web()
     elapsed = time.perf_counter() - started
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -155,8 +158,9 @@ def _answer(request: web.Request, endpoint: str, outcome: Outcome) -> web.Respon
 
 
 async def get_charge(request: web.Request) -> web.Response:
+    charge_id = payloads.path_id(request.match_info["id"])
     async with request.app[POOL].connection() as conn:
-        charge = await ledger.find_charge(conn, request.match_info["id"])
+        charge = await ledger.find_charge(conn, charge_id)
     if charge is None:
         return not_found("charge").to_web()
     return ApiResponse.of(200, charge.as_json()).to_web()

@@ -16,8 +16,8 @@ from typing import Any
 from services.psp.errors import invalid_request
 from services.psp.tokens import Token
 
-MAX_AMOUNT_CENTS = 100_000_000_00
-"""One hundred million in major units: larger is a caller bug, and sums stay far from bigint."""
+MAX_AMOUNT_CENTS = 10_000_000_000
+"""A hundred million euros: larger is a caller bug, and sums stay far from bigint's limit."""
 
 MAX_TEXT_LENGTH = 255
 SUPPORTED_CURRENCIES = frozenset({"EUR"})
@@ -89,6 +89,11 @@ def charge_reference(value: str | None) -> str:
         raise invalid_request("reference", "the reference query parameter is required",
                               code="parameter_missing")
     return _text("reference", value)
+
+
+def path_id(value: str) -> str:
+    """The ``{id}`` of a resource path; a NUL in it must be a 400, not a database error."""
+    return _text("id", value)
 
 
 def _no_unknown_fields(body: Mapping[str, Any], known: set[str]) -> None:

@@ -3,17 +3,17 @@
 Like a real provider's test mode, the token alone decides the outcome, so a caller's
 tests (and chaos runs) can provoke every path deterministically:
 
-=================  ===========================================================
-``tok_ok``         captured at once (201)
-``tok_decline``    402 ``card_declined``; stored, so a retry gets the same 402
-``tok_insufficient`` 402 ``insufficient_funds``; stored like any decline
-``tok_slow``       captured after ``CHOREO_PSP_SLOW_DELAY_S`` (default 2 s), so a
-                   caller's timeout fires; a retry while it runs gets 409, a
-                   retry after it finished gets the stored 201: one capture
-``tok_flaky``      503 without capturing on the first attempt for an
-                   idempotency key, captured on the next attempt with that key
-``tok_error``      500 ``api_error`` without capturing, on every attempt
-=================  ===========================================================
+====================  ========================================================
+``tok_ok``            captured at once (201)
+``tok_decline``       402 ``card_declined``; stored, so a retry gets the same 402
+``tok_insufficient``  402 ``insufficient_funds``; stored like any decline
+``tok_slow``          captured after ``CHOREO_PSP_SLOW_DELAY_S`` (default 2 s), so
+                      a caller's timeout fires; a retry while it runs gets 409,
+                      a retry after it finished gets the stored 201: one capture
+``tok_flaky``         503 without capturing on the first attempt for an
+                      idempotency key, captured on the next attempt with that key
+``tok_error``         500 ``api_error`` without capturing, on every attempt
+====================  ========================================================
 
 Any other token is refused with 400 (``param: "token"``).
 """

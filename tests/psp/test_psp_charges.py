@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from services.psp.client import Charge, PaymentDeclined, PspClient, PspUnavailable
+from services.psp.client import (
+    Charge,
+    PaymentDeclined,
+    PspClient,
+    PspRequestError,
+    PspUnavailable,
+)
 from tests.psp.support import CLIENT_TIMEOUT_S, SLOW_DELAY_S, Api, Ledger, retry_until_answered
 
 pytestmark = pytest.mark.stack
@@ -138,6 +144,13 @@ def test_same_key_different_body_is_422(api: Api, ledger: Ledger, change: dict[s
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "idempotency_error"
     assert ledger.count("charges") == 1
+
+
+def test_client_raises_request_error_for_a_reused_key(client: PspClient) -> None:
+    client.charge("key-reused", 1250, "EUR", "tok_ok", "order-1")
+    with pytest.raises(PspRequestError) as reused:
+        client.charge("key-reused", 1250, "EUR", "tok_ok", "order-2")
+    assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
 
 
 def test_a_charge_key_reused_for_a_refund_is_422(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -15,6 +16,8 @@ from services.psp.client import LedgerSummary, PaymentDeclined, PspClient
 from tests.psp.support import Api, Ledger, free_port, psp_env, start_psp
 
 pytestmark = pytest.mark.stack
+
+CHARGE = {"amount_cents": 700, "currency": "EUR", "token": "tok_ok", "reference": "order-log"}
 
 
 def test_summary_totals_count_captures_and_refunds_only(api: Api, client: PspClient) -> None:
@@ -62,6 +65,22 @@ def test_metrics_count_outcomes(api: Api) -> None:
                         ("psp_refunds_cents_total", 1250)]:
         assert sample(after, name) - sample(before, name) == delta, name
     assert 'psp_request_duration_seconds_count{method="POST",route="/v1/charges"' in after
+
+
+def test_each_request_logs_one_json_line_with_trace_and_order(
+    api: Api, psp_registry: ProcessRegistry
+) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    requests.post(f"{api.base_url}/v1/charges", json=CHARGE, timeout=10, headers={
+        "Idempotency-Key": "key-logged", "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+
+    lines = [json.loads(line) for line in
+             psp_registry.log_file("psp-test").read_text().splitlines() if line.startswith("{")]
+    [logged] = [line for line in lines if line.get("idempotency_key") == "key-logged"]
+    assert logged["trace_id"] == trace
+    assert logged["order_id"] == CHARGE["reference"]
+    assert logged["charge_id"].startswith("ch_")
+    assert (logged["status"], logged["idempotency"]) == (201, "executed")
 
 
 def test_sigterm_lets_a_capture_in_flight_commit(running_stack: StackSettings,

@@ -109,6 +109,17 @@ def test_lookups_of_unknown_things_are_json_4xx(api: Api) -> None:
     assert api.get("/v1/nowhere").json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/v1/charges/%00", "/v1/charges/" + "c" * 256])
+def test_malformed_charge_id_in_the_path_is_400(api: Api, path: str) -> None:
+    response = api.get(path)
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "id")
+
+
+def test_lookup_reference_with_control_character_is_400(api: Api) -> None:
+    response = api.get("/v1/charges", {"reference": "order\x00"})
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "reference")
+
+
 def test_oversized_body_is_a_json_4xx(api: Api) -> None:
     response = api.post_raw("/v1/charges", b"{" + b" " * 100_000 + b"}", "key-big")
     assert response.status_code == 413

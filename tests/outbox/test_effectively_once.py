@@ -1,0 +1,120 @@
+"""Redelivery changes nothing twice: topic replay, consumer SIGKILL, Redis down or flushed."""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+import redis
+
+from infra.processes import ProcessRegistry
+from infra.settings import REPO_ROOT, StackSettings
+from outbox.dedupe import MemoryDedupe, RedisDedupe
+from outbox.kafka import build_producer
+from tests.outbox.probe import effects, probe_runtime
+from tests.stack.test_cdc import WRITER
+from tests.support import collect
+
+pytestmark = pytest.mark.stack
+
+
+def emit_run(settings: StackSettings, run: str, keys: int, per_key: int) -> None:
+    with psycopg.connect(settings.database_dsn("orders")) as conn:
+        for value in range(per_key):
+            for key in range(keys):
+                order_id = f"{run}-{key}"
+                WRITER.emit(conn, "OrderConfirmed", order_id,
+                            {"order_id": order_id, "total_cents": value})
+            conn.commit()
+
+
+def redeliver_run(settings: StackSettings, run: str, expected: int, times: int) -> None:
+    """Produce this run's messages again, byte for byte: a replay of the topic."""
+    messages = collect(settings.kafka_bootstrap, "order.events", lambda m: len(m) >= expected,
+                       accept=lambda m: m.key().startswith(run.encode()), timeout_s=60)
+    assert len(messages) == expected
+    producer = build_producer(settings.kafka_bootstrap)
+    for _ in range(times):
+        for message in messages:
+            producer.produce("order.events", key=message.key(), value=message.value(),
+                             headers=message.headers())
+    producer.flush(10)
+
+
+def drain_until(runtime, database_url: str, consumer: str, count: int) -> None:  # noqa: ANN001
+    runtime.run(idle_exit_s=3.0)
+    assert len(effects(database_url, consumer)) >= count
+
+
+def assert_each_once(found: list[tuple[str, int]], keys: int, per_key: int) -> None:
+    per_key_values = collections.defaultdict(list)
+    for key, value in found:
+        per_key_values[key].append(value)
+    assert len(per_key_values) == keys
+    for key, values in per_key_values.items():
+        assert values == list(range(per_key)), f"{key}: {values}"
+
+
+@pytest.mark.parametrize("dedupe_kind", ["redis", "redis-down", "redis-flushed", "inbox-only"])
+def test_event_delivered_three_times_has_one_effect(
+    running_stack: StackSettings, probe_database: str, dedupe_kind: str
+) -> None:
+    run, consumer = f"r3-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
+    keys, per_key = 5, 10
+    emit_run(running_stack, run, keys, per_key)
+    redeliver_run(running_stack, run, keys * per_key, times=2)
+    dedupe = {
+        "redis": lambda: RedisDedupe(running_stack.redis_url),
+        "redis-flushed": lambda: RedisDedupe(running_stack.redis_url),
+        "redis-down": lambda: RedisDedupe("redis://127.0.0.1:1/0"),
+        "inbox-only": MemoryDedupe,
+    }[dedupe_kind]()
+    runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run, dedupe)
+    runtime.batch_size = 7  # several offset commits, so a flush lands between them
+    if dedupe_kind == "redis-flushed":
+        original = runtime.process
+
+        def process_then_flush(delivery):  # noqa: ANN001, ANN202
+            outcome = original(delivery)
+            redis.Redis.from_url(running_stack.redis_url).flushdb()
+            return outcome
+
+        runtime.process = process_then_flush  # type: ignore[method-assign]
+    drain_until(runtime, probe_database, consumer, keys * per_key)
+    assert_each_once(effects(probe_database, consumer), keys, per_key)
+
+
+def test_consumer_killed_between_commit_and_offset_commit(
+    running_stack: StackSettings, probe_database: str
+) -> None:
+    """SIGKILL a consumer process repeatedly mid-stream; restart; every effect exactly once."""
+    run, consumer = f"kill-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
+    keys, per_key = 10, 40
+    emit_run(running_stack, run, keys, per_key)
+    registry = ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
+    name = f"probe-{consumer}"
+    command = [sys.executable, "-m", "tests.outbox.probe", running_stack.kafka_bootstrap,
+               probe_database, consumer, run, running_stack.redis_url]
+    kills = 0
+    try:
+        deadline = time.monotonic() + 180
+        while len(effects(probe_database, consumer)) < keys * per_key:
+            assert time.monotonic() < deadline, "consumer made no progress"
+            registry.start(name, command, cwd=REPO_ROOT, env={"PROBE_BATCH": "20"})
+            before = len(effects(probe_database, consumer))
+            while (len(effects(probe_database, consumer)) < min(before + 60, keys * per_key)
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            registry.kill(name)
+            kills += 1
+    finally:
+        registry.stop(name)
+    # One last clean run picks up whatever was committed to the DB but not to Kafka.
+    drain_until(probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run),
+                probe_database, consumer, keys * per_key)
+    assert kills >= 2
+    assert_each_once(effects(probe_database, consumer), keys, per_key)
