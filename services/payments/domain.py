@@ -11,7 +11,7 @@ so the charge is never made. Everything here is pure; ``store`` persists a payme
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from outbox.errors import PermanentError, TransientError
 
@@ -48,21 +48,6 @@ class Payment:
         """Token and total known: the point at which the order would be charged."""
         return self.token is not None and self.reserved_cents is not None
 
-    @property
-    def due_for_charge(self) -> bool:
-        return self.status is PaymentStatus.AWAITING and self.chargeable
-
-    @property
-    def may_hold_lost_capture(self) -> bool:
-        """Cancelled without a recorded charge, yet a charge may exist at the provider.
-
-        A handler charges and records the capture in one transaction; if that
-        transaction rolled back after the provider captured (crash, timeout while the
-        provider kept going) and the cancellation committed before the retry, the
-        capture is recorded nowhere here. Only the provider can say, so ask it.
-        """
-        return self.status is PaymentStatus.CANCELLED and self.chargeable
-
     def with_token(self, token: str) -> Payment:
         """The first token wins; a re-emitted OrderPlaced cannot change what was charged."""
         return self if self.token is not None else replace(self, token=token)
@@ -97,6 +82,36 @@ class Payment:
         """Also used for a lost capture found at the provider, hence the charge's fields."""
         return replace(self, status=PaymentStatus.REFUNDED, charge_id=charge_id,
                        captured_cents=captured_cents, refunded_cents=refunded_cents)
+
+
+class Step(Enum):
+    """What a handler must do at the provider after an event changed a payment."""
+
+    NOTHING = "nothing"
+    CHARGE = "charge"
+    REFUND = "refund"
+    FIND_LOST_CAPTURE = "find_lost_capture"
+
+
+def next_step(before: Payment, after: Payment) -> Step:
+    """Decide from the payment as it was locked and as the event left it.
+
+    The lost capture: a handler charges and records the capture in one transaction. If
+    that transaction rolled back after the provider captured (a crash, or a timeout
+    while the provider kept going) and the cancellation committed before the retry,
+    the capture is recorded nowhere here and only the provider knows of it. So an
+    uncharged order that is being cancelled, or a cancelled one that now has what a
+    charge needs (the rolled-back event's redelivery), is looked up at the provider.
+    """
+    if after.status is PaymentStatus.AWAITING and after.chargeable:
+        return Step.CHARGE
+    if after.status is PaymentStatus.CAPTURED and after.cancelled:
+        return Step.REFUND
+    if after.status is PaymentStatus.CANCELLED and (
+        before.status is PaymentStatus.AWAITING or (after.chargeable and not before.chargeable)
+    ):
+        return Step.FIND_LOST_CAPTURE
+    return Step.NOTHING
 
 
 def charge_key(order_id: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -13,7 +15,7 @@ import requests
 from infra.processes import ProcessRegistry
 from infra.settings import StackSettings
 from services.psp.client import LedgerSummary, PaymentDeclined, PspClient
-from tests.psp.support import Api, Ledger, free_port, psp_env, start_psp
+from tests.psp.support import Api, Ledger, free_port, psp_env, retry_until_answered, start_psp
 
 pytestmark = pytest.mark.stack
 
@@ -70,13 +72,14 @@ def test_metrics_count_outcomes(api: Api) -> None:
 def test_each_request_logs_one_json_line_with_trace_and_order(
     api: Api, psp_registry: ProcessRegistry
 ) -> None:
-    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    trace = uuid.uuid4().hex
+    key = f"key-logged-{trace}"  # unique: the log file outlives test runs
     requests.post(f"{api.base_url}/v1/charges", json=CHARGE, timeout=10, headers={
-        "Idempotency-Key": "key-logged", "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        "Idempotency-Key": key, "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
 
     lines = [json.loads(line) for line in
              psp_registry.log_file("psp-test").read_text().splitlines() if line.startswith("{")]
-    [logged] = [line for line in lines if line.get("idempotency_key") == "key-logged"]
+    [logged] = [line for line in lines if line.get("idempotency_key") == key]
     assert logged["trace_id"] == trace
     assert logged["order_id"] == CHARGE["reference"]
     assert logged["charge_id"].startswith("ch_")
@@ -103,6 +106,38 @@ def test_sigterm_lets_a_capture_in_flight_commit(running_stack: StackSettings,
     assert outcome[0].status_code == 201
     assert ledger.count("charges") == 1
     assert '"message": "psp stopped"' in psp_registry.log_file(name).read_text()
+
+
+def test_a_crash_mid_capture_leaves_no_capture_and_no_stuck_key(
+    running_stack: StackSettings, psp_registry: ProcessRegistry, ledger: Ledger
+) -> None:
+    ledger.truncate()
+    name = "psp-crash-test"
+    env = psp_env(running_stack, free_port())
+    base_url = start_psp(psp_registry, name, env)
+    request = threading.Thread(target=lambda: _ignore_connection_loss(
+        Api(base_url), "key-crash"))
+    try:
+        request.start()
+        wait_for_open_transaction(ledger.dsn)
+        psp_registry.kill(name)
+        request.join()
+        assert ledger.count("charges") == 0
+
+        start_psp(psp_registry, name, env)
+        with PspClient(base_url, timeout_s=5.0) as psp:
+            # Until PostgreSQL notices the dead connection the key may still answer 409.
+            charge = retry_until_answered(psp, "key-crash", "tok_slow", "order-1")
+    finally:
+        psp_registry.stop(name)
+
+    assert charge.status == "captured"
+    assert ledger.count("charges") == 1
+
+
+def _ignore_connection_loss(api: Api, key: str) -> None:
+    with contextlib.suppress(requests.ConnectionError):
+        api.charge(key, token="tok_slow", timeout_s=30)
 
 
 def wait_for_open_transaction(dsn: str, timeout_s: float = 10.0) -> None:

@@ -1,0 +1,76 @@
+"""``python -m services.payments``: consume orders and reservations, charge and refund.
+
+The psp settings are read here and only here, once, failing before anything starts
+with the variable's name; the shared runner (``outbox.service``) reads the rest.
+Exit status 2 means bad settings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from outbox import service
+from outbox.errors import ConfigError
+from services.payments.handlers import build_handlers
+from services.psp.client import PspClient
+
+SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+
+
+@dataclass(frozen=True)
+class PaymentsSettings:
+    psp_url: str
+    psp_timeout_s: float = 5.0
+    currency: str = "EUR"
+    metrics_port: int = 18082
+    """Default for the runner's CHOREO_METRICS_PORT, from the stack's per-service variable."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PaymentsSettings:
+        psp_url = env.get("CHOREO_PSP_URL") or \
+            f"http://127.0.0.1:{_port(env, 'CHOREO_PSP_PORT', 18090)}"
+        if not psp_url.startswith(("http://", "https://")):
+            raise ConfigError(f"CHOREO_PSP_URL={psp_url!r} is not an http(s) URL")
+        raw_timeout = env.get("CHOREO_PSP_TIMEOUT_S") or str(cls.psp_timeout_s)
+        try:
+            timeout_s = float(raw_timeout)
+        except ValueError:
+            raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is not a number") from None
+        if not 0 < timeout_s <= 300:
+            raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is outside (0, 300]")
+        return cls(psp_url=psp_url, psp_timeout_s=timeout_s,
+                   metrics_port=_port(env, "CHOREO_PAYMENTS_METRICS_PORT", cls.metrics_port))
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 1024 <= int(raw) <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a port in 1024..65535")
+    return int(raw)
+
+
+def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
+    return service.ServiceDefinition(
+        name="payments",
+        schema_sql=SCHEMA,
+        build_handlers=lambda writer: build_handlers(
+            writer, PspClient(settings.psp_url, settings.psp_timeout_s), settings.currency),
+    )
+
+
+def main() -> int:
+    try:
+        settings = PaymentsSettings.from_env(os.environ)
+        service.main(definition(settings), default_metrics_port=settings.metrics_port)
+    except ConfigError as error:
+        print(f"payments: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

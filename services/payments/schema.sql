@@ -1,0 +1,34 @@
+-- The payments service's own table; applied at start-up after outbox/schema.sql, so every
+-- statement is idempotent.
+
+-- One row per order payments has heard of, created by whichever of OrderPlaced,
+-- StockReserved or OrderCancelled arrives first (they come from two topics, in any
+-- order). The row is also the lock that serialises the handlers of one order.
+--
+--   awaiting   token and/or reserved total still unknown; nothing charged
+--   captured   charged once through the psp (key charge:<order_id>)
+--   declined   the psp declined; nothing captured
+--   refunded   cancelled after a capture and refunded in full (key refund:<order_id>)
+--   cancelled  cancelled before any charge: a late reservation never charges
+CREATE TABLE IF NOT EXISTS payments (
+    order_id        text        PRIMARY KEY,
+    status          text        NOT NULL DEFAULT 'awaiting' CHECK (status IN
+                        ('awaiting', 'captured', 'declined', 'refunded', 'cancelled')),
+    token           text,
+    reserved_cents  bigint      CHECK (reserved_cents > 0),
+    charge_id       text,
+    captured_cents  bigint      CHECK (captured_cents > 0),
+    refunded_cents  bigint      CHECK (refunded_cents > 0),
+    decline_reason  text,
+    cancel_reason   text,
+    cancelled_at    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- The statuses in constraints, so a slip in the code aborts instead of lying.
+    CHECK ((status IN ('captured', 'refunded'))
+           = (charge_id IS NOT NULL AND captured_cents IS NOT NULL)),
+    CHECK ((status = 'refunded') = (refunded_cents IS NOT NULL)),
+    CHECK ((status = 'declined') = (decline_reason IS NOT NULL)),
+    CHECK (status NOT IN ('refunded', 'cancelled') OR cancel_reason IS NOT NULL),
+    CHECK ((cancel_reason IS NULL) = (cancelled_at IS NULL))
+);
