@@ -7,7 +7,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from infra import stack
+import psycopg
+
+from infra import dlq, stack
 from infra.errors import StackError
 from infra.install import ensure_installed
 from infra.settings import StackSettings
@@ -58,6 +60,13 @@ def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
     return run_check(args)
 
 
+def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import hop
+
+    hop.main(settings, args.rate, args.seconds, args.total)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(handler=cmd_logs)
+    dlq.register(commands)
+    bench = commands.add_parser("bench", help="benchmarks that print their figures")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    hop = bench_commands.add_parser("hop", help="commit -> consumer latency and throughput")
+    hop.add_argument("--rate", type=float, default=200.0, help="steady events/s")
+    hop.add_argument("--seconds", type=float, default=10.0)
+    hop.add_argument("--total", type=int, default=5000, help="events in the max-rate run")
+    hop.set_defaults(handler=cmd_bench_hop)
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     check = schema_commands.add_parser(
@@ -93,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except StackError as error:
         print(f"choreo: {error}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as error:
+        print(f"choreo: cannot reach PostgreSQL ({error}); is the stack up? (choreo up)",
+              file=sys.stderr)
         return 2
 
 

@@ -11,12 +11,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from services.inventory.domain import Line, PricedLine, ReleaseReason, Status, StockRow
+
+SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
+"""The DDL of the tables this module reads and writes."""
 
 
 class Counter(StrEnum):

@@ -52,12 +52,12 @@ def main() -> int:
     try:
         settings = PspSettings.from_env(os.environ)
     except SettingsError as error:
-        log.error("invalid settings", extra={"error": str(error)})
+        log.error("invalid settings: %s", error)
         return 2
     try:
         asyncio.run(serve(settings))
     except (OSError, PoolTimeout, psycopg.Error) as error:
-        log.error("psp could not start", extra={"error": str(error)})
+        log.error("psp could not start: %s", error)
         return 1
     log.info("psp stopped")
     return 0

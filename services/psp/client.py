@@ -19,6 +19,10 @@ from typing import Any
 
 import requests
 
+TRANSIENT_FAILURES = (requests.Timeout, requests.ConnectionError,
+                      requests.exceptions.ChunkedEncodingError)
+"""No answer, or half of one: the request may or may not have taken effect."""
+
 
 class PspError(Exception):
     """Root of the client's exceptions."""
@@ -130,7 +134,7 @@ class PspClient:
             response = self.session.request(method, self.base_url + path, json=body,
                                             params=params, headers=headers,
                                             timeout=self.timeout_s)
-        except (requests.Timeout, requests.ConnectionError) as error:
+        except TRANSIENT_FAILURES as error:
             raise PspUnavailable(f"{method} {path}: {error}") from error
         if response.status_code >= 500 or response.status_code == 409:
             raise PspUnavailable(f"{method} {path}: {response.status_code} {response.text}")

@@ -1,7 +1,9 @@
 """JSON-lines logging to stdout, one object per line, so logs can be grepped and parsed.
 
-Fields passed with ``extra=`` (``order_id``, ``trace_id``, ``idempotency_key``...)
-become top-level keys of the line.
+The base keys (``ts``, ``level``, ``service``, ``logger``, ``msg``, ``error``) match
+``outbox.logs``, so every service's lines are searched the same way. Unlike it, every
+field passed with ``extra=`` becomes a top-level key: the psp's one line per request
+carries its status, duration and idempotency key next to ``order_id`` and ``trace_id``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ class JsonFormatter(logging.Formatter):
         line = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
+            "service": "psp",
             "logger": record.name,
-            "message": record.getMessage(),
+            "msg": record.getMessage(),
         }
         line.update({k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES})
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
 
 

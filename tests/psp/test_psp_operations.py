@@ -105,7 +105,7 @@ def test_sigterm_lets_a_capture_in_flight_commit(running_stack: StackSettings,
 
     assert outcome[0].status_code == 201
     assert ledger.count("charges") == 1
-    assert '"message": "psp stopped"' in psp_registry.log_file(name).read_text()
+    assert '"msg": "psp stopped"' in psp_registry.log_file(name).read_text()
 
 
 def test_a_crash_mid_capture_leaves_no_capture_and_no_stuck_key(

@@ -49,4 +49,4 @@ def test_process_without_database_url_exits_at_once_naming_it() -> None:
     assert result.returncode == 2
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["level"] == "error"
-    assert "CHOREO_DATABASE_URL" in line["error"]
+    assert "CHOREO_DATABASE_URL" in line["msg"]

@@ -1,0 +1,160 @@
+"""One hop through the outbox: commit -> WAL -> Debezium -> broker -> consumer.
+
+Prints latency percentiles at a steady rate, the maximum sustained rate, and, for
+reference on the same machine in the same run, PostgreSQL's own commit rate measured
+with pgbench (what the database could do without any of choreo on top).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from infra.install import postgres_bindir
+from infra.settings import StackSettings
+from outbox.codec import EventCodec
+from outbox.kafka import build_consumer
+from outbox.writer import OutboxWriter
+from schemas.catalog import SchemaCatalog
+
+WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="bench")
+
+
+@dataclass
+class HopResult:
+    label: str
+    sent: int
+    received: int
+    seconds: float
+    latencies_ms: list[float]
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+class Receiver:
+    """Consumes order.events and stamps the arrival of this run's events."""
+
+    def __init__(self, settings: StackSettings, run: str) -> None:
+        # From the beginning, filtered by run: "latest" resolves lazily after assignment
+        # and would miss the first events of the run.
+        self.consumer = build_consumer(settings.kafka_bootstrap, f"bench-{run}")
+        self.prefix = run.encode()
+        self.arrivals: dict[bytes, float] = {}
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.consumer.subscribe(["order.events"], on_assign=lambda c, p: self.ready.set())
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            for message in self.consumer.consume(1000, timeout=0.05):
+                key = message.key()
+                if message.error() is None and key and key.startswith(self.prefix):
+                    for name, value in message.headers() or []:
+                        if name == "ce_id":
+                            self.arrivals.setdefault(value, time.monotonic())
+        self.consumer.close()
+
+    def wait_for(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrivals) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def emit_one(conn: psycopg.Connection, key: str, value: int) -> tuple[bytes, float]:
+    event_id = WRITER.emit(conn, "OrderConfirmed", key, {"order_id": key, "total_cents": value})
+    conn.commit()
+    return str(event_id).encode(), time.monotonic()
+
+
+def steady(settings: StackSettings, rate: float, seconds: float) -> HopResult:
+    run = f"hop-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver(settings, run)
+    receiver.ready.wait(30)
+    committed: dict[bytes, float] = {}
+    with psycopg.connect(settings.database_dsn("orders")) as conn:
+        start = time.monotonic()
+        n = 0
+        while (now := time.monotonic()) - start < seconds:
+            due = start + n / rate
+            if now < due:
+                time.sleep(due - now)
+            event_id, at = emit_one(conn, f"{run}-{n % 50}", n)
+            committed[event_id] = at
+            n += 1
+    receiver.wait_for(n, 30)
+    receiver.stop.set()
+    latencies = [(receiver.arrivals[e] - t) * 1000 for e, t in committed.items()
+                 if e in receiver.arrivals]
+    return HopResult(f"steady {rate:.0f}/s", n, len(latencies), seconds, latencies)
+
+
+def flood(settings: StackSettings, total: int, writers: int) -> HopResult:
+    run = f"flood-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver(settings, run)
+    receiver.ready.wait(30)
+    committed: dict[bytes, float] = {}
+    lock = threading.Lock()
+
+    def write(worker: int) -> None:
+        with psycopg.connect(settings.database_dsn("orders")) as conn:
+            for n in range(worker, total, writers):
+                event_id, at = emit_one(conn, f"{run}-{n % 50}", n)
+                with lock:
+                    committed[event_id] = at
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    receiver.wait_for(total, 120)
+    receiver.stop.set()
+    last = max(receiver.arrivals.values(), default=start)
+    latencies = [(receiver.arrivals[e] - t) * 1000 for e, t in committed.items()
+                 if e in receiver.arrivals]
+    return HopResult(f"max ({writers} writers)", total, len(latencies), last - start, latencies)
+
+
+def pgbench_commit_rate(settings: StackSettings, seconds: int = 10) -> float:
+    """pgbench -N (no branch-table contention) against a scratch database on the same server."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        return float("nan")
+    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname='bench'").fetchone():
+            conn.execute("CREATE DATABASE bench")
+    common = ["-h", "127.0.0.1", "-p", str(settings.postgres_port), "-U", "postgres"]
+    subprocess.run([str(bindir / "pgbench"), "-i", "-q", *common, "bench"], check=True,
+                   capture_output=True)
+    out = subprocess.run([str(bindir / "pgbench"), "-N", "-c", "4", "-j", "2", "-T",
+                          str(seconds), *common, "bench"], check=True, capture_output=True,
+                         text=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("tps"))
+    return float(line.split("=")[1].split()[0])
+
+
+def main(settings: StackSettings, rate: float, seconds: float, total: int) -> None:
+    print(f"hop benchmark: poll.interval.ms={settings.cdc_poll_interval_ms}, "
+          f"steady {rate:.0f}/s for {seconds:.0f}s, then {total} events as fast as possible")
+    results = [steady(settings, rate, seconds), flood(settings, total, writers=4)]
+    tps = pgbench_commit_rate(settings)
+    print(f"\n{'run':<18}{'sent':>7}{'recv':>7}{'events/s':>10}{'p50 ms':>9}{'p90 ms':>9}"
+          f"{'p99 ms':>9}{'max ms':>9}")
+    for r in results:
+        print(f"{r.label:<18}{r.sent:>7}{r.received:>7}{r.received / r.seconds:>10.0f}"
+              f"{r.percentile(50):>9.1f}{r.percentile(90):>9.1f}{r.percentile(99):>9.1f}"
+              f"{max(r.latencies_ms, default=0):>9.1f}")
+    print(f"\nreference: pgbench -N -c 4 -j 2 on the same server: {tps:.0f} commits/s")
+    mean = statistics.mean(results[0].latencies_ms) if results[0].latencies_ms else 0
+    print(f"steady mean latency {mean:.1f} ms")

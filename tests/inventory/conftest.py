@@ -1,0 +1,46 @@
+"""Fixtures for the inventory tests: a scratch database of their own on the test stack.
+
+``inventory_tests`` holds the outbox tables and the inventory's tables, so these tests
+never touch the database a running inventory service (or another test module) uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from infra.settings import StackSettings
+from outbox.service import OUTBOX_SCHEMA, apply_schema
+from services.inventory.store import SCHEMA_SQL
+from tests.inventory.support import reset
+
+DATABASE = "inventory_tests"
+
+
+@pytest.fixture(scope="session")
+def inventory_dsn(running_stack: StackSettings) -> str:
+    with psycopg.connect(running_stack.database_dsn("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    dsn = running_stack.database_dsn(DATABASE)
+    apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA_SQL)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def session_conn(inventory_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """One autocommit connection, like the runtime's; hypothesis tests reset it per example."""
+    with psycopg.connect(inventory_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def conn(session_conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The session connection over empty inventory tables."""
+    reset(session_conn)
+    return session_conn

@@ -1,0 +1,85 @@
+"""Fixtures for the payments tests: a scratch database and a psp of their own.
+
+The psp is started with the psp tests' helpers (``start_psp``, ``psp_env``) and their
+process registry fixture, but under its own name, port and ledger database: the psp
+tests empty their ledger before each test and restart ``psp-test`` by name, which
+would pull charges out from under these tests whenever both suites run at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from infra.processes import ProcessRegistry
+from infra.settings import StackSettings
+from outbox.codec import EventCodec
+from outbox.service import OUTBOX_SCHEMA, apply_schema
+from schemas.catalog import SchemaCatalog
+from services.payments.__main__ import SCHEMA
+from services.psp.client import PspClient
+from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
+from tests.psp.conftest import psp_registry  # noqa: F401 - the registry fixture, reused
+from tests.psp.support import Ledger, free_port, psp_env, start_psp
+
+DATABASE = "payments_tests"
+PSP_LEDGER = "payments_tests_psp"
+PSP_NAME = "psp-payments-test"
+PSP_TIMEOUT_S = 5.0
+
+
+def create_database(settings: StackSettings, name: str) -> str:
+    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() \
+                is None:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return settings.database_dsn(name)
+
+
+@pytest.fixture(scope="session")
+def payments_dsn(running_stack: StackSettings) -> str:
+    dsn = create_database(running_stack, DATABASE)
+    apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(EMITTED_EVENTS)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def psp_ledger(running_stack: StackSettings) -> Ledger:
+    return Ledger(create_database(running_stack, PSP_LEDGER))
+
+
+@pytest.fixture(scope="session")
+def payments_psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry,  # noqa: F811
+                     psp_ledger: Ledger) -> Iterator[str]:
+    env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn}
+    try:
+        yield start_psp(psp_registry, PSP_NAME, env)
+    finally:
+        psp_registry.stop(PSP_NAME)
+
+
+@pytest.fixture(scope="session")
+def events() -> Events:
+    return Events(EventCodec(SchemaCatalog.load()))
+
+
+@pytest.fixture
+def psp(payments_psp_url: str, psp_ledger: Ledger) -> Iterator[PspClient]:
+    """A client of a psp whose ledger is empty, so its totals are this test's alone."""
+    psp_ledger.truncate()
+    with PspClient(payments_psp_url, PSP_TIMEOUT_S) as client:
+        yield client
+
+
+@pytest.fixture
+def harness(payments_dsn: str, psp: PspClient) -> Iterator[Harness]:
+    """Handlers on a connection to an emptied payments database, with a real psp."""
+    with psycopg.connect(payments_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE payments, emitted_events")
+        conn.execute("DELETE FROM inbox WHERE consumer = %s", (CONSUMER,))
+        yield Harness(conn, handlers_for(psp), psp)
+

@@ -1,0 +1,131 @@
+"""What the payments tests share: events built by hand, a writer that records, a harness.
+
+The harness drives handlers exactly as the runtime does (``handle_once``) on a real
+connection, and reads back the three things the guarantees are about: the payment
+row, the events emitted, and the money at the psp.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from outbox.codec import EventCodec
+from outbox.consumer import Handler, handle_once
+from outbox.delivery import ReceivedEvent
+from outbox.writer import OutboxWriter
+from schemas.catalog import SchemaCatalog
+from services.payments.handlers import build_handlers
+from services.psp.client import Charge, PspClient
+
+CONSUMER = "payments"
+
+EMITTED_EVENTS = """
+CREATE TABLE IF NOT EXISTS emitted_events (
+    seq        bigserial PRIMARY KEY,
+    event_id   uuid      NOT NULL,
+    event_type text      NOT NULL,
+    order_id   text      NOT NULL,
+    payload    jsonb     NOT NULL
+)
+"""
+
+
+class RecordingWriter(OutboxWriter):
+    """Emits for real and also keeps a copy in ``emitted_events``, in the same transaction.
+
+    The outbox row is deleted within its transaction, so it cannot be read back; the
+    copy commits or rolls back with it, so a test sees exactly what would reach Kafka.
+    """
+
+    def emit(self, conn: psycopg.Connection[Any], event_type: str, aggregate_id: str,
+             payload: Mapping[str, Any]) -> uuid.UUID:
+        event_id = super().emit(conn, event_type, aggregate_id, payload)
+        conn.execute("INSERT INTO emitted_events (event_id, event_type, order_id, payload)"
+                     " VALUES (%s, %s, %s, %s)",
+                     (event_id, event_type, aggregate_id, Jsonb(dict(payload))))
+        return event_id
+
+
+def handlers_for(psp: PspClient) -> dict[str, Handler]:
+    """The service's handlers, emitting through a :class:`RecordingWriter`."""
+    return build_handlers(RecordingWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
+                          psp)
+
+
+class Events:
+    """Schema-valid events as the runtime would hand them to a handler."""
+
+    def __init__(self, codec: EventCodec) -> None:
+        self.codec = codec
+
+    def event(self, event_type: str, source: str, payload: dict[str, Any]) -> ReceivedEvent:
+        self.codec.encode(event_type, payload)  # raises if the test built an invalid payload
+        return ReceivedEvent(
+            event_id=uuid.uuid4(), event_type=event_type, aggregate_id=payload["order_id"],
+            payload=payload, source=source, occurred_at="2030-01-01T00:00:00Z",
+            traceparent="", origin="test",
+        )
+
+    def placed(self, order_id: str, token: str) -> ReceivedEvent:
+        return self.event("OrderPlaced", "orders", {
+            "order_id": order_id, "customer_id": "customer-1",
+            "items": [{"sku": "sku-1", "quantity": 1}], "payment_token": token,
+            "deadline_at": "2030-01-01T00:15:00Z",
+        })
+
+    def reserved(self, order_id: str, total_cents: int) -> ReceivedEvent:
+        return self.event("StockReserved", "inventory", {
+            "order_id": order_id,
+            "lines": [{"sku": "sku-1", "quantity": 1, "unit_price_cents": total_cents}],
+            "total_cents": total_cents, "expires_at": "2030-01-01T00:10:00Z",
+        })
+
+    def cancelled(self, order_id: str, reason: str = "customer") -> ReceivedEvent:
+        return self.event("OrderCancelled", "orders", {"order_id": order_id, "reason": reason})
+
+
+@dataclass(frozen=True)
+class Emitted:
+    event_type: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Harness:
+    conn: psycopg.Connection[Any]
+    handlers: dict[str, Handler]
+    psp: PspClient
+
+    def deliver(self, event: ReceivedEvent) -> str:
+        return handle_once(self.conn, CONSUMER, self.handlers[event.event_type], event)
+
+    def payment(self, order_id: str) -> dict[str, Any] | None:
+        with self.conn.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute("SELECT * FROM payments WHERE order_id = %s",
+                                  (order_id,)).fetchone()
+
+    def status(self, order_id: str) -> str | None:
+        payment = self.payment(order_id)
+        return None if payment is None else str(payment["status"])
+
+    def emitted(self, order_id: str) -> list[Emitted]:
+        rows = self.conn.execute("SELECT event_type, payload FROM emitted_events"
+                                 " WHERE order_id = %s ORDER BY seq", (order_id,)).fetchall()
+        return [Emitted(event_type, payload) for event_type, payload in rows]
+
+    def emitted_types(self, order_id: str) -> list[str]:
+        return [event.event_type for event in self.emitted(order_id)]
+
+    def charges(self, order_id: str) -> list[Charge]:
+        return self.psp.charges_for(order_id)
+
+
+def new_order_id() -> str:
+    return f"order-{uuid.uuid4()}"

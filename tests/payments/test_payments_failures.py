@@ -1,0 +1,202 @@
+"""Provider failures, rollbacks and concurrent deliveries never move money twice.
+
+A rollback is staged by running the handler inside an outer transaction that then
+fails: the psp has acted, but the inbox row, the payment and the emitted events are
+gone, exactly as after a crash before the commit. The redelivery must take the same
+psp answer (same idempotency key), or, if the order was cancelled in between, find the
+capture nobody recorded and refund it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from outbox.delivery import ReceivedEvent
+from outbox.errors import PermanentError, TransientError
+from services.payments.domain import ProviderRejected, ProviderUnavailable
+from services.psp.client import PspClient
+from tests.payments.support import Events, Harness, handlers_for, new_order_id
+from tests.psp.support import CLIENT_TIMEOUT_S, SLOW_DELAY_S
+
+pytestmark = pytest.mark.stack
+
+
+class Crash(Exception):
+    """Stands for the process dying after the handler ran, before the commit."""
+
+
+def crash_after(harness: Harness, event: ReceivedEvent) -> None:
+    with pytest.raises(Crash), harness.conn.transaction():
+        assert harness.deliver(event) == "handled"
+        raise Crash
+
+
+def test_flaky_psp_is_transient_then_captures_once(harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_flaky"))
+    reserved = events.reserved(order_id, 1250)
+
+    with pytest.raises(TransientError) as failure:
+        harness.deliver(reserved)
+    assert isinstance(failure.value, ProviderUnavailable)
+    assert "503" in str(failure.value)
+    assert harness.status(order_id) == "awaiting"  # rolled back with the inbox row
+    assert harness.charges(order_id) == []
+
+    assert harness.deliver(reserved) == "handled"  # the runtime's retry
+    assert harness.deliver(reserved) == "duplicate"
+
+    [charge] = harness.charges(order_id)
+    assert harness.emitted_types(order_id) == ["PaymentCaptured"]
+    assert harness.emitted(order_id)[0].payload["payment_id"] == charge.id
+    assert harness.status(order_id) == "captured"
+
+
+def test_redelivery_after_a_rollback_captures_once(harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.reserved(order_id, 990))
+    placed = events.placed(order_id, "tok_ok")
+    crash_after(harness, placed)
+    [charge] = harness.charges(order_id)  # the psp captured; nothing here knows of it
+    assert harness.emitted(order_id) == []
+    assert harness.status(order_id) == "awaiting"
+
+    assert harness.deliver(placed) == "handled"
+
+    assert harness.charges(order_id) == [charge]
+    assert [e.payload for e in harness.emitted(order_id)] == [
+        {"order_id": order_id, "payment_id": charge.id, "amount_cents": 990}]
+    assert harness.status(order_id) == "captured"
+
+
+def test_refund_rolled_back_is_not_repeated(harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_ok"))
+    harness.deliver(events.reserved(order_id, 700))
+    cancelled = events.cancelled(order_id)
+    crash_after(harness, cancelled)
+
+    assert harness.deliver(cancelled) == "handled"
+
+    assert harness.psp.summary().refunds == 1
+    assert harness.charges(order_id)[0].amount_refunded_cents == 700
+    assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
+    assert harness.status(order_id) == "refunded"
+
+
+def test_cancellation_finds_and_refunds_a_capture_lost_in_a_rollback(
+        harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_ok"))
+    reserved = events.reserved(order_id, 1500)
+    crash_after(harness, reserved)  # captured at the psp, recorded nowhere
+
+    assert harness.deliver(events.cancelled(order_id, "timeout")) == "handled"
+
+    [charge] = harness.charges(order_id)
+    assert charge.amount_refunded_cents == 1500
+    assert [(e.event_type, e.payload) for e in harness.emitted(order_id)] == [
+        ("PaymentRefunded", {"order_id": order_id, "payment_id": charge.id,
+                             "amount_cents": 1500})]
+    assert harness.status(order_id) == "refunded"
+
+    assert harness.deliver(reserved) == "handled"  # the redelivery of the rolled-back event
+    assert harness.charges(order_id) == [charge]
+    assert harness.emitted_types(order_id) == ["PaymentRefunded"]
+
+
+@pytest.fixture
+def impatient(harness: Harness, payments_psp_url: str) -> Iterator[Harness]:
+    """The same database with a psp client that gives up before tok_slow captures."""
+    with PspClient(payments_psp_url, CLIENT_TIMEOUT_S) as psp:
+        yield Harness(harness.conn, handlers_for(psp), psp)
+
+
+def test_redelivery_refunds_a_capture_that_landed_after_the_cancellation(
+        impatient: Harness, events: Events) -> None:
+    """The psp captures after the caller timed out; the cancellation comes in between."""
+    order_id = new_order_id()
+    impatient.deliver(events.placed(order_id, "tok_slow"))
+    reserved = events.reserved(order_id, 2000)
+    with pytest.raises(ProviderUnavailable):
+        impatient.deliver(reserved)
+
+    impatient.deliver(events.cancelled(order_id))  # the capture is still in flight
+    assert impatient.status(order_id) == "cancelled"
+    assert impatient.emitted(order_id) == []
+    deadline = time.monotonic() + SLOW_DELAY_S + 10
+    while not impatient.charges(order_id):
+        assert time.monotonic() < deadline, "tok_slow never captured"
+        time.sleep(0.05)
+
+    assert impatient.deliver(reserved) == "handled"
+
+    [charge] = impatient.charges(order_id)
+    assert charge.amount_refunded_cents == 2000
+    assert impatient.emitted_types(order_id) == ["PaymentRefunded"]
+    assert impatient.status(order_id) == "refunded"
+
+
+def test_psp_error_stays_transient_and_captures_nothing(harness: Harness,
+                                                       events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_error"))
+    reserved = events.reserved(order_id, 100)
+
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable, match="500"):
+            harness.deliver(reserved)
+
+    assert harness.charges(order_id) == []
+    assert harness.emitted(order_id) == []
+    assert harness.status(order_id) == "awaiting"
+
+
+def test_refused_request_is_permanent(harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.reserved(order_id, 100))
+
+    with pytest.raises(PermanentError) as failure:
+        harness.deliver(events.placed(order_id, "tok_unknown"))
+
+    assert isinstance(failure.value, ProviderRejected)
+    assert "token" in str(failure.value)
+    assert harness.charges(order_id) == []
+
+
+def test_concurrent_deliveries_of_one_order_serialise(harness: Harness, events: Events,
+                                                      payments_dsn: str,
+                                                      payments_psp_url: str) -> None:
+    """Three consumers (two topics, two replicas) get one order's events at the same time."""
+    orders = [new_order_id() for _ in range(8)]
+    batches = [[events.placed(o, "tok_ok"), events.reserved(o, 300), events.cancelled(o)]
+               for o in orders]
+    start = threading.Barrier(3)
+
+    def consume(position: int) -> None:
+        with psycopg.connect(payments_dsn, autocommit=True) as conn, \
+                PspClient(payments_psp_url, 5.0) as psp:
+            worker = Harness(conn, handlers_for(psp), psp)
+            for batch in batches:
+                start.wait(timeout=30)
+                assert worker.deliver(batch[position]) == "handled"
+
+    with ThreadPoolExecutor(3) as pool:
+        for done in [pool.submit(consume, position) for position in range(3)]:
+            done.result(timeout=60)
+
+    for order_id in orders:
+        charges = harness.charges(order_id)
+        status = harness.status(order_id)
+        if status == "cancelled":  # the cancellation came before the token or the total
+            assert (charges, harness.emitted_types(order_id)) == ([], [])
+        else:
+            [charge] = charges
+            assert (status, charge.amount_refunded_cents) == ("refunded", 300)
+            assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]

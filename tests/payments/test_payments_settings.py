@@ -1,0 +1,54 @@
+"""The service's own settings: defaults, and a bad value named before anything starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from infra.settings import REPO_ROOT
+from outbox.errors import ConfigError
+from services.payments.__main__ import PaymentsSettings
+
+
+def test_defaults_follow_the_stack_ports() -> None:
+    settings = PaymentsSettings.from_env({"CHOREO_PSP_PORT": "28090",
+                                          "CHOREO_PAYMENTS_METRICS_PORT": "28082"})
+
+    assert settings == PaymentsSettings(psp_url="http://127.0.0.1:28090", psp_timeout_s=5.0,
+                                        currency="EUR", metrics_port=28082)
+    assert PaymentsSettings.from_env({}).psp_url == "http://127.0.0.1:18090"
+
+
+def test_an_explicit_url_wins() -> None:
+    settings = PaymentsSettings.from_env({"CHOREO_PSP_URL": "https://psp.example:8443",
+                                          "CHOREO_PSP_PORT": "28090",
+                                          "CHOREO_PSP_TIMEOUT_S": "2.5"})
+
+    assert (settings.psp_url, settings.psp_timeout_s) == ("https://psp.example:8443", 2.5)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"CHOREO_PSP_URL": "psp:8090"}, "CHOREO_PSP_URL='psp:8090' is not an http"),
+    ({"CHOREO_PSP_PORT": "eighty"}, "CHOREO_PSP_PORT='eighty' is not a port"),
+    ({"CHOREO_PSP_PORT": "80"}, "CHOREO_PSP_PORT='80' is not a port"),
+    ({"CHOREO_PSP_TIMEOUT_S": "soon"}, "CHOREO_PSP_TIMEOUT_S='soon' is not a number"),
+    ({"CHOREO_PSP_TIMEOUT_S": "0"}, "CHOREO_PSP_TIMEOUT_S='0' is outside"),
+    ({"CHOREO_PAYMENTS_METRICS_PORT": "-1"}, "CHOREO_PAYMENTS_METRICS_PORT='-1' is not a port"),
+])
+def test_a_bad_value_is_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PaymentsSettings.from_env(env)
+
+
+def test_the_process_exits_2_naming_the_variable() -> None:
+    env = {**os.environ, "CHOREO_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "CHOREO_PSP_TIMEOUT_S": "soon"}
+
+    result = subprocess.run([sys.executable, "-m", "services.payments"], env=env, cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2
+    assert "CHOREO_PSP_TIMEOUT_S='soon' is not a number" in result.stderr
