@@ -14,7 +14,7 @@ from outbox.errors import ConfigError
 from outbox.retry import Backoff
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -46,9 +46,9 @@ class ServiceSettings:
         if not database_url:
             raise ConfigError("CHOREO_DATABASE_URL is required (postgresql://user@host:port/db)")
         backoff = Backoff(
-            base_s=_number(env, "CHOREO_RETRY_BASE_S", 0.05, float),
-            cap_s=_number(env, "CHOREO_RETRY_CAP_S", 2.0, float),
-            max_attempts=int(_number(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5)),
+            base_s=env_number(env, "CHOREO_RETRY_BASE_S", 0.05, float),
+            cap_s=env_number(env, "CHOREO_RETRY_CAP_S", 2.0, float),
+            max_attempts=int(env_number(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5)),
         )
         if backoff.max_attempts < 1:
             raise ConfigError("CHOREO_RETRY_MAX_ATTEMPTS must be at least 1")
@@ -57,8 +57,8 @@ class ServiceSettings:
             database_url=database_url,
             kafka_bootstrap=env.get("CHOREO_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             redis_url=env.get("CHOREO_REDIS_URL", ""),
-            metrics_port=int(_number(env, "CHOREO_METRICS_PORT", default_metrics_port)),
+            metrics_port=int(env_number(env, "CHOREO_METRICS_PORT", default_metrics_port)),
             backoff=backoff,
-            batch_size=max(1, int(_number(env, "CHOREO_BATCH_SIZE", 200))),
-            dedupe_ttl_s=int(_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
+            batch_size=max(1, int(env_number(env, "CHOREO_BATCH_SIZE", 200))),
+            dedupe_ttl_s=int(env_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
         )

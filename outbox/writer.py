@@ -46,12 +46,30 @@ class OutboxWriter:
         The payload is validated against the latest schema first, so a bad event fails
         the caller's transaction instead of poisoning a topic.
         """
+        event_id, row = self._row(event_type, aggregate_id, payload)
+        conn.execute(INSERT_ROW, row)
+        conn.execute(DELETE_ROW, (event_id,))
+        return event_id
+
+    async def emit_async(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        event_type: str,
+        aggregate_id: str,
+        payload: Mapping[str, Any],
+    ) -> uuid.UUID:
+        """``emit`` for an asyncio service (the HTTP intake) on an async connection."""
+        event_id, row = self._row(event_type, aggregate_id, payload)
+        await conn.execute(INSERT_ROW, row)
+        await conn.execute(DELETE_ROW, (event_id,))
+        return event_id
+
+    def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+             ) -> tuple[uuid.UUID, tuple[object, ...]]:
         data, schema = self.codec.encode(event_type, payload)
         event_id = uuid.uuid4()
         occurred_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        conn.execute(INSERT_ROW, (
+        return event_id, (
             event_id, schema.aggregate, aggregate_id, event_type, data, schema.reference,
             self.source, CLOUDEVENTS_SPECVERSION, occurred_at, current_traceparent(),
-        ))
-        conn.execute(DELETE_ROW, (event_id,))
-        return event_id
+        )

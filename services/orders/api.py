@@ -1,0 +1,212 @@
+"""The HTTP intake: place, show and cancel orders.
+
+Every error is JSON with a machine-readable code and, for validation, the field:
+``{"error": {"code": "validation_failed", "field": "items[0].quantity", "message": ...}}``.
+A request is validated completely before the database is touched, and an order row, its
+history and its OrderPlaced event are committed in one transaction, so there is never a
+half-written order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import context, propagate, trace
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from outbox.writer import OutboxWriter
+from services.orders.domain import (
+    InvalidRequest,
+    Status,
+    may_cancel,
+    parse_order_request,
+)
+from services.orders.store import (
+    FIND_BY_KEY,
+    GET_HISTORY,
+    GET_ORDER,
+    INSERT_HISTORY,
+    INSERT_ORDER,
+    LOCK_ORDER,
+    SET_STATUS,
+    parse_order_id,
+)
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+MAX_BODY_BYTES = 64 * 1024
+MAX_KEY_LENGTH = 200
+TRACER = trace.get_tracer("choreo.orders")
+
+REQUESTS = Counter("choreo_http_requests_total", "HTTP requests", ["route", "status"])
+LATENCY = Histogram("choreo_http_request_seconds", "HTTP request latency", ["route"])
+ORDERS = Counter("choreo_orders_placed_total", "Orders accepted", ["replayed"])
+
+POOL = web.AppKey("pool", AsyncConnectionPool)
+WRITER = web.AppKey("writer", OutboxWriter)
+DEADLINE_S = web.AppKey("deadline_s", float)
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response({"error": body}, status=status)
+
+
+@web.middleware
+async def observe(request: web.Request,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> web.StreamResponse:
+    """A server span per request (continuing a caller's traceparent), metrics, and JSON
+    errors for whatever aiohttp itself rejects (404, 405, 413)."""
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+        else "unmatched"
+    token = context.attach(propagate.extract(dict(request.headers)))
+    started = time.perf_counter()
+    try:
+        with TRACER.start_as_current_span(f"{request.method} {route}",
+                                          kind=trace.SpanKind.SERVER):
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    finally:
+        context.detach(token)
+    LATENCY.labels(route).observe(time.perf_counter() - started)
+    REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+async def read_json(request: web.Request) -> object:
+    if request.content_type != "application/json":
+        raise InvalidRequest("Content-Type", "must be application/json")
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("$", f"not valid JSON: {exc}") from None
+
+
+def accepted(order_id: uuid.UUID, status: str, deadline_at: Any, replayed: bool
+             ) -> web.Response:
+    location = f"/orders/{order_id}"
+    return web.json_response(
+        {"id": str(order_id), "status": status, "status_url": location,
+         "deadline_at": deadline_at.isoformat(), "replayed": replayed},
+        status=202, headers={"Location": location},
+    )
+
+
+async def place_order(request: web.Request) -> web.Response:
+    key = request.headers.get("Idempotency-Key", "")
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return error(400, "idempotency_key_required",
+                     f"send an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters",
+                     "Idempotency-Key")
+    try:
+        order = parse_order_request(await read_json(request))
+    except InvalidRequest as exc:
+        status = 400 if exc.field in ("$", "Content-Type") else 422
+        return error(status, "validation_failed", exc.message, exc.field)
+    fingerprint = order.fingerprint()
+    order_id = uuid.uuid4()
+    writer = request.app[WRITER]
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        row = await (await conn.execute(INSERT_ORDER, (
+            order_id, key, fingerprint, order.customer_id, json.dumps(order.items_json()),
+            order.payment_token, request.app[DEADLINE_S]))).fetchone()
+        if row is None:
+            existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
+            if existing[1] != fingerprint:
+                return error(422, "idempotency_key_reused",
+                             "this Idempotency-Key was used with a different request",
+                             "Idempotency-Key")
+            ORDERS.labels("true").inc()
+            return accepted(existing[0], existing[3], existing[2], replayed=True)
+        payload = {"order_id": str(order_id), "customer_id": order.customer_id,
+                   "items": order.items_json(), "payment_token": order.payment_token,
+                   "deadline_at": row[1].isoformat()}
+        event_id = await writer.emit_async(conn, "OrderPlaced", str(order_id), payload)
+        await conn.execute(INSERT_HISTORY, (order_id, "OrderPlaced", event_id, writer.source,
+                                            json.dumps(payload)))
+    ORDERS.labels("false").inc()
+    return accepted(order_id, Status.PENDING, row[1], replayed=False)
+
+
+async def show_order(request: web.Request) -> web.Response:
+    order_id = parse_order_id(request.match_info["order_id"])
+    if order_id is None:
+        return error(404, "not_found", "no such order", "order_id")
+    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        order = await (await cur.execute(GET_ORDER, (order_id,))).fetchone()
+        if order is None:
+            return error(404, "not_found", "no such order", "order_id")
+        history = await (await cur.execute(GET_HISTORY, (order_id,))).fetchall()
+    return web.json_response({
+        "id": str(order["id"]), "status": order["status"], "reason": order["reason"],
+        "customer_id": order["customer_id"], "items": order["items"],
+        "total_cents": order["total_cents"], "deadline_at": order["deadline_at"].isoformat(),
+        "created_at": order["created_at"].isoformat(),
+        "updated_at": order["updated_at"].isoformat(),
+        "history": [{"event_type": h["event_type"], "event_id": str(h["event_id"]),
+                     "source": h["source"], "detail": h["detail"],
+                     "seen_at": h["seen_at"].isoformat()} for h in history],
+    })
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    order_id = parse_order_id(request.match_info["order_id"])
+    if order_id is None:
+        return error(404, "not_found", "no such order", "order_id")
+    writer = request.app[WRITER]
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        row = await (await conn.execute(LOCK_ORDER, (order_id,))).fetchone()
+        if row is None:
+            return error(404, "not_found", "no such order", "order_id")
+        if not may_cancel(Status(row[0])):
+            return error(409, "not_cancellable", f"the order is already {row[0]}")
+        payload = {"order_id": str(order_id), "reason": "customer"}
+        await conn.execute(SET_STATUS, (Status.CANCELLED, "customer", None, order_id))
+        event_id = await writer.emit_async(conn, "OrderCancelled", str(order_id), payload)
+        await conn.execute(INSERT_HISTORY, (order_id, "OrderCancelled", event_id,
+                                            writer.source, json.dumps(payload)))
+    return web.json_response({"id": str(order_id), "status": Status.CANCELLED,
+                              "status_url": f"/orders/{order_id}"}, status=202)
+
+
+async def health(request: web.Request) -> web.Response:
+    try:
+        async with request.app[POOL].connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, said in the body
+        return web.json_response({"status": "unavailable", "database": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/json")
+
+
+def create_app(pool: AsyncConnectionPool, writer: OutboxWriter, deadline_s: float
+               ) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
+    app[POOL], app[WRITER], app[DEADLINE_S] = pool, writer, deadline_s
+    app.router.add_post("/orders", place_order)
+    app.router.add_get("/orders/{order_id}", show_order)
+    app.router.add_post("/orders/{order_id}/cancel", cancel_order)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app

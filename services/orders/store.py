@@ -1,0 +1,76 @@
+"""The order service's SQL, and the one transition every outcome goes through.
+
+A status change, its history row and its event are written together, in the caller's
+transaction, by ``finish`` (synchronous: handlers and the deadline job) or by the API's
+async twin, which runs the very same statements.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import psycopg
+
+from outbox.writer import OutboxWriter
+from services.orders.domain import Status
+
+INSERT_ORDER = """
+INSERT INTO orders (id, idempotency_key, request_hash, customer_id, items, payment_token,
+                    status, deadline_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'PENDING', now() + make_interval(secs => %s))
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, deadline_at
+"""
+FIND_BY_KEY = """
+SELECT id, request_hash, deadline_at, status FROM orders WHERE idempotency_key = %s
+"""
+LOCK_ORDER = "SELECT status FROM orders WHERE id = %s FOR UPDATE"
+SET_STATUS = """
+UPDATE orders SET status = %s, reason = %s, total_cents = coalesce(%s, total_cents),
+                  updated_at = now()
+WHERE id = %s
+"""
+INSERT_HISTORY = """
+INSERT INTO order_history (order_id, event_type, event_id, source, detail)
+VALUES (%s, %s, %s, %s, %s)
+"""
+GET_ORDER = """
+SELECT id, customer_id, items, status, reason, total_cents, deadline_at, created_at, updated_at
+FROM orders WHERE id = %s
+"""
+GET_HISTORY = """
+SELECT event_type, event_id, source, detail, seen_at FROM order_history
+WHERE order_id = %s ORDER BY seq
+"""
+OVERDUE = """
+SELECT id FROM orders WHERE status = 'PENDING' AND deadline_at < now()
+ORDER BY deadline_at LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+
+
+def parse_order_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def record_history(conn: psycopg.Connection[Any], order_id: uuid.UUID, event_type: str,
+                   event_id: uuid.UUID, source: str, detail: dict[str, Any]) -> None:
+    conn.execute(INSERT_HISTORY, (order_id, event_type, event_id, source, json.dumps(detail)))
+
+
+def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status | None:
+    row = conn.execute(LOCK_ORDER, (order_id,)).fetchone()
+    return Status(row[0]) if row else None
+
+
+def finish(conn: psycopg.Connection[Any], writer: OutboxWriter, order_id: uuid.UUID,
+           status: Status, event_type: str, payload: dict[str, Any],
+           reason: str | None = None, total_cents: int | None = None) -> None:
+    """Move the (already locked) order to ``status`` and emit the event that says so."""
+    conn.execute(SET_STATUS, (status, reason, total_cents, order_id))
+    event_id = writer.emit(conn, event_type, str(order_id), payload)
+    record_history(conn, order_id, event_type, event_id, writer.source, payload)
