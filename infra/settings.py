@@ -34,7 +34,10 @@ class StackSettings:
     psp_port: int = 18090
     inventory_metrics_port: int = 18081
     payments_metrics_port: int = 18082
+    orders_worker_metrics_port: int = 18084
     cdc_poll_interval_ms: int = 10
+    order_deadline_s: float = 30.0
+    reservation_ttl_s: float = 120.0
     start_timeout_s: float = 90.0
     artifact_cache: Path | None = None
     """Where downloaded artifacts are kept; by default inside the state directory."""
@@ -73,6 +76,13 @@ class StackSettings:
                 raise ConfigError(
                     f"CHOREO_{field.name.upper()}={value} is outside 1024..65535"
                 )
+        if self.reservation_ttl_s <= self.order_deadline_s:
+            # A reservation must outlive the order's deadline, or an order could be
+            # confirmed after its stock went back on the shelf.
+            raise ConfigError(
+                f"CHOREO_RESERVATION_TTL_S={self.reservation_ttl_s} must be greater than"
+                f" CHOREO_ORDER_DEADLINE_S={self.order_deadline_s}"
+            )
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
@@ -92,16 +102,18 @@ class StackSettings:
     def database_dsn(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{database}"
 
-    def service_env(self) -> dict[str, str]:
-        """The environment a service process needs to find the stack."""
+    def service_env(self, database: str, metrics_port: int) -> dict[str, str]:
+        """The environment a service process needs: where the stack is, and its own ports."""
         return {
+            "CHOREO_DATABASE_URL": self.database_dsn(database),
+            "CHOREO_METRICS_PORT": str(metrics_port),
             "CHOREO_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CHOREO_REDIS_URL": self.redis_url,
-            "CHOREO_POSTGRES_PORT": str(self.postgres_port),
             "CHOREO_ORDERS_PORT": str(self.orders_port),
             "CHOREO_PSP_PORT": str(self.psp_port),
-            "CHOREO_INVENTORY_METRICS_PORT": str(self.inventory_metrics_port),
-            "CHOREO_PAYMENTS_METRICS_PORT": str(self.payments_metrics_port),
+            "CHOREO_PSP_URL": f"http://127.0.0.1:{self.psp_port}",
+            "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
+            "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
         }
 
     # Folders inside the state directory, one place so nothing guesses a path.

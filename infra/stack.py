@@ -27,6 +27,7 @@ from infra.connectors import deploy_outbox_connectors
 from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
+from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
 from outbox.kafka import ensure_topics
 from schemas.catalog import SchemaCatalog
@@ -74,10 +75,8 @@ def wait_healthy(component: Component, registry: ProcessRegistry, timeout_s: flo
     )
 
 
-def start_component(
-    component: Component, registry: ProcessRegistry, settings: StackSettings, report: Report
-) -> bool:
-    """Start one component unless it runs already. Returns whether it was started."""
+def launch(component: Component, registry: ProcessRegistry) -> bool:
+    """Start one component unless it runs already, without waiting for it to be healthy."""
     if registry.running(component.name):
         return False
     executable = component.command[0]
@@ -86,17 +85,33 @@ def start_component(
     if not port_is_free(component.port):
         raise ConfigError(
             f"port {component.port} for {component.name} is in use by another program;"
-            f" choose another with CHOREO_{component.name.upper()}_PORT or free it"
+            f" choose another with CHOREO_{component.name.upper().replace('-', '_')}_PORT"
+            " or free it"
         )
-    started = time.monotonic()
     if component.prepare:
         component.prepare()
     registry.start(component.name, component.command, env=component.env, user=component.user,
                    stop_signal=component.stop_signal)
-    wait_healthy(component, registry, settings.start_timeout_s)
-    report(f"{component.name:<10} up on 127.0.0.1:{component.port}"
-           f" in {time.monotonic() - started:.1f}s")
     return True
+
+
+def start_components(components: list[Component], registry: ProcessRegistry,
+                     settings: StackSettings, report: Report) -> bool:
+    """Launch all, then wait for each: independent processes start side by side."""
+    started = time.monotonic()
+    launched = [c for c in components if launch(c, registry)]
+    for component in launched:
+        wait_healthy(component, registry, settings.start_timeout_s)
+        report(f"{component.name:<13} up on 127.0.0.1:{component.port}"
+               f" in {time.monotonic() - started:.1f}s")
+    return bool(launched)
+
+
+def start_component(
+    component: Component, registry: ProcessRegistry, settings: StackSettings, report: Report
+) -> bool:
+    """Start one component and wait for it. Returns whether it was started."""
+    return start_components([component], registry, settings, report)
 
 
 def apply_sql(dsn: str, script: Path) -> None:
@@ -117,8 +132,11 @@ def event_topics() -> list[str]:
     return sorted({catalog.latest(t).topic for t in catalog.event_types()})
 
 
-def up(settings: StackSettings, report: Report = print) -> bool:
-    """Install what is missing and start what is not running. Returns whether anything started."""
+def up(settings: StackSettings, report: Report = print, with_services: bool = True) -> bool:
+    """Install what is missing and start what is not running. Returns whether anything started.
+
+    ``with_services=False`` brings up only the infrastructure (what most tests need).
+    """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_installed(settings.artifact_dir, report)
     registry = registry_for(settings)
@@ -130,6 +148,9 @@ def up(settings: StackSettings, report: Report = print) -> bool:
         if component.name == "broker":
             ensure_topics(settings.kafka_bootstrap, event_topics())
     started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
+    if with_services:
+        started_any |= start_components(service_components(settings), registry, settings,
+                                        report)
     if not started_any:
         report(f"choreo is already running (state in {settings.state_dir}); nothing to do")
     return started_any
@@ -138,7 +159,7 @@ def up(settings: StackSettings, report: Report = print) -> bool:
 def down(settings: StackSettings, report: Report = print) -> None:
     """Stop every process this state directory started, newest first, by pid."""
     registry = registry_for(settings)
-    known = [c.name for c in infrastructure(settings)]
+    known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
     for name in order:
         if registry.get(name) is None:
@@ -158,7 +179,7 @@ class ComponentStatus:
 def status(settings: StackSettings) -> list[ComponentStatus]:
     registry = registry_for(settings)
     rows = []
-    for component in infrastructure(settings):
+    for component in infrastructure(settings) + service_components(settings):
         tracked = registry.running(component.name)
         rows.append(ComponentStatus(
             component.name,

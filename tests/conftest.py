@@ -27,6 +27,7 @@ TEST_ENV = {
     "CHOREO_PSP_PORT": "28090",
     "CHOREO_INVENTORY_METRICS_PORT": "28081",
     "CHOREO_PAYMENTS_METRICS_PORT": "28082",
+    "CHOREO_ORDERS_WORKER_METRICS_PORT": "28084",
     "CHOREO_CDC_POLL_INTERVAL_MS": "10",
 }
 
@@ -40,8 +41,15 @@ def stack_settings() -> StackSettings:
 def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
     """PostgreSQL, Redis, the broker and Connect with the outbox connectors RUNNING."""
     try:
-        stack.up(stack_settings, report=lambda line: None)
+        stack.up(stack_settings, report=lambda line: None, with_services=False)
         yield stack_settings
     finally:
         if os.environ.get("CHOREO_TEST_KEEP_STACK") != "1":
             stack.down(stack_settings, report=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def running_services(running_stack: StackSettings) -> StackSettings:
+    """The saga's services on top of the stack (stopped with it at the end of the session)."""
+    stack.up(running_stack, report=lambda line: None)
+    return running_stack

@@ -19,6 +19,7 @@ the same order arriving on different topics at the same moment are applied one b
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ from services.inventory.domain import (
 )
 from services.inventory.store import Counter
 
+log = logging.getLogger(__name__)
 
 def iso_instant(moment: datetime) -> str:
     """ISO-8601 in UTC with a Z, the form every timestamp in the saga's events takes."""
@@ -61,7 +63,7 @@ class InventoryHandlers:
                 "order_id": order_id, "sku": outcome.sku, "requested": outcome.requested,
                 "available": outcome.available,
             })
-            return
+            return  # the row stays FAILED, as claimed
         store.move(conn, domain.units_per_sku(outcome), Counter.AVAILABLE, Counter.RESERVED)
         expires_at = store.mark_reserved(conn, order_id, outcome, self.reservation_ttl_s)
         self.writer.emit(conn, "StockReserved", order_id, {
@@ -101,6 +103,8 @@ class InventoryHandlers:
                 "restock it and replay this event"
             )
         store.move(conn, units, Counter.AVAILABLE, Counter.SOLD)
+        log.warning("confirmed after its reservation expired; sold from available stock",
+                    extra={"order_id": order_id})
 
     def cancelled(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
         """PaymentDeclined and OrderCancelled: give back whatever the order still holds."""

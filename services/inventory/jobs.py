@@ -7,6 +7,7 @@ forever; the sweeper guarantees every reservation ends sold or released.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
@@ -16,6 +17,8 @@ from outbox.writer import OutboxWriter
 from services.inventory import domain, store
 from services.inventory.domain import ReleaseReason, Status
 from services.inventory.store import Counter
+
+log = logging.getLogger(__name__)
 
 EXPIRY_BATCH_SIZE = 200
 EXPIRY_INTERVAL_S = 1.0
@@ -38,6 +41,7 @@ def release_expired(conn: psycopg.Connection[Any], writer: OutboxWriter,
     for order_id in order_ids:
         writer.emit(conn, "StockReleased", order_id,
                     {"order_id": order_id, "reason": ReleaseReason.EXPIRED.value})
+    log.info("released %d expired reservations", len(order_ids))
     return len(order_ids)
 
 

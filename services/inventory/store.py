@@ -33,7 +33,6 @@ class Counter(StrEnum):
 
 @dataclass(frozen=True)
 class Reservation:
-    order_id: str
     status: Status
     reason: ReleaseReason | None
 
@@ -71,7 +70,7 @@ def lock_reservation(conn: psycopg.Connection[Any], order_id: str) -> Reservatio
     ).fetchone()
     if row is None:
         return None
-    return Reservation(order_id, Status(row[0]), ReleaseReason(row[1]) if row[1] else None)
+    return Reservation(Status(row[0]), ReleaseReason(row[1]) if row[1] else None)
 
 
 def lock_stock(conn: psycopg.Connection[Any], skus: Iterable[str]) -> dict[str, StockRow]:

@@ -99,18 +99,22 @@ def next_step(before: Payment, after: Payment) -> Step:
     The lost capture: a handler charges and records the capture in one transaction. If
     that transaction rolled back after the provider captured (a crash, or a timeout
     while the provider kept going) and the cancellation committed before the retry,
-    the capture is recorded nowhere here and only the provider knows of it. So an
-    uncharged order that is being cancelled, or a cancelled one that now has what a
-    charge needs (the rolled-back event's redelivery), is looked up at the provider.
+    the capture is recorded nowhere here and only the provider knows of it. The token
+    and the total arrive in separate transactions, so only an order that knew one of
+    them can have lost a capture to the event bringing the other. Such an order is
+    looked up at the provider when it is cancelled, and a cancelled order again when it
+    gets what a charge needs (the rolled-back event's redelivery may come after the
+    capture finally landed). An order that knew neither is cancelled without a call.
     """
     if after.status is PaymentStatus.AWAITING and after.chargeable:
         return Step.CHARGE
     if after.status is PaymentStatus.CAPTURED and after.cancelled:
         return Step.REFUND
-    if after.status is PaymentStatus.CANCELLED and (
-        before.status is PaymentStatus.AWAITING or (after.chargeable and not before.chargeable)
-    ):
-        return Step.FIND_LOST_CAPTURE
+    if after.status is PaymentStatus.CANCELLED:
+        half_known = before.token is not None or before.reserved_cents is not None
+        cancelled_now = before.status is PaymentStatus.AWAITING
+        if (cancelled_now and half_known) or (after.chargeable and not before.chargeable):
+            return Step.FIND_LOST_CAPTURE
     return Step.NOTHING
 
 

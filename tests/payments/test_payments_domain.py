@@ -20,8 +20,12 @@ DECLINED = HAS_TOKEN.with_reservation(500).declined("card_declined")
     (HAS_TOTAL, HAS_TOTAL.with_token("tok_ok"), Step.CHARGE),
     (CAPTURED, CAPTURED.cancel("customer"), Step.REFUND),
     (DECLINED, DECLINED.cancel("payment_declined"), Step.NOTHING),
-    # An uncharged order is cancelled: a capture may have been lost in a rollback.
+    # A half-known order is cancelled: the event with the other half may have captured
+    # and rolled back.
     (HAS_TOKEN, HAS_TOKEN.cancel("timeout"), Step.FIND_LOST_CAPTURE),
+    (HAS_TOTAL, HAS_TOTAL.cancel("timeout"), Step.FIND_LOST_CAPTURE),
+    # An order that knew neither cannot have been charged.
+    (NEW, NEW.cancel("customer"), Step.NOTHING),
     # A cancelled order gets what a charge needs: it is never charged, only looked up.
     (HAS_TOKEN.cancel("timeout"), HAS_TOKEN.cancel("timeout").with_reservation(500),
      Step.FIND_LOST_CAPTURE),

@@ -200,3 +200,17 @@ def test_concurrent_deliveries_of_one_order_serialise(harness: Harness, events: 
             [charge] = charges
             assert (status, charge.amount_refunded_cents) == ("refunded", 300)
             assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
+
+
+def test_an_order_cancelled_before_anything_arrived_needs_no_psp(harness: Harness,
+                                                                 events: Events) -> None:
+    with PspClient("http://127.0.0.1:9", 0.5) as unreachable:
+        offline = Harness(harness.conn, handlers_for(unreachable), unreachable)
+        order_id = new_order_id()
+
+        assert offline.deliver(events.cancelled(order_id)) == "handled"
+
+    assert harness.status(order_id) == "cancelled"
+    assert harness.deliver(events.placed(order_id, "tok_ok")) == "handled"
+    assert harness.deliver(events.reserved(order_id, 100)) == "handled"
+    assert (harness.charges(order_id), harness.emitted(order_id)) == ([], [])

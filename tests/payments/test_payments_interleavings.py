@@ -68,7 +68,7 @@ def build(events: Events, order_id: str, kind: str, token: str) -> ReceivedEvent
     return events.cancelled(order_id, "customer")
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=60, deadline=None,
           # One database and psp for all examples; each example has its own order id.
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario=scenarios())

@@ -112,7 +112,7 @@ def test_connect_killed_mid_stream_loses_nothing(running_stack: StackSettings) -
 
     emit_sequence(running_stack, run, aggregates=20, per_aggregate=20, on_progress=kill_halfway)
     assert registry.running("connect") is None
-    stack.up(running_stack, report=lambda line: None)
+    stack.up(running_stack, report=lambda line: None, with_services=False)
     messages = collect(running_stack.kafka_bootstrap, "order.events",
                        lambda m: len({(x.key(), header(x, "ce_id")) for x in m}) >= 400,
                        accept=lambda m: m.key().startswith(run.encode()), timeout_s=120,

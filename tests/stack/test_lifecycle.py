@@ -28,6 +28,7 @@ OWN_PORTS = {
     "CHOREO_KAFKA_PORT": "39092", "CHOREO_CONNECT_PORT": "38083",
     "CHOREO_ORDERS_PORT": "38080", "CHOREO_PSP_PORT": "38090",
     "CHOREO_INVENTORY_METRICS_PORT": "38081", "CHOREO_PAYMENTS_METRICS_PORT": "38082",
+    "CHOREO_ORDERS_WORKER_METRICS_PORT": "38084",
 }
 
 
@@ -57,10 +58,11 @@ def test_down_stops_every_process_and_up_works_again(own_env: dict[str, str]) ->
 
     status = choreo(own_env, "status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count("healthy") == 4
+    assert status.stdout.count("healthy") == 9
     pid_dir = Path(own_env["CHOREO_STATE_DIR"]) / "pids"
     started = {p.stem: json.loads(p.read_text()) for p in pid_dir.glob("*.json")}
-    assert set(started) == {"postgres", "redis", "broker", "connect"}
+    assert set(started) == {"postgres", "redis", "broker", "connect", "psp", "inventory",
+                            "payments", "orders-worker", "orders-api"}
 
     assert choreo(own_env, "down").returncode == 0
     for name, entry in started.items():
