@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --disable-pip-version-check -q -e '.[test]'
 python3 -m infra.cli up
 python3 -m infra.cli status
-python3 -m infra.cli order --sku SKU-001 --quantity 1
+python3 -m infra.cli order --sku mug-white --quantity 2

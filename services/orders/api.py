@@ -122,7 +122,7 @@ async def place_order(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.transaction():
         row = await (await conn.execute(INSERT_ORDER, (
             order_id, key, fingerprint, order.customer_id, json.dumps(order.items_json()),
-            order.payment_token, request.app[DEADLINE_S]))).fetchone()
+            order.payment_token, order.deadline_s or request.app[DEADLINE_S]))).fetchone()
         if row is None:
             existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
             if existing[1] != fingerprint:

@@ -17,7 +17,8 @@ MAX_ITEMS = 50
 MAX_QUANTITY = 1000
 MAX_TEXT = 100
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ALLOWED_FIELDS = {"customer_id", "items", "payment_token"}
+MAX_DEADLINE_S = 3600
+ALLOWED_FIELDS = {"customer_id", "items", "payment_token", "deadline_s"}
 
 
 class Status(StrEnum):
@@ -51,12 +52,15 @@ class OrderRequest:
     customer_id: str
     items: tuple[OrderLine, ...]
     payment_token: str
+    deadline_s: float | None = None
+    """How long the customer will wait; the service's default when absent."""
 
     def fingerprint(self) -> str:
         """Same request, same hash: how a reused Idempotency-Key is told apart from misuse."""
         canonical = json.dumps({
             "customer_id": self.customer_id, "payment_token": self.payment_token,
             "items": [[line.sku, line.quantity] for line in self.items],
+            "deadline_s": self.deadline_s,
         }, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -109,7 +113,14 @@ def parse_order_request(body: object) -> OrderRequest:
             raise InvalidRequest(f"items[{index}].sku",
                                  f"duplicates items[{seen[line.sku]}]; combine the quantities")
         seen[line.sku] = index
-    return OrderRequest(_text(body, "customer_id"), lines, _text(body, "payment_token"))
+    deadline_s = body.get("deadline_s")
+    if deadline_s is not None and (
+        not isinstance(deadline_s, int | float) or isinstance(deadline_s, bool)
+        or not 1 <= deadline_s <= MAX_DEADLINE_S
+    ):
+        raise InvalidRequest("deadline_s", f"a number of seconds between 1 and {MAX_DEADLINE_S}")
+    return OrderRequest(_text(body, "customer_id"), lines, _text(body, "payment_token"),
+                        None if deadline_s is None else float(deadline_s))
 
 
 def may_cancel(status: Status) -> bool:

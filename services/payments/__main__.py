@@ -11,14 +11,12 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from outbox import service
 from outbox.errors import ConfigError
 from services.payments.handlers import build_handlers
+from services.payments.store import SCHEMA
 from services.psp.client import PspClient
-
-SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 
 
 @dataclass(frozen=True)
@@ -26,8 +24,6 @@ class PaymentsSettings:
     psp_url: str
     psp_timeout_s: float = 5.0
     currency: str = "EUR"
-    metrics_port: int = 18082
-    """Default for the runner's CHOREO_METRICS_PORT, from the stack's per-service variable."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PaymentsSettings:
@@ -42,8 +38,7 @@ class PaymentsSettings:
             raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is not a number") from None
         if not 0 < timeout_s <= 300:
             raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is outside (0, 300]")
-        return cls(psp_url=psp_url, psp_timeout_s=timeout_s,
-                   metrics_port=_port(env, "CHOREO_PAYMENTS_METRICS_PORT", cls.metrics_port))
+        return cls(psp_url=psp_url, psp_timeout_s=timeout_s)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -65,7 +60,7 @@ def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
 def main() -> int:
     try:
         settings = PaymentsSettings.from_env(os.environ)
-        service.main(definition(settings), default_metrics_port=settings.metrics_port)
+        service.main(definition(settings), default_metrics_port=18082)
     except ConfigError as error:
         print(f"payments: {error}", file=sys.stderr)
         return 2

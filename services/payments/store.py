@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from services.payments.domain import Payment, PaymentStatus
+
+SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+"""The DDL of the table, applied at start-up."""
 
 CREATE = "INSERT INTO payments (order_id) VALUES (%s) ON CONFLICT (order_id) DO NOTHING"
 LOCK = """

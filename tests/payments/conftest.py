@@ -18,7 +18,7 @@ from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
-from services.payments.__main__ import SCHEMA
+from services.payments.store import SCHEMA
 from services.psp.client import PspClient
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
 from tests.psp.conftest import psp_registry  # noqa: F401 - the registry fixture, reused

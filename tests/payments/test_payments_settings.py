@@ -13,12 +13,11 @@ from outbox.errors import ConfigError
 from services.payments.__main__ import PaymentsSettings
 
 
-def test_defaults_follow_the_stack_ports() -> None:
-    settings = PaymentsSettings.from_env({"CHOREO_PSP_PORT": "28090",
-                                          "CHOREO_PAYMENTS_METRICS_PORT": "28082"})
+def test_the_psp_url_defaults_to_the_stack_port() -> None:
+    settings = PaymentsSettings.from_env({"CHOREO_PSP_PORT": "28090"})
 
     assert settings == PaymentsSettings(psp_url="http://127.0.0.1:28090", psp_timeout_s=5.0,
-                                        currency="EUR", metrics_port=28082)
+                                        currency="EUR")
     assert PaymentsSettings.from_env({}).psp_url == "http://127.0.0.1:18090"
 
 
@@ -36,7 +35,6 @@ def test_an_explicit_url_wins() -> None:
     ({"CHOREO_PSP_PORT": "80"}, "CHOREO_PSP_PORT='80' is not a port"),
     ({"CHOREO_PSP_TIMEOUT_S": "soon"}, "CHOREO_PSP_TIMEOUT_S='soon' is not a number"),
     ({"CHOREO_PSP_TIMEOUT_S": "0"}, "CHOREO_PSP_TIMEOUT_S='0' is outside"),
-    ({"CHOREO_PAYMENTS_METRICS_PORT": "-1"}, "CHOREO_PAYMENTS_METRICS_PORT='-1' is not a port"),
 ])
 def test_a_bad_value_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

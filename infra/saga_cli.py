@@ -1,0 +1,154 @@
+"""``choreo order``, ``choreo timeline`` and ``choreo demo``: the saga from a user's seat.
+
+Everything goes through the public HTTP API of the order service, exactly as a client
+would use it; the timeline is the order's own history of the events it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from infra.settings import StackSettings
+
+TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+
+
+class OrdersApi:
+    def __init__(self, settings: StackSettings) -> None:
+        self.base = f"http://127.0.0.1:{settings.orders_port}"
+        self.session = requests.Session()
+
+    def place(self, items: list[dict[str, Any]], token: str, customer: str = "demo",
+              deadline_s: float | None = None, key: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"customer_id": customer, "items": items, "payment_token": token}
+        if deadline_s is not None:
+            body["deadline_s"] = deadline_s
+        response = self.session.post(f"{self.base}/orders", json=body, timeout=10,
+                                     headers={"Idempotency-Key": key or str(uuid.uuid4())})
+        if response.status_code != 202:
+            raise SystemExit(f"order refused: {response.status_code} {response.text}")
+        return response.json()
+
+    def get(self, order_id: str) -> dict[str, Any]:
+        response = self.session.get(f"{self.base}/orders/{order_id}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def cancel(self, order_id: str) -> dict[str, Any]:
+        return self.session.post(f"{self.base}/orders/{order_id}/cancel", timeout=10).json()
+
+
+def follow(api: OrdersApi, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
+           timeout_s: float = 60.0, show: bool = True) -> dict[str, Any]:
+    """Print each new history entry as it arrives, until ``settle_after(order)`` holds."""
+    shown = 0
+    started = time.monotonic()
+    order = api.get(order_id)
+    while time.monotonic() - started < timeout_s:
+        order = api.get(order_id)
+        for entry in order["history"][shown:]:
+            if show:
+                detail = entry["detail"].get("reason") or entry["detail"].get("total_cents") \
+                    or entry["detail"].get("amount_cents") or ""
+                print(f"  +{time.monotonic() - started:6.2f}s  {entry['event_type']:<24}"
+                      f"{entry['source']:<11}{detail}")
+        shown = len(order["history"])
+        if settle_after(order):
+            break
+        time.sleep(0.1)
+    return order
+
+
+def saga_settled(order: dict[str, Any]) -> bool:
+    """Terminal, and the compensations a cancellation triggers have been seen."""
+    if order["status"] not in TERMINAL:
+        return False
+    seen = {entry["event_type"] for entry in order["history"]}
+    if order["status"] == "CANCELLED" and "StockReserved" in seen:
+        return "StockReleased" in seen and ("PaymentCaptured" not in seen
+                                            or "PaymentRefunded" in seen)
+    return True
+
+
+def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
+    api = OrdersApi(settings)
+    accepted = api.place([{"sku": args.sku, "quantity": args.quantity}], args.token,
+                         args.customer, args.deadline)
+    print(f"order {accepted['id']} accepted ({accepted['status_url']})")
+    order = follow(api, accepted["id"], saga_settled, args.timeout)
+    print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
+    return 0 if order["status"] in TERMINAL else 1
+
+
+def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
+    order = follow(OrdersApi(settings), args.order_id, lambda order: True)
+    print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
+    return 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    items: list[dict[str, Any]]
+    token: str
+    expected: str
+    deadline_s: float | None = None
+    cancel_when_confirmed: bool = False
+
+
+SCENARIOS = (
+    Scenario("success", [{"sku": "mug-white", "quantity": 2}], "tok_ok", "CONFIRMED"),
+    Scenario("out of stock", [{"sku": "print-signed", "quantity": 50}], "tok_ok", "REJECTED"),
+    Scenario("payment declined", [{"sku": "cap-navy", "quantity": 1}], "tok_decline",
+             "CANCELLED"),
+    Scenario("customer cancel after confirm", [{"sku": "notebook-a5", "quantity": 3}], "tok_ok",
+             "CANCELLED", cancel_when_confirmed=True),
+    Scenario("timeout (slow payment)", [{"sku": "sticker-pack", "quantity": 4}], "tok_slow",
+             "CANCELLED", deadline_s=1),
+)
+
+
+def run_scenario(api: OrdersApi, scenario: Scenario) -> dict[str, Any]:
+    accepted = api.place(scenario.items, scenario.token, deadline_s=scenario.deadline_s)
+    if scenario.cancel_when_confirmed:
+        follow(api, accepted["id"], lambda o: o["status"] in TERMINAL, show=False)
+        api.cancel(accepted["id"])
+    return follow(api, accepted["id"], saga_settled, show=False)
+
+
+def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
+    api = OrdersApi(settings)
+    failures = 0
+    print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}events")
+    for scenario in SCENARIOS:
+        order = run_scenario(api, scenario)
+        ok = order["status"] == scenario.expected and saga_settled(order)
+        failures += not ok
+        events = " > ".join(entry["event_type"] for entry in order["history"])
+        print(f"{scenario.name:<32}{order['status']:<11}{(order['reason'] or '-')[:20]:<22}"
+              f"{events}{'' if ok else '   <-- expected ' + scenario.expected}")
+    return 1 if failures else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    order = commands.add_parser("order", help="place an order and follow its saga")
+    order.add_argument("--sku", default="mug-white")
+    order.add_argument("--quantity", type=int, default=1)
+    order.add_argument("--token", default="tok_ok",
+                       help="psp test token: tok_ok, tok_decline, tok_insufficient, tok_slow, ...")
+    order.add_argument("--customer", default="cli")
+    order.add_argument("--deadline", type=float, default=None, help="seconds before timeout")
+    order.add_argument("--timeout", type=float, default=60.0, help="stop following after")
+    order.set_defaults(handler=cmd_order)
+    timeline = commands.add_parser("timeline", help="show a saga's events so far")
+    timeline.add_argument("order_id")
+    timeline.set_defaults(handler=cmd_timeline)
+    commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout"
+                        ).set_defaults(handler=cmd_demo)
