@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Message
 
+from infra.settings import StackSettings
 from outbox.kafka import build_consumer
 
 
@@ -62,3 +63,16 @@ def bump(conn: psycopg.Connection[Any], table: str = "state_probe") -> None:
     """A stand-in state change that tests commit together with an outbox row."""
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id serial PRIMARY KEY, note text)")
     conn.execute(f"INSERT INTO {table} (note) VALUES ('changed')")
+
+
+def scratch_database(settings: StackSettings, name: str) -> str:
+    """Create a database of a test suite's own on the test server (once); returns its DSN.
+
+    Suites that drive handlers directly keep their state apart from the services' own
+    databases, which the end-to-end tests use at the same time.
+    """
+    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return settings.database_dsn(name)

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from infra.saga_cli import OrdersApi, TERMINAL
+from infra.saga_cli import TERMINAL, OrdersApi
 from infra.settings import StackSettings
 from services.psp.client import PspClient
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from infra.settings import StackSettings
 from tests.outbox.probe import prepare
+from tests.support import scratch_database
 
 DATABASE = "outbox_tests"
 
@@ -12,11 +12,6 @@ DATABASE = "outbox_tests"
 @pytest.fixture(scope="session")
 def probe_database(running_stack: StackSettings) -> str:
     """A database of its own for consumer-side state (inbox, dead letters, effects)."""
-    with psycopg.connect(running_stack.database_dsn("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (DATABASE,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    url = running_stack.database_dsn(DATABASE)
+    url = scratch_database(running_stack, DATABASE)
     prepare(url)
     return url

@@ -23,6 +23,7 @@ from services.psp.client import PspClient
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
 from tests.psp.conftest import psp_registry  # noqa: F401 - the registry fixture, reused
 from tests.psp.support import Ledger, free_port, psp_env, start_psp
+from tests.support import scratch_database
 
 DATABASE = "payments_tests"
 PSP_LEDGER = "payments_tests_psp"
@@ -30,17 +31,9 @@ PSP_NAME = "psp-payments-test"
 PSP_TIMEOUT_S = 5.0
 
 
-def create_database(settings: StackSettings, name: str) -> str:
-    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() \
-                is None:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    return settings.database_dsn(name)
-
-
 @pytest.fixture(scope="session")
 def payments_dsn(running_stack: StackSettings) -> str:
-    dsn = create_database(running_stack, DATABASE)
+    dsn = scratch_database(running_stack, DATABASE)
     apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(EMITTED_EVENTS)
@@ -49,7 +42,7 @@ def payments_dsn(running_stack: StackSettings) -> str:
 
 @pytest.fixture(scope="session")
 def psp_ledger(running_stack: StackSettings) -> Ledger:
-    return Ledger(create_database(running_stack, PSP_LEDGER))
+    return Ledger(scratch_database(running_stack, PSP_LEDGER))
 
 
 @pytest.fixture(scope="session")
