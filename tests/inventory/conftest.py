@@ -16,18 +16,14 @@ from infra.settings import StackSettings
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from services.inventory.store import SCHEMA_SQL
 from tests.inventory.support import reset
+from tests.support import scratch_database
 
 DATABASE = "inventory_tests"
 
 
 @pytest.fixture(scope="session")
 def inventory_dsn(running_stack: StackSettings) -> str:
-    with psycopg.connect(running_stack.database_dsn("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (DATABASE,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    dsn = running_stack.database_dsn(DATABASE)
+    dsn = scratch_database(running_stack, DATABASE)
     apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA_SQL)
     return dsn
 
