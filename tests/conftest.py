@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import fields
 
 import pytest
 
 from infra import stack
 from infra.settings import REPO_ROOT, StackSettings
 
+
+def ports_shifted_by(offset: int) -> dict[str, str]:
+    """Every port of the stack, moved by ``offset`` from its default."""
+    return {
+        f"CHOREO_{field.name.upper()}": str(field.default + offset)
+        for field in fields(StackSettings) if field.name.endswith("_port")
+    }
+
+
+PORT_OFFSET = int(os.environ.get("CHOREO_TEST_PORT_OFFSET", "10000"))
+"""Tests run their own stack 10000 ports above the defaults, so they never meet a stack a
+developer runs; a second checkout can test at the same time with another offset."""
+
 TEST_ENV = {
     "CHOREO_STATE_DIR": str(REPO_ROOT / ".choreo-test"),
     "CHOREO_ARTIFACT_CACHE": str(REPO_ROOT / ".choreo" / "artifacts"),
-    "CHOREO_POSTGRES_PORT": "25432",
-    "CHOREO_REDIS_PORT": "26379",
-    "CHOREO_KAFKA_PORT": "29092",
-    "CHOREO_CONNECT_PORT": "28083",
-    "CHOREO_ORDERS_PORT": "28080",
-    "CHOREO_PSP_PORT": "28090",
-    "CHOREO_INVENTORY_METRICS_PORT": "28081",
-    "CHOREO_PAYMENTS_METRICS_PORT": "28082",
-    "CHOREO_ORDERS_WORKER_METRICS_PORT": "28084",
     "CHOREO_CDC_POLL_INTERVAL_MS": "10",
+    **ports_shifted_by(PORT_OFFSET),
 }
 
 

@@ -19,17 +19,11 @@ from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_va
 from infra.errors import ConfigError
 from infra.processes import TrackedProcess
 from infra.settings import REPO_ROOT, StackSettings
-from tests.conftest import TEST_ENV
+from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 
 pytestmark = pytest.mark.stack
 
-OWN_PORTS = {
-    "CHOREO_POSTGRES_PORT": "35432", "CHOREO_REDIS_PORT": "36379",
-    "CHOREO_KAFKA_PORT": "39092", "CHOREO_CONNECT_PORT": "38083",
-    "CHOREO_ORDERS_PORT": "38080", "CHOREO_PSP_PORT": "38090",
-    "CHOREO_INVENTORY_METRICS_PORT": "38081", "CHOREO_PAYMENTS_METRICS_PORT": "38082",
-    "CHOREO_ORDERS_WORKER_METRICS_PORT": "38084",
-}
+OWN_PORTS = ports_shifted_by(PORT_OFFSET + 10000)
 
 
 @pytest.fixture
