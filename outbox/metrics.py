@@ -27,8 +27,9 @@ LAG = Gauge("choreo_consumer_lag", "Messages behind the partition's high waterma
 OUTCOMES = ("handled", "duplicate", "ignored", "dead_lettered", "parked", "replayed")
 
 
-def serve(port: int, health: Callable[[], dict[str, object]]) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/health`` on 127.0.0.1:port in a daemon thread."""
+def serve(port: int, health: Callable[[], dict[str, object]], host: str = "127.0.0.1"
+          ) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/health`` on host:port in a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the standard library's naming
@@ -49,6 +50,6 @@ def serve(port: int, health: Callable[[], dict[str, object]]) -> ThreadingHTTPSe
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             """Scrapes every few seconds would drown the service's own log lines."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

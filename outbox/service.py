@@ -119,7 +119,7 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
     trace.set_tracer_provider(TracerProvider())
     apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)
     runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
-    server = serve(settings.metrics_port, runtime.health)
+    server = serve(settings.metrics_port, runtime.health, settings.bind_host)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
     jobs = threading.Thread(target=run_jobs, name="jobs", daemon=True,

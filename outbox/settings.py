@@ -35,6 +35,8 @@ class ServiceSettings:
     redis_url: str
     metrics_port: int
     backoff: Backoff
+    bind_host: str = "127.0.0.1"
+    """Where HTTP endpoints listen; only containers (compose.yaml) need another address."""
     batch_size: int = 200
     dedupe_ttl_s: int = 7 * 24 * 3600
 
@@ -61,4 +63,5 @@ class ServiceSettings:
             backoff=backoff,
             batch_size=max(1, int(env_number(env, "CHOREO_BATCH_SIZE", 200))),
             dedupe_ttl_s=int(env_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
+            bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"),
         )

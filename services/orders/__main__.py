@@ -41,8 +41,8 @@ async def serve(settings: ServiceSettings, port: int, deadline_s: float) -> None
         await pool.wait()
         runner = web.AppRunner(create_app(pool, writer, deadline_s), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, shutdown_timeout=10).start()
-        log.info("listening on 127.0.0.1:%d", port)
+        await web.TCPSite(runner, settings.bind_host, port, shutdown_timeout=10).start()
+        log.info("listening on %s:%d", settings.bind_host, port)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)

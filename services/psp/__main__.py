@@ -1,4 +1,4 @@
-"""``python -m services.psp``: serve the psp on 127.0.0.1 until SIGTERM or SIGINT.
+"""``python -m services.psp``: serve the psp (on 127.0.0.1 by default) until SIGTERM or SIGINT.
 
 The process reads its settings once, logs JSON lines to stdout, and on SIGTERM stops
 accepting connections, lets requests in flight finish (a ``tok_slow`` capture commits
@@ -32,7 +32,7 @@ async def serve(settings: PspSettings) -> None:
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", settings.port,
+        site = web.TCPSite(runner, settings.bind_host, settings.port,
                            shutdown_timeout=SHUTDOWN_GRACE_S + settings.slow_delay_s)
         await site.start()
         log.info("psp listening", extra={"port": settings.port,

@@ -28,6 +28,8 @@ class PspSettings:
     port: int = 18090
     slow_delay_s: float = 2.0
     """How long ``tok_slow`` takes: longer than a caller's timeout exercises its retries."""
+    bind_host: str = "127.0.0.1"
+    """Only containers (compose.yaml) listen elsewhere."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PspSettings:
@@ -44,7 +46,8 @@ class PspSettings:
         slow_delay_s = _number(env, "CHOREO_PSP_SLOW_DELAY_S", float, cls.slow_delay_s)
         if not 0 <= slow_delay_s <= 300:
             raise SettingsError(f"CHOREO_PSP_SLOW_DELAY_S={slow_delay_s} is outside 0..300")
-        return cls(database_url=database_url, port=port, slow_delay_s=slow_delay_s)
+        return cls(database_url=database_url, port=port, slow_delay_s=slow_delay_s,
+                   bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"))
 
 
 def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
