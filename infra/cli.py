@@ -67,6 +67,13 @@ def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import consumer
+
+    consumer.main(settings, args.events)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     hop.add_argument("--seconds", type=float, default=10.0)
     hop.add_argument("--total", type=int, default=5000, help="events in the max-rate run")
     hop.set_defaults(handler=cmd_bench_hop)
+    consumer = bench_commands.add_parser(
+        "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
+    consumer.add_argument("--events", type=int, default=10000)
+    consumer.set_defaults(handler=cmd_bench_consumer)
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     check = schema_commands.add_parser(

@@ -1,4 +1,4 @@
-"""``choreo order``, ``choreo timeline`` and ``choreo demo``: the saga from a user's seat.
+"""``choreo order``, ``timeline``, ``demo`` and ``stock``: the saga from a user's seat.
 
 Everything goes through the public HTTP API of the order service, exactly as a client
 would use it; the timeline is the order's own history of the events it saw.
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import requests
 
 from infra.settings import StackSettings
@@ -152,3 +153,27 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     timeline.set_defaults(handler=cmd_timeline)
     commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout"
                         ).set_defaults(handler=cmd_demo)
+    stock = commands.add_parser("stock", help="the inventory's counters; --set SKU=N restocks")
+    stock.add_argument("--set", action="append", metavar="SKU=N")
+    stock.set_defaults(handler=cmd_stock)
+
+
+def cmd_stock(args: argparse.Namespace, settings: StackSettings) -> int:
+    """Show the catalog's counters; ``--set SKU=N`` restocks (or writes off) first."""
+    from services.inventory.catalog import set_stock, stock_levels
+    from services.inventory.domain import InvalidStockLevel, UnknownSku
+
+    with psycopg.connect(settings.database_dsn("inventory")) as conn:
+        for assignment in args.set or []:
+            sku, _, raw = assignment.partition("=")
+            try:
+                set_stock(conn, sku, int(raw))
+            except (ValueError, UnknownSku, InvalidStockLevel) as error:
+                print(f"--set {assignment}: {error}")
+                return 1
+        levels = stock_levels(conn)
+    print(f"{'sku':<16}{'price':>9}{'available':>11}{'reserved':>10}{'sold':>7}")
+    for level in levels:
+        print(f"{level.sku:<16}{level.unit_price_cents / 100:>9.2f}{level.available:>11}"
+              f"{level.reserved:>10}{level.sold:>7}")
+    return 0

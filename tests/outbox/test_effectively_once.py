@@ -76,14 +76,14 @@ def test_event_delivered_three_times_has_one_effect(
     runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run, dedupe)
     runtime.batch_size = 7  # several offset commits, so a flush lands between them
     if dedupe_kind == "redis-flushed":
-        original = runtime.process
+        original = runtime.process_batch
 
-        def process_then_flush(delivery):  # noqa: ANN001, ANN202
-            outcome = original(delivery)
+        def process_then_flush(deliveries):  # noqa: ANN001, ANN202
+            outcomes = original(deliveries)
             redis.Redis.from_url(running_stack.redis_url).flushdb()
-            return outcome
+            return outcomes
 
-        runtime.process = process_then_flush  # type: ignore[method-assign]
+        runtime.process_batch = process_then_flush  # type: ignore[method-assign]
     drain_until(runtime, probe_database, consumer, keys * per_key)
     assert_each_once(effects(probe_database, consumer), keys, per_key)
 
