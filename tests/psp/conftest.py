@@ -14,7 +14,7 @@ import pytest
 from infra.processes import ProcessRegistry
 from infra.settings import StackSettings
 from services.psp.client import PspClient
-from tests.psp.support import Api, Ledger, psp_env, start_psp
+from tests.psp.support import LEDGER_DATABASE, Api, Ledger, free_port, psp_env, start_psp
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +25,16 @@ def psp_registry(running_stack: StackSettings) -> ProcessRegistry:
 @pytest.fixture(scope="session")
 def psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry) -> Iterator[str]:
     try:
-        yield start_psp(psp_registry, "psp-test", psp_env(running_stack, running_stack.psp_port))
+        # A port of its own: the stack's psp may be running on ``psp_port``.
+        yield start_psp(psp_registry, "psp-test", psp_env(running_stack, free_port()))
     finally:
         psp_registry.stop("psp-test")
 
 
 @pytest.fixture(scope="session")
-def ledger(running_stack: StackSettings) -> Ledger:
-    return Ledger(running_stack.database_dsn("psp"))
+def ledger(running_stack: StackSettings, psp_url: str) -> Ledger:
+    """The psp tests' ledger; the psp has created its tables by now."""
+    return Ledger(running_stack.database_dsn(LEDGER_DATABASE))
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import requests
 from infra.processes import ProcessRegistry
 from infra.settings import REPO_ROOT, StackSettings
 from services.psp.client import Charge, PspClient, PspUnavailable
+from tests.support import scratch_database
 
 SLOW_DELAY_S = 1.0
 """tok_slow's delay in the tests: well above CLIENT_TIMEOUT_S, short enough to wait out."""
@@ -84,9 +85,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+LEDGER_DATABASE = "psp_tests"
+"""The psp tests' own ledger: the stack's psp (``running_services``) keeps ``psp``."""
+
+
 def psp_env(settings: StackSettings, port: int) -> dict[str, str]:
     return {
-        "CHOREO_DATABASE_URL": settings.database_dsn("psp"),
+        "CHOREO_DATABASE_URL": scratch_database(settings, LEDGER_DATABASE),
         "CHOREO_PSP_PORT": str(port),
         "CHOREO_PSP_SLOW_DELAY_S": str(SLOW_DELAY_S),
     }

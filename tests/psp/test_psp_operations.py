@@ -77,9 +77,17 @@ def test_each_request_logs_one_json_line_with_trace_and_order(
     requests.post(f"{api.base_url}/v1/charges", json=CHARGE, timeout=10, headers={
         "Idempotency-Key": key, "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
 
-    lines = [json.loads(line) for line in
-             psp_registry.log_file("psp-test").read_text().splitlines() if line.startswith("{")]
-    [logged] = [line for line in lines if line.get("idempotency_key") == key]
+    def logged_lines() -> list[dict]:
+        text = psp_registry.log_file("psp-test").read_text()
+        return [line for line in map(json.loads, filter(lambda raw: raw.startswith("{"),
+                                                         text.splitlines()))
+                if line.get("idempotency_key") == key]
+
+    # The line is written as the response goes out: give a loaded machine a moment.
+    deadline = time.monotonic() + 10
+    while not logged_lines() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [logged] = logged_lines()
     assert logged["trace_id"] == trace
     assert logged["order_id"] == CHARGE["reference"]
     assert logged["charge_id"].startswith("ch_")
@@ -145,7 +153,8 @@ def wait_for_open_transaction(dsn: str, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'psp'"
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity"
+                               " WHERE datname = current_database()"
                                " AND state = 'idle in transaction'").fetchone()
             if row is not None and row[0] > 0:
                 return
