@@ -118,7 +118,7 @@ class ProcessRegistry:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_file(name)
         with log_file.open("ab") as log:
-            process = subprocess.Popen(
+            process = DetachedProcess(
                 list(command),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -173,12 +173,20 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-"""Processes this interpreter started and has not yet seen exit.
+class DetachedProcess(subprocess.Popen[bytes]):
+    """A child meant to outlive this interpreter (the stack keeps running after ``up``).
 
-Holding the ``Popen`` keeps Python from warning that a still-running child was dropped
-(they are meant to outlive the launcher), and lets ``reap`` collect exit statuses.
-"""
+    ``Popen`` warns when an object of a still-running child is collected; for these that
+    is the normal case, not a leak: they are tracked by pid file and stopped by pid.
+    """
+
+    def __del__(self) -> None:
+        return None
+
+
+_CHILDREN: dict[int, DetachedProcess] = {}
+"""Processes this interpreter started and has not yet seen exit, so ``reap`` can collect
+their exit status instead of leaving zombies in a long-lived launcher or test run."""
 
 
 def reap(pid: int) -> None:

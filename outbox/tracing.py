@@ -27,13 +27,18 @@ def trace_id_of(traceparent: str) -> str:
 
 
 @contextmanager
-def continued_span(name: str, traceparent: str, **attributes: str) -> Iterator[None]:
-    """A span that continues the producer's trace, so emits inside it carry it on."""
+def continued_span(name: str, traceparent: str,
+                   kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+                   **attributes: str) -> Iterator[None]:
+    """A span that continues a stored or received trace, so emits inside it carry it on.
+
+    Consumers continue the producer's trace; deadline jobs and customer cancels continue
+    the trace saved with the saga, so one saga stays one trace whatever ends it.
+    """
     parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
     token = context.attach(parent) if parent is not None else None
     try:
-        with TRACER.start_as_current_span(name, kind=trace.SpanKind.CONSUMER,
-                                          attributes=attributes):
+        with TRACER.start_as_current_span(name, kind=kind, attributes=attributes):
             yield
     finally:
         if token is not None:

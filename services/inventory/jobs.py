@@ -11,8 +11,10 @@ import logging
 from typing import Any
 
 import psycopg
+from opentelemetry.trace import SpanKind
 
 from outbox.service import PeriodicJob
+from outbox.tracing import continued_span
 from outbox.writer import OutboxWriter
 from services.inventory import domain, store
 from services.inventory.domain import ReleaseReason, Status
@@ -38,9 +40,11 @@ def release_expired(conn: psycopg.Connection[Any], writer: OutboxWriter,
     units = domain.units_per_sku(store.reserved_lines(conn, order_ids))
     store.move(conn, units, Counter.RESERVED, Counter.AVAILABLE)
     store.set_status(conn, order_ids, Status.RELEASED, ReleaseReason.EXPIRED)
+    traces = store.saga_traces(conn, order_ids)
     for order_id in order_ids:
-        writer.emit(conn, "StockReleased", order_id,
-                    {"order_id": order_id, "reason": ReleaseReason.EXPIRED.value})
+        with continued_span("reservation expired", traces.get(order_id, ""), SpanKind.INTERNAL):
+            writer.emit(conn, "StockReleased", order_id,
+                        {"order_id": order_id, "reason": ReleaseReason.EXPIRED.value})
     log.info("released %d expired reservations", len(order_ids))
     return len(order_ids)
 

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS reservations (
     CHECK (status <> 'reserved' OR expires_at IS NOT NULL),
     CHECK ((status IN ('released', 'cancelled')) = (reason IS NOT NULL))
 );
+-- The saga's trace, so the expiry sweeper's StockReleased continues it.
+ALTER TABLE reservations ADD COLUMN IF NOT EXISTS traceparent text NOT NULL DEFAULT '';
+
 -- What the expiry sweeper scans: only reservations still holding stock.
 CREATE INDEX IF NOT EXISTS reservations_expiring
     ON reservations (expires_at) WHERE status = 'reserved';

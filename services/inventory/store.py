@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from outbox.tracing import current_traceparent
 from services.inventory.domain import Line, PricedLine, ReleaseReason, Status, StockRow
 
 SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
@@ -109,8 +110,8 @@ def mark_reserved(conn: psycopg.Connection[Any], order_id: str, lines: Sequence[
         )
     row = conn.execute(
         "UPDATE reservations SET status = %s, expires_at = now() + make_interval(secs => %s), "
-        "updated_at = now() WHERE order_id = %s RETURNING expires_at",
-        (Status.RESERVED.value, ttl_s, order_id),
+        "traceparent = %s, updated_at = now() WHERE order_id = %s RETURNING expires_at",
+        (Status.RESERVED.value, ttl_s, current_traceparent(), order_id),
     ).fetchone()
     assert row is not None, "claim_order inserted this row in the same transaction"
     expires_at: datetime = row[0]
@@ -134,6 +135,13 @@ def reserved_lines(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -> l
         (list(order_ids),),
     ).fetchall()
     return [Line(sku, quantity) for sku, quantity in rows]
+
+
+def saga_traces(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -> dict[str, str]:
+    """The traceparent each reservation was made under, for events emitted later."""
+    rows = conn.execute("SELECT order_id, traceparent FROM reservations"
+                        " WHERE order_id = ANY(%s)", (list(order_ids),)).fetchall()
+    return dict(rows)
 
 
 def lock_expired(conn: psycopg.Connection[Any], limit: int) -> list[str]:

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from outbox.tracing import continued_span, current_traceparent
 from outbox.writer import OutboxWriter
 from services.orders.domain import (
     InvalidRequest,
@@ -122,7 +123,8 @@ async def place_order(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn, conn.transaction():
         row = await (await conn.execute(INSERT_ORDER, (
             order_id, key, fingerprint, order.customer_id, json.dumps(order.items_json()),
-            order.payment_token, order.deadline_s or request.app[DEADLINE_S]))).fetchone()
+            order.payment_token, order.deadline_s or request.app[DEADLINE_S],
+            current_traceparent()))).fetchone()
         if row is None:
             existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
             if existing[1] != fingerprint:
@@ -175,7 +177,8 @@ async def cancel_order(request: web.Request) -> web.Response:
             return error(409, "not_cancellable", f"the order is already {row[0]}")
         payload = {"order_id": str(order_id), "reason": "customer"}
         await conn.execute(SET_STATUS, (Status.CANCELLED, "customer", None, order_id))
-        event_id = await writer.emit_async(conn, "OrderCancelled", str(order_id), payload)
+        with continued_span("customer cancels order", row[1], trace.SpanKind.INTERNAL):
+            event_id = await writer.emit_async(conn, "OrderCancelled", str(order_id), payload)
         await conn.execute(INSERT_HISTORY, (order_id, "OrderCancelled", event_id,
                                             writer.source, json.dumps(payload)))
     return web.json_response({"id": str(order_id), "status": Status.CANCELLED,

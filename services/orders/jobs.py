@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from opentelemetry.trace import SpanKind
 
 from outbox.service import PeriodicJob
+from outbox.tracing import continued_span
 from outbox.writer import OutboxWriter
 from services.orders.domain import Status
 from services.orders.store import OVERDUE, finish
@@ -16,9 +18,10 @@ BATCH = 200
 
 def cancel_overdue(conn: psycopg.Connection[Any], writer: OutboxWriter) -> None:
     """SKIP LOCKED: an order being confirmed right now is left to its handler."""
-    for (order_id,) in conn.execute(OVERDUE, (BATCH,)).fetchall():
-        finish(conn, writer, order_id, Status.CANCELLED, "OrderCancelled",
-               {"order_id": str(order_id), "reason": "timeout"}, "timeout")
+    for order_id, traceparent in conn.execute(OVERDUE, (BATCH,)).fetchall():
+        with continued_span("order deadline passed", traceparent, SpanKind.INTERNAL):
+            finish(conn, writer, order_id, Status.CANCELLED, "OrderCancelled",
+                   {"order_id": str(order_id), "reason": "timeout"}, "timeout")
 
 
 DEADLINE_JOB = PeriodicJob("cancel-overdue-orders", interval_s=1.0, run=cancel_overdue)

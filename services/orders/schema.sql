@@ -15,6 +15,9 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
+-- The saga's trace, so that a cancel or a deadline continues it instead of starting anew.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS traceparent text NOT NULL DEFAULT '';
+
 -- The deadline sweeper only ever looks at pending orders.
 CREATE INDEX IF NOT EXISTS orders_pending_deadline ON orders (deadline_at)
     WHERE status = 'PENDING';

@@ -18,15 +18,15 @@ from services.orders.domain import Status
 
 INSERT_ORDER = """
 INSERT INTO orders (id, idempotency_key, request_hash, customer_id, items, payment_token,
-                    status, deadline_at)
-VALUES (%s, %s, %s, %s, %s, %s, 'PENDING', now() + make_interval(secs => %s))
+                    status, deadline_at, traceparent)
+VALUES (%s, %s, %s, %s, %s, %s, 'PENDING', now() + make_interval(secs => %s), %s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, deadline_at
 """
 FIND_BY_KEY = """
 SELECT id, request_hash, deadline_at, status FROM orders WHERE idempotency_key = %s
 """
-LOCK_ORDER = "SELECT status FROM orders WHERE id = %s FOR UPDATE"
+LOCK_ORDER = "SELECT status, traceparent FROM orders WHERE id = %s FOR UPDATE"
 SET_STATUS = """
 UPDATE orders SET status = %s, reason = %s, total_cents = coalesce(%s, total_cents),
                   updated_at = now()
@@ -45,7 +45,7 @@ SELECT event_type, event_id, source, detail, seen_at FROM order_history
 WHERE order_id = %s ORDER BY seq
 """
 OVERDUE = """
-SELECT id FROM orders WHERE status = 'PENDING' AND deadline_at < now()
+SELECT id, traceparent FROM orders WHERE status = 'PENDING' AND deadline_at < now()
 ORDER BY deadline_at LIMIT %s FOR UPDATE SKIP LOCKED
 """
 

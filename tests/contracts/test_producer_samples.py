@@ -73,15 +73,6 @@ SCENARIOS = {scenario.name: scenario for scenario in (
              frozenset({"OrderCancelled", "PaymentRefunded", "StockReleased"})),
 )}
 
-NEW_TRACE_ON_CANCEL = pytest.mark.xfail(strict=True, reason=(
-    "finding: POST /orders/{id}/cancel starts a new trace; the order's own trace is not kept, "
-    "so OrderCancelled and the PaymentRefunded/StockReleased it causes carry another trace id. "
-    "Fix in services/orders (keep the traceparent of OrderPlaced, continue or link it)"))
-NO_TRACE_FROM_SWEEPER = pytest.mark.xfail(strict=True, reason=(
-    "finding: outbox.service.run_jobs runs periodic jobs outside any span, so the deadline "
-    "job's OrderCancelled has an empty traceparent header, and each consumer of it starts "
-    "a new trace of its own. Fix in outbox/service.py (a span per job run, or the "
-    "order's stored traceparent)"))
 
 
 @dataclass(frozen=True)
@@ -187,10 +178,7 @@ def test_cloudevents_headers(sample: Sample, scenario: str) -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("scenario", [
-    *(name for name in SCENARIO_NAMES if name != "deadline_passed"),
-    pytest.param("deadline_passed", marks=NO_TRACE_FROM_SWEEPER),
-])
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 def test_traceparent_is_w3c(sample: Sample, scenario: str) -> None:
     malformed = [f"{event}: traceparent {event.headers.get(HEADER_TRACEPARENT)!r}"
                  for event in sample.events[scenario]
@@ -208,12 +196,7 @@ def test_payloads_decode_and_fit_the_latest_schema(sample: Sample, scenario: str
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("scenario", [
-    *(name for name in SCENARIO_NAMES
-      if name not in {"cancelled_after_confirm", "deadline_passed"}),
-    pytest.param("cancelled_after_confirm", marks=NEW_TRACE_ON_CANCEL),
-    pytest.param("deadline_passed", marks=NO_TRACE_FROM_SWEEPER),
-])
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 def test_one_trace_per_order(sample: Sample, scenario: str) -> None:
     traces: dict[str, list[str]] = {}
     for event in sample.events[scenario]:
