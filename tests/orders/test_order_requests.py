@@ -1,0 +1,46 @@
+"""Every rule of an order request names its field; valid requests pass untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.orders.domain import InvalidRequest, parse_order_request
+
+VALID = {"customer_id": "c-1", "payment_token": "tok_ok",
+         "items": [{"sku": "mug-white", "quantity": 2}]}
+
+
+def test_a_valid_request_is_parsed() -> None:
+    order = parse_order_request(VALID)
+    assert (order.customer_id, order.payment_token) == ("c-1", "tok_ok")
+    assert [(line.sku, line.quantity) for line in order.items] == [("mug-white", 2)]
+    assert order.fingerprint() == parse_order_request(dict(VALID)).fingerprint()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([], "$"),
+    ({**VALID, "coupon": "x"}, "coupon"),
+    ({**VALID, "items": []}, "items"),
+    ({**VALID, "items": "mug"}, "items"),
+    ({**VALID, "items": [{"sku": "m"}] * 51}, "items"),
+    ({**VALID, "items": ["mug"]}, "items[0]"),
+    ({**VALID, "items": [{"sku": "", "quantity": 1}]}, "items[0].sku"),
+    ({**VALID, "items": [{"sku": "a b", "quantity": 1}]}, "items[0].sku"),
+    ({**VALID, "items": [{"sku": "m", "quantity": 0}]}, "items[0].quantity"),
+    ({**VALID, "items": [{"sku": "m", "quantity": 1001}]}, "items[0].quantity"),
+    ({**VALID, "items": [{"sku": "m", "quantity": True}]}, "items[0].quantity"),
+    ({**VALID, "items": [{"sku": "m", "quantity": "2"}]}, "items[0].quantity"),
+    ({**VALID, "items": [{"sku": "m", "quantity": 1, "price": 1}]}, "items[0].price"),
+    ({**VALID, "items": [{"sku": "m", "quantity": 1}, {"sku": "m", "quantity": 2}]},
+     "items[1].sku"),
+    ({**VALID, "customer_id": ""}, "customer_id"),
+    ({**VALID, "customer_id": "x" * 101}, "customer_id"),
+    ({**VALID, "payment_token": None}, "payment_token"),
+    ({**VALID, "payment_token": "tok\x00"}, "payment_token"),
+    ({**VALID, "deadline_s": 0}, "deadline_s"),
+    ({**VALID, "deadline_s": "soon"}, "deadline_s"),
+])
+def test_invalid_requests_name_the_field(body: object, field: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_order_request(body)
+    assert raised.value.field == field
