@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 
+from chaos import cli as chaos_cli
 from infra import connectors_cli, dlq, saga_cli, stack
 from infra.errors import StackError
 from infra.install import ensure_installed
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.register(commands)
     saga_cli.register(commands)
     connectors_cli.register(commands)
+    chaos_cli.register(commands)
     bench = commands.add_parser("bench", help="benchmarks that print their figures")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     hop = bench_commands.add_parser("hop", help="commit -> consumer latency and throughput")

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import requests
 
+from infra.errors import StackError
 from infra.settings import StackSettings
 
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
@@ -34,7 +35,7 @@ class OrdersApi:
         response = self.session.post(f"{self.base}/orders", json=body, timeout=10,
                                      headers={"Idempotency-Key": key or str(uuid.uuid4())})
         if response.status_code != 202:
-            raise SystemExit(f"order refused: {response.status_code} {response.text}")
+            raise StackError(f"order refused: {response.status_code} {response.text}")
         return response.json()
 
     def get(self, order_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ later events are parked behind them until ``choreo dlq replay|discard``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from outbox.delivery import Delivery, ReceivedEvent
 from outbox.errors import PermanentError
 from outbox.kafka import build_consumer, build_producer, ensure_topics
 from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, RETRIES
-from outbox.retry import Backoff
+from outbox.retry import Backoff, is_permanent
 from outbox.tracing import continued_span, trace_id_of
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ def handle_once(conn: psycopg.Connection[Any], consumer: str, handler: Handler,
     """
     with conn.transaction():
         return claim_and_handle(conn, consumer, handler, event)
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived while an event waited for a retry: leave it for redelivery."""
 
 
 @dataclass(frozen=True)
@@ -168,24 +173,26 @@ class ConsumerRuntime:
         context = {"event_id": delivery.event_id, "event_type": delivery.event_type,
                    "order_id": delivery.key, "trace_id": trace_id_of(event.traceparent),
                    "consumer": self.group_id}
-        for attempt in range(1, self.backoff.max_attempts + 1):
+        started = time.monotonic()
+        for attempt in itertools.count(1):
             try:
                 outcome = self._run_handler(event)
-            except PermanentError as error:
-                return Failure(f"{type(error).__name__}: {error}", attempt)
             except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
-                if attempt == self.backoff.max_attempts:
-                    return Failure(f"gave up after {attempt} attempts: {error!r}", attempt)
+                if self.backoff.gives_up(error, attempt, time.monotonic() - started):
+                    reason = f"{type(error).__name__}: {error}" if is_permanent(error) \
+                        else f"gave up after {attempt} attempts: {error!r}"
+                    return Failure(reason, attempt)
                 RETRIES.labels(self.group_id, delivery.event_type).inc()
                 delay = self.backoff.delay(attempt)
                 log.warning("attempt %d failed, retrying in %.3fs: %r", attempt, delay, error,
                             extra=context)
-                time.sleep(delay)
+                if self.stop_event.wait(delay):
+                    raise Interrupted from error
                 continue
             self.dedupe.mark(self.group_id, delivery.event_id)
             log.info("%s %s", outcome, delivery.event_type, extra=context)
             return outcome
-        raise AssertionError("unreachable: the loop returns on its last attempt")
+        raise AssertionError("unreachable: itertools.count never ends")
 
     def process(self, delivery: Delivery) -> str:
         """Everything that happens to one fresh delivery; returns the outcome's name."""
@@ -350,13 +357,16 @@ class ConsumerRuntime:
             while not self.stop_event.is_set():
                 messages = consumer.consume(self.batch_size, timeout=0.1)
                 self._last_poll = now = time.monotonic()
-                self._handle_messages(consumer, messages)
+                try:
+                    self._handle_messages(consumer, messages)
+                    if now - last_requests > self.request_poll_interval_s:
+                        self.process_requests()
+                        last_requests = now
+                except Interrupted:
+                    break  # offsets of this batch stay uncommitted: it is redelivered
                 if messages:
                     last_message = now
                     self._commit(consumer)
-                if now - last_requests > self.request_poll_interval_s:
-                    self.process_requests()
-                    last_requests = now
                 if now - last_lag > 5:
                     self.update_lag(consumer)
                     last_lag = now

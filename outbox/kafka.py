@@ -27,6 +27,9 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
         "heartbeat.interval.ms": 500,
         "fetch.wait.max.ms": 10,
         "partition.assignment.strategy": "range",
+        # An event may wait out a dependency's outage for up to two minutes (see
+        # Backoff.transient_window_s); stay a group member meanwhile.
+        "max.poll.interval.ms": 300000,
         "log_level": 3,
         **overrides,
     }

@@ -21,10 +21,12 @@ TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
 def is_transient(error: BaseException) -> bool:
     """Declared transient errors and the database errors that a retry can fix.
 
-    Anything else (a bug in a handler, say) is retried too, but it counts against the
-    attempt budget the same way; only ``PermanentError`` skips the retries.
+    These are retried for as long as ``Backoff.transient_window_s`` allows: an outage of
+    a dependency (the database, the payment provider) is waited out rather than turned
+    into dead letters. Anything else (a bug in a handler, say) gets ``max_attempts``;
+    a ``PermanentError`` gets no retry at all.
     """
-    return isinstance(error, TransientError | TRANSIENT_DATABASE_ERRORS)
+    return isinstance(error, (TransientError, *TRANSIENT_DATABASE_ERRORS))
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -38,6 +40,19 @@ class Backoff:
     base_s: float = 0.05
     cap_s: float = 5.0
     max_attempts: int = 5
+    transient_window_s: float = 120.0
+    """How long transient failures of one event are retried before it is dead-lettered.
+
+    Kept well under the consumer's ``max.poll.interval.ms`` (300 s), past which the group
+    would consider the consumer dead while it waits.
+    """
+
+    def gives_up(self, error: BaseException, attempt: int, elapsed_s: float) -> bool:
+        if is_permanent(error):
+            return True
+        if is_transient(error):
+            return elapsed_s >= self.transient_window_s
+        return attempt >= self.max_attempts
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay after failed ``attempt`` (1-based): uniform in [0, min(cap, base·2^(n-1))]."""

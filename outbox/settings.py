@@ -51,6 +51,7 @@ class ServiceSettings:
             base_s=env_number(env, "CHOREO_RETRY_BASE_S", 0.05, float),
             cap_s=env_number(env, "CHOREO_RETRY_CAP_S", 2.0, float),
             max_attempts=int(env_number(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5)),
+            transient_window_s=env_number(env, "CHOREO_RETRY_TRANSIENT_WINDOW_S", 120.0, float),
         )
         if backoff.max_attempts < 1:
             raise ConfigError("CHOREO_RETRY_MAX_ATTEMPTS must be at least 1")

@@ -76,3 +76,15 @@ def scratch_database(settings: StackSettings, name: str) -> str:
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
     return settings.database_dsn(name)
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Retry an assertion until the saga's compensations have caught up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -26,6 +26,7 @@ from fastavro.validation import validate
 
 import services
 from infra.settings import StackSettings
+from infra.shop import Shop
 from outbox.constants import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
@@ -38,7 +39,6 @@ from outbox.constants import (
 )
 from schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
 from schemas.contracts import scan_emits
-from tests.e2e.shop import Shop
 from tests.support import collect
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

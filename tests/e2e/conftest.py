@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from infra.settings import StackSettings
-from tests.e2e.shop import Shop
+from infra.shop import Shop
 
 
 @pytest.fixture(scope="session")

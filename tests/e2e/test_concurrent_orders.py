@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from infra.saga_cli import OrdersApi, saga_settled
-from tests.e2e.shop import Shop, eventually
+from infra.shop import Shop
+from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.shop import Shop, eventually
+from infra.shop import Shop
+from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

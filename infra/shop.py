@@ -1,6 +1,8 @@
-"""What end-to-end tests need to look at: stock per SKU, money per order at the psp.
+"""The running system as an outsider sees it: orders over HTTP, stock, money at the psp.
 
-Each test gets SKUs of its own, so tests never share stock and can assert exact figures.
+End-to-end tests and chaos runs check the guarantees through this view. Each caller
+creates SKUs of its own, so runs sharing a stack never share stock and can assert exact
+figures.
 """
 
 from __future__ import annotations
@@ -58,15 +60,3 @@ class Shop:
 
     def wait_terminal(self, order_id: str) -> dict[str, Any]:
         return self.wait_for(order_id, lambda o: o["status"] in TERMINAL)
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    """Retry an assertion until the saga's compensations have caught up."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

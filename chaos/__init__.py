@@ -1,0 +1,11 @@
+"""Kill parts of the running system mid-saga and check that every guarantee still holds.
+
+``run_chaos`` places orders at a steady rate while processes are SIGKILLed and
+restarted, waits for quiescence, then checks the invariants of DESIGN.md; see
+docs/chaos.md.
+"""
+
+from chaos.report import ChaosReport
+from chaos.run import run_chaos
+
+__all__ = ["ChaosReport", "run_chaos"]

@@ -1,0 +1,25 @@
+"""``python -m chaos``: the same run as ``choreo chaos``, without the rest of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from chaos.cli import add_arguments, cmd_chaos
+from infra.errors import StackError
+from infra.settings import StackSettings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args()
+    try:
+        return cmd_chaos(args, StackSettings.from_env())
+    except StackError as error:
+        print(f"chaos: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``choreo chaos`` (and ``python -m chaos``): a chaos run from the command line.
+
+Exits 0 when every invariant holds, 1 when any fails, so CI can run it as a gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from chaos.plan import TARGETS, PlanError
+from chaos.run import run_chaos
+from infra.settings import StackSettings
+
+
+def targets(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def cmd_chaos(args: argparse.Namespace, settings: StackSettings) -> int:
+    try:
+        result = run_chaos(settings, args.duration, args.rate, args.seed, args.targets,
+                           faults=args.faults, order_deadline_s=args.deadline,
+                           bound_s=args.bound)
+    except PlanError as error:
+        print(f"chaos: {error}")
+        return 2
+    return 0 if result.passed else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--rate", type=float, default=25.0, help="orders per second")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="decides the orders, the stock and the fault schedule")
+    parser.add_argument("--targets", type=targets, default=TARGETS,
+                        help=f"comma-separated processes to kill (default: {','.join(TARGETS)};"
+                             " redis may be added)")
+    parser.add_argument("--faults", type=int, default=None,
+                        help="how many SIGKILLs (default: one per ~6 s, at least one per target)")
+    parser.add_argument("--deadline", type=float, default=30.0,
+                        help="each order's deadline_s: how long before it times out")
+    parser.add_argument("--bound", type=float, default=None,
+                        help="seconds allowed for quiescence after the last fault"
+                             " (default: deadline + 40)")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    chaos = commands.add_parser(
+        "chaos", help="orders under SIGKILLs of services and Connect; check every invariant")
+    add_arguments(chaos)
+    chaos.set_defaults(handler=cmd_chaos)

@@ -1,0 +1,138 @@
+"""The fault injector: SIGKILL a process by its recorded pid, keep it dead, bring it back.
+
+SIGKILL, not SIGTERM: nothing gets to flush, commit offsets or finish a request, which
+is the crash the outbox, the inbox and the idempotency keys exist for. The restart is
+``stack.up``, which starts only what is not running, exactly as an operator would.
+Faults are applied one after another: the run tests recovery from each crash, not the
+pile-up of several at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chaos.plan import Fault, Plan
+from chaos.resume import metrics_url, wait_consuming
+from infra import stack
+from infra.services import service_components
+from infra.settings import StackSettings
+
+Report = Callable[[str], None]
+RESTART_ATTEMPTS = 3
+REJOIN_TIMEOUT_S = 60.0
+
+
+@dataclass
+class FaultRecord:
+    fault: Fault
+    killed_at: datetime
+    killed_at_s: float
+    """Seconds after the load started."""
+    pid: int | None
+    """The pid that died; None when the target was not running at the time."""
+    collateral: list[str] = field(default_factory=list)
+    """Other components found dead when the restart began: they crashed on their own."""
+    restarted_at_s: float | None = None
+    consuming_at_s: float | None = None
+    """When the restarted consumer counted its first event (consumers only)."""
+    restart_error: str | None = None
+
+    @property
+    def outage_s(self) -> float | None:
+        """Kill to healthy again."""
+        return None if self.restarted_at_s is None else self.restarted_at_s - self.killed_at_s
+
+    @property
+    def consuming_after_s(self) -> float | None:
+        """Kill to consuming again: the outage plus the consumer group's rejoin."""
+        return None if self.consuming_at_s is None else self.consuming_at_s - self.killed_at_s
+
+
+def restart(settings: StackSettings, record: FaultRecord) -> None:
+    """``stack.up`` until it succeeds; a start that times out under load is tried again.
+
+    Any failure is recorded rather than raised: the run goes on and reports it, since a
+    process that does not come back is itself a finding.
+    """
+    for attempt in range(1, RESTART_ATTEMPTS + 1):
+        try:
+            stack.up(settings, report=lambda line: None)
+            record.restart_error = None
+            return
+        except Exception as error:  # StackError, or a probe's psycopg/requests error
+            record.restart_error = f"attempt {attempt}: {type(error).__name__}: {error}"
+
+
+class FaultInjector(threading.Thread):
+    def __init__(self, settings: StackSettings, plan: Plan, started: float,
+                 report: Report) -> None:
+        super().__init__(name="chaos-faults", daemon=True)
+        self.settings = settings
+        self.plan = plan
+        self.started = started
+        self.report = report
+        self.records: list[FaultRecord] = []
+        self._halt = threading.Event()
+        self._watchers: list[threading.Thread] = []
+        self._components = [component.name for component in
+                            stack.infrastructure(settings) + service_components(settings)]
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def run(self) -> None:
+        registry = stack.registry_for(self.settings)
+        for fault in self.plan.faults:
+            if self._halt.wait(max(0.0, fault.at_s - self.elapsed())):
+                return
+            tracked = registry.running(fault.target)
+            registry.kill(fault.target)
+            record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
+                                 tracked.pid if tracked else None)
+            self.records.append(record)
+            self.report(f"  t={record.killed_at_s:6.1f}s  SIGKILL {fault.target}"
+                        f" (pid {record.pid}), down for {fault.down_s:.1f}s")
+            self._halt.wait(fault.down_s)
+            record.collateral = [name for name in self._components
+                                 if name != fault.target and registry.running(name) is None]
+            restart(self.settings, record)
+            record.restarted_at_s = self.elapsed()
+            state = f"FAILED: {record.restart_error}" if record.restart_error else "healthy"
+            if record.collateral:
+                state += f"; also restarted {', '.join(record.collateral)}, found dead"
+            self.report(f"  t={record.restarted_at_s:6.1f}s  {fault.target} restarted, {state}")
+            self.watch_rejoin(record)
+        for watcher in self._watchers:
+            watcher.join()
+
+    def watch_rejoin(self, record: FaultRecord) -> None:
+        """Time the consumer's rejoin beside the run, so the next fault is not delayed."""
+        url = metrics_url(self.settings, record.fault.target)
+        if url is None or record.restart_error:
+            return
+
+        def watch() -> None:
+            consuming = wait_consuming(url, REJOIN_TIMEOUT_S)
+            if consuming is not None:
+                record.consuming_at_s = consuming - self.started
+                self.report(f"  t={record.consuming_at_s:6.1f}s  {record.fault.target}"
+                            " consuming again")
+
+        watcher = threading.Thread(target=watch, name=f"chaos-rejoin-{record.fault.target}",
+                                   daemon=True)
+        self._watchers.append(watcher)
+        watcher.start()
+
+    def stop(self) -> None:
+        """No further faults; a process already killed is still restarted first."""
+        self._halt.set()
+        self.join()
+
+    @property
+    def last_recovery_s(self) -> float:
+        """When the last restart ended; 0 when there were no faults."""
+        return max((r.restarted_at_s or 0.0 for r in self.records), default=0.0)

@@ -1,0 +1,212 @@
+"""The guarantees of DESIGN.md, each as a check over what a chaos run saw.
+
+Pure functions of the evidence, so each check can be tested on hand-made evidence and
+the run stays a matter of collecting it. A check lists every offender it finds (up to
+a few, with the order or SKU named), because "FAIL" alone sends someone digging.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chaos.faults import FaultRecord
+from chaos.load import Placed
+from chaos.observe import Snapshot
+from infra.saga_cli import saga_settled
+from services.psp.client import Charge
+
+SHOWN_FAILURES = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    placed: list[Placed]
+    final: Snapshot
+    """Taken once the run was quiescent (or the bound ran out), with the psp's charges."""
+    initial_stock: dict[str, int]
+    unbalanced_samples: list[str]
+    negative_samples: list[str]
+    samples: int
+    quiescence_s: float | None
+    """From the last killed process being healthy again to quiescence; None past the bound."""
+    bound_s: float
+    faults: list[FaultRecord]
+
+
+def _check(name: str, failures: list[str], detail: str) -> Check:
+    return Check(name, not failures, detail, tuple(failures[:SHOWN_FAILURES]))
+
+
+def confirmed_units(evidence: Evidence) -> Counter[str]:
+    units: Counter[str] = Counter()
+    for order in evidence.final.orders:
+        if order.status == "CONFIRMED":
+            for line in order.items:
+                units[line["sku"]] += line["quantity"]
+    return units
+
+
+def edge_exactly_once(evidence: Evidence) -> Check:
+    """Every request accepted, and the database holds one order per Idempotency-Key."""
+    failures = [f"request {p.key}: no 202 after {p.placement.count} attempts"
+                f" (last status {p.placement.status})"
+                for p in evidence.placed if p.order_id is None]
+    answered = {p.key: p.order_id for p in evidence.placed if p.order_id}
+    stored = Counter(order.key for order in evidence.final.orders)
+    failures += [f"key {key}: {count} orders" for key, count in stored.items() if count > 1]
+    by_key = {order.key: order.id for order in evidence.final.orders}
+    failures += [f"key {key}: answered {order_id}, stored {by_key.get(key)}"
+                 for key, order_id in answered.items() if by_key.get(key) != order_id]
+    failures += [f"order {order.id} ({order.key}) was never requested"
+                 for order in evidence.final.orders if order.key not in answered]
+    retried = sum(p.placement.count > 1 for p in evidence.placed)
+    replayed = sum(p.replayed for p in evidence.placed)
+    server_errors = sum(p.placement.server_errors for p in evidence.placed)
+    return _check("edge: one order per request", failures,
+                  f"{len(evidence.placed)} requests, {len(evidence.final.orders)} orders;"
+                  f" {retried} retried through an outage, {replayed} answered as replays,"
+                  f" {server_errors} 5xx answers")
+
+
+def termination(evidence: Evidence) -> Check:
+    final = evidence.final
+    failures = [f"order {o.id}: {o.status} after {' > '.join(o.event_types)}"
+                for o in final.orders if not saga_settled(o.as_api())]
+    failures += [f"reservation {order_id} still held" for order_id in final.open_reservations]
+    took = evidence.quiescence_s
+    if took is None:
+        failures.insert(0, f"not quiescent within {evidence.bound_s:.0f}s")
+    detail = (f"quiescent {took:.1f}s after the last fault (bound {evidence.bound_s:.0f}s)"
+              if took is not None else f"bound {evidence.bound_s:.0f}s exceeded")
+    return _check("termination: every saga settled within the bound", failures, detail)
+
+
+def stock_conserved(evidence: Evidence) -> Check:
+    failures = [f"{sku}: {counts} sums to {counts.total}, initial {evidence.initial_stock[sku]}"
+                for sku, counts in evidence.final.stock.items()
+                if counts.total != evidence.initial_stock[sku]]
+    failures += [f"during the run: {seen}" for seen in evidence.unbalanced_samples]
+    return _check("stock conserved per SKU", failures,
+                  f"available + reserved + sold = initial for {len(evidence.initial_stock)}"
+                  f" SKUs at quiescence and in {evidence.samples} samples during the run")
+
+
+def nothing_negative(evidence: Evidence) -> Check:
+    failures = [f"{sku}: {counts}" for sku, counts in evidence.final.stock.items()
+                if min(counts.available, counts.reserved, counts.sold) < 0]
+    failures += [f"during the run: {seen}" for seen in evidence.negative_samples]
+    return _check("nothing negative", failures,
+                  f"no counter below zero at quiescence nor in {evidence.samples} samples")
+
+
+def nothing_reserved(evidence: Evidence) -> Check:
+    failures = [f"{sku}: {counts.reserved} units still reserved"
+                for sku, counts in evidence.final.stock.items() if counts.reserved]
+    failures += [f"reservation of order {order_id} still 'reserved'"
+                 for order_id in evidence.final.open_reservations]
+    return _check("reserved = 0 at quiescence", failures,
+                  "every reservation sold or released")
+
+
+def sold_matches_confirmed(evidence: Evidence) -> Check:
+    units = confirmed_units(evidence)
+    failures = [f"{sku}: sold {counts.sold}, confirmed orders hold {units[sku]}"
+                for sku, counts in evidence.final.stock.items() if counts.sold != units[sku]]
+    return _check("sold = quantities of confirmed orders", failures,
+                  f"{sum(units.values())} units sold across {len(units)} SKUs")
+
+
+def _charges(evidence: Evidence) -> dict[str, list[Charge]]:
+    if evidence.final.charges is None:
+        raise ValueError("the final snapshot must carry the psp's charges")
+    return evidence.final.charges
+
+
+def one_capture_per_order(evidence: Evidence) -> Check:
+    charges = _charges(evidence)
+    failures = [f"order {order_id}: {len(found)} captures ({', '.join(c.id for c in found)})"
+                for order_id, found in charges.items() if len(found) > 1]
+    captured = sum(bool(found) for found in charges.values())
+    return _check("psp never captured twice for one order", failures,
+                  f"{captured} orders captured once")
+
+
+def money_per_order(evidence: Evidence) -> Check:
+    """Confirmed: net = the order's total. Anything else: every capture refunded in full."""
+    charges = _charges(evidence)
+    failures = []
+    refunded_orders = 0
+    for order in evidence.final.orders:
+        found = charges.get(order.id, [])
+        captured = sum(c.amount_cents for c in found)
+        refunded = sum(c.amount_refunded_cents for c in found)
+        expected = (order.total_cents or 0) if order.status == "CONFIRMED" else 0
+        refunded_orders += bool(refunded)
+        if captured - refunded != expected:
+            failures.append(f"order {order.id} {order.status} ({order.reason}): captured"
+                            f" {captured}, refunded {refunded}, expected net {expected}")
+    return _check("every capture of an unconfirmed order refunded", failures,
+                  f"{refunded_orders} orders refunded")
+
+
+def money_balances(evidence: Evidence) -> Check:
+    charges = _charges(evidence)
+    net = sum(c.amount_cents - c.amount_refunded_cents for found in charges.values()
+              for c in found)
+    confirmed = sum(o.total_cents or 0 for o in evidence.final.orders if o.status == "CONFIRMED")
+    failures = [] if net == confirmed else [f"psp net {net} cents, confirmed total {confirmed}"]
+    return _check("captured - refunded = total of confirmed orders", failures,
+                  f"{net} cents net at the psp, {confirmed} cents confirmed")
+
+
+def effectively_once(evidence: Evidence) -> Check:
+    failures = []
+    for order in evidence.final.orders:
+        repeated = [event for event, count in Counter(order.event_ids).items() if count > 1]
+        if repeated:
+            failures.append(f"order {order.id}: events {repeated} applied twice")
+        if order.event_types.count("OrderPlaced") != 1:
+            failures.append(f"order {order.id}: {order.event_types.count('OrderPlaced')}"
+                            " OrderPlaced")
+    events = sum(len(order.event_ids) for order in evidence.final.orders)
+    return _check("effectively once: no event applied twice", failures,
+                  f"{events} events in order histories, each once")
+
+
+def no_dead_letters(evidence: Evidence) -> Check:
+    failures = [f"{d.service}/{d.consumer} {d.status} {d.event_type} for {d.key}: {d.reason}"
+                for d in evidence.final.dead_letters]
+    return _check("no dead letters", failures,
+                  "a crash is not a poison event: nothing of this run was dead-lettered")
+
+
+def processes_recovered(evidence: Evidence) -> Check:
+    failures = [f"{r.fault.target} killed at t={r.killed_at_s:.1f}s: {r.restart_error}"
+                for r in evidence.faults if r.restart_error]
+    failures += [f"{r.fault.target} was not running when its fault was due"
+                 for r in evidence.faults if r.pid is None]
+    failures += [f"{name} died on its own (found dead {r.fault.down_s:.1f}s after"
+                 f" {r.fault.target} was killed)" for r in evidence.faults for name in r.collateral]
+    return _check("every killed process restarted, nothing else died", failures,
+                  f"{len(evidence.faults)} SIGKILLs, each followed by a healthy restart")
+
+
+CHECKS: tuple[Callable[[Evidence], Check], ...] = (
+    processes_recovered, edge_exactly_once, termination, stock_conserved, nothing_negative,
+    nothing_reserved, sold_matches_confirmed, one_capture_per_order, money_per_order,
+    money_balances, effectively_once, no_dead_letters,
+)
+
+
+def check_all(evidence: Evidence) -> list[Check]:
+    return [check(evidence) for check in CHECKS]

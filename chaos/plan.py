@@ -1,0 +1,142 @@
+"""What a chaos run will do, decided up front from the seed alone.
+
+Every random choice (the orders, their tokens and cancellations, the SKUs' stock, which
+process dies when and for how long) is drawn here from the seed, so two runs with the
+same seed and parameters ask the same things of the system. What the system answers
+still depends on timing: a seed reproduces the pressure, not the outcome. (Nor the
+number of orders: the load goes on until the last fault is over, however long restarts
+take on a busy machine, so that every fault hits a system under load.)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
+"""The processes a run may SIGKILL, by their names in the launcher's registry."""
+
+OPTIONAL_TARGETS = ("redis",)
+"""Killable, but not by default: Redis only speeds up dedupe, so its loss must cost nothing."""
+
+OUT_OF_SCOPE = {
+    "broker": "the embedded broker keeps topics in memory only; a restart loses them by design",
+    "postgres": "every service's database and the psp's ledger; a crash of it is a"
+                " compose-mode scenario",
+}
+
+PRICES_CENTS = (500, 1250, 1999, 4900, 15000)
+"""One SKU per price: a handful of SKUs, so orders compete for the same units."""
+
+TOKENS = (("tok_ok", 0.70), ("tok_decline", 0.15), ("tok_flaky", 0.15))
+CANCEL_SHARE = 0.10
+CANCEL_WITHIN_S = 3.0
+SCARCITY = 0.5
+"""Initial stock as a share of what the planned orders ask for: the shelves run empty."""
+
+
+class PlanError(ValueError):
+    """The parameters cannot make a run; said before anything is touched."""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    index: int
+    lines: tuple[tuple[int, int], ...]
+    """(SKU index, quantity) per line; SKU names are given at run time."""
+    token: str
+    cancel_after_s: float | None
+    """When the customer cancels, counted from acceptance; None for never."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    at_s: float
+    """Seconds after the load starts."""
+    target: str
+    down_s: float
+    """How long the process stays dead before it is restarted."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    rate: float
+    order_deadline_s: float
+    planned_orders: int
+    """Orders in ``duration_s``; the load goes on past them while a fault is not over."""
+    initial_stock: tuple[int, ...]
+    faults: tuple[Fault, ...]
+
+    def order(self, index: int) -> OrderRequest:
+        """The ``index``-th request, the same for a seed however many a run ends up sending."""
+        return plan_order(self.seed, index)
+
+    def due_s(self, index: int) -> float:
+        """When a request is sent: a steady rate, not a burst."""
+        return index / self.rate
+
+
+def check_targets(targets: tuple[str, ...]) -> None:
+    for target in targets:
+        if target in OUT_OF_SCOPE:
+            raise PlanError(f"{target} is not a chaos target in embedded mode:"
+                            f" {OUT_OF_SCOPE[target]}")
+        if target not in TARGETS + OPTIONAL_TARGETS:
+            raise PlanError(f"unknown target {target!r}; choose from"
+                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)}")
+    if not targets:
+        raise PlanError("give at least one target")
+
+
+def plan_order(seed: int, index: int) -> OrderRequest:
+    """Each request from a generator of its own, so it does not depend on how many came before."""
+    rng = random.Random(f"{seed}/order/{index}")
+    tokens, weights = zip(*TOKENS, strict=True)
+    skus = rng.sample(range(len(PRICES_CENTS)), rng.choice((1, 1, 2)))
+    lines = tuple((sku, rng.randint(1, 3)) for sku in sorted(skus))
+    token = rng.choices(tokens, weights)[0]
+    cancel = rng.uniform(0, CANCEL_WITHIN_S) if rng.random() < CANCEL_SHARE else None
+    return OrderRequest(index, lines, token, cancel)
+
+
+def initial_stock(orders: list[OrderRequest]) -> tuple[int, ...]:
+    demand = [0] * len(PRICES_CENTS)
+    for order in orders:
+        for sku, quantity in order.lines:
+            demand[sku] += quantity
+    return tuple(max(1, int(units * SCARCITY)) for units in demand)
+
+
+def plan_faults(rng: random.Random, duration_s: float, targets: tuple[str, ...],
+                count: int) -> tuple[Fault, ...]:
+    """``count`` faults spread over the load, each target before any repeats.
+
+    One fault per time slot, at a random moment in the first half of its slot, so a
+    restart (Connect takes about 5 s) usually ends before the next fault is due. The
+    first and last seconds of the load stay quiet: the last fault must still find
+    sagas in flight.
+    """
+    start, end = min(3.0, 0.1 * duration_s), duration_s - min(5.0, 0.1 * duration_s)
+    slot = (end - start) / count
+    order: list[str] = []
+    while len(order) < count:
+        order += rng.sample(targets, len(targets))
+    return tuple(
+        Fault(round(start + k * slot + rng.uniform(0, slot / 2), 2), order[k],
+              round(rng.uniform(0.5, 2.5), 2))
+        for k in range(count)
+    )
+
+
+def make_plan(seed: int, duration_s: float, rate: float, targets: tuple[str, ...],
+              faults: int | None = None, order_deadline_s: float = 30.0) -> Plan:
+    """By default one fault per ~6 s of load, and at least one per target."""
+    check_targets(targets)
+    if duration_s < 10 or rate <= 0:
+        raise PlanError("a chaos run needs at least 10 s of load at a positive rate")
+    count = faults if faults is not None else max(len(targets), int(duration_s / 6))
+    planned = int(duration_s * rate)
+    return Plan(seed, rate, order_deadline_s, planned,
+                initial_stock([plan_order(seed, index) for index in range(planned)]),
+                plan_faults(random.Random(seed), duration_s, targets, count) if count else ())

@@ -1,0 +1,48 @@
+"""When did a restarted consumer really come back: not healthy, but consuming again?
+
+A consumer answers its health check within seconds of a restart, yet gets no partitions
+until the broker has expired the killed member's session and rebalanced the group
+(6-11 s on the embedded broker). The first event the new process counts in its
+``choreo_events_total`` metric marks the end of that gap, which is what the
+quiescence bound has to cover.
+"""
+
+from __future__ import annotations
+
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.services import SERVICES
+from infra.settings import StackSettings
+
+CONSUMERS = ("inventory", "payments", "orders-worker")
+"""The services whose restart includes a consumer-group rejoin."""
+POLL_S = 0.2
+
+
+def metrics_url(settings: StackSettings, target: str) -> str | None:
+    if target not in CONSUMERS:
+        return None
+    spec = next(spec for spec in SERVICES if spec.name == target)
+    return f"http://127.0.0.1:{getattr(settings, spec.port_field)}/metrics"
+
+
+def events_counted(url: str) -> float:
+    text = requests.get(url, timeout=2).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == "choreo_events_total")
+
+
+def wait_consuming(url: str, timeout_s: float) -> float | None:
+    """``time.monotonic()`` of the first poll that saw an event counted; None on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if events_counted(url) > 0:
+                return time.monotonic()
+        except requests.RequestException:
+            pass
+        time.sleep(POLL_S)
+    return None

@@ -1,0 +1,125 @@
+"""One chaos run: orders at a steady rate, SIGKILLs at random moments, then the verdict.
+
+The run owns its SKUs and its customer id, so it can share a stack with other work and
+still check exact figures: every order, SKU and psp charge it looks at is its own.
+Whatever happens, it leaves every process of the stack running again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from chaos.edge import PatientClient
+from chaos.faults import FaultInjector, FaultRecord
+from chaos.invariants import Evidence, check_all
+from chaos.load import Load, Placed
+from chaos.observe import Observer
+from chaos.plan import PRICES_CENTS, TARGETS, make_plan
+from chaos.quiescence import wait_quiescent
+from chaos.report import ChaosReport
+from chaos.sampler import StockSampler
+from infra import stack
+from infra.settings import StackSettings
+from infra.shop import Shop
+
+Report = Callable[[str], None]
+SETTLE_MARGIN_S = 40.0
+"""Beyond the order deadline: two consumer-group rejoins (6-11 s each on the embedded
+broker) and the compensations that follow a timeout."""
+PROGRESS_EVERY_S = 5.0
+
+
+def progress(load: Load, injector: FaultInjector, started: float, done: threading.Event,
+             report: Report) -> None:
+    faults = len(load.plan.faults)
+    while not done.wait(PROGRESS_EVERY_S):
+        answered, accepted = load.progress()
+        report(f"  t={time.monotonic() - started:6.1f}s  {answered} answered,"
+               f" {accepted} accepted, {len(injector.records)}/{faults} faults")
+
+
+@dataclass(frozen=True)
+class Driven:
+    placed: list[Placed]
+    faults: list[FaultRecord]
+    load_s: float
+    last_fault_over: float
+    """``time.monotonic()`` when the last killed process was healthy again (or the load
+    stopped, without faults): where the termination bound starts."""
+    sampler: StockSampler
+
+
+def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict[str, int],
+          report: Report) -> Driven:
+    """Load, faults and the stock sampler side by side; every process running at the end."""
+    started = time.monotonic()
+    injector = FaultInjector(settings, load.plan, started, report)
+    sampler = StockSampler(observer, initial, started)
+    done = threading.Event()
+    ticker = threading.Thread(target=progress, args=(load, injector, started, done, report),
+                              daemon=True)
+    for thread in (sampler, injector, ticker):
+        thread.start()
+    try:
+        placed = load.run(started, injector.is_alive)
+        injector.join()
+    except BaseException:
+        sampler.stop()
+        raise
+    finally:
+        done.set()
+        injector.stop()
+        stack.up(settings, report=lambda line: report(f"  after the run: {line}"))
+    stopped = time.monotonic()
+    last_fault_over = started + injector.last_recovery_s if injector.records else stopped
+    report(f"  t={stopped - started:6.1f}s  load stopped; the last fault was over at"
+           f" t={last_fault_over - started:.1f}s")
+    return Driven(placed, injector.records, stopped - started, last_fault_over, sampler)
+
+
+def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,
+              targets: Sequence[str] = TARGETS, report: Report = print, *,
+              faults: int | None = None, order_deadline_s: float = 30.0,
+              bound_s: float | None = None) -> ChaosReport:
+    """Run, wait for quiescence, check every invariant, print the report and return it.
+
+    ``faults`` defaults to one per ~6 s of load (at least one per target); ``bound_s``
+    (how long quiescence may take after the last fault) to the order deadline plus 40 s.
+    """
+    plan = make_plan(seed, duration_s, rate, tuple(targets), faults, order_deadline_s)
+    bound = bound_s if bound_s is not None else order_deadline_s + SETTLE_MARGIN_S
+    stack.up(settings, report=lambda line: report(f"  {line}"))
+    shop = Shop(settings)
+    run = f"chaos-{uuid.uuid4().hex[:10]}"
+    skus = [shop.new_sku(units, price) for units, price in zip(plan.initial_stock,
+                                                               PRICES_CENTS, strict=True)]
+    initial = dict(zip(skus, plan.initial_stock, strict=True))
+    observer = Observer(settings, shop, run, skus)
+    report(f"{run}: {plan.planned_orders} orders over {duration_s:g}s (more while a fault is"
+           f" not over), faults on {', '.join(targets)}")
+    try:
+        driven = drive(settings, Load(plan, skus, PatientClient(settings.orders_port), run),
+                       observer, initial, report)
+        accepted = sum(p.order_id is not None for p in driven.placed)
+        try:
+            quiescence_s = wait_quiescent(observer, accepted, driven.last_fault_over, bound,
+                                          report)
+        finally:
+            driven.sampler.stop()
+        final = observer.snapshot(with_money=True)
+    finally:
+        shop.psp.close()
+    sampler = driven.sampler
+    checks = check_all(Evidence(driven.placed, final, initial, sampler.unbalanced,
+                                sampler.negative, sampler.samples, quiescence_s, bound,
+                                driven.faults))
+    result = ChaosReport(seed, run, duration_s, driven.load_s, rate, order_deadline_s, initial,
+                         driven.faults, driven.placed, final.orders, quiescence_s, bound,
+                         checks)
+    for line in result.lines():
+        report(line)
+    return result
