@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
+from confluent_kafka import Consumer, TopicPartition
 
 from infra.install import postgres_bindir
 from infra.settings import StackSettings
@@ -43,16 +44,23 @@ class Receiver:
     """Consumes order.events and stamps the arrival of this run's events."""
 
     def __init__(self, settings: StackSettings, run: str) -> None:
-        # From the beginning, filtered by run: "latest" resolves lazily after assignment
-        # and would miss the first events of the run.
         self.consumer = build_consumer(settings.kafka_bootstrap, f"bench-{run}")
         self.prefix = run.encode()
         self.arrivals: dict[bytes, float] = {}
         self.stop = threading.Event()
         self.ready = threading.Event()
-        self.consumer.subscribe(["order.events"], on_assign=lambda c, p: self.ready.set())
+        self.consumer.subscribe(["order.events"], on_assign=self._start_at_the_end)
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
+
+    def _start_at_the_end(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start at each partition's current end, resolved now rather than lazily (as
+        "latest" is, which misses the first events), and without reading the topic's
+        whole history (which, after a few benchmarks, delays the first arrivals)."""
+        for partition in partitions:
+            partition.offset = consumer.get_watermark_offsets(partition, timeout=10)[1]
+        consumer.assign(partitions)
+        self.ready.set()
 
     def _loop(self) -> None:
         while not self.stop.is_set():

@@ -75,6 +75,13 @@ def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int
     return 0
 
 
+def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import saga
+
+    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
     consumer.add_argument("--events", type=int, default=10000)
     consumer.set_defaults(handler=cmd_bench_consumer)
+    saga = bench_commands.add_parser("saga", help="orders API -> terminal state: latency, sagas/s")
+    saga.add_argument("--rate", type=float, default=50.0,
+                      help="steady orders/s (0 skips the steady run)")
+    saga.add_argument("--seconds", type=float, default=20.0, help="length of the steady run")
+    saga.add_argument("--max-seconds", type=float, default=20.0,
+                      help="length of the max run (0 skips it)")
+    saga.add_argument("--concurrency", type=int, default=128,
+                      help="HTTP requests in flight (steady), sagas in flight (max)")
+    saga.set_defaults(handler=cmd_bench_saga)
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     check = schema_commands.add_parser(

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from outbox import deadletter, inbox
 from outbox.codec import EventCodec
@@ -335,11 +342,16 @@ class ConsumerRuntime:
                 raise
 
     def update_lag(self, consumer: Consumer) -> None:
-        for partition in consumer.assignment():
-            low, high = consumer.get_watermark_offsets(partition, timeout=1)
-            position = consumer.position([partition])[0].offset
-            behind = high - position if position >= 0 else high - low
-            LAG.labels(self.group_id, partition.topic, partition.partition).set(max(behind, 0))
+        """A metric only: a broker too busy to answer in time must not stop the consumer."""
+        try:
+            for partition in consumer.assignment():
+                low, high = consumer.get_watermark_offsets(partition, timeout=1)
+                position = consumer.position([partition])[0].offset
+                behind = high - position if position >= 0 else high - low
+                LAG.labels(self.group_id, partition.topic, partition.partition).set(
+                    max(behind, 0))
+        except KafkaException as error:
+            log.warning("consumer lag not updated: %s", error, extra={"consumer": self.group_id})
 
     def run(self, idle_exit_s: float | None = None) -> None:
         """Consume until stopped (SIGTERM sets ``stop_event``) or, in drain mode, idle.

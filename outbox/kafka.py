@@ -2,7 +2,7 @@
 
 Settings are tuned for the embedded broker as well as for real Kafka: a short session
 timeout and heartbeat make a group join in seconds instead of tens of seconds, and a
-short fetch wait keeps one hop in the tens of milliseconds (see docs/stack.md).
+short fetch wait keeps one hop in the tens of milliseconds (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
+        # The embedded broker holds a fetch for its full wait even when data is there:
+        # 10 ms gave a 39 ms hop (p50), 500 ms a 176 ms hop, measured side by side.
         "fetch.wait.max.ms": 10,
         "partition.assignment.strategy": "range",
         # An event may wait out a dependency's outage for up to two minutes (see

@@ -1,0 +1,386 @@
+"""The whole saga, end to end: ``POST /orders`` -> ... -> the order's terminal status.
+
+Where bench/hop.py times one outbox hop, this drives the public HTTP API the way clients
+do and times what a customer waits for: from the order's creation to CONFIRMED, through
+every hop of a successful saga (OrderPlaced -> StockReserved -> PaymentCaptured ->
+OrderConfirmed), in two runs:
+
+- steady: an open-loop schedule (request n is due at start + n/rate whatever happened to
+  the earlier ones), so a slow server does not quietly lower the offered rate; HTTP
+  requests in flight are capped at ``concurrency`` and a request that waits for a free
+  slot has that wait counted in its 202 latency (no coordinated omission).
+- max: ``concurrency`` sagas kept in flight, a new order placed as soon as one settles.
+  An unbounded HTTP flood would only measure the intake: the pipeline falls behind, the
+  backlog outlives the order deadline and the sweeper cancels it, which says nothing
+  about how many sagas per second the system completes.
+
+Saga latency is the order's terminal history row's ``seen_at`` minus the order's
+``created_at``. Both are PostgreSQL's ``now()`` (the start of the transaction that wrote
+them) on the same clock, so the figure depends neither on client clocks nor on how often
+the client looks; ``updated_at`` would give the same value for these orders, but it moves
+again if a confirmed order is later cancelled, while the first terminal history row never
+changes. The orders are watched by one batched query on the orders database rather than
+by ``GET /orders/{id}`` per order, so watching does not load the API under test.
+
+Every run is bounded in count (``MAX_ORDERS``) and time (load for the given seconds, then
+at most the order deadline plus a margin to let the sagas in flight settle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from infra.errors import ConfigError
+from infra.settings import StackSettings
+
+SKUS = tuple(f"bench-saga-{i:02d}" for i in range(16))
+"""Several SKUs, so that concurrent reservations do not all queue on one stock row lock."""
+STOCK_FLOOR = 1_000_000
+"""Units each bench SKU is topped up to before a run, so that every saga can confirm."""
+MAX_ORDERS = 100_000
+"""Hard cap on orders per run, whatever the rate and duration."""
+HTTP_TIMEOUT_S = 10.0
+SETTLE_MARGIN_S = 15.0
+"""Beyond the order deadline, for the deadline sweeper to end what is still pending."""
+QUIET_S = 3.0
+"""No new saga history for this long means the previous run's tail has drained."""
+QUIET_TIMEOUT_S = 120.0
+TERMINAL_EVENTS = ["OrderConfirmed", "OrderRejected", "OrderCancelled"]
+BAR_WIDTH = 30
+
+SETTLED = """
+SELECT o.id::text, o.status, o.created_at, h.seen_at
+FROM orders o
+JOIN LATERAL (SELECT seen_at FROM order_history
+              WHERE order_id = o.id AND event_type = ANY(%s) ORDER BY seq LIMIT 1) h ON true
+WHERE o.id = ANY(%s::uuid[]) AND o.status <> 'PENDING'
+"""
+
+
+@dataclass
+class Saga:
+    status: str
+    created_at: datetime
+    settled_at: datetime
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.settled_at - self.created_at).total_seconds() * 1000
+
+
+@dataclass
+class SagaRun:
+    label: str
+    sent: int = 0
+    accepted_ms: list[float] = field(default_factory=list)
+    http_errors: Counter[str] = field(default_factory=Counter)
+    pending: set[str] = field(default_factory=set)
+    settled: dict[str, Saga] = field(default_factory=dict)
+    load_seconds: float = 0.0
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        return Counter(saga.status for saga in self.settled.values())
+
+    def per_second(self) -> tuple[float, float]:
+        """Settled and confirmed sagas per second over the span from the first order's
+        creation to the last settlement: both ends on the server's clock, and a backlog
+        still draining after the load is counted, so an overload cannot flatter it."""
+        sagas = self.settled.values()
+        if not sagas:
+            return 0.0, 0.0
+        first = min(saga.created_at for saga in sagas)
+        span = (max(saga.settled_at for saga in sagas) - first).total_seconds()
+        if span <= 0:
+            return 0.0, 0.0
+        return len(sagas) / span, sum(saga.status == "CONFIRMED" for saga in sagas) / span
+
+    def accepted_per_second(self) -> float:
+        return len(self.accepted_ms) / self.load_seconds if self.load_seconds else 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+def stock_bench_skus(settings: StackSettings) -> None:
+    """Create the bench SKUs, or top them up: an operator's restock, as set_stock does."""
+    with psycopg.connect(settings.database_dsn("inventory")) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO stock_items (sku, name, unit_price_cents, available) "
+            "VALUES (%s, 'saga benchmark item', 100, %s) ON CONFLICT (sku) DO UPDATE "
+            "SET available = GREATEST(stock_items.available, EXCLUDED.available), "
+            "updated_at = now()",
+            [(sku, STOCK_FLOOR) for sku in SKUS],
+        )
+
+
+async def quiesce(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Wait (bounded) until no saga history has been written for ``QUIET_S``.
+
+    A run that overloaded the pipeline leaves a tail behind it: refunds and stock
+    releases of the orders the deadline cancelled. Every such event ends as a history
+    row of its order, so a quiet history means the next run starts on an idle stack
+    instead of queueing behind the last one's compensations.
+    """
+    started = last_change = time.monotonic()
+    last_row = None
+    while time.monotonic() - last_change < QUIET_S:
+        if time.monotonic() - started > QUIET_TIMEOUT_S:
+            sys.stderr.write(f"the stack was not idle after {QUIET_TIMEOUT_S:.0f}s: "
+                             "figures include other traffic\n")
+            return
+        row = await (await conn.execute("SELECT max(seq) FROM order_history")).fetchone()
+        if row != last_row:
+            last_row, last_change = row, time.monotonic()
+        await asyncio.sleep(0.5)
+
+
+class Watcher:
+    """Moves this run's orders from pending to settled by polling the orders database."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], run: SagaRun, interval_s: float,
+                 on_settled: Callable[[int], None]) -> None:
+        self.conn = conn
+        self.run = run
+        self.interval_s = interval_s
+        self.on_settled = on_settled
+
+    async def loop(self) -> None:
+        while True:
+            if self.run.pending:
+                rows = await (await self.conn.execute(
+                    SETTLED, (TERMINAL_EVENTS, list(self.run.pending)))).fetchall()
+                for order_id, status, created_at, settled_at in rows:
+                    self.run.pending.discard(order_id)
+                    self.run.settled[order_id] = Saga(status, created_at, settled_at)
+                if rows:
+                    self.on_settled(len(rows))
+            await asyncio.sleep(self.interval_s)
+
+
+class Progress:
+    """A one-line text bar on stderr: what was sent, accepted, settled and failed so far."""
+
+    def __init__(self, run: SagaRun, fraction: Callable[[float], float]) -> None:
+        self.run = run
+        self.fraction = fraction
+        self.started = time.monotonic()
+
+    def draw(self, end: str = "") -> None:
+        elapsed = time.monotonic() - self.started
+        done = int(BAR_WIDTH * min(1.0, max(0.0, self.fraction(elapsed))))
+        run = self.run
+        sys.stderr.write(
+            f"\r{run.label:<18}[{'#' * done}{'.' * (BAR_WIDTH - done)}] {elapsed:5.1f}s "
+            f"sent {run.sent}  202 {len(run.accepted_ms)}  settled {len(run.settled)}  "
+            f"http errors {sum(run.http_errors.values())}{end}")
+        sys.stderr.flush()
+
+    async def loop(self) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(0.2)
+
+
+class Load:
+    """One run's HTTP client: places orders and records the 202s and the failures."""
+
+    def __init__(self, settings: StackSettings, session: aiohttp.ClientSession,
+                 run: SagaRun) -> None:
+        self.url = f"http://127.0.0.1:{settings.orders_port}/orders"
+        self.session = session
+        self.run = run
+        self.prefix = uuid.uuid4().hex[:8]
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, request: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(request)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def place(self, started: float) -> bool:
+        """POST one order; ``started`` (when it was due) is the origin of its 202 latency."""
+        run = self.run
+        key = f"bench-saga-{self.prefix}-{run.sent}"
+        body = {"customer_id": "bench", "payment_token": "tok_ok",
+                "items": [{"sku": SKUS[run.sent % len(SKUS)], "quantity": 1}]}
+        run.sent += 1
+        try:
+            async with self.session.post(self.url, json=body,
+                                         headers={"Idempotency-Key": key}) as response:
+                if response.status != 202:
+                    run.http_errors[f"HTTP {response.status}"] += 1
+                    return False
+                order_id = (await response.json())["id"]
+        except (aiohttp.ClientError, TimeoutError) as error:
+            run.http_errors[type(error).__name__] += 1
+            return False
+        run.accepted_ms.append((time.monotonic() - started) * 1000)
+        run.pending.add(order_id)
+        return True
+
+    async def finish(self) -> None:
+        """Wait for the requests in flight, then cancel (and count) any still queued."""
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=HTTP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+            if late:
+                self.run.http_errors["not sent in time"] += len(late)
+
+
+@asynccontextmanager
+async def background(*loops: Coroutine[None, None, None]
+                     ) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """Run ``loops`` while the body runs; a loop's failure is raised, not swallowed."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if not isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+
+
+async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_s: float,
+                  generate: Callable[[Load], Awaitable[None]],
+                  fraction: Callable[[float], float],
+                  on_settled: Callable[[int], None] = lambda count: None) -> SagaRun:
+    """Place orders with ``generate``, then wait (bounded) for their sagas to settle."""
+    async with (
+        await psycopg.AsyncConnection.connect(settings.database_dsn("orders"),
+                                              autocommit=True) as conn,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                              timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session,
+    ):
+        await quiesce(conn)
+        load = Load(settings, session, run)
+        progress = Progress(run, fraction)
+        watcher = Watcher(conn, run, poll_s, on_settled)
+        async with background(watcher.loop(), progress.loop()) as loops:
+            start = time.monotonic()
+            await generate(load)
+            await load.finish()
+            run.load_seconds = time.monotonic() - start
+            deadline = time.monotonic() + settings.order_deadline_s + SETTLE_MARGIN_S
+            while (run.pending and time.monotonic() < deadline
+                   and not any(loop.done() for loop in loops)):
+                await asyncio.sleep(poll_s)
+        progress.draw("\n")
+    return run
+
+
+async def steady(settings: StackSettings, rate: float, seconds: float,
+                 concurrency: int) -> SagaRun:
+    """Open loop: order n is due at start + n/rate, whether or not earlier ones returned."""
+    run = SagaRun(f"steady {rate:.0f}/s")
+    total = min(int(rate * seconds), MAX_ORDERS)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(load: Load, due: float) -> None:
+        async with slots:
+            await load.place(due)
+
+    async def generate(load: Load) -> None:
+        start = time.monotonic()
+        for n in range(total):
+            due = start + n / rate
+            if (delay := due - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            load.spawn(one(load, due))
+
+    return await measure(settings, run, concurrency, 0.25, generate,
+                         lambda elapsed: len(run.settled) / max(total, 1))
+
+
+async def saturate(settings: StackSettings, seconds: float, concurrency: int) -> SagaRun:
+    """Closed loop on sagas: ``concurrency`` in flight, the next placed when one settles."""
+    run = SagaRun(f"max ({concurrency} sagas)")
+    slots = asyncio.Semaphore(concurrency)
+
+    def release(count: int) -> None:
+        for _ in range(count):
+            slots.release()
+
+    async def one(load: Load) -> None:
+        if not await load.place(time.monotonic()):
+            slots.release()
+
+    async def generate(load: Load) -> None:
+        end = time.monotonic() + seconds
+        while run.sent < MAX_ORDERS:
+            try:
+                await asyncio.wait_for(slots.acquire(), end - time.monotonic())
+            except TimeoutError:
+                return
+            load.spawn(one(load))
+
+    # A short poll: a settled saga's slot stays idle until the watcher sees it.
+    return await measure(settings, run, concurrency, 0.05, generate,
+                         lambda elapsed: elapsed / seconds, release)
+
+
+def print_table(runs: list[SagaRun]) -> None:
+    print(f"\n{'run':<18}{'sent':>7}{'202':>7}{'202/s':>7}{'sagas/s':>8}{'conf/s':>8}"
+          f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'202 p50':>8}{'202 p99':>8}{'errors':>8}")
+    for run in runs:
+        latencies = [saga.latency_ms for saga in run.settled.values()]
+        errors = (sum(run.http_errors.values()) + len(run.pending)
+                  + sum(n for status, n in run.outcomes.items() if status != "CONFIRMED"))
+        settled, confirmed = run.per_second()
+        print(f"{run.label:<18}{run.sent:>7}{len(run.accepted_ms):>7}"
+              f"{run.accepted_per_second():>7.0f}{settled:>8.1f}{confirmed:>8.1f}"
+              f"{percentile(latencies, 50):>8.0f}{percentile(latencies, 95):>8.0f}"
+              f"{percentile(latencies, 99):>8.0f}{percentile(run.accepted_ms, 50):>8.1f}"
+              f"{percentile(run.accepted_ms, 99):>8.1f}{errors:>8}")
+    for run in runs:
+        details = [f"{reason}: {n}" for reason, n in sorted(run.http_errors.items())]
+        details += [f"{status}: {n}" for status, n in sorted(run.outcomes.items())
+                    if status != "CONFIRMED"]
+        if run.pending:
+            details.append(f"still PENDING at the end: {len(run.pending)}")
+        if details:
+            print(f"{run.label} errors: " + ", ".join(details))
+
+
+def main(settings: StackSettings, rate: float, seconds: float, max_seconds: float,
+         concurrency: int) -> None:
+    """Steady ``rate`` for ``seconds``, then ``concurrency`` sagas in flight for
+    ``max_seconds``; a rate or duration of 0 skips that run."""
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    plan = []
+    if rate > 0 and seconds > 0:
+        plan.append(f"steady {rate:.0f}/s for {seconds:.0f}s")
+    if max_seconds > 0:
+        plan.append(f"max with {concurrency} sagas in flight for {max_seconds:.0f}s")
+    print(f"saga benchmark: {', then '.join(plan) or 'nothing to run'} "
+          f"(poll.interval.ms={settings.cdc_poll_interval_ms}, "
+          f"order deadline {settings.order_deadline_s:.0f}s)")
+    stock_bench_skus(settings)
+    runs = []
+    if rate > 0 and seconds > 0:
+        runs.append(asyncio.run(steady(settings, rate, seconds, concurrency)))
+    if max_seconds > 0:
+        runs.append(asyncio.run(saturate(settings, max_seconds, concurrency)))
+    print_table(runs)
+    print("\nsaga latency: order created_at -> its first terminal history row (server clock)."
+          "\nsagas/s, conf/s: settled, confirmed sagas / (first created -> last settled)."
+          "\n202/s: accepted orders / load time. errors: HTTP failures + settled other than"
+          " CONFIRMED + still pending.")
