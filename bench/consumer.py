@@ -38,6 +38,12 @@ class NoDedupe:
     def mark(self, consumer: str, event_id: str) -> None:
         return None
 
+    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
+        return set()
+
+    def mark_many(self, consumer: str, event_ids: list[str]) -> None:
+        return None
+
 
 @dataclass
 class Timing:

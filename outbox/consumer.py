@@ -224,10 +224,9 @@ class ConsumerRuntime:
         return outcome
 
     def _batchable(self, delivery: Delivery) -> bool:
-        """Events the plain path would simply decode and hand to their handler."""
+        """Events the plain path would decode and hand to their handler (not yet seen)."""
         return (delivery.parsed_event_id() is not None and delivery.event_type in self.handlers
-                and delivery.key not in self.blocked
-                and not self.dedupe.seen(self.group_id, delivery.event_id))
+                and delivery.key not in self.blocked)
 
     def process_batch(self, deliveries: list[Delivery]) -> list[str]:
         """Handle deliveries in order, committing runs of plain events in one transaction.
@@ -241,7 +240,13 @@ class ConsumerRuntime:
         """
         outcomes: list[str] = []
         run: list[tuple[Delivery, ReceivedEvent]] = []
+        seen = self.dedupe.seen_many(self.group_id, [d.event_id for d in deliveries
+                                                     if d.parsed_event_id() is not None])
         for delivery in deliveries:
+            if delivery.event_id in seen and self._batchable(delivery):
+                EVENTS.labels(self.group_id, delivery.event_type, "duplicate").inc()
+                outcomes.append("duplicate")
+                continue
             event = self._decoded_if_batchable(delivery)
             if event is not None:
                 run.append((delivery, event))
@@ -270,8 +275,8 @@ class ConsumerRuntime:
             log.warning("batch of %d rolled back, handling one by one: %r", len(run), error,
                         extra={"consumer": self.group_id})
             return [self.process(delivery) for delivery, _ in run]
+        self.dedupe.mark_many(self.group_id, [delivery.event_id for delivery, _ in run])
         for (delivery, event), outcome in zip(run, outcomes, strict=True):
-            self.dedupe.mark(self.group_id, delivery.event_id)
             EVENTS.labels(self.group_id, event.event_type, outcome).inc()
             log.info("%s %s", outcome, event.event_type, extra={
                 "event_id": delivery.event_id, "event_type": event.event_type,

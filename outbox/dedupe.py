@@ -23,6 +23,12 @@ class DedupeStore(Protocol):
 
     def mark(self, consumer: str, event_id: str) -> None: ...
 
+    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
+        """The ids of a polled batch already handled: one round trip, not one per event."""
+        ...
+
+    def mark_many(self, consumer: str, event_ids: list[str]) -> None: ...
+
 
 class MemoryDedupe:
     """For pure tests and for running without Redis."""
@@ -35,6 +41,13 @@ class MemoryDedupe:
 
     def mark(self, consumer: str, event_id: str) -> None:
         self.keys.add((consumer, event_id))
+
+    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
+        return {event_id for event_id in event_ids if self.seen(consumer, event_id)}
+
+    def mark_many(self, consumer: str, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self.mark(consumer, event_id)
 
 
 class RedisDedupe:
@@ -73,9 +86,25 @@ class RedisDedupe:
             return False
 
     def mark(self, consumer: str, event_id: str) -> None:
-        if not self._available():
+        self.mark_many(consumer, [event_id])
+
+    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
+        if not event_ids or not self._available():
+            return set()
+        try:
+            found = self.client.mget([self.key(consumer, event_id) for event_id in event_ids])
+        except redis.RedisError as error:
+            self._failed(error)
+            return set()
+        return {event_id for event_id, value in zip(event_ids, found, strict=True) if value}
+
+    def mark_many(self, consumer: str, event_ids: list[str]) -> None:
+        if not event_ids or not self._available():
             return
         try:
-            self.client.set(self.key(consumer, event_id), b"1", ex=self.ttl_s)
+            with self.client.pipeline(transaction=False) as pipeline:
+                for event_id in event_ids:
+                    pipeline.set(self.key(consumer, event_id), b"1", ex=self.ttl_s)
+                pipeline.execute()
         except redis.RedisError as error:
             self._failed(error)
