@@ -48,7 +48,7 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def _quietly(probe: Callable[[], bool]) -> Callable[[], bool]:
+def quietly(probe: Callable[[], bool]) -> Callable[[], bool]:
     """A probe that fails by raising means "not yet": only the timeout turns it into an error."""
 
     def guarded() -> bool:
@@ -113,7 +113,7 @@ def postgres_component(settings: StackSettings) -> Component:
             return True
 
     # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client to leave.
-    return Component("postgres", settings.postgres_port, command, _quietly(healthy),
+    return Component("postgres", settings.postgres_port, command, quietly(healthy),
                      user=postgres_user(), stop_signal=signal.SIGINT,
                      prepare=lambda: prepare_postgres(settings))
 
@@ -138,7 +138,7 @@ def redis_component(settings: StackSettings) -> Component:
     def healthy() -> bool:
         return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
 
-    return Component("redis", settings.redis_port, command, _quietly(healthy))
+    return Component("redis", settings.redis_port, command, quietly(healthy))
 
 
 # Kafka-protocol broker -------------------------------------------------------------------
@@ -156,7 +156,7 @@ def broker_component(settings: StackSettings) -> Component:
         admin.list_topics(timeout=2)
         return True
 
-    return Component("broker", settings.kafka_port, command, _quietly(healthy))
+    return Component("broker", settings.kafka_port, command, quietly(healthy))
 
 
 # Kafka Connect with Debezium ---------------------------------------------------------------
@@ -219,5 +219,5 @@ def connect_component(settings: StackSettings) -> Component:
         plugins = requests.get(f"{settings.connect_url}/connector-plugins", timeout=2)
         return plugins.ok and "PostgresConnector" in plugins.text
 
-    return Component("connect", settings.connect_port, command, _quietly(healthy),
+    return Component("connect", settings.connect_port, command, quietly(healthy),
                      prepare=lambda: write_connect_config(settings))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import requests
 
-from infra.components import Component, _quietly
+from infra.components import Component, quietly
 from infra.settings import StackSettings
 
 
@@ -41,7 +41,7 @@ def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:
     def healthy() -> bool:
         return requests.get(health_url, timeout=2).status_code == 200
 
-    return Component(spec.name, port, [sys.executable, "-m", *spec.args], _quietly(healthy),
+    return Component(spec.name, port, [sys.executable, "-m", *spec.args], quietly(healthy),
                      env=settings.service_env(spec.database, port))
 
 

@@ -177,9 +177,7 @@ class ConsumerRuntime:
             event = self._event(delivery)
         except PermanentError as error:
             return Failure(str(error), 1)
-        context = {"event_id": delivery.event_id, "event_type": delivery.event_type,
-                   "order_id": delivery.key, "trace_id": trace_id_of(event.traceparent),
-                   "consumer": self.group_id}
+        context = self._log_context(delivery, event.traceparent)
         started = time.monotonic()
         for attempt in itertools.count(1):
             try:
@@ -278,11 +276,15 @@ class ConsumerRuntime:
         self.dedupe.mark_many(self.group_id, [delivery.event_id for delivery, _ in run])
         for (delivery, event), outcome in zip(run, outcomes, strict=True):
             EVENTS.labels(self.group_id, event.event_type, outcome).inc()
-            log.info("%s %s", outcome, event.event_type, extra={
-                "event_id": delivery.event_id, "event_type": event.event_type,
-                "order_id": delivery.key, "trace_id": trace_id_of(event.traceparent),
-                "consumer": self.group_id})
+            log.info("%s %s", outcome, event.event_type,
+                     extra=self._log_context(delivery, event.traceparent))
         return outcomes
+
+    def _log_context(self, delivery: Delivery, traceparent: str = "") -> dict[str, str]:
+        """The ids an operator searches the JSON logs by."""
+        return {"event_id": delivery.event_id, "event_type": delivery.event_type,
+                "order_id": delivery.key, "trace_id": trace_id_of(traceparent),
+                "consumer": self.group_id}
 
     def _run_in_transaction(self, conn: psycopg.Connection[Any], event: ReceivedEvent) -> str:
         with (
@@ -293,9 +295,8 @@ class ConsumerRuntime:
             return claim_and_handle(conn, self.group_id, self.handlers[event.event_type], event)
 
     def _dead_letter(self, delivery: Delivery, failure: Failure) -> str:
-        log.error("dead-lettered: %s", failure.reason,
-                  extra={"event_id": delivery.event_id, "event_type": delivery.event_type,
-                         "order_id": delivery.key, "consumer": self.group_id})
+        log.error("dead-lettered: %s", failure.reason, extra=self._log_context(
+            delivery, delivery.headers.get(HEADER_TRACEPARENT, "")))
         deadletter.publish(self.producer, self.group_id, delivery, failure.reason,
                            failure.attempts)
         with self.conn.transaction():
