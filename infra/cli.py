@@ -36,13 +36,14 @@ def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     rows = stack.status(settings)
-    print(f"{'component':<12}{'port':>7}{'pid':>9}  {'health':<9}{'RSS':>9}")
+    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
-        print(f"{row.name:<12}{row.port:>7}{pid:>9}  {health:<9}{row.rss_bytes / 2**20:>7.0f}MB")
+        print(f"{row.name:<14}{row.port:>6}{pid:>9}  {health:<10}"
+              f"{row.rss_bytes / 2**20:>6.0f}MB")
     total = sum(row.rss_bytes for row in rows)
-    print(f"{'total':<37}{total / 2**20:>7.0f}MB")
+    print(f"{'total (proportional set size)':<39}{total / 2**20:>6.0f}MB")
     return 0 if all(row.healthy for row in rows) else 1
 
 

@@ -40,18 +40,22 @@ def process_is_zombie(pid: int) -> bool:
 
 
 def resident_bytes(pid: int) -> int:
-    """RSS of a process and all its descendants (Java and PostgreSQL fork helpers)."""
+    """Memory of a process and all its descendants (PostgreSQL's backends, say).
+
+    Proportional set size, not RSS: PostgreSQL's backends all map the same shared
+    buffers, and adding up their RSS would count those once per backend.
+    """
     total = 0
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
                 total += int(line.split()[1]) * 1024
         pending.extend(int(child) for child in children)
     return total
