@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+import requests
+
+from infra import stack
 from infra.shop import Shop
 from tests.support import eventually
 
@@ -77,3 +81,32 @@ def test_timeout_releases_and_refunds_a_late_capture(shop: Shop) -> None:
 
 def _assert(condition: bool) -> None:
     assert condition
+
+
+def test_consumers_expose_health_metrics_and_json_logs_with_ids(shop: Shop) -> None:
+    """What an operator reads: per-consumer metrics and one log line per handled event."""
+    sku = shop.new_sku(available=5)
+    order_id = shop.place(sku, 1)
+    assert shop.wait_terminal(order_id)["status"] == "CONFIRMED"
+    settings = shop.settings
+    for service, port in (("inventory", settings.inventory_metrics_port),
+                          ("payments", settings.payments_metrics_port),
+                          ("orders", settings.orders_worker_metrics_port)):
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(f"{base}/health", timeout=5).json()["status"] == "ok"
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        assert f'choreo_events_total{{consumer="{service}"' in metrics
+        assert "choreo_handler_seconds_bucket" in metrics
+        assert "choreo_consumer_lag" in metrics
+
+    def logged() -> None:
+        log = stack.registry_for(settings).log_file("inventory").read_text()
+        lines = [json.loads(line) for line in log.splitlines()
+                 if line.startswith("{") and order_id in line]
+        handled = [line for line in lines if line["msg"] == "handled OrderPlaced"]
+        assert handled, lines
+        assert handled[0]["order_id"] == order_id
+        assert len(handled[0]["trace_id"]) == 32
+        assert handled[0]["event_id"]
+
+    eventually(logged)
