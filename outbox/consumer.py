@@ -397,6 +397,7 @@ class ConsumerRuntime:
             self._consumer = None
             if self._producer is not None:
                 self._producer.flush(10)
+                self._producer = None  # its background thread goes with it
             if self._conn is not None:
                 self._conn.close()
 
