@@ -68,13 +68,22 @@ class DebianRequirement:
 
 
 def postgres_bindir() -> Path | None:
-    """Debian keeps initdb/pg_ctl in a versioned folder that only pg_config names."""
+    """Debian keeps initdb/pg_ctl in a versioned folder that pg_config names.
+
+    pg_config comes from another package (libpq-dev) than the server, so without it the
+    newest ``/usr/lib/postgresql/<version>/bin`` holding an initdb is used.
+    """
     pg_config = shutil.which("pg_config")
-    if pg_config is None:
-        return None
-    out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-    bindir = Path(out.stdout.strip())
-    return bindir if (bindir / "initdb").exists() else None
+    if pg_config is not None:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
+                             check=False)
+        bindir = Path(out.stdout.strip())
+        if (bindir / "initdb").exists():
+            return bindir
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                        key=lambda path: int(path.parent.parent.name)
+                        if path.parent.parent.name.isdigit() else 0)
+    return candidates[-1].parent if candidates else None
 
 
 DEBIAN_REQUIREMENTS = (
