@@ -27,8 +27,10 @@ def ports_shifted_by(offset: int) -> dict[str, str]:
 
 
 PORT_OFFSET = int(os.environ.get("CHOREO_TEST_PORT_OFFSET", "10000"))
-"""Tests run their own stack 10000 ports above the defaults, so they never meet a stack a
-developer runs; a second checkout can test at the same time with another offset."""
+"""Tests run their own stack 10000 ports above the defaults (25432-29092), so they never
+meet a stack a developer runs; a second checkout can test at the same time with another
+offset. Keep every port below the kernel's ephemeral range (32768 and up), where client
+connections' source ports would now and then occupy it."""
 
 TEST_ENV = {
     "CHOREO_STATE_DIR": str(REPO_ROOT / ".choreo-test"),
