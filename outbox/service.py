@@ -52,6 +52,8 @@ class ServiceDefinition:
     schema_sql: Path
     build_handlers: Callable[[OutboxWriter], dict[str, Handler]]
     jobs: list[PeriodicJob] = field(default_factory=list)
+    on_start: Callable[[psycopg.Connection[Any]], object] | None = None
+    """Runs once after the schema is applied and before consuming (seed data, say)."""
 
 
 def apply_schema(database_url: str, *scripts: Path) -> None:
@@ -118,6 +120,9 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
     logs.configure(definition.name)
     trace.set_tracer_provider(TracerProvider())
     apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)
+    if definition.on_start is not None:
+        with psycopg.connect(settings.database_url) as conn:
+            definition.on_start(conn)
     runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
     server = serve(settings.metrics_port, runtime.health, settings.bind_host)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
