@@ -136,13 +136,18 @@ class ConnectClient:
 def deploy_outbox_connectors(
     settings: StackSettings, databases: tuple[str, ...], report: Callable[[str], None]
 ) -> bool:
+    """The embedded stack's connectors, one per service database."""
+    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in databases]
+    return deploy(ConnectClient(settings.connect_url), rendered, report)
+
+
+def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
+           report: Callable[[str], None], timeout_s: float = 60.0) -> bool:
     """Deploy what is missing or changed. Returns whether any connector was (re)deployed.
 
     A connector whose deployed config already equals the template is left untouched:
     PUT would restart its task for nothing.
     """
-    client = ConnectClient(settings.connect_url)
-    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in databases]
     changed = []
     for connector in rendered:
         name, config = connector["name"], connector["config"]
@@ -153,7 +158,7 @@ def deploy_outbox_connectors(
     for connector in changed:
         client.put_config(connector["name"], connector["config"])
     for connector in rendered:
-        client.wait_running(connector["name"])
+        client.wait_running(connector["name"], timeout_s)
         if connector in changed:
             report(f"connector  {connector['name']} RUNNING")
     return bool(changed)

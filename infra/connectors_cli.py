@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, render
+from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
 from infra.settings import OUTBOX_DATABASES, StackSettings
 
 
@@ -33,13 +33,9 @@ def cmd_render(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: StackSettings) -> int:
-    client = ConnectClient(args.connect_url)
-    for database in args.databases:
-        connector = render(OUTBOX_TEMPLATE, values_from(args, database))
-        client.validate(connector["name"], connector["config"], OUTBOX_TEMPLATE.name)
-        client.put_config(connector["name"], connector["config"])
-        client.wait_running(connector["name"], timeout_s=120)
-        print(f"{connector['name']} RUNNING on {args.connect_url}")
+    rendered = [render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases]
+    if not deploy(ConnectClient(args.connect_url), rendered, print, timeout_s=120):
+        print(f"every connector already RUNNING with this config on {args.connect_url}")
     return 0
 
 
