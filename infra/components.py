@@ -145,10 +145,14 @@ def redis_component(settings: StackSettings) -> Component:
 
 def broker_component(settings: StackSettings) -> Component:
     url = f"tcp://127.0.0.1:{settings.kafka_port}"
+    # A fresh cluster id on every start names the new, empty in-memory log, so that
+    # consumers can tell a restarted broker from a reconnect (outbox/assignment.py).
+    # `exec` keeps the broker's pid the one the registry recorded.
     command = [
-        str(tansu_binary(settings.artifact_dir)), "broker",
-        "--listener-url", url, "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        "sh", "-c",
+        f'exec "$0" broker --cluster-id "choreo-$(date +%s%N)" --listener-url {url}'
+        f" --advertised-listener-url {url} --storage-engine memory://tansu/",
+        str(tansu_binary(settings.artifact_dir)),
     ]
 
     def healthy() -> bool:

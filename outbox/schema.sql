@@ -63,9 +63,30 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     headers        jsonb       NOT NULL,
     value          bytea,
     created_at     timestamptz NOT NULL DEFAULT now(),
-    updated_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (consumer, topic, partition, "offset")
+    updated_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letters_active
     ON dead_letters (consumer, aggregate_key, seq)
     WHERE status IN ('dead', 'parked', 'replay', 'discard');
+
+-- Where each consumer is in each partition, kept in the consumer's own database rather
+-- than in the broker (Kafka's "storing offsets outside Kafka"): no broker group
+-- coordinator is needed to resume, and a position survives the broker. `log_id` is the
+-- broker cluster id the offset belongs to: the embedded broker gets a new one on every
+-- start (its log is in memory), and an offset of another log means "read from the start".
+CREATE TABLE IF NOT EXISTS consumer_positions (
+    consumer    text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   int         NOT NULL,
+    next_offset bigint      NOT NULL,
+    log_id      text        NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, topic, partition)
+);
+
+-- Dead letters are unique per event, not per Kafka offset: offsets start again at 0 when
+-- a topic is recreated, and a new dead letter must never be mistaken for an old one.
+-- `fingerprint` is the event id, or a digest of the bytes for a message without one.
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS fingerprint text;
+ALTER TABLE dead_letters DROP CONSTRAINT IF EXISTS dead_letters_consumer_topic_partition_offset_key;
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint ON dead_letters (consumer, fingerprint);
