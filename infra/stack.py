@@ -27,6 +27,7 @@ from infra.connectors import deploy_outbox_connectors
 from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
+from infra.recovery import republish_lost_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
 from outbox.kafka import ensure_topics
@@ -142,11 +143,14 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
-        started_any |= start_component(component, registry, settings, report)
+        started = start_component(component, registry, settings, report)
+        started_any |= started
         if component.name == "postgres":
             migrate(settings)
         if component.name == "broker":
             ensure_topics(settings.kafka_bootstrap, event_topics())
+            if started:
+                republish_lost_log(settings, registry, report)
     started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
     if with_services:
         started_any |= start_components(service_components(settings), registry, settings,

@@ -2,9 +2,9 @@
 -- Applied by `choreo up` (and by the tests) before the Debezium connector is deployed:
 -- the publication must exist first because the connector is told not to create one.
 
--- An outbox row lives only inside its transaction: the writer inserts and deletes it in
--- the same transaction, so Debezium still reads the insert from the WAL, while the table
--- itself never grows and needs no clean-up job (see docs/outbox.md).
+-- Debezium reads each inserted row from the WAL. Rows are kept for a retention window
+-- (CHOREO_OUTBOX_RETENTION_S, pruned by each service's job thread) so that the window
+-- can be published again after the in-memory embedded broker lost its log (docs/stack.md).
 CREATE TABLE IF NOT EXISTS outbox (
     id            uuid        PRIMARY KEY,
     aggregatetype text        NOT NULL,
@@ -17,6 +17,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     occurred_at   text        NOT NULL,
     traceparent   text        NOT NULL DEFAULT ''
 );
+-- Insertion order (per aggregate this is commit order: a service changes one aggregate
+-- under its row lock) and age, for re-publishing and pruning the retention window.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigserial;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
 
 -- The guarantee behind effectively-once handling: one row per (consumer, event) written
 -- in the handler's own transaction. Redis only short-cuts the lookup.

@@ -39,6 +39,8 @@ class ServiceSettings:
     """Where HTTP endpoints listen; only containers (compose.yaml) need another address."""
     batch_size: int = 200
     dedupe_ttl_s: int = 7 * 24 * 3600
+    outbox_retention_s: float = 900.0
+    """How long outbox rows are kept, so a lost broker log can be published again."""
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None,
@@ -65,4 +67,5 @@ class ServiceSettings:
             batch_size=max(1, int(env_number(env, "CHOREO_BATCH_SIZE", 200))),
             dedupe_ttl_s=int(env_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
             bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"),
+            outbox_retention_s=env_number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, float),
         )
