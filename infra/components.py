@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,7 @@ def prepare_postgres(settings: StackSettings) -> None:
             f"PostgreSQL runs as user {user!r}, which cannot reach {data_dir};"
             " choose a CHOREO_STATE_DIR whose parent folders every user may enter"
         )
+    wait_for_dead_postmaster(data_dir)
     if (data_dir / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -92,6 +94,29 @@ def prepare_postgres(settings: StackSettings) -> None:
     )
     if result.returncode != 0:
         raise StartError(f"initdb failed:\n{result.stderr[-2000:]}")
+
+
+def wait_for_dead_postmaster(data_dir: Path, timeout_s: float = 10.0) -> None:
+    """Let a SIGKILLed postmaster's zombie be reaped before starting a new one.
+
+    PostgreSQL's lock-file check asks the kernel whether the pid in ``postmaster.pid``
+    exists, and a zombie does: a restart right after ``kill("postgres")`` then exits
+    with "lock file postmaster.pid already exists". A live postmaster is left for
+    PostgreSQL itself to report.
+    """
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state != "Z":
+            return
+        time.sleep(0.05)
 
 
 def postgres_component(settings: StackSettings) -> Component:
