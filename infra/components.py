@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.errors import StartError
 from infra.install import connect_lib_dir, postgres_bindir, tansu_binary
+from infra.processes import reap
 from infra.settings import SERVICE_DATABASES, StackSettings
 
 
@@ -110,6 +111,7 @@ def wait_for_dead_postmaster(data_dir: Path, timeout_s: float = 10.0) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        reap(pid)  # our own child when this interpreter started it: collect it here
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
