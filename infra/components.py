@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.errors import StartError
 from infra.install import connect_lib_dir, postgres_bindir, tansu_binary
+from infra.processes import reap
 from infra.settings import SERVICE_DATABASES, StackSettings
 
 
@@ -83,6 +85,7 @@ def prepare_postgres(settings: StackSettings) -> None:
             f"PostgreSQL runs as user {user!r}, which cannot reach {data_dir};"
             " choose a CHOREO_STATE_DIR whose parent folders every user may enter"
         )
+    wait_for_dead_postmaster(data_dir)
     if (data_dir / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -92,6 +95,30 @@ def prepare_postgres(settings: StackSettings) -> None:
     )
     if result.returncode != 0:
         raise StartError(f"initdb failed:\n{result.stderr[-2000:]}")
+
+
+def wait_for_dead_postmaster(data_dir: Path, timeout_s: float = 10.0) -> None:
+    """Let a SIGKILLed postmaster's zombie be reaped before starting a new one.
+
+    PostgreSQL's lock-file check asks the kernel whether the pid in ``postmaster.pid``
+    exists, and a zombie does: a restart right after ``kill("postgres")`` then exits
+    with "lock file postmaster.pid already exists". A live postmaster is left for
+    PostgreSQL itself to report.
+    """
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap(pid)  # our own child when this interpreter started it: collect it here
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state != "Z":
+            return
+        time.sleep(0.05)
 
 
 def postgres_component(settings: StackSettings) -> Component:
@@ -165,31 +192,36 @@ def broker_component(settings: StackSettings) -> Component:
 
 # Kafka Connect with Debezium ---------------------------------------------------------------
 
+def connect_offsets_file(settings: StackSettings) -> Path:
+    """Where the standalone worker keeps source offsets (Debezium's LSNs) between starts."""
+    return settings.connect_dir / "offsets.dat"
+
+
 def write_connect_config(settings: StackSettings) -> None:
-    """Distributed mode, so connectors are managed over REST exactly as on a real cluster."""
+    """Standalone mode: no worker group on the broker, offsets in a file of the state dir.
+
+    Distributed mode needs the broker's group coordinator to hand the worker its
+    connectors, and the embedded broker's coordinator can keep a dead member forever
+    (issue 13): the worker then never gets its assignment. It also keeps offsets in a
+    topic, which the in-memory broker loses with every restart. A standalone worker has
+    neither dependency; its connector configs live in memory only, so whoever starts it
+    must deploy them again (``infra.cdc.ensure_connect``).
+    """
     folder = settings.connect_dir
     folder.mkdir(parents=True, exist_ok=True)
     worker = folder / "worker.properties"
     worker.write_text("\n".join([
         f"bootstrap.servers={settings.kafka_bootstrap}",
-        "group.id=choreo-connect",
-        "config.storage.topic=_connect_configs",
-        "offset.storage.topic=_connect_offsets",
-        "status.storage.topic=_connect_status",
-        "config.storage.replication.factor=1",
-        "offset.storage.replication.factor=1",
-        "status.storage.replication.factor=1",
-        "offset.flush.interval.ms=1000",
+        f"offset.storage.file.filename={connect_offsets_file(settings)}",
+        # Debezium confirms an LSN to its slot only after the offset holding it was
+        # flushed, so this bounds how much a SIGKILL makes it send again.
+        "offset.flush.interval.ms=500",
         f"listeners=http://127.0.0.1:{settings.connect_port}",
         # The scanning discovery modes need a newer `reflections` than the wheel ships.
         "plugin.discovery=service_load",
         "enable.metrics.push=false",
         "key.converter=org.apache.kafka.connect.storage.StringConverter",
         "value.converter=io.debezium.converters.BinaryDataConverter",
-        "session.timeout.ms=10000",
-        "heartbeat.interval.ms=1000",
-        "scheduled.rebalance.max.delay.ms=0",
-        "rebalance.timeout.ms=2000",
         "",
     ]))
     log4j = folder / "log4j2.properties"
@@ -216,7 +248,9 @@ def connect_component(settings: StackSettings) -> Component:
         shutil.which("java") or "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp", f"{connect_lib_dir(settings.artifact_dir)}/*",
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+        # 3.9 accepts the worker file alone (connector files are optional): the
+        # connectors are deployed over REST, validated first, like on any cluster.
+        "org.apache.kafka.connect.cli.ConnectStandalone", str(worker),
     ]
 
     def healthy() -> bool:

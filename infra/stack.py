@@ -30,6 +30,7 @@ from infra.processes import ProcessRegistry, resident_bytes
 from infra.recovery import republish_lost_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+from infra.slots import ensure_outbox_slots
 from outbox.kafka import ensure_topics
 from schemas.catalog import SchemaCatalog
 
@@ -121,10 +122,14 @@ def apply_sql(dsn: str, script: Path) -> None:
 
 
 def migrate(settings: StackSettings) -> None:
-    """Create the databases and the outbox/inbox tables; each statement is idempotent."""
+    """Create the databases, the outbox/inbox tables and the replication slots (idempotent).
+
+    The slots come before any service starts, so no commit precedes its slot.
+    """
     create_service_databases(settings)
     for database in OUTBOX_DATABASES:
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
+    ensure_outbox_slots(settings)
 
 
 def event_topics() -> list[str]:

@@ -1,0 +1,222 @@
+"""Kafka Connect on the embedded stack loses no committed outbox row and does not wedge.
+
+Each test breaks something for real (offsets file deleted, slot dropped, SIGKILL of
+PostgreSQL's postmaster or of the Connect JVM), commits rows while it is broken, brings
+the part back the way the launcher or a supervisor would, and then reads every row's
+event off its topic. Duplicates are allowed (the consumers' inboxes absorb them) and
+printed; a missing row fails the test. Every test leaves Connect, its connectors and
+PostgreSQL running again, also when it fails.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from confluent_kafka import Message
+
+from infra import stack
+from infra.cdc import ensure_connect
+from infra.components import connect_offsets_file, postgres_component
+from infra.connectors import (
+    ConnectClient,
+    deploy_outbox_connectors,
+    restart_failed_tasks,
+    states_of,
+)
+from infra.settings import OUTBOX_DATABASES, StackSettings
+from infra.slots import ensure_outbox_slots, outbox_slot
+from outbox.codec import EventCodec
+from outbox.writer import OutboxWriter
+from schemas.catalog import SchemaCatalog
+from tests.support import collect, header
+
+pytestmark = pytest.mark.stack
+
+WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests")
+RUNNING_BOUND_S = 60.0
+"""How long, at most, from the fault to every task RUNNING again (2 shared cores)."""
+
+
+def commit_rows(settings: StackSettings, run: str, count: int, start: int = 0) -> list[str]:
+    """``count`` OrderConfirmed rows in the orders database, one commit each; their keys."""
+    keys = [f"{run}-{n}" for n in range(start, start + count)]
+    with psycopg.connect(settings.database_dsn("orders")) as conn:
+        for key in keys:
+            WRITER.emit(conn, "OrderConfirmed", key, {"order_id": key, "total_cents": 1})
+            conn.commit()
+    return keys
+
+
+def arrived(settings: StackSettings, run: str, keys: list[str],
+            timeout_s: float = 60.0) -> tuple[set[str], int]:
+    """The keys of ``run`` seen on order.events, and how many events came twice or more."""
+    wanted = set(keys)
+
+    def complete(messages: list[Message]) -> bool:
+        return wanted <= {m.key().decode() for m in messages}
+
+    messages = collect(settings.kafka_bootstrap, "order.events", complete,
+                       accept=lambda m: m.key().decode().startswith(f"{run}-"),
+                       timeout_s=timeout_s, settle_s=1.0)
+    ids = [header(m, "ce_id") for m in messages]
+    return {m.key().decode() for m in messages}, len(ids) - len(set(ids))
+
+
+def all_running(client: ConnectClient) -> bool:
+    statuses = client.statuses()
+    return set(statuses) >= {f"{db}-outbox" for db in OUTBOX_DATABASES} and all(
+        status.get("tasks") and all(state == "RUNNING" for state in states_of(status))
+        for status in statuses.values()
+    )
+
+
+def drop_slot_once_released(dsn: str, slot: str, timeout_s: float = 20.0) -> None:
+    """The walsender of a stopped worker lets go of its slot a moment after the worker."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                           (slot,)).fetchone() == (True,):
+            assert time.monotonic() < deadline, f"slot {slot} still active"
+            time.sleep(0.1)
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+@pytest.fixture
+def connect_restored(running_stack: StackSettings) -> Iterator[StackSettings]:
+    """Whatever a test broke, PostgreSQL, Connect and the connectors run again after it."""
+    try:
+        yield running_stack
+    finally:
+        stack.up(running_stack, report=lambda line: None, with_services=False)
+
+
+def test_rows_committed_while_connect_is_down_and_its_offsets_lost_arrive(
+    connect_restored: StackSettings,
+) -> None:
+    settings = connect_restored
+    run = f"nooffsets-{uuid.uuid4().hex[:8]}"
+    before = commit_rows(settings, run, 5)
+    assert arrived(settings, run, before)[0] == set(before)
+
+    registry = stack.registry_for(settings)
+    assert registry.stop("connect")
+    connect_offsets_file(settings).unlink()
+    during = commit_rows(settings, run, 20, start=5)
+    ensure_connect(settings, report=lambda line: None)
+
+    seen, duplicates = arrived(settings, run, before + during)
+    missing = sorted(set(during) - seen)
+    print(f"offsets lost: {len(during)} rows committed while Connect was down,"
+          f" {len(during) - len(missing)} arrived, {duplicates} duplicates")
+    assert not missing, f"lost while Connect had no offsets: {missing}"
+
+
+def test_rows_committed_before_the_connectors_first_start_arrive(
+    connect_restored: StackSettings,
+) -> None:
+    """A fresh stack in miniature: no slot, no offsets, no connector; then the migration
+    step, a service writing, and only then the connector's first start."""
+    settings = connect_restored
+    slot, _ = outbox_slot(settings, "orders")
+    registry = stack.registry_for(settings)
+    registry.stop("connect")
+    connect_offsets_file(settings).unlink(missing_ok=True)
+    drop_slot_once_released(settings.database_dsn("orders"), slot)
+
+    assert ensure_outbox_slots(settings) == [slot]
+    run = f"firststart-{uuid.uuid4().hex[:8]}"
+    keys = commit_rows(settings, run, 10)
+    ensure_connect(settings, report=lambda line: None)
+
+    seen, duplicates = arrived(settings, run, keys)
+    print(f"first start: {len(keys)} rows committed before it, {len(seen)} arrived,"
+          f" {duplicates} duplicates")
+    assert seen == set(keys)
+
+
+def test_migration_creates_every_slot_with_the_connectors_plugin(
+    running_stack: StackSettings,
+) -> None:
+    for database in OUTBOX_DATABASES:
+        slot, plugin = outbox_slot(running_stack, database)
+        with psycopg.connect(running_stack.database_dsn(database)) as conn:
+            row = conn.execute(
+                "SELECT plugin, database FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+        assert row == (plugin, database)
+    assert ensure_outbox_slots(running_stack) == []
+
+
+def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
+    connect_restored: StackSettings,
+) -> None:
+    """The supervisor's part is played by a loop calling ``restart_failed_tasks``."""
+    settings = connect_restored
+    registry = stack.registry_for(settings)
+    client = ConnectClient(settings.connect_url)
+    killed_at = time.monotonic()
+    registry.kill("postgres")
+    stack.start_component(postgres_component(settings), registry, settings,
+                          report=lambda line: None)
+    postgres_back = time.monotonic() - killed_at
+    restarted: list[str] = []
+    while not all_running(client):
+        assert time.monotonic() - killed_at < RUNNING_BOUND_S, client.statuses()
+        restarted += restart_failed_tasks(settings)
+        time.sleep(0.5)
+    running_after = time.monotonic() - killed_at
+
+    run = f"pgkill-{uuid.uuid4().hex[:8]}"
+    keys = commit_rows(settings, run, 20)
+    seen, duplicates = arrived(settings, run, keys)
+    print(f"postgres SIGKILL: back in {postgres_back:.1f}s, every task RUNNING after"
+          f" {running_after:.1f}s, failed parts restarted: {restarted or 'none'};"
+          f" {len(seen)}/{len(keys)} rows arrived, {duplicates} duplicates")
+    assert seen == set(keys)
+
+
+def test_up_restarts_tasks_that_failed_while_postgres_was_down(
+    connect_restored: StackSettings,
+) -> None:
+    """``choreo up`` used to stop at the first FAILED task; now it restarts it."""
+    settings = connect_restored
+    registry = stack.registry_for(settings)
+    client = ConnectClient(settings.connect_url)
+    registry.kill("postgres")
+    deadline = time.monotonic() + RUNNING_BOUND_S
+    while not any(state == "FAILED" for status in client.statuses().values()
+                  for state in states_of(status)):
+        assert time.monotonic() < deadline, "no task failed with PostgreSQL down"
+        time.sleep(0.5)
+
+    stack.start_component(postgres_component(settings), registry, settings,
+                          report=lambda line: None)
+    lines: list[str] = []
+    deploy_outbox_connectors(settings, OUTBOX_DATABASES, lines.append)
+    assert all_running(client)
+    print("up after failed tasks: " + "; ".join(lines))
+    assert any("restart" in line for line in lines)
+
+
+def test_connect_sigkill_back_running_and_rows_committed_meanwhile_arrive(
+    connect_restored: StackSettings,
+) -> None:
+    settings = connect_restored
+    registry = stack.registry_for(settings)
+    run = f"connectkill-{uuid.uuid4().hex[:8]}"
+    killed_at = time.monotonic()
+    registry.kill("connect")
+    keys = commit_rows(settings, run, 20)
+    ensure_connect(settings, report=lambda line: None)
+    running_after = time.monotonic() - killed_at
+
+    seen, duplicates = arrived(settings, run, keys)
+    print(f"connect SIGKILL: every task RUNNING {running_after:.1f}s after the kill;"
+          f" {len(seen)}/{len(keys)} rows committed meanwhile arrived, {duplicates} duplicates")
+    assert seen == set(keys)
+    assert running_after < RUNNING_BOUND_S
