@@ -29,6 +29,8 @@ DATABASE = "payments_tests"
 PSP_LEDGER = "payments_tests_psp"
 PSP_NAME = "psp-payments-test"
 PSP_TIMEOUT_S = 5.0
+PSP_SLOW_DELAY_S = 2.0
+"""tok_slow's delay here: long enough that a crash test acts while a charge is in flight."""
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,8 @@ def psp_ledger(running_stack: StackSettings) -> Ledger:
 @pytest.fixture(scope="session")
 def payments_psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry,  # noqa: F811
                      psp_ledger: Ledger) -> Iterator[str]:
-    env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn}
+    env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn,
+           "CHOREO_PSP_SLOW_DELAY_S": str(PSP_SLOW_DELAY_S)}
     try:
         yield start_psp(psp_registry, PSP_NAME, env)
     finally:
