@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from outbox.delivery import ReceivedEvent
+from services.payments.attempts import AttemptLog
 from services.psp.client import PspClient
 from tests.payments.support import Harness, handlers_for
 
@@ -37,8 +38,8 @@ def event_from_json(text: str) -> ReceivedEvent:
 def main(dsn: str, psp_url: str, event_json: str) -> int:
     event = event_from_json(event_json)
     with psycopg.connect(dsn, autocommit=True) as conn, \
-            PspClient(psp_url, PATIENT_TIMEOUT_S) as psp:
-        print(Harness(conn, handlers_for(psp), psp).deliver(event), flush=True)
+            PspClient(psp_url, PATIENT_TIMEOUT_S) as psp, AttemptLog(dsn) as attempt_log:
+        print(Harness(conn, handlers_for(psp, attempt_log), psp).deliver(event), flush=True)
     return 0
 
 

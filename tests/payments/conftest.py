@@ -18,6 +18,7 @@ from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
+from services.payments.attempts import AttemptLog
 from services.payments.store import SCHEMA
 from services.psp.client import PspClient
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
@@ -74,8 +75,9 @@ def psp(payments_psp_url: str, psp_ledger: Ledger) -> Iterator[PspClient]:
 @pytest.fixture
 def harness(payments_dsn: str, psp: PspClient) -> Iterator[Harness]:
     """Handlers on a connection to an emptied payments database, with a real psp."""
-    with psycopg.connect(payments_dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE payments, emitted_events")
+    with psycopg.connect(payments_dsn, autocommit=True) as conn, \
+            AttemptLog(payments_dsn) as attempt_log:
+        conn.execute("TRUNCATE payments, charge_attempts, emitted_events")
         conn.execute("DELETE FROM inbox WHERE consumer = %s", (CONSUMER,))
-        yield Harness(conn, handlers_for(psp), psp)
+        yield Harness(conn, handlers_for(psp, attempt_log), psp)
 
