@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from outbox.consumer import claim_and_handle
 from outbox.delivery import ReceivedEvent
 from outbox.errors import PermanentError, TransientError
 from services.payments.attempts import AttemptLog
 from services.payments.domain import ProviderRejected, ProviderUnavailable
 from services.psp.client import PspClient
 from tests.payments.conftest import PSP_SLOW_DELAY_S
-from tests.payments.support import Events, Harness, handlers_for, new_order_id
+from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
 from tests.psp.support import CLIENT_TIMEOUT_S
 
 pytestmark = pytest.mark.stack
@@ -245,3 +246,24 @@ def test_an_order_cancelled_before_anything_arrived_needs_no_psp(harness: Harnes
     assert harness.deliver(events.placed(order_id, "tok_ok")) == "handled"
     assert harness.deliver(events.reserved(order_id, 100)) == "handled"
     assert (harness.charges(order_id), harness.emitted(order_id)) == ([], [])
+
+
+def test_a_batched_run_charges_without_waiting_for_itself(harness: Harness,
+                                                          events: Events) -> None:
+    """The runtime commits runs of events in one transaction, so the payment's row lock
+    may already be held by that transaction when the attempt commits apart from it."""
+    order_id = new_order_id()
+    run = [events.placed(order_id, "tok_ok"), events.reserved(order_id, 800),
+           events.cancelled(order_id)]
+
+    def batched() -> list[str]:
+        with harness.conn.transaction():
+            return [claim_and_handle(harness.conn, CONSUMER, harness.handlers[e.event_type], e)
+                    for e in run]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(batched).result(timeout=30) == ["handled"] * 3
+
+    [charge] = harness.charges(order_id)
+    assert charge.amount_refunded_cents == 800
+    assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
