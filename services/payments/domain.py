@@ -113,7 +113,6 @@ class Payment:
         return replace(self, status=status, cancel_reason=reason)
 
     def refunded(self, charge_id: str, captured_cents: int, refunded_cents: int) -> Payment:
-        """Also used for a lost capture found at the provider, hence the charge's fields."""
         return replace(self, status=PaymentStatus.REFUNDED, charge_id=charge_id,
                        captured_cents=captured_cents, refunded_cents=refunded_cents)
 
