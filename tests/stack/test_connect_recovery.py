@@ -193,6 +193,36 @@ def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
     assert seen == set(keys)
 
 
+def fail_tasks_by_stopping_postgres(settings: StackSettings, client: ConnectClient) -> None:
+    """SIGKILL the postmaster and keep it down until Debezium's own retry has failed."""
+    stack.registry_for(settings).kill("postgres")
+    deadline = time.monotonic() + RUNNING_BOUND_S
+    while not any(state == "FAILED" for status in client.statuses().values()
+                  for state in states_of(status)):
+        assert time.monotonic() < deadline, "no task failed with PostgreSQL down"
+        time.sleep(0.5)
+
+
+def test_restart_failed_tasks_names_and_restarts_what_failed(
+    connect_restored: StackSettings,
+) -> None:
+    settings = connect_restored
+    client = ConnectClient(settings.connect_url)
+    fail_tasks_by_stopping_postgres(settings, client)
+    registry = stack.registry_for(settings)
+    stack.start_component(postgres_component(settings), registry, settings,
+                          report=lambda line: None)
+    restarted = restart_failed_tasks(settings)
+    print(f"restart_failed_tasks: {restarted}")
+    assert restarted and all(part.endswith("-outbox/0") for part in restarted)
+    deadline = time.monotonic() + RUNNING_BOUND_S
+    while not all_running(client):  # another task's own retry may fail just before
+        assert time.monotonic() < deadline, client.statuses()
+        restart_failed_tasks(settings)
+        time.sleep(0.5)
+    assert restart_failed_tasks(settings) == []
+
+
 def test_up_restarts_tasks_that_failed_while_postgres_was_down(
     connect_restored: StackSettings,
 ) -> None:
@@ -200,13 +230,7 @@ def test_up_restarts_tasks_that_failed_while_postgres_was_down(
     settings = connect_restored
     registry = stack.registry_for(settings)
     client = ConnectClient(settings.connect_url)
-    registry.kill("postgres")
-    deadline = time.monotonic() + RUNNING_BOUND_S
-    while not any(state == "FAILED" for status in client.statuses().values()
-                  for state in states_of(status)):
-        assert time.monotonic() < deadline, "no task failed with PostgreSQL down"
-        time.sleep(0.5)
-
+    fail_tasks_by_stopping_postgres(settings, client)
     stack.start_component(postgres_component(settings), registry, settings,
                           report=lambda line: None)
     lines: list[str] = []
