@@ -43,4 +43,5 @@ def ensure_connect(settings: StackSettings, report: Report = print,
         started = stack.start_component(connect_component(settings), registry, settings,
                                         report)
     deployed = deploy_outbox_connectors(settings, OUTBOX_DATABASES, report, timeout_s)
+    stack.start_class_archive_dump(settings, registry)
     return started or deployed

@@ -245,12 +245,13 @@ def write_connect_config(settings: StackSettings) -> None:
 def class_archive(settings: StackSettings) -> Path:
     """The JVM's class-data archive for this exact set of jars (named by their digest).
 
-    A reinstall that changes a jar changes the name, so a stale archive is never used.
+    Kept beside the jars, so every stack of the machine shares it; a reinstall that
+    changes a jar changes the name, so a stale archive is never used.
     """
     lib_dir = connect_lib_dir(settings.artifact_dir)
     jars = sorted((jar.name, jar.stat().st_size) for jar in lib_dir.glob("*.jar"))
     digest = hashlib.sha256(repr(jars).encode()).hexdigest()[:12]
-    return settings.connect_dir / f"classes-{digest}.jsa"
+    return settings.artifact_dir / "connect-cds" / f"classes-{digest}.jsa"
 
 
 def class_list(settings: StackSettings) -> Path:
@@ -258,28 +259,27 @@ def class_list(settings: StackSettings) -> Path:
     return class_archive(settings).with_suffix(".classlist")
 
 
-def build_class_archive(settings: StackSettings, java: str, classpath: str) -> None:
-    """Turn the class list of an earlier start into a class-data archive, once.
+def class_archive_dump(settings: StackSettings) -> Component | None:
+    """A one-off, low-priority process that turns a worker's class list into the archive.
 
-    A static dump (``-Xshare:dump``) in a process of its own takes a few seconds and
-    never depends on how the worker ended: a list cut short by a SIGKILL only makes
-    the archive a little smaller. If the dump fails the list is deleted, so the next
-    start writes a new one; the worker starts without an archive meanwhile.
+    Started after a worker without an archive is up, beside it rather than in the way
+    of the next (re)start: a static dump costs about 13 s of CPU, which on a busy
+    machine would otherwise delay the very restart the archive is meant to speed up.
+    It writes to a partial file renamed at the end, so a worker starting meanwhile
+    never maps half an archive; a list cut short only makes the archive smaller.
     """
     archive, listed = class_archive(settings), class_list(settings)
     if archive.exists() or not listed.exists():
-        return
+        return None
     partial = archive.with_suffix(".jsa.partial")
-    dump = subprocess.run(
-        [java, "-XX:+UseSerialGC", "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
-         f"-XX:SharedArchiveFile={partial}", "-cp", classpath],
-        capture_output=True, check=False, timeout=180,
-    )
-    if dump.returncode == 0 and partial.exists():
-        partial.replace(archive)
-    else:
-        partial.unlink(missing_ok=True)
-        listed.unlink(missing_ok=True)
+    java = shutil.which("java") or "java"
+    classpath = f"{connect_lib_dir(settings.artifact_dir)}/*"
+    # The running worker may still be appending to the list: dump all but its last line.
+    script = ('head -n -1 "$1" > "$1.snapshot" && nice -n 19 "$0" -XX:+UseSerialGC'
+              ' -Xshare:dump -XX:SharedClassListFile="$1.snapshot"'
+              ' -XX:SharedArchiveFile="$2" -cp "$3" && mv "$2" "$4"')
+    return Component("connect-cds", 0, ["sh", "-c", script, java, str(listed), str(partial),
+                                        classpath, str(archive)], lambda: archive.exists())
 
 
 def jvm_start_flags(settings: StackSettings) -> list[str]:
@@ -287,21 +287,18 @@ def jvm_start_flags(settings: StackSettings) -> list[str]:
 
     Most of Connect's start is the JVM loading and compiling some 10,000 classes. An
     application class-data archive (AppCDS: the first start lists the classes it
-    loads, the next ``prepare`` dumps them, every later start maps them) and the C1
-    compiler alone (``TieredStopAtLevel=1``) cut the CPU of a start from about 10 s to
-    about 3 s (docs/stack.md). A missing archive is no error: the JVM then runs
-    without one. C1 code is slower than C2's at peak, which outbox rates do not reach.
+    loads, ``class_archive_dump`` turns the list into the archive, every later start
+    maps it) and the C1 compiler alone (``TieredStopAtLevel=1``) cut the CPU of a start
+    from about 10 s to about 3 s (docs/stack.md). A missing archive is no error: the
+    JVM then runs without one. C1 code is slower than C2's at peak, which outbox rates
+    do not reach.
     """
     archive = class_archive(settings)
     flags = [f"-XX:SharedArchiveFile={archive}", "-XX:TieredStopAtLevel=1"]
     if not archive.exists():
+        class_list(settings).parent.mkdir(parents=True, exist_ok=True)
         flags.append(f"-XX:DumpLoadedClassList={class_list(settings)}")
     return flags
-
-
-def prepare_connect(settings: StackSettings, java: str, classpath: str) -> None:
-    write_connect_config(settings)
-    build_class_archive(settings, java, classpath)
 
 
 def connect_component(settings: StackSettings) -> Component:
@@ -324,4 +321,4 @@ def connect_component(settings: StackSettings) -> Component:
         return plugins.ok and "PostgresConnector" in plugins.text
 
     return Component("connect", settings.connect_port, command, quietly(healthy),
-                     prepare=lambda: prepare_connect(settings, java, classpath))
+                     prepare=lambda: write_connect_config(settings))

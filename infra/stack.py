@@ -17,6 +17,7 @@ import psycopg
 from infra.components import (
     Component,
     broker_component,
+    class_archive_dump,
     connect_component,
     create_service_databases,
     port_is_free,
@@ -157,12 +158,20 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
             if started:
                 republish_lost_log(settings, registry, report)
     started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
+    start_class_archive_dump(settings, registry)
     if with_services:
         started_any |= start_components(service_components(settings), registry, settings,
                                         report)
     if not started_any:
         report(f"choreo is already running (state in {settings.state_dir}); nothing to do")
     return started_any
+
+
+def start_class_archive_dump(settings: StackSettings, registry: ProcessRegistry) -> None:
+    """Once a worker without a class-data archive runs, build the archive beside it."""
+    dump = class_archive_dump(settings)
+    if dump is not None:
+        launch(dump, registry)
 
 
 def down(settings: StackSettings, report: Report = print) -> None:
