@@ -21,14 +21,24 @@ from outbox.kafka import build_producer
 from outbox.relay import republish_window
 
 
+def stop_connect_for_new_log(registry: ProcessRegistry, report: Callable[[str], None]) -> None:
+    """Before a broker starts: a worker still running would publish into the new log
+    before the window (and its producer's metadata requests would auto-create topics
+    with the broker's default partition count), so it waits until the window is out."""
+    if registry.running("connect"):
+        registry.stop("connect")
+        report("connect       stopped until the lost broker log is published again")
+
+
 def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
                        report: Callable[[str], None]) -> int:
     """Returns how many events were published again."""
-    if registry.running("connect"):
-        registry.stop("connect")
-        report("connect       stopped while the lost broker log is published again")
+    stop_connect_for_new_log(registry, report)
     started = time.monotonic()
-    producer = build_producer(settings.kafka_bootstrap)
+    # Kafka's Java producer (Connect's) partitions by murmur2 of the key; so must this
+    # one, or an order's re-published events would land in another partition than the
+    # events Connect publishes for it next, and per-key order would be lost.
+    producer = build_producer(settings.kafka_bootstrap, partitioner="murmur2_random")
     total = 0
     for database in OUTBOX_DATABASES:
         total += republish_window(settings.database_dsn(database), producer,

@@ -28,7 +28,7 @@ from infra.connectors import deploy_outbox_connectors
 from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
-from infra.recovery import republish_lost_log
+from infra.recovery import republish_lost_log, stop_connect_for_new_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
 from infra.slots import ensure_outbox_slots
@@ -149,6 +149,8 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
+        if component.name == "broker" and registry.running("broker") is None:
+            stop_connect_for_new_log(registry, report)
         started = start_component(component, registry, settings, report)
         started_any |= started
         if component.name == "postgres":

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from confluent_kafka import Message
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from infra.settings import StackSettings
-from outbox.kafka import build_consumer
+from outbox.kafka import build_unmanaged_consumer
 
 
 def collect(
@@ -28,10 +28,16 @@ def collect(
     ``settle_s`` keeps reading that long after the condition holds, so a test can
     assert that nothing *more* arrives (exactly-one checks).
     """
-    consumer = build_consumer(bootstrap, f"test-{uuid.uuid4().hex}")
-    consumer.subscribe([topic])
-    accepted: list[Message] = []
+    consumer = build_unmanaged_consumer(bootstrap, f"test-{uuid.uuid4().hex}")
+    # Assigned, not subscribed: a group join costs seconds on the embedded broker, and
+    # after a broker restart its coordinator can keep a group rebalancing for good.
     deadline = time.monotonic() + timeout_s
+    while not (partitions := consumer.list_topics(topic, timeout=10).topics[topic].partitions):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # not created yet
+    consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
+    accepted: list[Message] = []
     settled_at: float | None = None
     try:
         while time.monotonic() < deadline:
