@@ -123,7 +123,7 @@ class ProcessRegistry:
         log_file = self.log_file(name)
         # A stop signal between the spawn and the pid file would leave a process that no
         # pid file names, which ``down`` could then never stop: hold it back until written.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return self._spawn(name, command, log_file, env, cwd, user, stop_signal)
         finally:
@@ -142,6 +142,8 @@ class ProcessRegistry:
                 cwd=cwd,
                 user=user,
                 start_new_session=True,
+                # A child inherits the signal mask: give it back the stop signals held above.
+                preexec_fn=_unblock_stop_signals,
             )
         _CHILDREN[process.pid] = process
         ticks = process_start_ticks(process.pid)
@@ -181,6 +183,13 @@ class ProcessRegistry:
             _signal(tracked.pid, signal.SIGKILL)
             while tracked.alive():
                 time.sleep(0.02)
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -207,7 +207,7 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
         registry.start(SUPERVISOR, command + ([] if with_services else ["--infra-only"]),
                        env=settings_env(settings), cwd=REPO_ROOT)
         report(f"{SUPERVISOR:<13} started; it starts the stack and restarts what exits")
-        follow_supervisor(settings, registry, log, offset, report, lambda: False)
+        follow_supervisor(settings, registry, log, offset, report, lambda: True)
         return True
     names = supervised_names(settings, with_services)
     state = SupervisorState.load(state_file(settings))
@@ -229,7 +229,8 @@ def all_healthy(settings: StackSettings, names: list[str]) -> bool:
 def follow_supervisor(settings: StackSettings, registry: ProcessRegistry, log: Path,
                       offset: int, report: Report, done: Callable[[], bool]) -> None:
     """Relay the supervisor's log lines until it supervises and ``done()``, or it failed."""
-    deadline = time.monotonic() + 3 * settings.start_timeout_s
+    timeout_s = 3 * settings.start_timeout_s
+    deadline = time.monotonic() + timeout_s
     while True:
         offset = relay(log, offset, report)
         state = SupervisorState.load(state_file(settings))
@@ -242,7 +243,7 @@ def follow_supervisor(settings: StackSettings, registry: ProcessRegistry, log: P
         if phase == "supervising" and done():
             return
         if time.monotonic() > deadline:
-            raise StartError(f"the stack is not up after {deadline:.0f}s; see {log}")
+            raise StartError(f"the stack is not up after {timeout_s:.0f}s; see {log}")
         time.sleep(0.2)
 
 
@@ -262,7 +263,10 @@ def relay(log: Path, offset: int, report: Report) -> int:
 
 def stop(registry: ProcessRegistry, name: str, report: Report, timeout_s: float = 20.0) -> None:
     if registry.get(name) is not None:
-        report(f"{name:<13} {'stopped' if registry.stop(name, timeout_s) else 'was not running'}")
+        started = time.monotonic()
+        stopped = registry.stop(name, timeout_s)
+        report(f"{name:<13} stopped in {time.monotonic() - started:.1f}s" if stopped
+               else f"{name:<13} was not running")
 
 
 def down(settings: StackSettings, report: Report = print,
