@@ -226,10 +226,20 @@ def reap(pid: int) -> None:
         del _CHILDREN[pid]
 
 
-def exit_status(pid: int) -> int | None:
-    """How a child of this interpreter ended; None if it still runs or is not our child
-    (a process started by an earlier ``choreo up`` has another parent, who alone may know)."""
-    reap(pid)
+def exit_status(pid: int, wait_s: float = 5.0) -> int | None:
+    """How a child of this interpreter that was seen dead ended; None if it is not our
+    child (a process started by an earlier ``choreo up`` has another parent, who alone
+    may know) or still runs after ``wait_s``.
+
+    It waits because "seen dead" can come early: the main thread of a SIGKILLed
+    multi-threaded process shows as a zombie in /proc while its other threads are still
+    exiting, and ``waitpid`` reports it only once they are gone.
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(wait_s)
+        reap(pid)
     return _EXIT_STATUS.get(pid)
 
 
