@@ -62,9 +62,15 @@ class Receiver:
         consumer.assign(partitions)
         self.ready.set()
 
+    def _poll(self) -> list:
+        """Return on the first message (``consume(n, timeout)`` would wait for ``n`` or the
+        timeout, adding its own wait to every hop measured), then drain the buffer."""
+        first = self.consumer.poll(0.05)
+        return [] if first is None else [first, *self.consumer.consume(1000, timeout=0)]
+
     def _loop(self) -> None:
         while not self.stop.is_set():
-            for message in self.consumer.consume(1000, timeout=0.05):
+            for message in self._poll():
                 key = message.key()
                 if message.error() is None and key and key.startswith(self.prefix):
                     for name, value in message.headers() or []:

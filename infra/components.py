@@ -7,11 +7,13 @@ ordering, pid files or the command line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.errors import StartError
 from infra.install import connect_lib_dir, postgres_bindir, tansu_binary
+from infra.processes import reap
 from infra.settings import SERVICE_DATABASES, StackSettings
 
 
@@ -83,6 +86,7 @@ def prepare_postgres(settings: StackSettings) -> None:
             f"PostgreSQL runs as user {user!r}, which cannot reach {data_dir};"
             " choose a CHOREO_STATE_DIR whose parent folders every user may enter"
         )
+    wait_for_dead_postmaster(data_dir)
     if (data_dir / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -92,6 +96,30 @@ def prepare_postgres(settings: StackSettings) -> None:
     )
     if result.returncode != 0:
         raise StartError(f"initdb failed:\n{result.stderr[-2000:]}")
+
+
+def wait_for_dead_postmaster(data_dir: Path, timeout_s: float = 10.0) -> None:
+    """Let a SIGKILLed postmaster's zombie be reaped before starting a new one.
+
+    PostgreSQL's lock-file check asks the kernel whether the pid in ``postmaster.pid``
+    exists, and a zombie does: a restart right after ``kill("postgres")`` then exits
+    with "lock file postmaster.pid already exists". A live postmaster is left for
+    PostgreSQL itself to report.
+    """
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap(pid)  # our own child when this interpreter started it: collect it here
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state != "Z":
+            return
+        time.sleep(0.05)
 
 
 def postgres_component(settings: StackSettings) -> Component:
@@ -145,10 +173,14 @@ def redis_component(settings: StackSettings) -> Component:
 
 def broker_component(settings: StackSettings) -> Component:
     url = f"tcp://127.0.0.1:{settings.kafka_port}"
+    # A fresh cluster id on every start names the new, empty in-memory log, so that
+    # consumers can tell a restarted broker from a reconnect (outbox/assignment.py).
+    # `exec` keeps the broker's pid the one the registry recorded.
     command = [
-        str(tansu_binary(settings.artifact_dir)), "broker",
-        "--listener-url", url, "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        "sh", "-c",
+        f'exec "$0" broker --cluster-id "choreo-$(date +%s%N)" --listener-url {url}'
+        f" --advertised-listener-url {url} --storage-engine memory://tansu/",
+        str(tansu_binary(settings.artifact_dir)),
     ]
 
     def healthy() -> bool:
@@ -161,31 +193,36 @@ def broker_component(settings: StackSettings) -> Component:
 
 # Kafka Connect with Debezium ---------------------------------------------------------------
 
+def connect_offsets_file(settings: StackSettings) -> Path:
+    """Where the standalone worker keeps source offsets (Debezium's LSNs) between starts."""
+    return settings.connect_dir / "offsets.dat"
+
+
 def write_connect_config(settings: StackSettings) -> None:
-    """Distributed mode, so connectors are managed over REST exactly as on a real cluster."""
+    """Standalone mode: no worker group on the broker, offsets in a file of the state dir.
+
+    Distributed mode needs the broker's group coordinator to hand the worker its
+    connectors, and the embedded broker's coordinator can keep a dead member forever
+    (issue 13): the worker then never gets its assignment. It also keeps offsets in a
+    topic, which the in-memory broker loses with every restart. A standalone worker has
+    neither dependency; its connector configs live in memory only, so whoever starts it
+    must deploy them again (``infra.cdc.ensure_connect``).
+    """
     folder = settings.connect_dir
     folder.mkdir(parents=True, exist_ok=True)
     worker = folder / "worker.properties"
     worker.write_text("\n".join([
         f"bootstrap.servers={settings.kafka_bootstrap}",
-        "group.id=choreo-connect",
-        "config.storage.topic=_connect_configs",
-        "offset.storage.topic=_connect_offsets",
-        "status.storage.topic=_connect_status",
-        "config.storage.replication.factor=1",
-        "offset.storage.replication.factor=1",
-        "status.storage.replication.factor=1",
-        "offset.flush.interval.ms=1000",
+        f"offset.storage.file.filename={connect_offsets_file(settings)}",
+        # Debezium confirms an LSN to its slot only after the offset holding it was
+        # flushed, so this bounds how much a SIGKILL makes it send again.
+        "offset.flush.interval.ms=500",
         f"listeners=http://127.0.0.1:{settings.connect_port}",
         # The scanning discovery modes need a newer `reflections` than the wheel ships.
         "plugin.discovery=service_load",
         "enable.metrics.push=false",
         "key.converter=org.apache.kafka.connect.storage.StringConverter",
         "value.converter=io.debezium.converters.BinaryDataConverter",
-        "session.timeout.ms=10000",
-        "heartbeat.interval.ms=1000",
-        "scheduled.rebalance.max.delay.ms=0",
-        "rebalance.timeout.ms=2000",
         "",
     ]))
     log4j = folder / "log4j2.properties"
@@ -205,14 +242,78 @@ def write_connect_config(settings: StackSettings) -> None:
     ]))
 
 
+def class_archive(settings: StackSettings) -> Path:
+    """The JVM's class-data archive for this exact set of jars (named by their digest).
+
+    Kept beside the jars, so every stack of the machine shares it; a reinstall that
+    changes a jar changes the name, so a stale archive is never used.
+    """
+    lib_dir = connect_lib_dir(settings.artifact_dir)
+    jars = sorted((jar.name, jar.stat().st_size) for jar in lib_dir.glob("*.jar"))
+    digest = hashlib.sha256(repr(jars).encode()).hexdigest()[:12]
+    return settings.artifact_dir / "connect-cds" / f"classes-{digest}.jsa"
+
+
+def class_list(settings: StackSettings) -> Path:
+    """The classes a worker loaded, written by the JVM as it loads them."""
+    return class_archive(settings).with_suffix(".classlist")
+
+
+def class_archive_dump(settings: StackSettings) -> Component | None:
+    """A one-off, low-priority process that turns a worker's class list into the archive.
+
+    Started after a worker without an archive is up, beside it rather than in the way
+    of the next (re)start: a static dump costs about 13 s of CPU, which on a busy
+    machine would otherwise delay the very restart the archive is meant to speed up.
+    It writes to a partial file renamed at the end, so a worker starting meanwhile
+    never maps half an archive; a list cut short only makes the archive smaller.
+    """
+    archive, listed = class_archive(settings), class_list(settings)
+    if archive.exists() or not listed.exists():
+        return None
+    partial = archive.with_suffix(".jsa.partial")
+    java = shutil.which("java") or "java"
+    classpath = f"{connect_lib_dir(settings.artifact_dir)}/*"
+    # The running worker may still be appending to the list: dump all but its last line.
+    script = ('head -n -1 "$1" > "$1.snapshot" && nice -n 19 "$0" -XX:+UseSerialGC'
+              ' -Xshare:dump -XX:SharedClassListFile="$1.snapshot"'
+              ' -XX:SharedArchiveFile="$2" -cp "$3" && mv "$2" "$4"')
+    return Component("connect-cds", 0, ["sh", "-c", script, java, str(listed), str(partial),
+                                        classpath, str(archive)], lambda: archive.exists())
+
+
+def jvm_start_flags(settings: StackSettings) -> list[str]:
+    """What makes a restarted worker come back in seconds rather than ten or more.
+
+    Most of Connect's start is the JVM loading and compiling some 10,000 classes. An
+    application class-data archive (AppCDS: the first start lists the classes it
+    loads, ``class_archive_dump`` turns the list into the archive, every later start
+    maps it) and the C1 compiler alone (``TieredStopAtLevel=1``) cut the CPU of a start
+    from about 10 s to about 3 s (docs/stack.md). A missing archive is no error: the
+    JVM then runs without one. C1 code is slower than C2's at peak, which outbox rates
+    do not reach.
+    """
+    archive = class_archive(settings)
+    flags = [f"-XX:SharedArchiveFile={archive}", "-XX:TieredStopAtLevel=1"]
+    if not archive.exists():
+        class_list(settings).parent.mkdir(parents=True, exist_ok=True)
+        flags.append(f"-XX:DumpLoadedClassList={class_list(settings)}")
+    return flags
+
+
 def connect_component(settings: StackSettings) -> Component:
     worker = settings.connect_dir / "worker.properties"
     log4j = settings.connect_dir / "log4j2.properties"
+    java = shutil.which("java") or "java"
+    classpath = f"{connect_lib_dir(settings.artifact_dir)}/*"
     command = [
-        shutil.which("java") or "java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+        java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+        *jvm_start_flags(settings),
         f"-Dlog4j2.configurationFile={log4j}",
-        "-cp", f"{connect_lib_dir(settings.artifact_dir)}/*",
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+        "-cp", classpath,
+        # 3.9 accepts the worker file alone (connector files are optional): the
+        # connectors are deployed over REST, validated first, like on any cluster.
+        "org.apache.kafka.connect.cli.ConnectStandalone", str(worker),
     ]
 
     def healthy() -> bool:

@@ -3,6 +3,8 @@
 Templates in ``connectors/`` are plain Debezium JSON with ``{{placeholders}}`` for what
 differs per database and per machine. Deployment is ``PUT /connectors/NAME/config``,
 which is idempotent; a worker that is still rebalancing answers 409 and is retried.
+The embedded worker is standalone and forgets its connectors when it stops, so every
+start of it is followed by a deployment (``infra.cdc.ensure_connect``).
 Before deploying, the rendered config goes through Connect's own validation endpoint,
 so a misspelt key or a bad value fails fast with the field named.
 """
@@ -108,37 +110,104 @@ class ConnectClient:
         return response.json() if response.ok else None
 
     def restart(self, name: str) -> None:
+        """Restart the connector and its tasks, but only the parts that are FAILED."""
         self._request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
 
     def delete(self, name: str) -> None:
         self._request("DELETE", f"/connectors/{name}")
 
-    def wait_running(self, name: str, timeout_s: float = 60.0) -> None:
-        """Both the connector and its task must be RUNNING; a FAILED task ends the wait."""
+    def wait_running(self, name: str, timeout_s: float = 60.0) -> int:
+        """Wait until the connector and every task are RUNNING; returns the restarts it took.
+
+        A FAILED task is not the end: right after PostgreSQL restarted, a task fails
+        with "Couldn't obtain encoding for database ... Connection refused" and would
+        stay FAILED forever. It is restarted with backoff (0.5 s doubling to 5 s);
+        only the timeout ends the wait, with the last failure's stack trace.
+        """
         deadline = time.monotonic() + timeout_s
         status: dict[str, Any] | None = None
+        restarts, backoff, next_restart = 0, 0.5, 0.0
         while time.monotonic() < deadline:
             status = self.status(name)
             if status:
-                tasks = status.get("tasks", [])
-                for task in tasks:
-                    if task["state"] == "FAILED":
-                        raise ConnectorError(
-                            f"{name} task {task['id']} FAILED:\n{task.get('trace', '')[:4000]}"
-                        )
-                states = [status["connector"]["state"]] + [t["state"] for t in tasks]
-                if tasks and all(state == "RUNNING" for state in states):
-                    return
+                if failed_parts(status):
+                    if time.monotonic() >= next_restart:
+                        self.restart(name)
+                        restarts += 1
+                        next_restart = time.monotonic() + backoff
+                        backoff = min(backoff * 2, 5.0)
+                elif status.get("tasks") and all(
+                    state == "RUNNING" for state in states_of(status)
+                ):
+                    return restarts
             time.sleep(0.25)
-        raise ConnectorError(f"{name} not RUNNING after {timeout_s:.0f}s; last status: {status}")
+        raise ConnectorError(
+            f"{name} not RUNNING after {timeout_s:.0f}s ({restarts} restarts of failed"
+            f" parts); last status:\n{describe(status)}"
+        )
+
+    def statuses(self, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+        """Every connector's status in one call, without the launcher's long retries."""
+        response = requests.get(f"{self.base_url}/connectors?expand=status", timeout=timeout_s)
+        response.raise_for_status()
+        return {name: entry["status"] for name, entry in response.json().items()}
+
+
+def states_of(status: Mapping[str, Any]) -> list[str]:
+    return [status["connector"]["state"]] + [task["state"] for task in status.get("tasks", [])]
+
+
+def failed_parts(status: Mapping[str, Any]) -> list[str]:
+    """``name`` for a FAILED connector, ``name/ID`` for each FAILED task."""
+    name = status["name"]
+    parts = [name] if status["connector"]["state"] == "FAILED" else []
+    parts += [f"{name}/{task['id']}" for task in status.get("tasks", [])
+              if task["state"] == "FAILED"]
+    return parts
+
+
+def describe(status: Mapping[str, Any] | None) -> str:
+    if not status:
+        return "(no status)"
+    lines = [f"connector {status['connector']['state']}"]
+    for task in status.get("tasks", []):
+        lines.append(f"task {task['id']} {task['state']}")
+        if task.get("trace"):
+            lines.append(task["trace"][:4000])
+    return "\n".join(lines)
+
+
+def restart_failed_tasks(settings: StackSettings) -> list[str]:
+    """Restart every FAILED connector or task; returns what was restarted (``name/ID``).
+
+    For a supervisor to call every few seconds: one status call, and a restart only
+    where something failed. Connect not answering returns nothing: bringing the
+    process back is the process supervisor's job (then ``infra.cdc.ensure_connect``).
+    """
+    client = ConnectClient(settings.connect_url, timeout_s=5.0)
+    try:
+        statuses = client.statuses()
+    except (requests.ConnectionError, requests.Timeout, requests.HTTPError):
+        return []
+    restarted = []
+    for name, status in sorted(statuses.items()):
+        failed = failed_parts(status)
+        if failed:
+            requests.post(
+                f"{client.base_url}/connectors/{name}/restart",
+                params={"includeTasks": "true", "onlyFailed": "true"}, timeout=5.0,
+            )
+            restarted += failed
+    return restarted
 
 
 def deploy_outbox_connectors(
-    settings: StackSettings, databases: tuple[str, ...], report: Callable[[str], None]
+    settings: StackSettings, databases: tuple[str, ...], report: Callable[[str], None],
+    timeout_s: float = 60.0,
 ) -> bool:
     """The embedded stack's connectors, one per service database."""
     rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in databases]
-    return deploy(ConnectClient(settings.connect_url), rendered, report)
+    return deploy(ConnectClient(settings.connect_url), rendered, report, timeout_s)
 
 
 def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
@@ -158,7 +227,8 @@ def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
     for connector in changed:
         client.put_config(connector["name"], connector["config"])
     for connector in rendered:
-        client.wait_running(connector["name"], timeout_s)
-        if connector in changed:
-            report(f"connector  {connector['name']} RUNNING")
+        restarts = client.wait_running(connector["name"], timeout_s)
+        if connector in changed or restarts:
+            again = f" after {restarts} restart(s) of failed tasks" if restarts else ""
+            report(f"connector  {connector['name']} RUNNING{again}")
     return bool(changed)

@@ -38,6 +38,8 @@ class StackSettings:
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
     reservation_ttl_s: float = 120.0
+    outbox_retention_s: float = 900.0
+    """Outbox rows are kept this long and published again after a broker loss."""
     start_timeout_s: float = 90.0
     artifact_cache: Path | None = None
     """Where downloaded artifacts are kept; by default inside the state directory."""
@@ -114,6 +116,7 @@ class StackSettings:
             "CHOREO_PSP_URL": f"http://127.0.0.1:{self.psp_port}",
             "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
+            "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),
         }
 
     # Folders inside the state directory, one place so nothing guesses a path.

@@ -21,6 +21,7 @@ from infra import drain
 from infra.components import (
     Component,
     broker_component,
+    class_archive_dump,
     connect_component,
     create_service_databases,
     port_is_free,
@@ -31,8 +32,10 @@ from infra.connectors import deploy_outbox_connectors
 from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
+from infra.recovery import republish_lost_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+from infra.slots import ensure_outbox_slots
 from infra.supervision import (
     SUPERVISOR,
     ProcessRecord,
@@ -135,10 +138,14 @@ def apply_sql(dsn: str, script: Path) -> None:
 
 
 def migrate(settings: StackSettings) -> None:
-    """Create the databases and the outbox/inbox tables; each statement is idempotent."""
+    """Create the databases, the outbox/inbox tables and the replication slots (idempotent).
+
+    The slots come before any service starts, so no commit precedes its slot.
+    """
     create_service_databases(settings)
     for database in OUTBOX_DATABASES:
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
+    ensure_outbox_slots(settings)
 
 
 def event_topics() -> list[str]:
@@ -156,12 +163,16 @@ def start_stack(settings: StackSettings, report: Report, with_services: bool = T
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
-        started_any |= start_component(component, registry, settings, report)
+        started = start_component(component, registry, settings, report)
+        started_any |= started
         if component.name == "postgres":
             migrate(settings)
         if component.name == "broker":
             ensure_topics(settings.kafka_bootstrap, event_topics())
+            if started:
+                republish_lost_log(settings, registry, report)
     started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
+    start_class_archive_dump(settings, registry)
     if with_services:
         started_any |= start_components(service_components(settings), registry, settings,
                                         report)
@@ -187,6 +198,13 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
     if not started_any:
         report(f"choreo is already running (state in {settings.state_dir}); nothing to do")
     return started_any
+
+
+def start_class_archive_dump(settings: StackSettings, registry: ProcessRegistry) -> None:
+    """Once a worker without a class-data archive runs, build the archive beside it."""
+    dump = class_archive_dump(settings)
+    if dump is not None:
+        launch(dump, registry)
 
 
 def supervised_names(settings: StackSettings, with_services: bool) -> list[str]:

@@ -3,8 +3,15 @@
 For each message it checks the CloudEvents headers, skips what is already handled
 (Redis on the fast path, the inbox row as the guarantee), decodes the Avro payload into
 the reader schema, and runs the handler registered for the event type inside one
-database transaction. Offsets are committed only after that transaction committed, so
-a crash anywhere leads to a redelivery that the inbox turns into a no-op.
+database transaction. Positions are stored in the same database after that transaction
+committed, so a crash anywhere leads to a redelivery that the inbox turns into a no-op.
+
+No broker consumer group: partitions are owned through advisory-lock leases and
+positions are read from the consumer's own tables (``outbox.assignment``), so a
+restarted process is consuming again within a second, replicas share partitions, and a
+broker that lost its log is read again from the start. Errors of the runtime itself
+(database restarts, broker outages) are logged and survived: the session is dropped,
+its leases go with it, and the loop reconnects with backoff.
 
 Failures: transient ones are retried with backoff; permanent ones and those that
 exhaust the attempts go to the dead-letter topic and block their aggregate key, whose
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,16 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from outbox import deadletter, inbox
+from outbox.assignment import Assignment
 from outbox.codec import EventCodec
 from outbox.constants import (
     HEADER_DATASCHEMA,
@@ -42,7 +44,7 @@ from outbox.constants import (
 from outbox.dedupe import DedupeStore
 from outbox.delivery import Delivery, ReceivedEvent
 from outbox.errors import PermanentError
-from outbox.kafka import build_consumer, build_producer, ensure_topics
+from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, RETRIES
 from outbox.retry import Backoff, is_permanent
 from outbox.tracing import continued_span, trace_id_of
@@ -97,6 +99,7 @@ class ConsumerRuntime:
         backoff: Backoff = Backoff(),
         batch_size: int = 200,
         request_poll_interval_s: float = 0.5,
+        rebalance_interval_s: float = 1.0,
         topics: list[str] | None = None,
     ) -> None:
         """``topics`` defaults to the topics of the handled event types' aggregates."""
@@ -109,15 +112,17 @@ class ConsumerRuntime:
         self.backoff = backoff
         self.batch_size = batch_size
         self.request_poll_interval_s = request_poll_interval_s
+        self.rebalance_interval_s = rebalance_interval_s
         self._topics = topics
         self.stop_event = threading.Event()
         self.blocked: set[str] = set()
         self._conn: psycopg.Connection[Any] | None = None
-        self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._assigned = False
+        self._assignment: Assignment | None = None
         self._assigned_at = 0.0
         self._last_poll = 0.0
+        self._lag: dict[tuple[str, int], int] = {}
+        self._broker_trouble = threading.Event()
 
     # -- wiring --------------------------------------------------------------------
 
@@ -129,10 +134,26 @@ class ConsumerRuntime:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """One connection, reopened after it broke; each handler runs in its own transaction."""
+        """The session that holds this process's partition leases and runs its handlers.
+
+        A broken session is never silently replaced here: its leases died with it, so
+        the loop must notice, let go of every partition and acquire them again.
+        """
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
+            raise SessionLost("database session lost")
         return self._conn
+
+    def _open_session(self) -> None:
+        self._close_session()
+        self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+        self.blocked = deadletter.blocked_keys(self._conn, self.group_id)
+
+    def _close_session(self) -> None:
+        if self._assignment is not None:
+            self._assignment.session_lost()
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
 
     @property
     def producer(self) -> Producer:
@@ -142,15 +163,19 @@ class ConsumerRuntime:
 
     def health(self) -> dict[str, object]:
         polling = time.monotonic() - self._last_poll < 30
-        ok = polling and self._assigned and not self.stop_event.is_set()
+        session = self._conn is not None and not self._conn.closed and not self._conn.broken
+        ok = polling and session and self._assigned_at > 0 and not self.stop_event.is_set()
+        owned = len(self._assignment.owned) if self._assignment else 0
         return {"status": "ok" if ok else "starting", "consumer": self.group_id,
-                "assigned": self._assigned, "blocked_keys": len(self.blocked)}
+                "assigned": owned > 0, "partitions": owned, "lag": sum(self._lag.values()),
+                "blocked_keys": len(self.blocked)}
 
     # -- handling one delivery --------------------------------------------------------
 
     def _event(self, delivery: Delivery) -> ReceivedEvent:
         event_id = delivery.parsed_event_id()
-        assert event_id is not None  # checked by the caller before decoding
+        if event_id is None:
+            raise PermanentError("missing or malformed ce_id header")
         payload = self.codec.decode(
             delivery.event_type, delivery.headers.get(HEADER_DATASCHEMA, ""), delivery.value or b""
         )
@@ -182,12 +207,16 @@ class ConsumerRuntime:
         for attempt in itertools.count(1):
             try:
                 outcome = self._run_handler(event)
+            except SessionLost:
+                raise
             except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    raise SessionLost(f"database session lost: {error!r}") from error
                 if self.backoff.gives_up(error, attempt, time.monotonic() - started):
                     reason = f"{type(error).__name__}: {error}" if is_permanent(error) \
                         else f"gave up after {attempt} attempts: {error!r}"
                     return Failure(reason, attempt)
-                RETRIES.labels(self.group_id, delivery.event_type).inc()
+                RETRIES.labels(self.group_id, self._type_label(delivery)).inc()
                 delay = self.backoff.delay(attempt)
                 log.warning("attempt %d failed, retrying in %.3fs: %r", attempt, delay, error,
                             extra=context)
@@ -198,6 +227,10 @@ class ConsumerRuntime:
             log.info("%s %s", outcome, delivery.event_type, extra=context)
             return outcome
         raise AssertionError("unreachable: itertools.count never ends")
+
+    def _type_label(self, delivery: Delivery) -> str:
+        """A metric label from a header anyone can write: only known types, or "other"."""
+        return delivery.event_type if delivery.event_type in self.handlers else "other"
 
     def process(self, delivery: Delivery) -> str:
         """Everything that happens to one fresh delivery; returns the outcome's name."""
@@ -218,9 +251,8 @@ class ConsumerRuntime:
             result = self.attempt(delivery)
             outcome = self._dead_letter(delivery, result) if isinstance(result, Failure) \
                 else result
-        EVENTS.labels(self.group_id, delivery.event_type or "unknown", outcome).inc()
+        EVENTS.labels(self.group_id, self._type_label(delivery), outcome).inc()
         return outcome
-
     def _batchable(self, delivery: Delivery) -> bool:
         """Events the plain path would decode and hand to their handler (not yet seen)."""
         return (delivery.parsed_event_id() is not None and delivery.event_type in self.handlers
@@ -270,6 +302,8 @@ class ConsumerRuntime:
             with conn.transaction():
                 outcomes = [self._run_in_transaction(conn, event) for _, event in run]
         except Exception as error:  # noqa: BLE001 - each event is retried on its own below
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                raise SessionLost(f"database session lost: {error!r}") from error
             log.warning("batch of %d rolled back, handling one by one: %r", len(run), error,
                         extra={"consumer": self.group_id})
             return [self.process(delivery) for delivery, _ in run]
@@ -307,9 +341,14 @@ class ConsumerRuntime:
 
     # -- replay and discard requests -------------------------------------------------
 
-    def process_requests(self) -> None:
-        """Carry out ``choreo dlq replay|discard``: the head first, then what it parked."""
-        for key in deadletter.keys_with_requests(self.conn, self.group_id):
+    def process_requests(self, owned: set[tuple[str, int]]) -> None:
+        """Carry out ``choreo dlq replay|discard``: the head first, then what it parked.
+
+        Resumable: each entry's new status is committed as it is done, and a key whose
+        head is a ``parked`` entry (a release stopped half-way) is picked up again.
+        """
+        self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
+        for key in deadletter.keys_to_release(self.conn, self.group_id, owned):
             for entry in deadletter.active_for_key(self.conn, self.group_id, key):
                 if entry.status == "dead":
                     break
@@ -322,94 +361,133 @@ class ConsumerRuntime:
                                           attempts=entry.attempts + result.attempts)
                     break
                 deadletter.set_status(self.conn, entry.seq, "replayed")
-                EVENTS.labels(self.group_id, entry.delivery.event_type, "replayed").inc()
+                EVENTS.labels(self.group_id, self._type_label(entry.delivery), "replayed").inc()
             if not deadletter.active_for_key(self.conn, self.group_id, key):
                 self.blocked.discard(key)
 
     # -- the loop ----------------------------------------------------------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
-        self._assigned = True
-        self._assigned_at = time.monotonic()
-        log.info("assigned %d partitions; %d blocked keys", len(partitions), len(self.blocked),
-                 extra={"consumer": self.group_id})
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's own errors: a lost broker may come back with an empty log."""
+        log.warning("kafka client: %s", error, extra={"consumer": self.group_id})
+        self._broker_trouble.set()
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned = False
-        self._commit(consumer)
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """Whatever is buffered at once; if nothing, wait for the first message, then drain.
 
-    @staticmethod
-    def _commit(consumer: Consumer) -> None:
-        try:
-            consumer.commit(asynchronous=False)
-        except Exception as error:  # noqa: BLE001 - nothing stored yet is not an error
-            if "NO_OFFSET" not in str(error):
-                raise
+        Returning on the first message keeps one hop at the broker's latency when load
+        is low; draining what is already buffered gives big batches (one commit for
+        many events) exactly when load is high.
+        """
+        messages = consumer.consume(self.batch_size, timeout=0)
+        if messages:
+            return messages
+        first = consumer.poll(0.1)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.batch_size - 1, timeout=0)]
 
-    def update_lag(self, consumer: Consumer) -> None:
-        """A metric only: a broker too busy to answer in time must not stop the consumer."""
-        try:
-            for partition in consumer.assignment():
-                low, high = consumer.get_watermark_offsets(partition, timeout=1)
-                position = consumer.position([partition])[0].offset
-                behind = high - position if position >= 0 else high - low
-                LAG.labels(self.group_id, partition.topic, partition.partition).set(
-                    max(behind, 0))
-        except KafkaException as error:
-            log.warning("consumer lag not updated: %s", error, extra={"consumer": self.group_id})
+    def _verify_log(self, assignment: Assignment) -> bool:
+        """After broker trouble: is it still the same log? If not, it starts over."""
+        if not self._broker_trouble.is_set():
+            return True
+        self._broker_trouble.clear()
+        same, _ = assignment.check_log()
+        return same
+
+    def _step(self, consumer: Consumer, assignment: Assignment, timers: dict[str, float]
+              ) -> bool:
+        """One round of the loop. Returns whether messages were handled."""
+        now = time.monotonic()
+        if self._conn is None:
+            self._open_session()
+            timers["rebalance"] = 0.0
+        if now - timers["rebalance"] > self.rebalance_interval_s:
+            if assignment.rebalance(self.conn):
+                self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
+            timers["rebalance"] = now
+            self._assigned_at = self._assigned_at or now
+        messages = self._poll(consumer)
+        self._last_poll = time.monotonic()
+        usable = [m for m in messages if m.error() is None]
+        for message in messages:
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error, extra={"consumer": self.group_id})
+        if not self._verify_log(assignment):
+            return False  # what was polled belonged to the old log's offsets
+        if usable:
+            self.process_batch([Delivery.from_message(message) for message in usable])
+            assignment.advance(usable)
+            assignment.save(self.conn)
+        if now - timers["requests"] > self.request_poll_interval_s:
+            self.process_requests(assignment.owned)
+            timers["requests"] = now
+        if now - timers["lag"] > 1.0:
+            self._update_lag(assignment)
+            timers["lag"] = now
+        return bool(usable)
+
+    def _update_lag(self, assignment: Assignment) -> None:
+        self._lag = assignment.lag()
+        for (topic, partition), behind in self._lag.items():
+            LAG.labels(self.group_id, topic, partition).set(behind)
 
     def run(self, idle_exit_s: float | None = None) -> None:
         """Consume until stopped (SIGTERM sets ``stop_event``) or, in drain mode, idle.
 
         ``idle_exit_s`` is the burst mode tests and benchmarks use: return once nothing
-        arrived for that long after the partitions were assigned.
+        arrived for that long after the partitions were first acquired.
         """
-        ensure_topics(self.bootstrap, [*self.topics, deadletter.dead_letter_topic(self.group_id)])
-        consumer = build_consumer(self.bootstrap, self.group_id)
-        self._consumer = consumer
-        consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._wait_for_topics()
+        consumer = build_unmanaged_consumer(self.bootstrap, self.group_id,
+                                            error_cb=self._on_client_error)
+        assignment = Assignment(self.group_id, consumer, self.topics)
+        self._assignment = assignment
+        timers = {"rebalance": 0.0, "requests": 0.0, "lag": 0.0}
         last_message = time.monotonic()
-        last_requests = last_lag = 0.0
+        failures = 0
         try:
             while not self.stop_event.is_set():
-                messages = consumer.consume(self.batch_size, timeout=0.1)
-                self._last_poll = now = time.monotonic()
                 try:
-                    self._handle_messages(consumer, messages)
-                    if now - last_requests > self.request_poll_interval_s:
-                        self.process_requests()
-                        last_requests = now
+                    if self._step(consumer, assignment, timers):
+                        last_message = time.monotonic()
+                    failures = 0
                 except Interrupted:
-                    break  # offsets of this batch stay uncommitted: it is redelivered
-                if messages:
-                    last_message = now
-                    self._commit(consumer)
-                if now - last_lag > 5:
-                    self.update_lag(consumer)
-                    last_lag = now
+                    break  # positions of this batch stay unsaved: it is read again
+                except Exception as error:  # noqa: BLE001 - the runtime survives its own errors
+                    failures += 1
+                    delay = min(5.0, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                    log.warning("consumer loop failed (%r); dropping the session, retrying"
+                                " in %.2fs", error, delay, extra={"consumer": self.group_id})
+                    self._close_session()
+                    self.stop_event.wait(delay)
+                    continue
                 idle_since = max(last_message, self._assigned_at)
-                if idle_exit_s is not None and self._assigned and now - idle_since > idle_exit_s:
+                if (idle_exit_s is not None and self._assigned_at
+                        and time.monotonic() - idle_since > idle_exit_s):
                     break
         finally:
-            self._commit(consumer)
+            self._close_session()
             consumer.close()
-            self._consumer = None
+            self._assignment = None
             if self._producer is not None:
                 self._producer.flush(10)
                 self._producer = None  # its background thread goes with it
-            if self._conn is not None:
-                self._conn.close()
 
-    def _handle_messages(self, consumer: Consumer, messages: list[Message]) -> None:
-        """Handle a polled batch; offsets are stored only once their events committed."""
-        usable = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                usable.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error, extra={"consumer": self.group_id})
-        self.process_batch([Delivery.from_message(message) for message in usable])
-        for message in usable:
-            consumer.store_offsets(message)
+    def _wait_for_topics(self) -> None:
+        """Create the topics, waiting out a broker that is not there yet."""
+        topics = [*self.topics, deadletter.dead_letter_topic(self.group_id)]
+        for attempt in itertools.count(1):
+            try:
+                ensure_topics(self.bootstrap, topics)
+                return
+            except (KafkaException, RuntimeError) as error:
+                log.warning("topics not ready (%r), attempt %d", error, attempt,
+                            extra={"consumer": self.group_id})
+                if self.stop_event.wait(min(5.0, 0.2 * attempt)):
+                    return
+
+
+class SessionLost(Exception):
+    """The database session broke: its partition leases are gone, so must the batch be."""

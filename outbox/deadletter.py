@@ -9,6 +9,7 @@ handled out of order, while every other key keeps flowing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +20,21 @@ from psycopg.rows import dict_row
 
 from outbox import constants as c
 from outbox.delivery import Delivery
+from outbox.errors import TransientError
 
 ACTIVE = ("dead", "parked", "replay", "discard")
 
 INSERT = """
 INSERT INTO dead_letters (consumer, aggregate_key, event_id, event_type, status, reason,
-                          attempts, topic, partition, "offset", headers, value)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (consumer, topic, partition, "offset") DO NOTHING
+                          attempts, topic, partition, "offset", headers, value, fingerprint)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (consumer, fingerprint) DO NOTHING
+"""
+
+HEADS = """
+SELECT DISTINCT ON (aggregate_key) aggregate_key, status, topic, partition
+FROM dead_letters WHERE consumer = %s AND status = ANY(%s)
+ORDER BY aggregate_key, seq
 """
 
 
@@ -56,15 +64,30 @@ class DeadLetter:
                    str(row["created_at"]))
 
 
+def fingerprint(delivery: Delivery) -> str:
+    """What makes a dead letter the same one again: its event id, else its bytes.
+
+    Not its Kafka offset: offsets start again at 0 when a topic is recreated, and a new
+    dead letter at an old offset must not be dropped as a redelivery.
+    """
+    if delivery.parsed_event_id() is not None:
+        return f"id:{delivery.parsed_event_id()}"
+    digest = hashlib.sha256()
+    for part in (delivery.topic, delivery.key, json.dumps(delivery.headers, sort_keys=True)):
+        digest.update(part.encode() + b"\0")
+    digest.update(delivery.value or b"")
+    return f"sha256:{digest.hexdigest()}"
+
+
 def record(
     conn: psycopg.Connection[Any], consumer: str, delivery: Delivery, *, status: str,
     reason: str, attempts: int,
 ) -> None:
-    """Idempotent by (consumer, topic, partition, offset): a redelivery adds no second row."""
+    """Idempotent by (consumer, fingerprint): a redelivery adds no second row."""
     conn.execute(INSERT, (
         consumer, delivery.key, delivery.event_id or None, delivery.event_type or None, status,
         reason, attempts, delivery.topic, delivery.partition, delivery.offset,
-        json.dumps(delivery.headers), delivery.value,
+        json.dumps(delivery.headers), delivery.value, fingerprint(delivery),
     ))
 
 
@@ -80,7 +103,9 @@ def publish(producer: Producer, consumer: str, delivery: Delivery, reason: str,
     }
     producer.produce(dead_letter_topic(consumer), key=delivery.key, value=delivery.value,
                      headers=list(headers.items()))
-    producer.flush(10)
+    if producer.flush(10):
+        # Not recorded as dead either: the caller's batch fails and is read again.
+        raise TransientError(f"dead-letter topic {dead_letter_topic(consumer)} unreachable")
 
 
 def blocked_keys(conn: psycopg.Connection[Any], consumer: str) -> set[str]:
@@ -91,12 +116,18 @@ def blocked_keys(conn: psycopg.Connection[Any], consumer: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-def keys_with_requests(conn: psycopg.Connection[Any], consumer: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT DISTINCT aggregate_key FROM dead_letters WHERE consumer = %s"
-        " AND status IN ('replay', 'discard')", (consumer,),
-    ).fetchall()
-    return [row[0] for row in rows]
+def keys_to_release(conn: psycopg.Connection[Any], consumer: str,
+                    owned: set[tuple[str, int]]) -> list[str]:
+    """Keys whose head entry is no longer plainly dead, in partitions this member owns.
+
+    A head that is ``replay`` or ``discard`` was requested; a head that is ``parked``
+    means a release was interrupted (the process stopped after the dead letter was
+    replayed, before all that it parked was), so it resumes from the table alone.
+    Only the owner of the head's partition acts, so a key is released by one member.
+    """
+    rows = conn.execute(HEADS, (consumer, list(ACTIVE))).fetchall()
+    return [key for key, status, topic, partition in rows
+            if status != "dead" and (topic, partition) in owned]
 
 
 def active_for_key(conn: psycopg.Connection[Any], consumer: str, key: str) -> list[DeadLetter]:

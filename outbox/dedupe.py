@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 import redis
@@ -31,16 +32,24 @@ class DedupeStore(Protocol):
 
 
 class MemoryDedupe:
-    """For pure tests and for running without Redis."""
+    """For pure tests and for running without Redis; forgets the oldest beyond ``max_keys``.
 
-    def __init__(self) -> None:
-        self.keys: set[tuple[str, str]] = set()
+    Forgetting is safe (the inbox is the guarantee) and keeps a long-running process
+    without Redis from growing without bound.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self.keys: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def seen(self, consumer: str, event_id: str) -> bool:
         return (consumer, event_id) in self.keys
 
     def mark(self, consumer: str, event_id: str) -> None:
-        self.keys.add((consumer, event_id))
+        self.keys[(consumer, event_id)] = None
+        self.keys.move_to_end((consumer, event_id))
+        while len(self.keys) > self.max_keys:
+            self.keys.popitem(last=False)
 
     def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
         return {event_id for event_id in event_ids if self.seen(consumer, event_id)}

@@ -41,6 +41,15 @@ def build_consumer(bootstrap: str, group_id: str, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(bootstrap, group_id, **overrides))
 
 
+def build_unmanaged_consumer(bootstrap: str, name: str, **overrides: Any) -> Consumer:
+    """A consumer that is only ever ``assign``ed partitions: no group join, no commits.
+
+    librdkafka insists on a ``group.id``; without ``subscribe`` it never joins the
+    group, so the broker's group coordinator plays no part (see outbox/assignment.py).
+    """
+    return Consumer(consumer_config(bootstrap, name, **overrides))
+
+
 def build_producer(bootstrap: str, **overrides: Any) -> Producer:
     return Producer({
         "bootstrap.servers": bootstrap,

@@ -2,9 +2,9 @@
 -- Applied by `choreo up` (and by the tests) before the Debezium connector is deployed:
 -- the publication must exist first because the connector is told not to create one.
 
--- An outbox row lives only inside its transaction: the writer inserts and deletes it in
--- the same transaction, so Debezium still reads the insert from the WAL, while the table
--- itself never grows and needs no clean-up job (see docs/outbox.md).
+-- Debezium reads each inserted row from the WAL. Rows are kept for a retention window
+-- (CHOREO_OUTBOX_RETENTION_S, pruned by each service's job thread) so that the window
+-- can be published again after the in-memory embedded broker lost its log (docs/stack.md).
 CREATE TABLE IF NOT EXISTS outbox (
     id            uuid        PRIMARY KEY,
     aggregatetype text        NOT NULL,
@@ -17,6 +17,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     occurred_at   text        NOT NULL,
     traceparent   text        NOT NULL DEFAULT ''
 );
+-- Insertion order (per aggregate this is commit order: a service changes one aggregate
+-- under its row lock) and age, for re-publishing and pruning the retention window.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigserial;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
 
 -- The guarantee behind effectively-once handling: one row per (consumer, event) written
 -- in the handler's own transaction. Redis only short-cuts the lookup.
@@ -63,9 +68,30 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     headers        jsonb       NOT NULL,
     value          bytea,
     created_at     timestamptz NOT NULL DEFAULT now(),
-    updated_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (consumer, topic, partition, "offset")
+    updated_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letters_active
     ON dead_letters (consumer, aggregate_key, seq)
     WHERE status IN ('dead', 'parked', 'replay', 'discard');
+
+-- Where each consumer is in each partition, kept in the consumer's own database rather
+-- than in the broker (Kafka's "storing offsets outside Kafka"): no broker group
+-- coordinator is needed to resume, and a position survives the broker. `log_id` is the
+-- broker cluster id the offset belongs to: the embedded broker gets a new one on every
+-- start (its log is in memory), and an offset of another log means "read from the start".
+CREATE TABLE IF NOT EXISTS consumer_positions (
+    consumer    text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   int         NOT NULL,
+    next_offset bigint      NOT NULL,
+    log_id      text        NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, topic, partition)
+);
+
+-- Dead letters are unique per event, not per Kafka offset: offsets start again at 0 when
+-- a topic is recreated, and a new dead letter must never be mistaken for an old one.
+-- `fingerprint` is the event id, or a digest of the bytes for a message without one.
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS fingerprint text;
+ALTER TABLE dead_letters DROP CONSTRAINT IF EXISTS dead_letters_consumer_topic_partition_offset_key;
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint ON dead_letters (consumer, fingerprint);

@@ -21,13 +21,13 @@ import psycopg
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from outbox import logs
+from outbox import inbox, logs
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime, Handler
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.metrics import serve
 from outbox.settings import ServiceSettings
-from outbox.writer import OutboxWriter
+from outbox.writer import OutboxWriter, prune
 from schemas.catalog import SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,13 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
     server = serve(settings.metrics_port, runtime.health, settings.bind_host)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
+    pruning = [
+        PeriodicJob("prune-outbox", 30.0, lambda conn, _: prune(conn, settings.outbox_retention_s)),
+        PeriodicJob("prune-inbox", 300.0,
+                    lambda conn, _: inbox.prune(conn, settings.inbox_retention_s)),
+    ]
     jobs = threading.Thread(target=run_jobs, name="jobs", daemon=True,
-                            args=(definition.jobs, settings.database_url, writer,
+                            args=([*definition.jobs, *pruning], settings.database_url, writer,
                                   runtime.stop_event))
     jobs.start()
     log.info("started; consuming %s", ", ".join(runtime.topics))

@@ -39,6 +39,9 @@ class ServiceSettings:
     """Where HTTP endpoints listen; only containers (compose.yaml) need another address."""
     batch_size: int = 200
     dedupe_ttl_s: int = 7 * 24 * 3600
+    outbox_retention_s: float = 900.0
+    """How long outbox rows are kept, so a lost broker log can be published again."""
+    inbox_retention_s: float = 7 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None,
@@ -55,7 +58,7 @@ class ServiceSettings:
         )
         if backoff.max_attempts < 1:
             raise ConfigError("CHOREO_RETRY_MAX_ATTEMPTS must be at least 1")
-        return cls(
+        settings = cls(
             service=service,
             database_url=database_url,
             kafka_bootstrap=env.get("CHOREO_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
@@ -65,4 +68,12 @@ class ServiceSettings:
             batch_size=max(1, int(env_number(env, "CHOREO_BATCH_SIZE", 200))),
             dedupe_ttl_s=int(env_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
             bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"),
+            outbox_retention_s=env_number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, float),
+            inbox_retention_s=env_number(env, "CHOREO_INBOX_RETENTION_S", 7 * 24 * 3600.0,
+                                         float),
         )
+        if settings.inbox_retention_s <= settings.outbox_retention_s:
+            raise ConfigError("CHOREO_INBOX_RETENTION_S must be greater than"
+                              " CHOREO_OUTBOX_RETENTION_S: an event published again after a"
+                              " broker loss must still find its inbox row")
+        return settings

@@ -1,10 +1,10 @@
 """Emit an event in the caller's database transaction: the transactional outbox.
 
-Each row is inserted and deleted in the same transaction. Debezium reads the insert
-from the write-ahead log (the publication does not even publish the delete), so the
-event is delivered exactly when the state change commits, while the table stays empty
-and needs no clean-up job, partitioning or vacuum tuning. The price is that the outbox
-cannot be queried for history; ``GET /orders/{id}`` keeps its own saga history instead.
+Debezium reads the inserted row from the write-ahead log, so the event is delivered
+exactly when the state change commits. Rows stay in the table for a retention window
+(pruned by ``prune``): the embedded broker keeps its log in memory, and after it is lost
+the window is published again from these rows (``outbox.relay``), so nothing committed
+within it is lost. Consumers' inboxes absorb the copies.
 """
 
 from __future__ import annotations
@@ -25,7 +25,18 @@ INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema, s
                     specversion, occurred_at, traceparent)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
-DELETE_ROW = "DELETE FROM outbox WHERE id = %s"
+PRUNE = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE created_at < now() - make_interval(secs => %s) LIMIT %s)
+"""
+
+
+def prune(conn: psycopg.Connection[Any], retention_s: float, batch: int = 5000) -> int:
+    """Delete rows older than the retention window, a bounded batch at a time.
+
+    The publication does not publish deletes, so pruning sends nothing downstream.
+    """
+    return conn.execute(PRUNE, (retention_s, batch)).rowcount
 
 
 class OutboxWriter:
@@ -48,7 +59,6 @@ class OutboxWriter:
         """
         event_id, row = self._row(event_type, aggregate_id, payload)
         conn.execute(INSERT_ROW, row)
-        conn.execute(DELETE_ROW, (event_id,))
         return event_id
 
     async def emit_async(
@@ -61,7 +71,6 @@ class OutboxWriter:
         """``emit`` for an asyncio service (the HTTP intake) on an async connection."""
         event_id, row = self._row(event_type, aggregate_id, payload)
         await conn.execute(INSERT_ROW, row)
-        await conn.execute(DELETE_ROW, (event_id,))
         return event_id
 
     def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]

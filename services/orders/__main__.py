@@ -22,27 +22,43 @@ from outbox import logs
 from outbox.codec import EventCodec
 from outbox.errors import ConfigError
 from outbox.service import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
-from outbox.settings import ServiceSettings, env_number
+from outbox.settings import ServiceSettings
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.orders.api import create_app
 from services.orders.handlers import build_handlers
 from services.orders.jobs import DEADLINE_JOB
+from services.orders.settings import ApiSettings
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB])
 log = logging.getLogger("orders")
 
 
-async def serve(settings: ServiceSettings, port: int, deadline_s: float) -> None:
+POOL_RECONNECT_S = 5.0
+"""How long the pool retries one connection in the background before giving it up. Its
+backoff doubles between attempts, so a long retry would leave minutes between attempts
+after a long outage; given up early, the next request that needs a connection starts a
+fresh attempt at once, so the API is back within a request of the database."""
+
+
+def connection_pool(database_url: str) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        database_url, min_size=2, max_size=10, open=False,
+        reconnect_timeout=POOL_RECONNECT_S,
+        # A connection broken by a database restart is replaced rather than handed out.
+        check=AsyncConnectionPool.check_connection,
+    )
+
+
+async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
     writer = OutboxWriter(EventCodec(SchemaCatalog.load()), source="orders")
-    async with AsyncConnectionPool(settings.database_url, min_size=2, max_size=10,
-                                   open=False) as pool:
+    async with connection_pool(settings.database_url) as pool:
         await pool.wait()
-        runner = web.AppRunner(create_app(pool, writer, deadline_s), access_log=None)
+        runner = web.AppRunner(create_app(pool, writer, api), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.bind_host, port, shutdown_timeout=10).start()
-        log.info("listening on %s:%d", settings.bind_host, port)
+        await web.TCPSite(runner, settings.bind_host, api.port, shutdown_timeout=10).start()
+        log.info("listening on %s:%d", settings.bind_host, api.port)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
@@ -52,14 +68,11 @@ async def serve(settings: ServiceSettings, port: int, deadline_s: float) -> None
 
 def run_api() -> None:
     settings = ServiceSettings.from_env("orders")
-    port = int(env_number(os.environ, "CHOREO_ORDERS_PORT", 18080))
-    deadline_s = float(env_number(os.environ, "CHOREO_ORDER_DEADLINE_S", 30.0, float))
-    if deadline_s <= 0:
-        raise ConfigError("CHOREO_ORDER_DEADLINE_S must be positive")
+    api = ApiSettings.from_env(os.environ)
     logs.configure("orders-api")
     trace.set_tracer_provider(TracerProvider())
     apply_schema(settings.database_url, OUTBOX_SCHEMA, SCHEMA)
-    asyncio.run(serve(settings, port, deadline_s))
+    asyncio.run(serve(settings, api))
 
 
 if __name__ == "__main__":

@@ -5,17 +5,25 @@ Every error is JSON with a machine-readable code and, for validation, the field:
 A request is validated completely before the database is touched, and an order row, its
 history and its OrderPlaced event are committed in one transaction, so there is never a
 half-written order.
+
+While the database is unreachable every route that needs it answers 503
+``database_unavailable`` with ``Retry-After``, after waiting at most ``DB_WAIT_S`` for a
+connection; the pool keeps trying to reconnect, so service resumes by itself once the
+database is back. A 503 to ``POST /orders`` may come after the commit was sent: retrying
+with the same Idempotency-Key is always safe. Anything else unexpected is a JSON 500.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiohttp import web
 from opentelemetry import context, propagate, trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -30,6 +38,7 @@ from services.orders.domain import (
     may_cancel,
     parse_order_request,
 )
+from services.orders.settings import ApiSettings
 from services.orders.store import (
     FIND_BY_KEY,
     GET_HISTORY,
@@ -45,6 +54,11 @@ OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 MAX_BODY_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 200
 TRACER = trace.get_tracer("choreo.orders")
+DB_WAIT_S = 2.0
+"""How long a request waits for a database connection before answering 503: long enough
+to ride out a pool refilling after a restart, short enough for a client's timeout."""
+RETRY_AFTER_S = 2
+log = logging.getLogger("orders")
 
 REQUESTS = Counter("choreo_http_requests_total", "HTTP requests", ["route", "status"])
 LATENCY = Histogram("choreo_http_request_seconds", "HTTP request latency", ["route"])
@@ -52,14 +66,21 @@ ORDERS = Counter("choreo_orders_placed_total", "Orders accepted", ["replayed"])
 
 POOL = web.AppKey("pool", AsyncConnectionPool)
 WRITER = web.AppKey("writer", OutboxWriter)
-DEADLINE_S = web.AppKey("deadline_s", float)
+SETTINGS = web.AppKey("settings", ApiSettings)
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+def error(status: int, code: str, message: str, field: str | None = None,
+          headers: dict[str, str] | None = None) -> web.Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    return web.json_response({"error": body}, status=status)
+    return web.json_response({"error": body}, status=status, headers=headers)
+
+
+def database_unavailable() -> web.Response:
+    return error(503, "database_unavailable",
+                 "the order database is unreachable; retry later (the same Idempotency-Key"
+                 " is safe)", headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @web.middleware
@@ -67,7 +88,8 @@ async def observe(request: web.Request,
                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                   ) -> web.StreamResponse:
     """A server span per request (continuing a caller's traceparent), metrics, and JSON
-    errors for whatever aiohttp itself rejects (404, 405, 413)."""
+    errors for whatever aiohttp itself rejects (404, 405, 413), for an unreachable
+    database (503) and for anything unexpected (500), never aiohttp's HTML page."""
     route = request.match_info.route.resource.canonical if request.match_info.route.resource \
         else "unmatched"
     token = context.attach(propagate.extract(dict(request.headers)))
@@ -79,6 +101,13 @@ async def observe(request: web.Request,
                 response = await handler(request)
             except web.HTTPException as exc:
                 response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            except psycopg.OperationalError as exc:  # PoolTimeout is one too
+                log.warning("database unavailable: %s", exc)
+                response = database_unavailable()
+            except Exception:
+                log.exception("unexpected error")
+                response = error(500, "internal_error", "unexpected error in the orders API;"
+                                 " retrying with the same Idempotency-Key is safe")
     finally:
         context.detach(token)
     LATENCY.labels(route).observe(time.perf_counter() - started)
@@ -113,17 +142,18 @@ async def place_order(request: web.Request) -> web.Response:
                      f"send an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters",
                      "Idempotency-Key")
     try:
-        order = parse_order_request(await read_json(request))
+        order = parse_order_request(await read_json(request),
+                                    request.app[SETTINGS].reservation_ttl_s)
     except InvalidRequest as exc:
         status = 400 if exc.field in ("$", "Content-Type") else 422
         return error(status, "validation_failed", exc.message, exc.field)
     fingerprint = order.fingerprint()
     order_id = uuid.uuid4()
     writer = request.app[WRITER]
-    async with request.app[POOL].connection() as conn, conn.transaction():
+    async with request.app[POOL].connection(DB_WAIT_S) as conn, conn.transaction():
         row = await (await conn.execute(INSERT_ORDER, (
             order_id, key, fingerprint, order.customer_id, json.dumps(order.items_json()),
-            order.payment_token, order.deadline_s or request.app[DEADLINE_S],
+            order.payment_token, order.deadline_s or request.app[SETTINGS].deadline_s,
             current_traceparent()))).fetchone()
         if row is None:
             existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
@@ -147,7 +177,8 @@ async def show_order(request: web.Request) -> web.Response:
     order_id = parse_order_id(request.match_info["order_id"])
     if order_id is None:
         return error(404, "not_found", "no such order", "order_id")
-    async with request.app[POOL].connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    async with request.app[POOL].connection(DB_WAIT_S) as conn, \
+            conn.cursor(row_factory=dict_row) as cur:
         order = await (await cur.execute(GET_ORDER, (order_id,))).fetchone()
         if order is None:
             return error(404, "not_found", "no such order", "order_id")
@@ -169,7 +200,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     if order_id is None:
         return error(404, "not_found", "no such order", "order_id")
     writer = request.app[WRITER]
-    async with request.app[POOL].connection() as conn, conn.transaction():
+    async with request.app[POOL].connection(DB_WAIT_S) as conn, conn.transaction():
         row = await (await conn.execute(LOCK_ORDER, (order_id,))).fetchone()
         if row is None:
             return error(404, "not_found", "no such order", "order_id")
@@ -202,10 +233,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI.read_bytes(), content_type="application/json")
 
 
-def create_app(pool: AsyncConnectionPool, writer: OutboxWriter, deadline_s: float
+def create_app(pool: AsyncConnectionPool, writer: OutboxWriter, settings: ApiSettings
                ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
-    app[POOL], app[WRITER], app[DEADLINE_S] = pool, writer, deadline_s
+    app[POOL], app[WRITER], app[SETTINGS] = pool, writer, settings
     app.router.add_post("/orders", place_order)
     app.router.add_get("/orders/{order_id}", show_order)
     app.router.add_post("/orders/{order_id}/cancel", cancel_order)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -95,7 +96,9 @@ def _line(index: int, raw: object) -> OrderLine:
     return OrderLine(sku, quantity)
 
 
-def parse_order_request(body: object) -> OrderRequest:
+def parse_order_request(body: object, reservation_ttl_s: float = math.inf) -> OrderRequest:
+    """``deadline_s`` must also be below the reservation TTL: an order still PENDING when
+    its reservation expires would be confirmed against released units."""
     if not isinstance(body, dict):
         raise InvalidRequest("$", "the body must be a JSON object")
     unknown = set(body) - ALLOWED_FIELDS
@@ -119,6 +122,9 @@ def parse_order_request(body: object) -> OrderRequest:
         or not 1 <= deadline_s <= MAX_DEADLINE_S
     ):
         raise InvalidRequest("deadline_s", f"a number of seconds between 1 and {MAX_DEADLINE_S}")
+    if deadline_s is not None and deadline_s >= reservation_ttl_s:
+        raise InvalidRequest("deadline_s", f"must be below the reservation TTL of"
+                                           f" {reservation_ttl_s:g} seconds")
     return OrderRequest(_text(body, "customer_id"), lines, _text(body, "payment_token"),
                         None if deadline_s is None else float(deadline_s))
 

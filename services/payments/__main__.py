@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from outbox import service
 from outbox.errors import ConfigError
+from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
 from services.payments.store import SCHEMA
 from services.psp.client import PspClient
@@ -24,6 +25,8 @@ class PaymentsSettings:
     psp_url: str
     psp_timeout_s: float = 5.0
     currency: str = "EUR"
+    database_url: str = ""
+    """For the charge attempts' own connection (the runner validates the variable)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PaymentsSettings:
@@ -38,7 +41,8 @@ class PaymentsSettings:
             raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is not a number") from None
         if not 0 < timeout_s <= 300:
             raise ConfigError(f"CHOREO_PSP_TIMEOUT_S={raw_timeout!r} is outside (0, 300]")
-        return cls(psp_url=psp_url, psp_timeout_s=timeout_s)
+        return cls(psp_url=psp_url, psp_timeout_s=timeout_s,
+                   database_url=env.get("CHOREO_DATABASE_URL", ""))
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -53,7 +57,8 @@ def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
         name="payments",
         schema_sql=SCHEMA,
         build_handlers=lambda writer: build_handlers(
-            writer, PspClient(settings.psp_url, settings.psp_timeout_s), settings.currency),
+            writer, PspClient(settings.psp_url, settings.psp_timeout_s),
+            AttemptLog(settings.database_url), settings.currency),
     )
 
 

@@ -4,8 +4,15 @@ Payments hears about an order from two topics with no order between them: the to
 from ``OrderPlaced`` (order.events) and the total from ``StockReserved``
 (inventory.events), and a cancellation may overtake either. So the payment waits in
 ``awaiting`` until it knows both, and a cancellation that arrives first is remembered
-so the charge is never made. Everything here is pure; ``store`` persists a payment and
-``handlers`` talk to the provider.
+so the charge is never made.
+
+Before the psp hears of a charge, a :class:`ChargeAttempt` is committed on its own
+(``attempts.py``): from then on the payment is *charging*, whatever happens to the
+transaction that sends the request, and every later event of the order re-sends
+exactly that request (same idempotency key) until the psp's answer is final. That is
+how a capture still in flight when its process died is never left unrefunded.
+Everything here is pure; ``store`` persists a payment and ``handlers`` talk to the
+provider.
 """
 
 from __future__ import annotations
@@ -18,13 +25,26 @@ from outbox.errors import PermanentError, TransientError
 
 class PaymentStatus(StrEnum):
     AWAITING = "awaiting"
-    """Waiting for the token, the total, or both; nothing has been charged."""
+    """No final psp answer yet: waiting for the token or the total, or charging (an
+    attempt is committed and the request may be in flight)."""
     CAPTURED = "captured"
     DECLINED = "declined"
     REFUNDED = "refunded"
     """A capture of a cancelled order, refunded in full."""
     CANCELLED = "cancelled"
     """Cancelled before anything was charged: a late reservation never charges."""
+
+
+@dataclass(frozen=True)
+class ChargeAttempt:
+    """The one charge request of an order, committed before it is first sent.
+
+    Re-sent unchanged: the psp answers a reused key with a different body 422, so the
+    token and amount that may be in flight are the ones every retry must carry.
+    """
+
+    token: str
+    amount_cents: int
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,13 @@ class Payment:
     refunded_cents: int | None = None
     decline_reason: str | None = None
     cancel_reason: str | None = None
+    attempt: ChargeAttempt | None = None
+    """Kept in ``charge_attempts``, not in the payments row (see ``attempts.py``)."""
+
+    @property
+    def charging(self) -> bool:
+        """A charge may be in flight at the psp: only its final answer ends this."""
+        return self.status is PaymentStatus.AWAITING and self.attempt is not None
 
     @property
     def cancelled(self) -> bool:
@@ -59,6 +86,12 @@ class Payment:
         return self if self.reserved_cents is not None \
             else replace(self, reserved_cents=total_cents)
 
+    def with_attempt(self, attempt: ChargeAttempt) -> Payment:
+        """Charging: the token and total are the attempt's, even where the events that
+        brought them rolled back with the process that committed the attempt."""
+        return replace(self, attempt=attempt, token=self.token or attempt.token,
+                       reserved_cents=self.reserved_cents or attempt.amount_cents)
+
     def captured(self, charge_id: str, amount_cents: int) -> Payment:
         return replace(self, status=PaymentStatus.CAPTURED, charge_id=charge_id,
                        captured_cents=amount_cents)
@@ -69,17 +102,17 @@ class Payment:
     def cancel(self, reason: str) -> Payment:
         """Remember the first cancellation; an uncharged order can then never be charged.
 
-        A captured payment stays captured here: the refund is the handler's business,
-        and it calls :meth:`refunded` once the provider has refunded.
+        A captured payment stays captured here, and a charging one stays charging until
+        the psp's answer is known: the refund is the handler's business, and it calls
+        :meth:`refunded` once the provider has refunded.
         """
         if self.cancelled:
             return self
-        status = PaymentStatus.CANCELLED if self.status is PaymentStatus.AWAITING \
-            else self.status
+        nothing_sent = self.status is PaymentStatus.AWAITING and self.attempt is None
+        status = PaymentStatus.CANCELLED if nothing_sent else self.status
         return replace(self, status=status, cancel_reason=reason)
 
     def refunded(self, charge_id: str, captured_cents: int, refunded_cents: int) -> Payment:
-        """Also used for a lost capture found at the provider, hence the charge's fields."""
         return replace(self, status=PaymentStatus.REFUNDED, charge_id=charge_id,
                        captured_cents=captured_cents, refunded_cents=refunded_cents)
 
@@ -89,32 +122,26 @@ class Step(Enum):
 
     NOTHING = "nothing"
     CHARGE = "charge"
+    """Send the order's charge request: commit the attempt first if there is none yet."""
     REFUND = "refund"
-    FIND_LOST_CAPTURE = "find_lost_capture"
 
 
-def next_step(before: Payment, after: Payment) -> Step:
-    """Decide from the payment as it was locked and as the event left it.
+def next_step(payment: Payment) -> Step:
+    """Decide from the locked payment as the event left it.
 
-    The lost capture: a handler charges and records the capture in one transaction. If
-    that transaction rolled back after the provider captured (a crash, or a timeout
-    while the provider kept going) and the cancellation committed before the retry,
-    the capture is recorded nowhere here and only the provider knows of it. The token
-    and the total arrive in separate transactions, so only an order that knew one of
-    them can have lost a capture to the event bringing the other. Such an order is
-    looked up at the provider when it is cancelled, and a cancelled order again when it
-    gets what a charge needs (the rolled-back event's redelivery may come after the
-    capture finally landed). An order that knew neither is cancelled without a call.
+    A charging payment is charged again whether or not the order was cancelled
+    meanwhile: its request may be in flight, and only the psp's final answer tells
+    whether there is a capture to refund. Nothing else can have a capture that is not
+    recorded here, because no request is sent before its attempt is committed: a
+    cancelled payment without an attempt was never charged, and never will be.
     """
-    if after.status is PaymentStatus.AWAITING and after.chargeable:
+    if payment.charging:
         return Step.CHARGE
-    if after.status is PaymentStatus.CAPTURED and after.cancelled:
+    if payment.status is PaymentStatus.AWAITING and payment.chargeable \
+            and not payment.cancelled:
+        return Step.CHARGE
+    if payment.status is PaymentStatus.CAPTURED and payment.cancelled:
         return Step.REFUND
-    if after.status is PaymentStatus.CANCELLED:
-        half_known = before.token is not None or before.reserved_cents is not None
-        cancelled_now = before.status is PaymentStatus.AWAITING
-        if (cancelled_now and half_known) or (after.chargeable and not before.chargeable):
-            return Step.FIND_LOST_CAPTURE
     return Step.NOTHING
 
 
@@ -137,7 +164,3 @@ class ProviderRejected(PermanentError):
 
 class InvalidReservation(PermanentError):
     """A StockReserved whose total cannot be charged."""
-
-
-class AmbiguousCaptures(PermanentError):
-    """The psp lists several captures for one order, which one key per order rules out."""

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from services.payments.domain import (
-    AmbiguousCaptures,
     ProviderRejected,
     ProviderUnavailable,
     charge_key,
@@ -55,12 +54,3 @@ class Provider:
         """Refund what is left of the order's charge; returns the refunded cents."""
         with translated(f"refund order {order_id}"):
             return self.psp.refund(refund_key(order_id), charge_id).amount_cents
-
-    def capture_of(self, order_id: str) -> Charge | None:
-        """The order's capture as the provider records it, if there is one."""
-        with translated(f"look up the charges of order {order_id}"):
-            charges = self.psp.charges_for(order_id)
-        if len(charges) > 1:
-            raise AmbiguousCaptures(f"order {order_id}: {len(charges)} captures at the psp: "
-                                    + ", ".join(c.id for c in charges))
-        return charges[0] if charges else None

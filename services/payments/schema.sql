@@ -5,7 +5,8 @@
 -- StockReserved or OrderCancelled arrives first (they come from two topics, in any
 -- order). The row is also the lock that serialises the handlers of one order.
 --
---   awaiting   token and/or reserved total still unknown; nothing charged
+--   awaiting   token and/or reserved total still unknown, nothing charged; or, with a
+--              row in charge_attempts, charging: no final answer from the psp yet
 --   captured   charged once through the psp (key charge:<order_id>)
 --   declined   the psp declined; nothing captured
 --   refunded   cancelled after a capture and refunded in full (key refund:<order_id>)
@@ -31,4 +32,19 @@ CREATE TABLE IF NOT EXISTS payments (
     CHECK ((status = 'declined') = (decline_reason IS NOT NULL)),
     CHECK (status NOT IN ('refunded', 'cancelled') OR cancel_reason IS NOT NULL),
     CHECK ((cancel_reason IS NULL) = (cancelled_at IS NULL))
+);
+
+-- The charging state: one row per order whose charge request may have reached the psp.
+-- It is committed on a connection of its own *before* the request is sent, so it
+-- survives the consumer's transaction rolling back or its process dying mid-call; a
+-- payment that has one and is still 'awaiting' is charging, and every later event of
+-- the order re-sends exactly this request (key charge:<order_id>) until the psp's answer
+-- is final. Insert-only: the consumer's transaction never writes or locks these rows, so
+-- the separate commit can never wait for it (see attempts.py). No foreign key either:
+-- the payments row may still be uncommitted in the consumer's transaction.
+CREATE TABLE IF NOT EXISTS charge_attempts (
+    order_id      text        PRIMARY KEY,
+    token         text        NOT NULL,
+    amount_cents  bigint      NOT NULL CHECK (amount_cents > 0),
+    created_at    timestamptz NOT NULL DEFAULT now()
 );

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from services.payments import attempts
 from services.payments.domain import Payment, PaymentStatus
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
@@ -39,12 +40,18 @@ def lock(conn: psycopg.Connection[Any], order_id: str) -> Payment:
     that order holds its lock across the provider call, so concurrent deliveries for
     one order (two topics, two replicas) run one after the other and the second sees
     what the first decided.
+
+    The charge attempt is read in a statement of its own, after the lock was granted:
+    under READ COMMITTED each statement takes a fresh snapshot, so this one sees an
+    attempt that the previous holder committed while this transaction waited (a join
+    in the locking statement would not: it keeps the snapshot from before the wait).
     """
     conn.execute(CREATE, (order_id,))
     with conn.cursor(row_factory=dict_row) as cursor:
         row = cursor.execute(LOCK, (order_id,)).fetchone()
     assert row is not None, "created or found just above, in this transaction"
-    return Payment(**{**row, "status": PaymentStatus(row["status"])})
+    return Payment(**{**row, "status": PaymentStatus(row["status"])},
+                   attempt=attempts.find(conn, order_id))
 
 
 def save(conn: psycopg.Connection[Any], payment: Payment) -> None:

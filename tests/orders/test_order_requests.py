@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from outbox.errors import ConfigError
 from services.orders.domain import InvalidRequest, parse_order_request
+from services.orders.settings import ApiSettings
 
 VALID = {"customer_id": "c-1", "payment_token": "tok_ok",
          "items": [{"sku": "mug-white", "quantity": 2}]}
@@ -44,3 +46,27 @@ def test_invalid_requests_name_the_field(body: object, field: str) -> None:
     with pytest.raises(InvalidRequest) as raised:
         parse_order_request(body)
     assert raised.value.field == field
+
+
+@pytest.mark.parametrize(("deadline_s", "accepted"), [(119.5, True), (120, False),
+                                                      (3600, False)])
+def test_a_deadline_must_be_below_the_reservation_ttl(deadline_s: float,
+                                                      accepted: bool) -> None:
+    body = {**VALID, "deadline_s": deadline_s}
+    if accepted:
+        assert parse_order_request(body, reservation_ttl_s=120).deadline_s == deadline_s
+        return
+    with pytest.raises(InvalidRequest, match="below the reservation TTL of 120 seconds") \
+            as raised:
+        parse_order_request(body, reservation_ttl_s=120)
+    assert raised.value.field == "deadline_s"
+
+
+def test_the_api_settings_default_and_refuse_a_deadline_the_ttl_does_not_cover() -> None:
+    assert ApiSettings.from_env({}) == ApiSettings(18080, 30.0, 120.0)
+    assert ApiSettings.from_env({"CHOREO_RESERVATION_TTL_S": "600",
+                                 "CHOREO_ORDER_DEADLINE_S": "300"}).reservation_ttl_s == 600
+    with pytest.raises(ConfigError, match="CHOREO_RESERVATION_TTL_S=30 must be greater than"):
+        ApiSettings.from_env({"CHOREO_RESERVATION_TTL_S": "30"})
+    with pytest.raises(ConfigError, match="CHOREO_ORDER_DEADLINE_S"):
+        ApiSettings.from_env({"CHOREO_ORDER_DEADLINE_S": "soon"})

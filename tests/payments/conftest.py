@@ -18,6 +18,7 @@ from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
+from services.payments.attempts import AttemptLog
 from services.payments.store import SCHEMA
 from services.psp.client import PspClient
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
@@ -29,6 +30,8 @@ DATABASE = "payments_tests"
 PSP_LEDGER = "payments_tests_psp"
 PSP_NAME = "psp-payments-test"
 PSP_TIMEOUT_S = 5.0
+PSP_SLOW_DELAY_S = 2.0
+"""tok_slow's delay here: long enough that a crash test acts while a charge is in flight."""
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +51,8 @@ def psp_ledger(running_stack: StackSettings) -> Ledger:
 @pytest.fixture(scope="session")
 def payments_psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry,  # noqa: F811
                      psp_ledger: Ledger) -> Iterator[str]:
-    env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn}
+    env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn,
+           "CHOREO_PSP_SLOW_DELAY_S": str(PSP_SLOW_DELAY_S)}
     try:
         yield start_psp(psp_registry, PSP_NAME, env)
     finally:
@@ -71,8 +75,9 @@ def psp(payments_psp_url: str, psp_ledger: Ledger) -> Iterator[PspClient]:
 @pytest.fixture
 def harness(payments_dsn: str, psp: PspClient) -> Iterator[Harness]:
     """Handlers on a connection to an emptied payments database, with a real psp."""
-    with psycopg.connect(payments_dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE payments, emitted_events")
+    with psycopg.connect(payments_dsn, autocommit=True) as conn, \
+            AttemptLog(payments_dsn) as attempt_log:
+        conn.execute("TRUNCATE payments, charge_attempts, emitted_events")
         conn.execute("DELETE FROM inbox WHERE consumer = %s", (CONSUMER,))
-        yield Harness(conn, handlers_for(psp), psp)
+        yield Harness(conn, handlers_for(psp, attempt_log), psp)
 

@@ -21,6 +21,7 @@ from outbox.consumer import Handler, handle_once
 from outbox.delivery import ReceivedEvent
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
+from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
 from services.psp.client import Charge, PspClient
 
@@ -53,10 +54,10 @@ class RecordingWriter(OutboxWriter):
         return event_id
 
 
-def handlers_for(psp: PspClient) -> dict[str, Handler]:
+def handlers_for(psp: PspClient, attempt_log: AttemptLog) -> dict[str, Handler]:
     """The service's handlers, emitting through a :class:`RecordingWriter`."""
     return build_handlers(RecordingWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
-                          psp)
+                          psp, attempt_log)
 
 
 class Events:
@@ -125,6 +126,12 @@ class Harness:
 
     def charges(self, order_id: str) -> list[Charge]:
         return self.psp.charges_for(order_id)
+
+    def attempt(self, order_id: str) -> tuple[str, int] | None:
+        """The committed charge attempt (token, cents): what makes a payment charging."""
+        row = self.conn.execute("SELECT token, amount_cents FROM charge_attempts"
+                                " WHERE order_id = %s", (order_id,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
 
 
 def new_order_id() -> str:

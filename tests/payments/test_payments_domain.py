@@ -4,39 +4,61 @@ from __future__ import annotations
 
 import pytest
 
-from services.payments.domain import InvalidReservation, Payment, PaymentStatus, Step, next_step
+from services.payments.domain import (
+    ChargeAttempt,
+    InvalidReservation,
+    Payment,
+    PaymentStatus,
+    Step,
+    next_step,
+)
 
 NEW = Payment("order-1")
 HAS_TOKEN = NEW.with_token("tok_ok")
 HAS_TOTAL = NEW.with_reservation(500)
-CAPTURED = HAS_TOKEN.with_reservation(500).captured("ch_1", 500)
-DECLINED = HAS_TOKEN.with_reservation(500).declined("card_declined")
+HAS_BOTH = HAS_TOKEN.with_reservation(500)
+ATTEMPT = ChargeAttempt("tok_ok", 500)
+CHARGING = HAS_BOTH.with_attempt(ATTEMPT)
+CAPTURED = CHARGING.captured("ch_1", 500)
+DECLINED = CHARGING.declined("card_declined")
 
 
-@pytest.mark.parametrize(("before", "after", "step"), [
-    (NEW, HAS_TOKEN, Step.NOTHING),
-    (NEW, HAS_TOTAL, Step.NOTHING),
-    (HAS_TOKEN, HAS_TOKEN.with_reservation(500), Step.CHARGE),
-    (HAS_TOTAL, HAS_TOTAL.with_token("tok_ok"), Step.CHARGE),
-    (CAPTURED, CAPTURED.cancel("customer"), Step.REFUND),
-    (DECLINED, DECLINED.cancel("payment_declined"), Step.NOTHING),
-    # A half-known order is cancelled: the event with the other half may have captured
-    # and rolled back.
-    (HAS_TOKEN, HAS_TOKEN.cancel("timeout"), Step.FIND_LOST_CAPTURE),
-    (HAS_TOTAL, HAS_TOTAL.cancel("timeout"), Step.FIND_LOST_CAPTURE),
-    # An order that knew neither cannot have been charged.
-    (NEW, NEW.cancel("customer"), Step.NOTHING),
-    # A cancelled order gets what a charge needs: it is never charged, only looked up.
-    (HAS_TOKEN.cancel("timeout"), HAS_TOKEN.cancel("timeout").with_reservation(500),
-     Step.FIND_LOST_CAPTURE),
-    # ... once: a re-emitted event adds nothing new.
-    (HAS_TOKEN.with_reservation(500).cancel("timeout"),
-     HAS_TOKEN.with_reservation(500).cancel("timeout"), Step.NOTHING),
-    (CAPTURED.refunded("ch_1", 500, 500), CAPTURED.refunded("ch_1", 500, 500).cancel("x"),
-     Step.NOTHING),
+@pytest.mark.parametrize(("payment", "step"), [
+    (NEW, Step.NOTHING),
+    (HAS_TOKEN, Step.NOTHING),
+    (HAS_TOTAL, Step.NOTHING),
+    (HAS_BOTH, Step.CHARGE),
+    (CAPTURED, Step.NOTHING),
+    (CAPTURED.cancel("customer"), Step.REFUND),
+    (DECLINED.cancel("payment_declined"), Step.NOTHING),
+    # Nothing was sent without an attempt: a cancelled order is never charged.
+    (HAS_TOKEN.cancel("timeout"), Step.NOTHING),
+    (HAS_TOKEN.cancel("timeout").with_reservation(500), Step.NOTHING),
+    (HAS_BOTH.cancel("timeout"), Step.NOTHING),
+    # Charging: the request may be in flight, so it is sent again until its answer is
+    # final, cancelled or not, even where the events that led to it rolled back.
+    (CHARGING, Step.CHARGE),
+    (CHARGING.cancel("timeout"), Step.CHARGE),
+    (HAS_TOKEN.with_attempt(ATTEMPT), Step.CHARGE),
+    (NEW.with_attempt(ATTEMPT).cancel("customer"), Step.CHARGE),
+    (CAPTURED.refunded("ch_1", 500, 500).cancel("x"), Step.NOTHING),
 ])
-def test_next_step(before: Payment, after: Payment, step: Step) -> None:
-    assert next_step(before, after) is step
+def test_next_step(payment: Payment, step: Step) -> None:
+    assert next_step(payment) is step
+
+
+def test_a_cancelled_charging_payment_stays_charging_until_the_answer() -> None:
+    cancelled = CHARGING.cancel("customer")
+
+    assert (cancelled.status, cancelled.charging) == (PaymentStatus.AWAITING, True)
+    captured = cancelled.captured("ch_1", 500)
+    assert (captured.charging, captured.cancel_reason) == (False, "customer")
+
+
+def test_the_attempt_fills_what_rolled_back() -> None:
+    payment = HAS_TOKEN.with_attempt(ChargeAttempt("tok_other", 700))
+
+    assert (payment.token, payment.reserved_cents) == ("tok_ok", 700)
 
 
 def test_cancelling_an_uncharged_payment_forbids_the_charge() -> None:

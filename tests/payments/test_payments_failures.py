@@ -2,9 +2,11 @@
 
 A rollback is staged by running the handler inside an outer transaction that then
 fails: the psp has acted, but the inbox row, the payment and the emitted events are
-gone, exactly as after a crash before the commit. The redelivery must take the same
-psp answer (same idempotency key), or, if the order was cancelled in between, find the
-capture nobody recorded and refund it.
+gone, exactly as after a crash before the commit. Only the charge attempt survives,
+committed on a connection of its own before the call. The redelivery, or a
+cancellation in between, re-sends the same request (same idempotency key), records
+the psp's answer and refunds it if the order was cancelled. (A real SIGKILL mid-charge
+is in test_payments_crash.py.)
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from outbox.consumer import claim_and_handle
 from outbox.delivery import ReceivedEvent
 from outbox.errors import PermanentError, TransientError
+from services.payments.attempts import AttemptLog
 from services.payments.domain import ProviderRejected, ProviderUnavailable
 from services.psp.client import PspClient
-from tests.payments.support import Events, Harness, handlers_for, new_order_id
-from tests.psp.support import CLIENT_TIMEOUT_S, SLOW_DELAY_S
+from tests.payments.conftest import PSP_SLOW_DELAY_S
+from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
+from tests.psp.support import CLIENT_TIMEOUT_S
 
 pytestmark = pytest.mark.stack
 
@@ -63,9 +68,10 @@ def test_redelivery_after_a_rollback_captures_once(harness: Harness, events: Eve
     harness.deliver(events.reserved(order_id, 990))
     placed = events.placed(order_id, "tok_ok")
     crash_after(harness, placed)
-    [charge] = harness.charges(order_id)  # the psp captured; nothing here knows of it
+    [charge] = harness.charges(order_id)  # the psp captured; only the attempt knows of it
     assert harness.emitted(order_id) == []
     assert harness.status(order_id) == "awaiting"
+    assert harness.attempt(order_id) == ("tok_ok", 990)
 
     assert harness.deliver(placed) == "handled"
 
@@ -90,35 +96,37 @@ def test_refund_rolled_back_is_not_repeated(harness: Harness, events: Events) ->
     assert harness.status(order_id) == "refunded"
 
 
-def test_cancellation_finds_and_refunds_a_capture_lost_in_a_rollback(
+def test_cancellation_records_and_refunds_a_capture_lost_in_a_rollback(
         harness: Harness, events: Events) -> None:
     order_id = new_order_id()
     harness.deliver(events.placed(order_id, "tok_ok"))
     reserved = events.reserved(order_id, 1500)
-    crash_after(harness, reserved)  # captured at the psp, recorded nowhere
+    crash_after(harness, reserved)  # captured at the psp; the payment row rolled back
 
     assert harness.deliver(events.cancelled(order_id, "timeout")) == "handled"
 
     [charge] = harness.charges(order_id)
     assert charge.amount_refunded_cents == 1500
+    captured = {"order_id": order_id, "payment_id": charge.id, "amount_cents": 1500}
     assert [(e.event_type, e.payload) for e in harness.emitted(order_id)] == [
-        ("PaymentRefunded", {"order_id": order_id, "payment_id": charge.id,
-                             "amount_cents": 1500})]
+        ("PaymentCaptured", captured), ("PaymentRefunded", captured)]
     assert harness.status(order_id) == "refunded"
 
     assert harness.deliver(reserved) == "handled"  # the redelivery of the rolled-back event
     assert harness.charges(order_id) == [charge]
-    assert harness.emitted_types(order_id) == ["PaymentRefunded"]
+    assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
 
 
 @pytest.fixture
-def impatient(harness: Harness, payments_psp_url: str) -> Iterator[Harness]:
+def impatient(harness: Harness, payments_dsn: str,
+              payments_psp_url: str) -> Iterator[Harness]:
     """The same database with a psp client that gives up before tok_slow captures."""
-    with PspClient(payments_psp_url, CLIENT_TIMEOUT_S) as psp:
-        yield Harness(harness.conn, handlers_for(psp), psp)
+    with PspClient(payments_psp_url, CLIENT_TIMEOUT_S) as psp, \
+            AttemptLog(payments_dsn) as attempt_log:
+        yield Harness(harness.conn, handlers_for(psp, attempt_log), psp)
 
 
-def test_redelivery_refunds_a_capture_that_landed_after_the_cancellation(
+def test_a_cancellation_waits_for_a_charge_in_flight_and_refunds_it(
         impatient: Harness, events: Events) -> None:
     """The psp captures after the caller timed out; the cancellation comes in between."""
     order_id = new_order_id()
@@ -126,21 +134,43 @@ def test_redelivery_refunds_a_capture_that_landed_after_the_cancellation(
     reserved = events.reserved(order_id, 2000)
     with pytest.raises(ProviderUnavailable):
         impatient.deliver(reserved)
+    assert impatient.attempt(order_id) == ("tok_slow", 2000)  # charging, durably
 
-    impatient.deliver(events.cancelled(order_id))  # the capture is still in flight
-    assert impatient.status(order_id) == "cancelled"
-    assert impatient.emitted(order_id) == []
-    deadline = time.monotonic() + SLOW_DELAY_S + 10
-    while not impatient.charges(order_id):
-        assert time.monotonic() < deadline, "tok_slow never captured"
-        time.sleep(0.05)
+    cancelled = events.cancelled(order_id)
+    with pytest.raises(ProviderUnavailable):  # 409 or a timeout: the capture is in flight
+        impatient.deliver(cancelled)
+    assert (impatient.status(order_id), impatient.emitted(order_id)) == ("awaiting", [])
 
-    assert impatient.deliver(reserved) == "handled"
+    deadline = time.monotonic() + PSP_SLOW_DELAY_S + 10
+    while True:  # the runtime's retries, until the psp's answer is final
+        try:
+            assert impatient.deliver(cancelled) == "handled"
+            break
+        except ProviderUnavailable:
+            assert time.monotonic() < deadline, "tok_slow never answered"
+            time.sleep(0.1)
 
     [charge] = impatient.charges(order_id)
     assert charge.amount_refunded_cents == 2000
-    assert impatient.emitted_types(order_id) == ["PaymentRefunded"]
+    assert impatient.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
     assert impatient.status(order_id) == "refunded"
+    assert impatient.deliver(reserved) == "handled"  # the redelivery changes nothing
+    assert impatient.charges(order_id) == [charge]
+    assert impatient.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
+
+
+def test_a_decline_answered_to_a_cancelled_charging_payment_is_recorded(
+        harness: Harness, events: Events) -> None:
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_decline"))
+    crash_after(harness, events.reserved(order_id, 300))  # declined; the answer rolled back
+
+    assert harness.deliver(events.cancelled(order_id)) == "handled"
+
+    assert harness.charges(order_id) == []
+    assert [(e.event_type, e.payload) for e in harness.emitted(order_id)] == [
+        ("PaymentDeclined", {"order_id": order_id, "reason": "card_declined"})]
+    assert harness.status(order_id) == "declined"
 
 
 def test_psp_error_stays_transient_and_captures_nothing(harness: Harness,
@@ -181,8 +211,8 @@ def test_concurrent_deliveries_of_one_order_serialise(harness: Harness, events: 
 
     def consume(position: int) -> None:
         with psycopg.connect(payments_dsn, autocommit=True) as conn, \
-                PspClient(payments_psp_url, 5.0) as psp:
-            worker = Harness(conn, handlers_for(psp), psp)
+                PspClient(payments_psp_url, 5.0) as psp, AttemptLog(payments_dsn) as attempt_log:
+            worker = Harness(conn, handlers_for(psp, attempt_log), psp)
             for batch in batches:
                 start.wait(timeout=30)
                 assert worker.deliver(batch[position]) == "handled"
@@ -203,9 +233,11 @@ def test_concurrent_deliveries_of_one_order_serialise(harness: Harness, events: 
 
 
 def test_an_order_cancelled_before_anything_arrived_needs_no_psp(harness: Harness,
-                                                                 events: Events) -> None:
-    with PspClient("http://127.0.0.1:9", 0.5) as unreachable:
-        offline = Harness(harness.conn, handlers_for(unreachable), unreachable)
+                                                                 events: Events,
+                                                                 payments_dsn: str) -> None:
+    with PspClient("http://127.0.0.1:9", 0.5) as unreachable, \
+            AttemptLog(payments_dsn) as attempt_log:
+        offline = Harness(harness.conn, handlers_for(unreachable, attempt_log), unreachable)
         order_id = new_order_id()
 
         assert offline.deliver(events.cancelled(order_id)) == "handled"
@@ -214,3 +246,24 @@ def test_an_order_cancelled_before_anything_arrived_needs_no_psp(harness: Harnes
     assert harness.deliver(events.placed(order_id, "tok_ok")) == "handled"
     assert harness.deliver(events.reserved(order_id, 100)) == "handled"
     assert (harness.charges(order_id), harness.emitted(order_id)) == ([], [])
+
+
+def test_a_batched_run_charges_without_waiting_for_itself(harness: Harness,
+                                                          events: Events) -> None:
+    """The runtime commits runs of events in one transaction, so the payment's row lock
+    may already be held by that transaction when the attempt commits apart from it."""
+    order_id = new_order_id()
+    run = [events.placed(order_id, "tok_ok"), events.reserved(order_id, 800),
+           events.cancelled(order_id)]
+
+    def batched() -> list[str]:
+        with harness.conn.transaction():
+            return [claim_and_handle(harness.conn, CONSUMER, harness.handlers[e.event_type], e)
+                    for e in run]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(batched).result(timeout=30) == ["handled"] * 3
+
+    [charge] = harness.charges(order_id)
+    assert charge.amount_refunded_cents == 800
+    assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]

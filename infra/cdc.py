@@ -1,0 +1,47 @@
+"""Kafka Connect and its outbox connectors as one unit that can be brought back.
+
+The embedded worker runs standalone: it keeps connector configs in memory only, so a
+Connect process that was restarted (by ``choreo up``, a supervisor or a chaos run) has
+no connectors until someone deploys them again. ``ensure_connect`` is that someone:
+call it after restarting Connect, or instead of restarting it yourself.
+"""
+
+from __future__ import annotations
+
+import time
+
+from infra import stack
+from infra.components import connect_component, port_is_free
+from infra.connectors import deploy_outbox_connectors
+from infra.settings import OUTBOX_DATABASES, StackSettings
+
+Report = stack.Report
+
+PORT_RELEASE_S = 10.0
+"""How long a just-killed worker may hold its REST port: the kernel frees a dying JVM's
+sockets only once its last thread is gone, a little after the pid turned zombie."""
+
+
+def wait_port_free(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def ensure_connect(settings: StackSettings, report: Report = print,
+                   timeout_s: float = 90.0) -> bool:
+    """Start Connect unless it runs, deploy every outbox connector, wait until RUNNING.
+
+    Idempotent and cheap on a healthy worker (three GETs). FAILED tasks on the way are
+    restarted (see ``ConnectClient.wait_running``). Returns whether Connect was started
+    or a connector deployed.
+    """
+    registry = stack.registry_for(settings)
+    started = False
+    if registry.running("connect") is None:
+        wait_port_free(settings.connect_port, PORT_RELEASE_S)
+        started = stack.start_component(connect_component(settings), registry, settings,
+                                        report)
+    deployed = deploy_outbox_connectors(settings, OUTBOX_DATABASES, report, timeout_s)
+    stack.start_class_archive_dump(settings, registry)
+    return started or deployed

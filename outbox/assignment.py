@@ -1,0 +1,129 @@
+"""The partitions a consumer process reads, and from where: leases plus positions.
+
+This is what replaces the broker's consumer group: ``PartitionLeases`` decides which
+partitions this process owns, ``positions`` says where each one continues, and this
+module turns both into confluent-kafka ``assign`` calls. It runs only between batches,
+on the runtime's thread, so an assignment never changes under a batch being handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from outbox import positions
+from outbox.leases import PartitionLeases
+from outbox.positions import TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+
+class Assignment:
+    def __init__(self, consumer_name: str, consumer: Consumer, topics: list[str]) -> None:
+        self.consumer_name = consumer_name
+        self.consumer = consumer
+        self.topics = topics
+        self.leases = PartitionLeases(consumer_name)
+        self.next_offsets: dict[TopicPartitionKey, int] = {}
+        """Next offset to read per owned partition, as handled so far."""
+        self._unsaved: dict[TopicPartitionKey, int] = {}
+        self.log_id = ""
+
+    @property
+    def owned(self) -> set[TopicPartitionKey]:
+        return self.leases.owned
+
+    def check_log(self) -> tuple[bool, list[TopicPartitionKey]]:
+        """Is it still the log we were reading? Also returns the partitions of our topics.
+
+        The broker's cluster id names the log: the embedded broker gets a new one on
+        every start, because it starts with nothing. If it changed, every owned
+        partition is read again from the start and this returns False.
+        """
+        metadata = self.consumer.list_topics(timeout=10)
+        log_id = metadata.cluster_id or ""
+        partitions = sorted((topic, number) for topic in self.topics
+                            if topic in metadata.topics
+                            for number in metadata.topics[topic].partitions)
+        same = not self.owned or log_id == self.log_id
+        if not same:
+            self.restart_log(log_id)
+        self.log_id = log_id
+        return same, partitions
+
+    def session_lost(self) -> None:
+        """The database session died and its locks with it: stop reading everything."""
+        if self.owned:
+            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in self.owned])
+        self.leases.forget()
+        self.next_offsets.clear()
+        self._unsaved.clear()
+
+    def rebalance(self, conn: psycopg.Connection[Any]) -> bool:
+        """Take or give up partitions toward a fair share. Returns whether anything changed."""
+        _, partitions = self.check_log()
+        acquired, released = self.leases.rebalance(conn, partitions)
+        if released:
+            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in released])
+            for partition in released:
+                self.next_offsets.pop(partition, None)
+                self._unsaved.pop(partition, None)
+        if acquired:
+            self._start(conn, acquired)
+        if acquired or released:
+            log.info("owning %d partitions (+%d, -%d)", len(self.owned), len(acquired),
+                     len(released), extra={"consumer": self.consumer_name})
+        return bool(acquired or released)
+
+    def _start(self, conn: psycopg.Connection[Any], acquired: list[TopicPartitionKey]) -> None:
+        stored = positions.load(conn, self.consumer_name)
+        starts = []
+        for topic, number in acquired:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, number),
+                                                          timeout=10)
+            position = stored.get((topic, number))
+            offset = position.resume_offset(self.log_id, high) if position else None
+            if position is not None and offset is None:
+                log.warning("%s/%d: stored offset %d belongs to another log (now %s, high %d);"
+                            " reading it from the start", topic, number, position.next_offset,
+                            self.log_id, high, extra={"consumer": self.consumer_name})
+            starts.append(TopicPartition(topic, number,
+                                         OFFSET_BEGINNING if offset is None else offset))
+            if offset is not None:
+                self.next_offsets[(topic, number)] = offset
+        self.consumer.incremental_assign(starts)
+
+    def restart_log(self, log_id: str) -> None:
+        """The broker came back with an empty log: read every owned partition again."""
+        log.warning("broker log changed (%s -> %s); reading %d partitions from the start",
+                    self.log_id, log_id, len(self.owned), extra={"consumer": self.consumer_name})
+        self.log_id = log_id
+        owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
+        self.consumer.incremental_unassign(owned)
+        self.consumer.incremental_assign([TopicPartition(tp.topic, tp.partition,
+                                                         OFFSET_BEGINNING) for tp in owned])
+        self.next_offsets.clear()
+        self._unsaved = {(tp.topic, tp.partition): 0 for tp in owned}
+
+    def advance(self, messages: list[Message]) -> None:
+        for message in messages:
+            key = (message.topic(), message.partition())
+            self.next_offsets[key] = self._unsaved[key] = message.offset() + 1
+
+    def save(self, conn: psycopg.Connection[Any]) -> None:
+        positions.save(conn, self.consumer_name, self._unsaved, self.log_id)
+        self._unsaved = {}
+
+    def lag(self) -> dict[TopicPartitionKey, int]:
+        """Records behind the log end per owned partition, from cached watermarks."""
+        behind = {}
+        for topic, number in self.owned:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, number),
+                                                            cached=True)
+            if high < 0:
+                continue
+            behind[(topic, number)] = max(high - self.next_offsets.get((topic, number), low), 0)
+        return behind

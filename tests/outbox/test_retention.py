@@ -1,0 +1,45 @@
+"""Outbox rows are kept for their window and no longer; inbox rows outlive that window."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from outbox import inbox
+from outbox.errors import ConfigError
+from outbox.settings import ServiceSettings
+from outbox.writer import prune
+from tests.stack.test_cdc import WRITER
+
+
+@pytest.mark.stack
+def test_prune_deletes_only_what_left_the_window(probe_database: str) -> None:
+    key = f"ret-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(probe_database) as conn:
+        old = WRITER.emit(conn, "OrderConfirmed", key, {"order_id": key, "total_cents": 1})
+        new = WRITER.emit(conn, "OrderConfirmed", key, {"order_id": key, "total_cents": 2})
+        conn.execute("UPDATE outbox SET created_at = now() - interval '20 minutes'"
+                     " WHERE id = %s", (old,))
+        inbox.claim(conn, "retention-test", old)
+        conn.execute("UPDATE inbox SET handled_at = now() - interval '8 days'"
+                     " WHERE event_id = %s", (old,))
+        inbox.claim(conn, "retention-test", new)
+        conn.commit()
+        assert prune(conn, retention_s=900) >= 1
+        assert inbox.prune(conn, retention_s=7 * 24 * 3600) >= 1
+        conn.commit()
+        kept = {row[0] for row in conn.execute(
+            "SELECT id FROM outbox WHERE aggregateid = %s", (key,))}
+        handled = {row[0] for row in conn.execute(
+            "SELECT event_id FROM inbox WHERE consumer = 'retention-test'")}
+    assert kept == {new}
+    assert new in handled and old not in handled
+
+
+def test_inbox_must_outlive_the_outbox_window() -> None:
+    env = {"CHOREO_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+           "CHOREO_OUTBOX_RETENTION_S": "3600", "CHOREO_INBOX_RETENTION_S": "600"}
+    with pytest.raises(ConfigError, match="CHOREO_INBOX_RETENTION_S"):
+        ServiceSettings.from_env("test", env)
