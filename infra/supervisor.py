@@ -10,7 +10,8 @@ Each exit is restarted after an exponential backoff (0.5 s, 1 s, 2 s, 4 s), and 
 that exited ``MAX_EXITS`` times within ``WINDOW_S`` is given up on: a crash loop is a bug
 to look at, not something to hammer. ``SIGHUP`` (what a later ``choreo up`` sends) tries
 the given-up ones again. Restarts run one at a time in start order, so a broker restart
-has its topics back before a service that needs them is restarted.
+has its topics back before a service that needs them is restarted. Every few seconds it
+also restarts FAILED connector tasks.
 
 Every child is still written to the pid registry, so ``choreo down`` stops everything by
 pid even when this process was SIGKILLed; ``down`` stops the supervisor first, so nothing
@@ -33,11 +34,13 @@ from pathlib import Path
 from types import FrameType
 
 from infra import stack
-from infra.components import Component
-from infra.connectors import deploy_outbox_connectors
+from infra.cdc import ensure_connect
+from infra.components import Component, broker_component
+from infra.connectors import restart_failed_tasks
 from infra.processes import describe_exit, exit_status
+from infra.recovery import republish_lost_log
 from infra.services import service_components
-from infra.settings import OUTBOX_DATABASES, StackSettings
+from infra.settings import StackSettings
 from infra.supervision import ProcessRecord, SupervisorState, state_file
 from outbox.kafka import ensure_topics
 
@@ -46,6 +49,7 @@ WINDOW_S = 60.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 POLL_S = 0.25
+TASK_CHECK_S = 5.0
 
 Report = Callable[[str], None]
 
@@ -65,22 +69,30 @@ class Child:
     """When the next restart is due; None while the process runs (or was given up on)."""
 
 
-def after_start(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
-    """What a restart of a component needs besides the process itself.
+def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
+    """How a component whose restart needs more than its process is brought back.
 
-    The embedded broker keeps topics in memory, so they are created again before anything
-    else; Kafka Connect (in any mode) gets its connectors deployed again.
+    The embedded broker keeps topics in memory, so after it the topics are created again
+    before anything else, and the outbox window is published again (which stops Connect:
+    it is started again right after). The standalone Connect worker keeps its connectors
+    in memory, so every start of it deploys them again (``ensure_connect``, which also
+    waits for a just-killed worker's port).
     """
-    return {
-        "broker": lambda: ensure_topics(settings.kafka_bootstrap, stack.event_topics()),
-        "connect": lambda: deploy_outbox_connectors(settings, OUTBOX_DATABASES, report),
-    }
+    registry = stack.registry_for(settings)
+
+    def broker() -> None:
+        stack.start_component(broker_component(settings), registry, settings, report)
+        ensure_topics(settings.kafka_bootstrap, stack.event_topics())
+        republish_lost_log(settings, registry, report)
+        ensure_connect(settings, report)
+
+    return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
 
 
 class Supervisor:
     def __init__(self, settings: StackSettings, components: Sequence[Component],
                  report: Report, state_path: Path | None = None,
-                 setup: dict[str, Callable[[], None]] | None = None) -> None:
+                 restart_with: dict[str, Callable[[], None]] | None = None) -> None:
         self.settings = settings
         self.registry = stack.registry_for(settings)
         self.children = [Child(component) for component in components]
@@ -88,7 +100,10 @@ class Supervisor:
         self.state = SupervisorState(processes={c.component.name: c.record
                                                 for c in self.children})
         self.state_path = state_path or state_file(settings)
-        self.setup = setup if setup is not None else after_start(settings, report)
+        self.restart_with = (restart_with if restart_with is not None
+                             else restarters(settings, report))
+        self.watches_connect = any(c.component.name == "connect" for c in self.children)
+        self.tasks_checked = 0.0
         self.retry_requested = threading.Event()
         self.stop_requested = threading.Event()
 
@@ -106,6 +121,17 @@ class Supervisor:
                 self.retry_given_up()
             for child in self.children:
                 self.check(child)
+            self.restart_failed_tasks()
+
+    def restart_failed_tasks(self) -> None:
+        """A FAILED connector task (its database was down a moment, say) is restarted too."""
+        now = time.monotonic()
+        if not self.watches_connect or now - self.tasks_checked < TASK_CHECK_S:
+            return
+        self.tasks_checked = now
+        restarted = restart_failed_tasks(self.settings)
+        if restarted:
+            self.report(f"restarted FAILED connector tasks: {', '.join(restarted)}")
 
     def check(self, child: Child) -> None:
         if child.record.gave_up:
@@ -144,10 +170,11 @@ class Supervisor:
         child.record.restarts += 1
         started = time.monotonic()
         try:
-            stack.start_component(child.component, self.registry, self.settings,
-                                  lambda line: None)
-            if name in self.setup:
-                self.setup[name]()
+            if name in self.restart_with:
+                self.restart_with[name]()
+            else:
+                stack.start_component(child.component, self.registry, self.settings,
+                                      lambda line: None)
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
             running = self.registry.running(name) is not None
             if running:  # up but not usable (not healthy, setup failed): start it afresh
