@@ -92,6 +92,26 @@ def test_sigkilled_service_is_restarted_and_status_says_how_it_ended(
     assert "supervisor: pid" in shown.stdout
 
 
+def test_sigkilled_broker_is_restarted_with_its_topics_and_connect_and_sagas_go_on(
+        settings: StackSettings) -> None:
+    """The broker's restart has side effects: topics, the outbox window, Connect again."""
+    registry = stack.registry_for(settings)
+    stack.registry_for(settings).kill("broker")
+
+    def everything_back() -> None:
+        rows = {row.name: row for row in stack.status(settings)}
+        assert all(row.healthy for row in rows.values()), rows
+        assert (rows["broker"].restarts, rows["broker"].last_exit) == (1, "signal SIGKILL")
+        assert registry.running("connect") is not None
+
+    eventually(everything_back, timeout_s=120)
+    shop = Shop(settings)
+    sku = shop.new_sku(5)
+    order = shop.wait_terminal(shop.place(sku, 1))
+    shop.psp.close()
+    assert order["status"] == "CONFIRMED", order
+
+
 def test_down_mid_saga_loses_nothing_and_every_saga_settles_after_up(
         env: dict[str, str], settings: StackSettings) -> None:
     """Sagas in flight when ``down`` begins finish by their own path, none by timeout.
