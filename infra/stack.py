@@ -229,6 +229,10 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
         return True
     names = supervised_names(settings, with_services)
     state = SupervisorState.load(state_file(settings))
+    unwatched = [name for name in names if state and name not in state.processes]
+    if unwatched:
+        raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"
+                         " (it was started for the infrastructure only); stop it first")
     if (state is not None and state.phase == "supervising" and all_healthy(settings, names)
             and not any(record.gave_up for record in state.processes.values())):
         return False
