@@ -20,7 +20,7 @@ def cmd_chaos(args: argparse.Namespace, settings: StackSettings) -> int:
     try:
         result = run_chaos(settings, args.duration, args.rate, args.seed, args.targets,
                            faults=args.faults, order_deadline_s=args.deadline,
-                           bound_s=args.bound)
+                           bound_s=args.bound, supervised=args.supervised)
     except PlanError as error:
         print(f"chaos: {error}")
         return 2
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bound", type=float, default=None,
                         help="seconds allowed for quiescence after the last fault"
                              " (default: deadline + 40)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="only kill: the supervisor restarts (one is started if none"
+                             " runs; a stack from `choreo up` always has one)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -2,7 +2,8 @@
 
 SIGKILL, not SIGTERM: nothing gets to flush, commit offsets or finish a request, which
 is the crash the outbox, the inbox and the idempotency keys exist for. The restart is
-``stack.up``, which starts only what is not running, exactly as an operator would.
+``stack.up``, which starts only what is not running, exactly as an operator would; in a
+supervised run the supervisor restarts the process and ``stack.up`` only waits for it.
 Faults are applied one after another: the run tests recovery from each crash, not the
 pile-up of several at once.
 """
@@ -40,6 +41,8 @@ class FaultRecord:
     consuming_at_s: float | None = None
     """When the restarted consumer counted its first event (consumers only)."""
     restart_error: str | None = None
+    supervised: bool = False
+    """Restarted by the supervisor, without the planned pause."""
 
     @property
     def outage_s(self) -> float | None:
@@ -55,6 +58,9 @@ class FaultRecord:
 def restart(settings: StackSettings, record: FaultRecord) -> None:
     """``stack.up`` until it succeeds; a start that times out under load is tried again.
 
+    While a supervisor runs, ``stack.up`` starts nothing itself: it waits until the
+    supervisor has every process running and healthy again.
+
     Any failure is recorded rather than raised: the run goes on and reports it, since a
     process that does not come back is itself a finding.
     """
@@ -69,9 +75,11 @@ def restart(settings: StackSettings, record: FaultRecord) -> None:
 
 class FaultInjector(threading.Thread):
     def __init__(self, settings: StackSettings, plan: Plan, started: float,
-                 report: Report) -> None:
+                 report: Report, supervised: bool = False) -> None:
         super().__init__(name="chaos-faults", daemon=True)
         self.settings = settings
+        self.supervised = supervised
+        """The supervisor brings killed processes back: no pause, ``restart`` only waits."""
         self.plan = plan
         self.started = started
         self.report = report
@@ -92,11 +100,15 @@ class FaultInjector(threading.Thread):
             tracked = registry.running(fault.target)
             registry.kill(fault.target)
             record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
-                                 tracked.pid if tracked else None)
+                                 tracked.pid if tracked else None, supervised=self.supervised)
             self.records.append(record)
-            self.report(f"  t={record.killed_at_s:6.1f}s  SIGKILL {fault.target}"
-                        f" (pid {record.pid}), down for {fault.down_s:.1f}s")
-            self._halt.wait(fault.down_s)
+            if self.supervised:
+                self.report(f"  t={record.killed_at_s:6.1f}s  SIGKILL {fault.target}"
+                            f" (pid {record.pid}), the supervisor restarts it")
+            else:
+                self.report(f"  t={record.killed_at_s:6.1f}s  SIGKILL {fault.target}"
+                            f" (pid {record.pid}), down for {fault.down_s:.1f}s")
+                self._halt.wait(fault.down_s)
             record.collateral = [name for name in self._components
                                  if name != fault.target and registry.running(name) is None]
             restart(self.settings, record)

@@ -58,14 +58,15 @@ class ChaosReport:
                f" {self.order_deadline_s:g}s, {len(self.faults)} faults",
                "stock: " + ", ".join(f"{sku}={units}"
                                      for sku, units in self.initial_stock.items()),
-               "", "faults (SIGKILL; stack.up after the pause; healthy and consuming again, counted"
-                   " from the kill):",
+               "", "faults (SIGKILL; restarted by stack.up after the pause, or by the supervisor"
+                   " (pause -); healthy and consuming again, counted from the kill):",
                f"  {'#':>2}  {'killed at (UTC)':<15} {'t':>7}  {'target':<14}{'pid':>8}"
                f"  {'pause':>6}  {'healthy':>8}  {'consuming':>9}"]
         for number, record in enumerate(self.faults, 1):
             out.append(f"  {number:>2}  {clock(record.killed_at):<15} {record.killed_at_s:6.1f}s"
                        f"  {record.fault.target:<14}{record.pid or '-':>8}"
-                       f"  {record.fault.down_s:5.1f}s  {seconds(record.outage_s):>8}"
+                       f"  {'     -' if record.supervised else f'{record.fault.down_s:5.1f}s'}"
+                       f"  {seconds(record.outage_s):>8}"
                        f"  {seconds(record.consuming_after_s):>9}")
         out += ["", f"orders: {len(self.orders)}"]
         out += [f"  {outcome:<28}{count:>6}" for outcome, count in

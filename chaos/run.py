@@ -25,6 +25,7 @@ from chaos.sampler import StockSampler
 from infra import stack
 from infra.settings import StackSettings
 from infra.shop import Shop
+from infra.supervision import SUPERVISOR
 
 Report = Callable[[str], None]
 SETTLE_MARGIN_S = 40.0
@@ -54,10 +55,10 @@ class Driven:
 
 
 def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict[str, int],
-          report: Report) -> Driven:
+          report: Report, supervised: bool = False) -> Driven:
     """Load, faults and the stock sampler side by side; every process running at the end."""
     started = time.monotonic()
-    injector = FaultInjector(settings, load.plan, started, report)
+    injector = FaultInjector(settings, load.plan, started, report, supervised)
     sampler = StockSampler(observer, initial, started)
     done = threading.Event()
     ticker = threading.Thread(target=progress, args=(load, injector, started, done, report),
@@ -84,15 +85,18 @@ def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict
 def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,
               targets: Sequence[str] = TARGETS, report: Report = print, *,
               faults: int | None = None, order_deadline_s: float = 30.0,
-              bound_s: float | None = None) -> ChaosReport:
+              bound_s: float | None = None, supervised: bool = False) -> ChaosReport:
     """Run, wait for quiescence, check every invariant, print the report and return it.
 
     ``faults`` defaults to one per ~6 s of load (at least one per target); ``bound_s``
     (how long quiescence may take after the last fault) to the order deadline plus 40 s.
+    ``supervised`` starts a supervisor if none runs and leaves every restart to it (the
+    fault's pause is then not used); the supervisor keeps running after the run.
     """
     plan = make_plan(seed, duration_s, rate, tuple(targets), faults, order_deadline_s)
     bound = bound_s if bound_s is not None else order_deadline_s + SETTLE_MARGIN_S
-    stack.up(settings, report=lambda line: report(f"  {line}"))
+    stack.up(settings, report=lambda line: report(f"  {line}"), supervised=supervised)
+    supervised = supervised or stack.registry_for(settings).running(SUPERVISOR) is not None
     shop = Shop(settings)
     run = f"chaos-{uuid.uuid4().hex[:10]}"
     skus = [shop.new_sku(units, price) for units, price in zip(plan.initial_stock,
@@ -103,7 +107,7 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
            f" not over), faults on {', '.join(targets)}")
     try:
         driven = drive(settings, Load(plan, skus, PatientClient(settings.orders_port), run),
-                       observer, initial, report)
+                       observer, initial, report, supervised)
         accepted = sum(p.order_id is not None for p in driven.placed)
         try:
             quiescence_s = wait_quiescent(observer, accepted, driven.last_fault_over, bound,

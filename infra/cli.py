@@ -19,7 +19,7 @@ Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
-    stack.up(settings)
+    stack.up(settings, supervised=not args.no_supervisor)
     return 0
 
 
@@ -30,20 +30,25 @@ def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
-    stack.down(settings)
+    stack.down(settings, drain_timeout_s=args.drain_timeout)
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     rows = stack.status(settings)
-    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}")
+    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}"
+          f"{'restarts':>10}  last exit")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
+        last_exit = (row.last_exit or "-") + ("  (supervisor gave up)" if row.gave_up else "")
         print(f"{row.name:<14}{row.port:>6}{pid:>9}  {health:<10}"
-              f"{row.rss_bytes / 2**20:>6.0f}MB")
+              f"{row.rss_bytes / 2**20:>6.0f}MB{row.restarts:>10}  {last_exit}")
     total = sum(row.rss_bytes for row in rows)
     print(f"{'total (proportional set size)':<39}{total / 2**20:>6.0f}MB")
+    supervisor = stack.registry_for(settings).running("supervisor")
+    print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
+          else "supervisor: not running; nothing restarts a process that exits")
     return 0 if all(row.healthy for row in rows) else 1
 
 
@@ -86,12 +91,18 @@ def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="install what is missing and start the stack").set_defaults(
-        handler=cmd_up)
+    up = commands.add_parser("up", help="install what is missing and start the stack under"
+                             " a supervisor that restarts what exits")
+    up.add_argument("--no-supervisor", action="store_true",
+                    help="start the processes from this command; nothing restarts them")
+    up.set_defaults(handler=cmd_up)
     commands.add_parser("install", help="install Debian packages and stack artifacts only"
                         ).set_defaults(handler=cmd_install)
-    commands.add_parser("down", help="stop every process the stack started").set_defaults(
-        handler=cmd_down)
+    down = commands.add_parser("down", help="stop the supervisor and the intake, let the"
+                               " consumers drain, then stop every process the stack started")
+    down.add_argument("--drain-timeout", type=float, default=stack.DRAIN_TIMEOUT_S,
+                      help="seconds to wait for the consumers to catch up (default: %(default)s)")
+    down.set_defaults(handler=cmd_down)
     commands.add_parser("status", help="each component's port, pid, health and memory"
                         ).set_defaults(handler=cmd_status)
     logs = commands.add_parser("logs", help="show a component's log")

@@ -121,6 +121,17 @@ class ProcessRegistry:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_file(name)
+        # A stop signal between the spawn and the pid file would leave a process that no
+        # pid file names, which ``down`` could then never stop: hold it back until written.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return self._spawn(name, command, log_file, env, cwd, user, stop_signal)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+    def _spawn(self, name: str, command: Sequence[str], log_file: Path,
+               env: Mapping[str, str] | None, cwd: Path | None, user: str | None,
+               stop_signal: int) -> TrackedProcess:
         with log_file.open("ab") as log:
             process = DetachedProcess(
                 list(command),
@@ -131,6 +142,8 @@ class ProcessRegistry:
                 cwd=cwd,
                 user=user,
                 start_new_session=True,
+                # A child inherits the signal mask: give it back the stop signals held above.
+                preexec_fn=_unblock_stop_signals,
             )
         _CHILDREN[process.pid] = process
         ticks = process_start_ticks(process.pid)
@@ -172,6 +185,13 @@ class ProcessRegistry:
                 time.sleep(0.02)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
@@ -193,8 +213,43 @@ _CHILDREN: dict[int, DetachedProcess] = {}
 their exit status instead of leaving zombies in a long-lived launcher or test run."""
 
 
+_EXIT_STATUS: dict[int, int] = {}
+"""Exit status of the children reaped so far, as ``Popen.returncode`` has it (a negative
+number is the signal that ended it): the supervisor reports it in ``choreo status``."""
+
+
 def reap(pid: int) -> None:
     """Collect an exited child so it does not linger as a zombie in a long-lived launcher."""
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
+        _EXIT_STATUS[pid] = child.returncode
         del _CHILDREN[pid]
+
+
+def exit_status(pid: int, wait_s: float = 5.0) -> int | None:
+    """How a child of this interpreter that was seen dead ended; None if it is not our
+    child (a process started by an earlier ``choreo up`` has another parent, who alone
+    may know) or still runs after ``wait_s``.
+
+    It waits because "seen dead" can come early: the main thread of a SIGKILLed
+    multi-threaded process shows as a zombie in /proc while its other threads are still
+    exiting, and ``waitpid`` reports it only once they are gone.
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(wait_s)
+        reap(pid)
+    return _EXIT_STATUS.get(pid)
+
+
+def describe_exit(status: int | None) -> str:
+    """``signal SIGKILL``, ``code 3``, or ``unknown`` for a process we are not the parent of."""
+    if status is None:
+        return "unknown"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"code {status}"

@@ -6,7 +6,10 @@ so a second ``choreo up`` on a running stack changes nothing and says so.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from infra import drain
 from infra.components import (
     Component,
     broker_component,
@@ -32,11 +36,22 @@ from infra.recovery import republish_lost_log, stop_connect_for_new_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
 from infra.slots import ensure_outbox_slots
+from infra.supervision import (
+    SUPERVISOR,
+    ProcessRecord,
+    SupervisorState,
+    settings_env,
+    state_file,
+)
 from outbox.kafka import ensure_topics
 from schemas.catalog import SchemaCatalog
 
 Report = Callable[[str], None]
 OUTBOX_SCHEMA = REPO_ROOT / "outbox" / "schema.sql"
+DRAIN_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+CONNECT_STOP_TIMEOUT_S = 30.0
+"""Connect commits its source offsets while it stops: give it time rather than SIGKILL."""
 
 
 def infrastructure(settings: StackSettings) -> list[Component]:
@@ -139,13 +154,12 @@ def event_topics() -> list[str]:
     return sorted({catalog.latest(t).topic for t in catalog.event_types()})
 
 
-def up(settings: StackSettings, report: Report = print, with_services: bool = True) -> bool:
-    """Install what is missing and start what is not running. Returns whether anything started.
+def start_stack(settings: StackSettings, report: Report, with_services: bool = True) -> bool:
+    """Start what is not running, in order, from this process. Returns whether anything started.
 
-    ``with_services=False`` brings up only the infrastructure (what most tests need).
+    The supervisor calls this to become the parent of the stack; tests and ``choreo up
+    --no-supervisor`` call it directly.
     """
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    ensure_installed(settings.artifact_dir, report)
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
@@ -164,6 +178,25 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
     if with_services:
         started_any |= start_components(service_components(settings), registry, settings,
                                         report)
+    return started_any
+
+
+def up(settings: StackSettings, report: Report = print, with_services: bool = True,
+       supervised: bool = False) -> bool:
+    """Install what is missing and start what is not running. Returns whether anything started.
+
+    ``with_services=False`` brings up only the infrastructure (what most tests need).
+    ``supervised`` starts the supervisor, which then starts the stack (``choreo up`` does).
+    While a supervisor runs, it alone starts processes: ``up`` then asks it to retry
+    what it gave up on and waits, so two launchers never race to restart one process.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_installed(settings.artifact_dir, report)
+    registry = registry_for(settings)
+    if supervised or registry.running(SUPERVISOR):
+        started_any = supervisor_up(settings, registry, report, with_services)
+    else:
+        started_any = start_stack(settings, report, with_services)
     if not started_any:
         report(f"choreo is already running (state in {settings.state_dir}); nothing to do")
     return started_any
@@ -176,15 +209,114 @@ def start_class_archive_dump(settings: StackSettings, registry: ProcessRegistry)
         launch(dump, registry)
 
 
-def down(settings: StackSettings, report: Report = print) -> None:
-    """Stop every process this state directory started, newest first, by pid."""
+def supervised_names(settings: StackSettings, with_services: bool) -> list[str]:
+    components = infrastructure(settings) + (service_components(settings)
+                                             if with_services else [])
+    return [component.name for component in components]
+
+
+def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Report,
+                  with_services: bool) -> bool:
+    """Start the supervisor (it starts the stack), or nudge a running one; relay its log."""
+    log = registry.log_file(SUPERVISOR)
+    offset = log.stat().st_size if log.exists() else 0
+    tracked = registry.running(SUPERVISOR)
+    if tracked is None:
+        state_file(settings).unlink(missing_ok=True)
+        command = [sys.executable, "-m", "infra.supervisor"]
+        registry.start(SUPERVISOR, command + ([] if with_services else ["--infra-only"]),
+                       env=settings_env(settings), cwd=REPO_ROOT)
+        report(f"{SUPERVISOR:<13} started; it starts the stack and restarts what exits")
+        follow_supervisor(settings, registry, log, offset, report, lambda: True)
+        return True
+    names = supervised_names(settings, with_services)
+    state = SupervisorState.load(state_file(settings))
+    unwatched = [name for name in names if state and name not in state.processes]
+    if unwatched:
+        raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"
+                         " (it was started for the infrastructure only); stop it first")
+    if (state is not None and state.phase == "supervising" and all_healthy(settings, names)
+            and not any(record.gave_up for record in state.processes.values())):
+        return False
+    os.kill(tracked.pid, signal.SIGHUP)  # retry what it gave up on
+    follow_supervisor(settings, registry, log, offset, report,
+                      lambda: all_healthy(settings, names))
+    return True
+
+
+def all_healthy(settings: StackSettings, names: list[str]) -> bool:
     registry = registry_for(settings)
+    by_name = {c.name: c for c in infrastructure(settings) + service_components(settings)}
+    return all(registry.running(name) and by_name[name].healthy() for name in names)
+
+
+def follow_supervisor(settings: StackSettings, registry: ProcessRegistry, log: Path,
+                      offset: int, report: Report, done: Callable[[], bool]) -> None:
+    """Relay the supervisor's log lines until it supervises and ``done()``, or it failed."""
+    timeout_s = 3 * settings.start_timeout_s
+    deadline = time.monotonic() + timeout_s
+    while True:
+        offset = relay(log, offset, report)
+        state = SupervisorState.load(state_file(settings))
+        phase = state.phase if state else "starting"
+        if phase == "failed":
+            raise StartError(state.error if state and state.error else "supervisor failed")
+        if registry.running(SUPERVISOR) is None:
+            relay(log, offset, report)
+            raise StartError(f"the supervisor exited; see {log}:\n{tail(log)}")
+        if phase == "supervising" and done():
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"the stack is not up after {timeout_s:.0f}s; see {log}")
+        time.sleep(0.2)
+
+
+def relay(log: Path, offset: int, report: Report) -> int:
+    """Report the complete lines written to ``log`` since ``offset``, without timestamps."""
+    try:
+        with log.open("rb") as stream:
+            stream.seek(offset)
+            chunk = stream.read()
+    except FileNotFoundError:
+        return offset
+    complete = chunk[:chunk.rfind(b"\n") + 1]
+    for line in complete.decode(errors="replace").splitlines():
+        report(line.split(" ", 1)[-1])
+    return offset + len(complete)
+
+
+def stop(registry: ProcessRegistry, name: str, report: Report, timeout_s: float = 20.0) -> None:
+    if registry.get(name) is not None:
+        started = time.monotonic()
+        stopped = registry.stop(name, timeout_s)
+        report(f"{name:<13} stopped in {time.monotonic() - started:.1f}s" if stopped
+               else f"{name:<13} was not running")
+
+
+def down(settings: StackSettings, report: Report = print,
+         drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Stop every process this state directory started, by pid, losing no event.
+
+    The supervisor goes first, so nothing is restarted while stopping. Then the intake
+    (orders-api); the consumers drain what is in the topics (the broker keeps them in
+    memory only); Connect stops with SIGTERM, which flushes its offsets; the consumers
+    drain once more what Connect published last; then the rest, newest first. Outbox rows
+    written after Connect stopped stay in the replication slot for the next start.
+    """
+    registry = registry_for(settings)
+    stop(registry, SUPERVISOR, report)
+    stop(registry, "orders-api", report)
+    consumers = [name for name in drain.CONSUMERS if registry.running(name)]
+    if consumers and registry.running("broker"):
+        drain.drain(settings, consumers, report, drain_timeout_s)
+        if registry.running("connect"):
+            stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
+            drain.drain(settings, consumers, report, drain_timeout_s)
     known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
     for name in order:
-        if registry.get(name) is None:
-            continue
-        report(f"{name:<10} {'stopped' if registry.stop(name) else 'was not running'}")
+        stop(registry, name, report,
+             CONNECT_STOP_TIMEOUT_S if name == "connect" else STOP_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -194,18 +326,39 @@ class ComponentStatus:
     pid: int | None
     healthy: bool
     rss_bytes: int
+    restarts: int = 0
+    last_exit: str | None = None
+    gave_up: bool = False
 
 
 def status(settings: StackSettings) -> list[ComponentStatus]:
     registry = registry_for(settings)
+    supervision = supervisor_state(settings)
+    records = supervision.processes if supervision else {}
     rows = []
     for component in infrastructure(settings) + service_components(settings):
         tracked = registry.running(component.name)
+        record = records.get(component.name, ProcessRecord())
         rows.append(ComponentStatus(
             component.name,
             component.port,
             tracked.pid if tracked else None,
             bool(tracked) and component.healthy(),
             resident_bytes(tracked.pid) if tracked else 0,
+            record.restarts,
+            record.last_exit,
+            record.gave_up,
         ))
     return rows
+
+
+def supervisor_state(settings: StackSettings) -> SupervisorState | None:
+    """What the running supervisor last wrote; None when no supervisor runs."""
+    if registry_for(settings).running(SUPERVISOR) is None:
+        return None
+    return SupervisorState.load(state_file(settings))
+
+
+def stop_supervisor(settings: StackSettings, report: Report = print) -> None:
+    """Leave the stack running, unsupervised (what a test that supervised for a while needs)."""
+    stop(registry_for(settings), SUPERVISOR, report)

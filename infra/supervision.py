@@ -1,0 +1,64 @@
+"""What the supervisor tells everyone else: its phase and, per process, restarts and exits.
+
+The supervisor is a process of its own, so ``choreo up`` (waiting for it to start the
+stack) and ``choreo status`` learn what it did from one JSON file it rewrites after every
+change. The file is replaced atomically, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from infra.settings import StackSettings
+
+SUPERVISOR = "supervisor"
+"""Its name in the pid registry, beside the processes it watches."""
+
+
+@dataclass
+class ProcessRecord:
+    restarts: int = 0
+    last_exit: str | None = None
+    """``signal SIGKILL``, ``code 1``, ``unknown`` (not our child) or why a restart failed."""
+    gave_up: bool = False
+
+
+@dataclass
+class SupervisorState:
+    phase: str = "starting"
+    """``starting`` the stack, ``supervising`` it, ``failed`` to start it, or ``stopped``."""
+    error: str | None = None
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> SupervisorState | None:
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        processes = {name: ProcessRecord(**record) for name, record in data["processes"].items()}
+        return cls(data["phase"], data["error"], processes)
+
+
+def state_file(settings: StackSettings) -> Path:
+    return settings.state_dir / "supervisor.json"
+
+
+def settings_env(settings: StackSettings) -> dict[str, str]:
+    """The ``CHOREO_*`` variables that make ``StackSettings.from_env`` give these settings
+    back in the supervisor's own process (tests pass settings, not an environment)."""
+    env = {"CHOREO_STATE_DIR": str(settings.state_dir)}
+    if settings.artifact_cache is not None:
+        env["CHOREO_ARTIFACT_CACHE"] = str(settings.artifact_cache)
+    for name, value in asdict(settings).items():
+        if name not in ("state_dir", "artifact_cache"):
+            env[f"CHOREO_{name.upper()}"] = str(value)
+    return env

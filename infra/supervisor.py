@@ -1,0 +1,243 @@
+"""The supervisor: start the stack, then bring back any process of it that exits.
+
+``choreo up`` starts this module as a detached process (``python -m infra.supervisor``),
+tracked by pid like everything else. It starts the stack itself, so it is the parent of
+what it starts and learns how each process ended (exit code or signal). A process it did
+not start (one still running from before the supervisor was) is watched by pid too, but
+its first exit status is ``unknown``: only a parent can know it.
+
+Each exit is restarted after an exponential backoff (0.5 s, 1 s, 2 s, 4 s), and a process
+that exited ``MAX_EXITS`` times within ``WINDOW_S`` is given up on: a crash loop is a bug
+to look at, not something to hammer. ``SIGHUP`` (what a later ``choreo up`` sends) tries
+the given-up ones again. Restarts run one at a time in start order, so a broker restart
+has its topics back before a service that needs them is restarted. Every few seconds it
+also restarts FAILED connector tasks.
+
+Every child is still written to the pid registry, so ``choreo down`` stops everything by
+pid even when this process was SIGKILLed; ``down`` stops the supervisor first, so nothing
+is restarted while the stack is going down. Only exits are supervised: a process that
+hangs while alive is not detected here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from infra import stack
+from infra.cdc import ensure_connect
+from infra.components import Component, broker_component
+from infra.connectors import restart_failed_tasks
+from infra.processes import describe_exit, exit_status
+from infra.recovery import republish_lost_log
+from infra.services import service_components
+from infra.settings import StackSettings
+from infra.supervision import ProcessRecord, SupervisorState, state_file
+from outbox.kafka import ensure_topics
+
+MAX_EXITS = 5
+WINDOW_S = 60.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+POLL_S = 0.25
+TASK_CHECK_S = 5.0
+
+Report = Callable[[str], None]
+
+
+def backoff_s(recent_exits: int) -> float:
+    """Delay before restarting after the ``recent_exits``-th exit within the window."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (recent_exits - 1))
+
+
+@dataclass
+class Child:
+    component: Component
+    record: ProcessRecord = field(default_factory=ProcessRecord)
+    exits: deque[float] = field(default_factory=deque)
+    """``time.monotonic()`` of the exits within the window."""
+    due: float | None = None
+    """When the next restart is due; None while the process runs (or was given up on)."""
+
+
+def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
+    """How a component whose restart needs more than its process is brought back.
+
+    The embedded broker keeps topics in memory, so after it the topics are created again
+    before anything else, and the outbox window is published again (which stops Connect:
+    it is started again right after). The standalone Connect worker keeps its connectors
+    in memory, so every start of it deploys them again (``ensure_connect``, which also
+    waits for a just-killed worker's port).
+    """
+    registry = stack.registry_for(settings)
+
+    def broker() -> None:
+        stack.start_component(broker_component(settings), registry, settings, report)
+        ensure_topics(settings.kafka_bootstrap, stack.event_topics())
+        republish_lost_log(settings, registry, report)
+        ensure_connect(settings, report)
+
+    return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
+
+
+class Supervisor:
+    def __init__(self, settings: StackSettings, components: Sequence[Component],
+                 report: Report, state_path: Path | None = None,
+                 restart_with: dict[str, Callable[[], None]] | None = None) -> None:
+        self.settings = settings
+        self.registry = stack.registry_for(settings)
+        self.children = [Child(component) for component in components]
+        self.report = report
+        self.state = SupervisorState(processes={c.component.name: c.record
+                                                for c in self.children})
+        self.state_path = state_path or state_file(settings)
+        self.restart_with = (restart_with if restart_with is not None
+                             else restarters(settings, report))
+        self.watches_connect = any(c.component.name == "connect" for c in self.children)
+        self.tasks_checked = 0.0
+        self.retry_requested = threading.Event()
+        self.stop_requested = threading.Event()
+
+    def save(self, phase: str | None = None, error: str | None = None) -> None:
+        if phase is not None:
+            self.state.phase, self.state.error = phase, error
+        self.state.save(self.state_path)
+
+    def run(self) -> None:
+        """Watch until ``stop_requested`` is set (or SIGTERM raises SystemExit)."""
+        self.save("supervising")
+        while not self.stop_requested.wait(POLL_S):
+            if self.retry_requested.is_set():
+                self.retry_requested.clear()
+                self.retry_given_up()
+            for child in self.children:
+                self.check(child)
+            self.restart_failed_tasks()
+
+    def restart_failed_tasks(self) -> None:
+        """A FAILED connector task (its database was down a moment, say) is restarted too."""
+        now = time.monotonic()
+        if not self.watches_connect or now - self.tasks_checked < TASK_CHECK_S:
+            return
+        self.tasks_checked = now
+        restarted = restart_failed_tasks(self.settings)
+        if restarted:
+            self.report(f"restarted FAILED connector tasks: {', '.join(restarted)}")
+
+    def check(self, child: Child) -> None:
+        if child.record.gave_up:
+            return
+        if child.due is None:
+            if self.registry.running(child.component.name):
+                return
+            self.exited(child, self.last_exit(child.component.name))
+        if child.due is not None and time.monotonic() >= child.due:
+            self.restart(child)
+
+    def last_exit(self, name: str) -> str:
+        tracked = self.registry.get(name)
+        return describe_exit(exit_status(tracked.pid) if tracked else None)
+
+    def exited(self, child: Child, how: str) -> None:
+        now = time.monotonic()
+        name = child.component.name
+        child.exits.append(now)
+        while child.exits and now - child.exits[0] > WINDOW_S:
+            child.exits.popleft()
+        child.record.last_exit = how
+        if len(child.exits) >= MAX_EXITS:
+            child.record.gave_up = True
+            self.report(f"giving up on {name}: {len(child.exits)} exits within"
+                        f" {WINDOW_S:.0f}s, the last {how}; `choreo up` tries again")
+        else:
+            child.due = now + backoff_s(len(child.exits))
+            self.report(f"{name} exited ({how}); restart in {child.due - now:.1f}s")
+        self.save()
+
+    def restart(self, child: Child) -> None:
+        """Start it and wait for it to be healthy; a restart that fails counts as an exit."""
+        name = child.component.name
+        child.due = None
+        child.record.restarts += 1
+        started = time.monotonic()
+        try:
+            if name in self.restart_with:
+                self.restart_with[name]()
+            else:
+                stack.start_component(child.component, self.registry, self.settings,
+                                      lambda line: None)
+        except Exception as error:  # noqa: BLE001 - any failure is reported and retried
+            running = self.registry.running(name) is not None
+            if running:  # up but not usable (not healthy, setup failed): start it afresh
+                self.registry.stop(name)
+            how = self.last_exit(name) if not running else f"restart failed: {error}"
+            self.report(f"restart {child.record.restarts} of {name} failed: {error}")
+            self.exited(child, how)
+            return
+        pid = self.registry.get(name)
+        self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
+                    f" {child.record.restarts}) in {time.monotonic() - started:.1f}s")
+        self.save()
+
+    def retry_given_up(self) -> None:
+        for child in self.children:
+            if child.record.gave_up:
+                child.record.gave_up = False
+                child.exits.clear()
+                child.due = time.monotonic()
+                self.report(f"trying {child.component.name} again")
+        self.save()
+
+
+def say(line: str) -> None:
+    """One timestamped line in the supervisor's log, which ``choreo up`` relays."""
+    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {line}", flush=True)
+
+
+def components_for(settings: StackSettings, with_services: bool) -> list[Component]:
+    return stack.infrastructure(settings) + (service_components(settings)
+                                             if with_services else [])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--infra-only", action="store_true",
+                        help="start and watch only PostgreSQL, Redis, the broker and Connect")
+    args = parser.parse_args(argv)
+    settings = StackSettings.from_env()
+    with_services = not args.infra_only
+    supervisor = Supervisor(settings, components_for(settings, with_services), say)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, lambda signum, frame: supervisor.retry_requested.set())
+    say(f"supervisor starting the stack in {settings.state_dir}")
+    supervisor.save("starting")
+    try:
+        stack.start_stack(settings, say, with_services)
+    except Exception as error:  # noqa: BLE001 - reported to `choreo up`, which exits 2
+        say(f"start failed: {error}")
+        supervisor.save("failed", str(error))
+        return 2
+    say("stack started; supervising")
+    try:
+        supervisor.run()
+    finally:
+        supervisor.save("stopped")
+        say("supervisor stopped; the processes it watched keep running unsupervised")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

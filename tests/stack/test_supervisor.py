@@ -1,0 +1,208 @@
+"""The supervisor on a stack of its own: restarts, reports, gives up, and a lossless ``down``.
+
+The stack is started exactly as a user does (``choreo up`` in a subprocess), so the
+supervisor is the parent of every process and knows how each one ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from infra import stack
+from infra.components import Component, port_is_free
+from infra.processes import TrackedProcess
+from infra.saga_cli import saga_settled
+from infra.settings import REPO_ROOT, StackSettings
+from infra.shop import Shop
+from infra.supervisor import Supervisor, backoff_s
+from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
+from tests.support import eventually
+
+pytestmark = pytest.mark.stack
+
+OWN_PORTS = ports_shifted_by(PORT_OFFSET - 4500)
+"""Apart from the session's stack and from the lifecycle test's (offset - 5000)."""
+STATE_DIR = REPO_ROOT / ".choreo-test-supervisor"
+
+
+def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[dict[str, str]]:
+    env = {**os.environ, **TEST_ENV, **OWN_PORTS, "CHOREO_STATE_DIR": str(STATE_DIR)}
+    try:
+        started = choreo(env, "up")
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield env
+    finally:
+        stack.down(StackSettings.from_env(env), report=lambda line: None)
+        print(stack.tail(STATE_DIR / "logs" / "supervisor.log", 60))  # shown on failure
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def settings(env: dict[str, str]) -> StackSettings:
+    return StackSettings.from_env(env)
+
+
+def recorded(settings: StackSettings) -> list[TrackedProcess]:
+    registry = stack.registry_for(settings)
+    return [tracked for name in registry.names() if (tracked := registry.get(name))]
+
+
+def test_up_runs_a_supervisor_and_a_second_up_changes_nothing(
+        env: dict[str, str], settings: StackSettings) -> None:
+    assert stack.registry_for(settings).running("supervisor") is not None
+    again = choreo(env, "up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout
+    assert all(row.healthy and row.restarts == 0 for row in stack.status(settings))
+
+
+def test_sigkilled_service_is_restarted_and_status_says_how_it_ended(
+        env: dict[str, str], settings: StackSettings) -> None:
+    registry = stack.registry_for(settings)
+    before = registry.running("payments")
+    assert before is not None
+    registry.kill("payments")
+
+    def restarted() -> None:
+        row = next(row for row in stack.status(settings) if row.name == "payments")
+        assert row.healthy and row.pid != before.pid
+        assert (row.restarts, row.last_exit, row.gave_up) == (1, "signal SIGKILL", False)
+
+    eventually(restarted, timeout_s=90)
+    shown = choreo(env, "status")
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("payments"))
+    assert line.split()[-3:] == ["1", "signal", "SIGKILL"], shown.stdout
+    assert "supervisor: pid" in shown.stdout
+
+
+def test_sigkilled_broker_is_restarted_with_its_topics_and_connect_and_sagas_go_on(
+        settings: StackSettings) -> None:
+    """The broker's restart has side effects: topics, the outbox window, Connect again."""
+    registry = stack.registry_for(settings)
+    stack.registry_for(settings).kill("broker")
+
+    def everything_back() -> None:
+        rows = {row.name: row for row in stack.status(settings)}
+        assert all(row.healthy for row in rows.values()), rows
+        assert (rows["broker"].restarts, rows["broker"].last_exit) == (1, "signal SIGKILL")
+        assert registry.running("connect") is not None
+
+    eventually(everything_back, timeout_s=120)
+    shop = Shop(settings)
+    sku = shop.new_sku(5)
+    order = shop.wait_terminal(shop.place(sku, 1))
+    shop.psp.close()
+    assert order["status"] == "CONFIRMED", order
+
+
+def test_down_mid_saga_loses_nothing_and_every_saga_settles_after_up(
+        env: dict[str, str], settings: StackSettings) -> None:
+    """Sagas in flight when ``down`` begins finish by their own path, none by timeout.
+
+    A timeout would mean an event was lost with the broker's memory and the order's
+    deadline cleaned up after it: the sagas still settle, but not as they should.
+    """
+    shop = Shop(settings)
+    stock = 30
+    sku = shop.new_sku(stock, 700)
+    tokens = ["tok_decline" if index % 4 == 0 else "tok_ok" for index in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda token: shop.place(sku, 1, token), tokens))
+    in_flight = sum(shop.api.get(order_id)["status"] == "PENDING" for order_id in ids)
+    pids = recorded(settings)
+    stopped = choreo(env, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "drain: consumers caught up" in stopped.stdout, stopped.stdout
+    assert not [p.name for p in pids if p.alive()], stopped.stdout
+    assert in_flight > 0, "every saga had settled before down began: nothing was tested"
+
+    assert choreo(env, "up").returncode == 0
+    orders = {order_id: shop.wait_for(order_id, saga_settled, timeout_s=90) for order_id in ids}
+    reasons = [order.get("reason") for order in orders.values()]
+    assert "timeout" not in reasons, reasons
+    confirmed = [order_id for order_id, order in orders.items()
+                 if order["status"] == "CONFIRMED"]
+    final = eventually(lambda: check_stock(shop, sku, stock, len(confirmed)))
+    assert final["reserved"] == 0
+    for order_id, order in orders.items():
+        captured, refunded = shop.net_paid(order_id)
+        expected = order["total_cents"] if order["status"] == "CONFIRMED" else 0
+        assert captured - refunded == expected, (order_id, order["status"])
+    shop.psp.close()
+
+
+def check_stock(shop: Shop, sku: str, initial: int, sold: int) -> dict[str, int]:
+    now = shop.stock(sku)
+    assert now["available"] + now["reserved"] + now["sold"] == initial, now
+    assert (now["reserved"], now["sold"]) == (0, sold), now
+    return now
+
+
+def test_down_stops_everything_even_after_the_supervisor_was_sigkilled(
+        env: dict[str, str], settings: StackSettings) -> None:
+    registry = stack.registry_for(settings)
+    registry.kill("supervisor")
+    pids = recorded(settings)
+    assert {p.name for p in pids} >= {"supervisor", "postgres", "connect", "orders-api"}
+    assert choreo(env, "down").returncode == 0
+    assert not [p.name for p in pids if p.alive()]
+    assert not registry.names()
+
+
+def test_backoff_doubles_from_half_a_second() -> None:
+    assert [backoff_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+
+
+def free_port() -> int:
+    return next(port for port in range(20500 + PORT_OFFSET, 21000 + PORT_OFFSET)
+                if port_is_free(port))
+
+
+def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Path) -> None:
+    """A real process that exits with code 3 on every start: five exits, then no more."""
+    state = REPO_ROOT / ".choreo-test-crashloop"
+    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS})
+    crasher = Component("crasher", free_port(),
+                        [sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"],
+                        lambda: False)
+    lines: list[str] = []
+    state.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings, [crasher], lines.append, tmp_path / "state.json", {})
+    registry = stack.registry_for(settings)
+    registry.start(crasher.name, crasher.command)
+    watcher = threading.Thread(target=supervisor.run, daemon=True)
+    watcher.start()
+    try:
+        record = supervisor.state.processes["crasher"]
+        deadline = time.monotonic() + 60
+        while not record.gave_up and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert record.gave_up, lines
+        assert (record.restarts, record.last_exit) == (4, "code 3")
+        time.sleep(1)
+        assert record.restarts == 4, "restarted after giving up"
+        assert any(line.startswith("giving up on crasher: 5 exits within 60s") for line in lines)
+        saved = json.loads((tmp_path / "state.json").read_text())
+        assert saved["processes"]["crasher"]["gave_up"] is True
+    finally:
+        supervisor.stop_requested.set()
+        watcher.join()
+        registry.stop(crasher.name)
+        shutil.rmtree(state, ignore_errors=True)
