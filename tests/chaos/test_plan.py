@@ -41,10 +41,10 @@ def test_stock_is_scarce() -> None:
     assert sum(plan.initial_stock) < demand
 
 
-@pytest.mark.parametrize("target", ["broker", "postgres"])
-def test_faults_out_of_scope_in_embedded_mode_are_refused_with_the_reason(target: str) -> None:
-    with pytest.raises(PlanError, match="not a chaos target in embedded mode"):
-        make_plan(1, 40, 25, (target,))
+@pytest.mark.parametrize("target", ["broker", "postgres", "redis"])
+def test_optional_targets_are_accepted_but_not_default(target: str) -> None:
+    assert target not in TARGETS
+    assert make_plan(1, 40, 25, (target,)).faults[0].target == target
 
 
 def test_unknown_target_refused() -> None:
