@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from infra.processes import ProcessRegistry
 from infra.settings import OUTBOX_DATABASES, StackSettings
@@ -34,6 +35,7 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
                        report: Callable[[str], None]) -> int:
     """Returns how many events were published again."""
     stop_connect_for_new_log(registry, report)
+    window_s = republish_window_s(settings)
     started = time.monotonic()
     # Kafka's Java producer (Connect's) partitions by murmur2 of the key; so must this
     # one, or an order's re-published events would land in another partition than the
@@ -41,8 +43,32 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
     producer = build_producer(settings.kafka_bootstrap, partitioner="murmur2_random")
     total = 0
     for database in OUTBOX_DATABASES:
-        total += republish_window(settings.database_dsn(database), producer,
-                                  settings.outbox_retention_s)
+        total += republish_window(settings.database_dsn(database), producer, window_s)
     report(f"broker        new log: re-published {total} events of the last"
-           f" {settings.outbox_retention_s:.0f}s in {time.monotonic() - started:.1f}s")
+           f" {window_s:.0f}s in {time.monotonic() - started:.1f}s")
+    drained_marker(settings).unlink(missing_ok=True)
     return total
+
+
+DRAIN_MARGIN_S = 60.0
+"""Rows younger than the drain by this much are published again anyway: a job thread
+may have written one while the last services were stopping."""
+
+
+def drained_marker(settings: StackSettings) -> Path:
+    return settings.state_dir / "broker-drained-at"
+
+
+def mark_drained(settings: StackSettings) -> None:
+    """``choreo down`` saw every consumer at the end of the log before the broker stopped."""
+    drained_marker(settings).write_text(f"{time.time():.3f}\n")
+
+
+def republish_window_s(settings: StackSettings) -> float:
+    """The whole retention window after a crash; after a drained ``down``, only what came
+    after the drain: everything before it was consumed, so it would be only duplicates."""
+    try:
+        drained_at = float(drained_marker(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return settings.outbox_retention_s
+    return min(settings.outbox_retention_s, max(0.0, time.time() - drained_at) + DRAIN_MARGIN_S)

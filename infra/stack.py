@@ -32,7 +32,7 @@ from infra.connectors import deploy_outbox_connectors
 from infra.errors import ConfigError, StartError
 from infra.install import ensure_installed
 from infra.processes import ProcessRegistry, resident_bytes
-from infra.recovery import republish_lost_log, stop_connect_for_new_log
+from infra.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
 from infra.services import service_components
 from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
 from infra.slots import ensure_outbox_slots
@@ -308,10 +308,12 @@ def down(settings: StackSettings, report: Report = print,
     stop(registry, "orders-api", report)
     consumers = [name for name in drain.CONSUMERS if registry.running(name)]
     if consumers and registry.running("broker"):
-        drain.drain(settings, consumers, report, drain_timeout_s)
+        drained = drain.drain(settings, consumers, report, drain_timeout_s)
         if registry.running("connect"):
             stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
-            drain.drain(settings, consumers, report, drain_timeout_s)
+            drained = drain.drain(settings, consumers, report, drain_timeout_s)
+        if drained:
+            mark_drained(settings)
     known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
     for name in order:
