@@ -19,9 +19,18 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 -- Insertion order (per aggregate this is commit order: a service changes one aggregate
 -- under its row lock) and age, for re-publishing and pruning the retention window.
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigserial;
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
-CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
+-- (Checked first: ALTER TABLE takes an exclusive lock even when there is nothing to do,
+-- and every service applies this file at each start.)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'outbox'
+                     AND column_name = 'created_at') THEN
+        ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigserial;
+        ALTER TABLE outbox ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
+        CREATE INDEX IF NOT EXISTS outbox_created_at ON outbox (created_at);
+    END IF;
+END $$;
 
 -- The guarantee behind effectively-once handling: one row per (consumer, event) written
 -- in the handler's own transaction. Redis only short-cuts the lookup.
@@ -92,6 +101,15 @@ CREATE TABLE IF NOT EXISTS consumer_positions (
 -- Dead letters are unique per event, not per Kafka offset: offsets start again at 0 when
 -- a topic is recreated, and a new dead letter must never be mistaken for an old one.
 -- `fingerprint` is the event id, or a digest of the bytes for a message without one.
-ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS fingerprint text;
-ALTER TABLE dead_letters DROP CONSTRAINT IF EXISTS dead_letters_consumer_topic_partition_offset_key;
-CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint ON dead_letters (consumer, fingerprint);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'dead_letters'
+                     AND column_name = 'fingerprint') THEN
+        ALTER TABLE dead_letters ADD COLUMN fingerprint text;
+        ALTER TABLE dead_letters
+            DROP CONSTRAINT IF EXISTS dead_letters_consumer_topic_partition_offset_key;
+        CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_fingerprint
+            ON dead_letters (consumer, fingerprint);
+    END IF;
+END $$;
