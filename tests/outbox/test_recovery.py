@@ -250,7 +250,9 @@ def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_
     runtime.run(idle_exit_s=3.0)
     assert [v for k, v in effects(probe_database, consumer) if k == resumed] == [2, 3]
     with psycopg.connect(probe_database, autocommit=True) as conn:
-        assert deadletter.blocked_keys(conn, consumer) == {headless}
+        # Poison messages other tests left on the topic are dead-lettered too: look at ours.
+        assert {k for k in deadletter.blocked_keys(conn, consumer) if k.startswith(run)} == {
+            headless}
         [entry] = deadletter.active_for_key(conn, consumer, headless)
         assert entry.status == "dead"
         assert "ce_id" in entry.reason
