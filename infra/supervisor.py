@@ -38,7 +38,7 @@ from infra.cdc import ensure_connect
 from infra.components import Component, broker_component
 from infra.connectors import restart_failed_tasks
 from infra.processes import describe_exit, exit_status
-from infra.recovery import republish_lost_log
+from infra.recovery import republish_lost_log, stop_connect_for_new_log
 from infra.services import service_components
 from infra.settings import StackSettings
 from infra.supervision import ProcessRecord, SupervisorState, state_file
@@ -72,15 +72,17 @@ class Child:
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
     """How a component whose restart needs more than its process is brought back.
 
-    The embedded broker keeps topics in memory, so after it the topics are created again
-    before anything else, and the outbox window is published again (which stops Connect:
-    it is started again right after). The standalone Connect worker keeps its connectors
+    The embedded broker keeps topics in memory, so Connect is stopped before it starts
+    (it must not publish into the new log before the outbox window), the topics are
+    created again before anything else, the window is published again, and Connect is
+    started again. The standalone Connect worker keeps its connectors
     in memory, so every start of it deploys them again (``ensure_connect``, which also
     waits for a just-killed worker's port).
     """
     registry = stack.registry_for(settings)
 
     def broker() -> None:
+        stop_connect_for_new_log(registry, report)
         stack.start_component(broker_component(settings), registry, settings, report)
         ensure_topics(settings.kafka_bootstrap, stack.event_topics())
         republish_lost_log(settings, registry, report)
