@@ -74,8 +74,9 @@ def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[]
 
     The embedded broker keeps topics in memory, so Connect is stopped before it starts
     (it must not publish into the new log before the outbox window), the topics are
-    created again before anything else, the window is published again, and Connect is
-    started again. The standalone Connect worker keeps its connectors
+    created again before anything else and the window is published again; Connect is then
+    restarted as a planned restart of its own (see ``Supervisor.restart``), so a failure
+    of Connect does not count against the broker. The standalone Connect worker keeps its connectors
     in memory, so every start of it deploys them again (``ensure_connect``, which also
     waits for a just-killed worker's port).
     """
@@ -86,7 +87,6 @@ def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[]
         stack.start_component(broker_component(settings), registry, settings, report)
         ensure_topics(settings.kafka_bootstrap, stack.event_topics())
         republish_lost_log(settings, registry, report)
-        ensure_connect(settings, report)
 
     return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
 
@@ -185,6 +185,10 @@ class Supervisor:
             self.report(f"restart {child.record.restarts} of {name} failed: {error}")
             self.exited(child, how)
             return
+        if name == "broker":  # it stopped Connect for the new log: bring Connect back now
+            for other in self.children:
+                if other.component.name == "connect" and not self.registry.running("connect"):
+                    other.due = time.monotonic()
         pid = self.registry.get(name)
         self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
                     f" {child.record.restarts}) in {time.monotonic() - started:.1f}s")
