@@ -38,7 +38,7 @@ from infra.cdc import ensure_connect
 from infra.components import Component, broker_component
 from infra.connectors import restart_failed_tasks
 from infra.processes import describe_exit, exit_status
-from infra.recovery import republish_lost_log
+from infra.recovery import republish_lost_log, stop_connect_for_new_log
 from infra.services import service_components
 from infra.settings import StackSettings
 from infra.supervision import ProcessRecord, SupervisorState, state_file
@@ -72,19 +72,21 @@ class Child:
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
     """How a component whose restart needs more than its process is brought back.
 
-    The embedded broker keeps topics in memory, so after it the topics are created again
-    before anything else, and the outbox window is published again (which stops Connect:
-    it is started again right after). The standalone Connect worker keeps its connectors
+    The embedded broker keeps topics in memory, so Connect is stopped before it starts
+    (it must not publish into the new log before the outbox window), the topics are
+    created again before anything else and the window is published again; Connect is then
+    restarted as a planned restart of its own (see ``Supervisor.restart``), so a failure
+    of Connect does not count against the broker. The standalone Connect worker keeps its connectors
     in memory, so every start of it deploys them again (``ensure_connect``, which also
     waits for a just-killed worker's port).
     """
     registry = stack.registry_for(settings)
 
     def broker() -> None:
+        stop_connect_for_new_log(registry, report)
         stack.start_component(broker_component(settings), registry, settings, report)
         ensure_topics(settings.kafka_bootstrap, stack.event_topics())
         republish_lost_log(settings, registry, report)
-        ensure_connect(settings, report)
 
     return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
 
@@ -183,6 +185,10 @@ class Supervisor:
             self.report(f"restart {child.record.restarts} of {name} failed: {error}")
             self.exited(child, how)
             return
+        if name == "broker":  # it stopped Connect for the new log: bring Connect back now
+            for other in self.children:
+                if other.component.name == "connect" and not self.registry.running("connect"):
+                    other.due = time.monotonic()
         pid = self.registry.get(name)
         self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
                     f" {child.record.restarts}) in {time.monotonic() - started:.1f}s")
