@@ -51,7 +51,7 @@ class FaultRecord:
 
     @property
     def consuming_after_s(self) -> float | None:
-        """Kill to consuming again: the outage plus the consumer group's rejoin."""
+        """Kill to consuming again: the outage plus taking the partitions back."""
         return None if self.consuming_at_s is None else self.consuming_at_s - self.killed_at_s
 
 
@@ -122,7 +122,7 @@ class FaultInjector(threading.Thread):
             watcher.join()
 
     def watch_rejoin(self, record: FaultRecord) -> None:
-        """Time the consumer's rejoin beside the run, so the next fault is not delayed."""
+        """Time the consumer's return beside the run, so the next fault is not delayed."""
         url = metrics_url(self.settings, record.fault.target)
         if url is None or record.restart_error:
             return

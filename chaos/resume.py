@@ -1,10 +1,9 @@
 """When did a restarted consumer really come back: not healthy, but consuming again?
 
-A consumer answers its health check within seconds of a restart, yet gets no partitions
-until the broker has expired the killed member's session and rebalanced the group
-(6-11 s on the embedded broker). The first event the new process counts in its
-``choreo_events_total`` metric marks the end of that gap, which is what the
-quiescence bound has to cover.
+A consumer answers its health check once it holds its partition leases, but its first
+events still wait for the fetch from its stored positions. The first event the new
+process counts in its ``choreo_events_total`` metric marks the end of that gap, which
+is what the quiescence bound has to cover.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from infra.services import SERVICES
 from infra.settings import StackSettings
 
 CONSUMERS = ("inventory", "payments", "orders-worker")
-"""The services whose restart includes a consumer-group rejoin."""
+"""The services whose restart includes taking partitions back."""
 POLL_S = 0.2
 
 

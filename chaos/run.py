@@ -29,8 +29,8 @@ from infra.supervision import SUPERVISOR
 
 Report = Callable[[str], None]
 SETTLE_MARGIN_S = 40.0
-"""Beyond the order deadline: two consumer-group rejoins (6-11 s each on the embedded
-broker) and the compensations that follow a timeout."""
+"""Beyond the order deadline: restarts of what was killed and the compensations that
+follow a timeout."""
 PROGRESS_EVERY_S = 5.0
 
 
