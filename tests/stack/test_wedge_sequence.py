@@ -1,0 +1,62 @@
+"""Issue 13's afternoon, replayed: broker and Connect SIGKILLed and brought back three
+times, then PostgreSQL's postmaster SIGKILLed. Every consumer must be consuming again
+within seconds, and an order placed afterwards must go all the way through.
+
+On the embedded broker this sequence used to leave the consumer groups of inventory and
+payments "rebalancing" for good (a dead member the broker never expired); consumers now
+own partitions through advisory locks in their own databases and need no group.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from infra import stack
+from infra.services import SERVICES
+from infra.settings import StackSettings
+from infra.shop import Shop
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+CONSUMERS = ("inventory", "payments", "orders-worker")
+
+
+def consuming(settings: StackSettings, name: str) -> bool:
+    spec = next(s for s in SERVICES if s.name == name)
+    try:
+        health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}/health",
+                              timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return health.get("status") == "ok" and int(health.get("partitions", 0)) > 0
+
+
+def seconds_until_all_consume(settings: StackSettings, bound_s: float = 60.0) -> float:
+    started = time.monotonic()
+    while not all(consuming(settings, name) for name in CONSUMERS):
+        assert time.monotonic() - started < bound_s, "a consumer never got its partitions back"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_broker_connect_thrice_then_postgres_and_every_consumer_consumes_again(
+    running_services: StackSettings,
+) -> None:
+    registry = stack.registry_for(running_services)
+    quiet = lambda line: None  # noqa: E731
+    for _ in range(3):
+        registry.kill("broker")
+        registry.kill("connect")
+        stack.up(running_services, report=quiet)
+    registry.kill("postgres")
+    stack.up(running_services, report=quiet)
+    took = seconds_until_all_consume(running_services)
+    print(f"\nafter 3 x (broker + Connect) and a PostgreSQL SIGKILL: every consumer owns"
+          f" partitions again {took:.1f}s after the last `up`")
+    shop = Shop(running_services)
+    sku = shop.new_sku(available=5, unit_price_cents=700)
+    order = shop.wait_terminal(shop.place(sku, 2))
+    assert order["status"] == "CONFIRMED", order
