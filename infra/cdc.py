@@ -8,25 +8,12 @@ call it after restarting Connect, or instead of restarting it yourself.
 
 from __future__ import annotations
 
-import time
-
 from infra import stack
-from infra.components import connect_component, port_is_free
+from infra.components import connect_component
 from infra.connectors import deploy_outbox_connectors
 from infra.settings import OUTBOX_DATABASES, StackSettings
 
 Report = stack.Report
-
-PORT_RELEASE_S = 10.0
-"""How long a just-killed worker may hold its REST port: the kernel frees a dying JVM's
-sockets only once its last thread is gone, a little after the pid turned zombie."""
-
-
-def wait_port_free(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not port_is_free(port) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
 
 def ensure_connect(settings: StackSettings, report: Report = print,
                    timeout_s: float = 90.0) -> bool:
@@ -39,7 +26,6 @@ def ensure_connect(settings: StackSettings, report: Report = print,
     registry = stack.registry_for(settings)
     started = False
     if registry.running("connect") is None:
-        wait_port_free(settings.connect_port, PORT_RELEASE_S)
         started = stack.start_component(connect_component(settings), registry, settings,
                                         report)
     deployed = deploy_outbox_connectors(settings, OUTBOX_DATABASES, report, timeout_s)

@@ -93,6 +93,20 @@ def wait_healthy(component: Component, registry: ProcessRegistry, timeout_s: flo
     )
 
 
+PORT_RELEASE_S = 10.0
+"""How long a component we started and that just died may still hold its port: the
+kernel frees a killed process's sockets only once its last thread is gone."""
+
+
+def port_freed(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def launch(component: Component, registry: ProcessRegistry) -> bool:
     """Start one component unless it runs already, without waiting for it to be healthy."""
     if registry.running(component.name):
@@ -100,7 +114,7 @@ def launch(component: Component, registry: ProcessRegistry) -> bool:
     executable = component.command[0]
     if shutil.which(executable) is None:
         raise ConfigError(f"{component.name}: executable {executable!r} not found")
-    if not port_is_free(component.port):
+    if not port_freed(component.port, PORT_RELEASE_S if registry.get(component.name) else 0.0):
         raise ConfigError(
             f"port {component.port} for {component.name} is in use by another program;"
             f" choose another with CHOREO_{component.name.upper().replace('-', '_')}_PORT"

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from outbox import positions
 from outbox.leases import PartitionLeases
@@ -55,9 +55,17 @@ class Assignment:
         return same, partitions
 
     def session_lost(self) -> None:
-        """The database session died and its locks with it: stop reading everything."""
-        if self.owned:
-            self.consumer.incremental_unassign([TopicPartition(t, p) for t, p in self.owned])
+        """The database session died and its locks with it: stop reading everything.
+
+        The whole assignment, not just ``owned``: an error half-way through a rebalance
+        can leave the two apart (a lock taken but not yet assigned, or released but
+        still assigned), and a partition still fetched without its lock could be
+        handled by two members at once.
+        """
+        try:
+            self.consumer.unassign()
+        except KafkaException as error:
+            log.warning("unassign failed: %s", error, extra={"consumer": self.consumer_name})
         self.leases.forget()
         self.next_offsets.clear()
         self._unsaved.clear()

@@ -156,11 +156,13 @@ class ConsumerRuntime:
         self.blocked = deadletter.blocked_keys(self._conn, self.group_id)
 
     def _close_session(self) -> None:
-        if self._assignment is not None:
-            self._assignment.session_lost()
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-        self._conn = None
+        try:
+            if self._assignment is not None:
+                self._assignment.session_lost()
+        finally:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.close()  # and with it every lease this process held
+            self._conn = None
 
     @property
     def producer(self) -> Producer:
@@ -362,7 +364,7 @@ class ConsumerRuntime:
                 if entry.status == "dead":
                     break
                 if entry.status == "discard":
-                    deadletter.set_status(self.conn, entry.seq, "discarded")
+                    self._discard(entry)
                     continue
                 result = self.attempt(entry.delivery)
                 if isinstance(result, Failure):
@@ -373,6 +375,15 @@ class ConsumerRuntime:
                 EVENTS.labels(self.group_id, self._type_label(entry.delivery), "replayed").inc()
             if not deadletter.active_for_key(self.conn, self.group_id, key):
                 self.blocked.discard(key)
+
+    def _discard(self, entry: deadletter.DeadLetter) -> None:
+        """Discarded means never handled, also when the event is read again later (a
+        broker that lost its log, say): its inbox row is claimed with the status."""
+        event_id = entry.delivery.parsed_event_id()
+        with self.conn.transaction():
+            if event_id is not None:
+                inbox.claim(self.conn, self.group_id, event_id)
+            deadletter.set_status(self.conn, entry.seq, "discarded")
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -400,8 +411,8 @@ class ConsumerRuntime:
         """After broker trouble: is it still the same log? If not, it starts over."""
         if not self._broker_trouble.is_set():
             return True
-        self._broker_trouble.clear()
         same, _ = assignment.check_log()
+        self._broker_trouble.clear()  # only once the check has succeeded
         return same
 
     def _step(self, consumer: Consumer, assignment: Assignment, timers: dict[str, float]

@@ -18,7 +18,7 @@ from infra import stack
 from infra.components import broker_component
 from infra.processes import ProcessRegistry
 from infra.settings import REPO_ROOT, StackSettings
-from outbox import deadletter
+from outbox import deadletter, inbox
 from outbox.codec import EventCodec
 from outbox.delivery import Delivery
 from outbox.kafka import build_producer, ensure_topics
@@ -97,7 +97,7 @@ def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[Scr
 
     def restart() -> None:
         registry.kill("broker")
-        start()
+        start()  # launch waits for the killed broker to let go of its port
 
     start()
     try:
@@ -240,8 +240,9 @@ def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_
     the key must not stay blocked forever. And a replayed letter without a ce_id goes
     back to dead with a reason instead of killing the consumer on every start."""
     run, consumer = f"rel-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
-    resumed, headless = f"{run}-resumed", f"{run}-headless"
+    resumed, headless, dropped = f"{run}-resumed", f"{run}-headless", f"{run}-dropped"
     with psycopg.connect(probe_database, autocommit=True) as conn:
+        dead_letter_row(conn, consumer, dropped, "discard", 9, offset=4)
         dead_letter_row(conn, consumer, resumed, "replayed", 1, offset=0)
         dead_letter_row(conn, consumer, resumed, "parked", 2, offset=1)
         dead_letter_row(conn, consumer, resumed, "parked", 3, offset=2)
@@ -256,3 +257,9 @@ def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_
         [entry] = deadletter.active_for_key(conn, consumer, headless)
         assert entry.status == "dead"
         assert "ce_id" in entry.reason
+        # A discarded event read again later (after a broker loss) must stay unhandled.
+        discarded = conn.execute(
+            "SELECT event_id FROM dead_letters WHERE consumer = %s AND aggregate_key = %s"
+            " AND status = 'discarded'", (consumer, dropped)).fetchone()
+        assert discarded is not None
+        assert not inbox.claim(conn, consumer, uuid.UUID(discarded[0]))
