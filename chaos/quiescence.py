@@ -2,8 +2,12 @@
 
 Quiescent means: every accepted order is stored and its saga settled (terminal, and a
 cancellation's compensations seen), no reservation of the run still holds stock, and
-no payment of an unconfirmed order is still captured (a refund owed). Only then do the
-invariants mean something; before, a check could fail merely for being early.
+no payment of an unconfirmed order is still captured (a refund owed), and no consumer
+is behind its topics. The last condition matters: an order cancelled by its deadline
+looks settled while its StockReserved still waits in a topic, and the capture and
+refund that follow it come after a quiescence declared without it (seen in a storm).
+Only then do the invariants mean something; before, a check could fail merely for
+being early.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import requests
+
 from chaos.observe import Observer, Snapshot
+from infra import drain
 from infra.saga_cli import saga_settled
+from infra.settings import StackSettings
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 5.0
@@ -38,13 +46,27 @@ def outstanding(snapshot: Snapshot, accepted: int) -> list[str]:
     return left
 
 
+def consumers_behind(settings: StackSettings) -> list[str]:
+    """What the consumers have not read yet, in words; empty when all caught up."""
+    left = []
+    for name in drain.CONSUMERS:
+        try:
+            lag = drain.read(drain.metrics_port(settings, name)).lag
+        except (requests.RequestException, ValueError):
+            left.append(f"{name} not answering")
+            continue
+        if lag:
+            left.append(f"{name} {lag} events behind")
+    return left
+
+
 def wait_quiescent(observer: Observer, accepted: int, since: float, bound_s: float,
                    report: Callable[[str], None]) -> float | None:
     """Seconds from ``since`` (a ``time.monotonic()``, maybe past) to quiescence; None when
     it is not reached within ``bound_s`` of ``since``."""
     next_progress = time.monotonic() + PROGRESS_EVERY_S
     while True:
-        left = outstanding(observer.snapshot(), accepted)
+        left = outstanding(observer.snapshot(), accepted) or consumers_behind(observer.settings)
         now = time.monotonic()
         if not left:
             return now - since
