@@ -10,11 +10,13 @@ own partitions through advisory locks in their own databases and need no group.
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import requests
 
 from infra import stack
+from infra.errors import StackError
 from infra.services import SERVICES
 from infra.settings import StackSettings
 from infra.shop import Shop
@@ -58,5 +60,19 @@ def test_broker_connect_thrice_then_postgres_and_every_consumer_consumes_again(
           f" partitions again {took:.1f}s after the last `up`")
     shop = Shop(running_services)
     sku = shop.new_sku(available=5, unit_price_cents=700)
-    order = shop.wait_terminal(shop.place(sku, 2))
+    order = shop.wait_terminal(place_as_a_client_would(shop, sku))
     assert order["status"] == "CONFIRMED", order
+
+
+def place_as_a_client_would(shop: Shop, sku: str, give_up_s: float = 30.0) -> str:
+    """orders-api answers 503 + Retry-After until its pool has reconnected after the
+    PostgreSQL restart: retry with the same Idempotency-Key, as the 503 tells a client to."""
+    key = str(uuid.uuid4())
+    deadline = time.monotonic() + give_up_s
+    while True:
+        try:
+            return shop.place(sku, 2, key=key)
+        except StackError as error:
+            if "503" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
