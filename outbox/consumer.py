@@ -146,9 +146,12 @@ class ConsumerRuntime:
         A broken session is never silently replaced here: its leases died with it, so
         the loop must notice, let go of every partition and acquire them again.
         """
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if not self._session_alive():
             raise SessionLost("database session lost")
         return self._conn
+
+    def _session_alive(self) -> bool:
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
 
     def _open_session(self) -> None:
         self._close_session()
@@ -172,8 +175,8 @@ class ConsumerRuntime:
 
     def health(self) -> dict[str, object]:
         polling = time.monotonic() - self._last_poll < 30
-        session = self._conn is not None and not self._conn.closed and not self._conn.broken
-        ok = polling and session and self._assigned_at > 0 and not self.stop_event.is_set()
+        ok = (polling and self._session_alive() and self._assigned_at > 0
+              and not self.stop_event.is_set())
         owned = len(self._assignment.owned) if self._assignment else 0
         return {"status": "ok" if ok else "starting", "consumer": self.group_id,
                 "assigned": owned > 0, "partitions": owned, "lag": sum(self._lag.values()),
@@ -219,7 +222,7 @@ class ConsumerRuntime:
             except SessionLost:
                 raise
             except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
-                if self._conn is None or self._conn.closed or self._conn.broken:
+                if not self._session_alive():
                     raise SessionLost(f"database session lost: {error!r}") from error
                 if self.backoff.gives_up(error, attempt, time.monotonic() - started):
                     reason = f"{type(error).__name__}: {error}" if is_permanent(error) \
@@ -313,7 +316,7 @@ class ConsumerRuntime:
             with conn.transaction():
                 outcomes = [self._run_in_transaction(conn, event) for _, event in run]
         except Exception as error:  # noqa: BLE001 - each event is retried on its own below
-            if self._conn is None or self._conn.closed or self._conn.broken:
+            if not self._session_alive():
                 raise SessionLost(f"database session lost: {error!r}") from error
             log.warning("batch of %d rolled back, handling one by one: %r", len(run), error,
                         extra={"consumer": self.group_id})
@@ -501,7 +504,7 @@ class ConsumerRuntime:
 
     def _save_before_leaving(self, assignment: Assignment) -> None:
         """A clean stop leaves its exact positions, so a successor reads nothing twice."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if not self._session_alive():
             return
         try:
             assignment.save(self._conn)
