@@ -46,6 +46,7 @@ from outbox.dedupe import DedupeStore
 from outbox.delivery import Delivery, ReceivedEvent
 from outbox.errors import PermanentError
 from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
+from outbox.lanes import Lanes
 from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, RETRIES
 from outbox.retry import Backoff, is_permanent
 from outbox.tracing import continued_span, trace_id_of
@@ -108,8 +109,13 @@ class ConsumerRuntime:
         request_poll_interval_s: float = 0.5,
         rebalance_interval_s: float = 1.0,
         topics: list[str] | None = None,
+        key_concurrency: int = 1,
     ) -> None:
-        """``topics`` defaults to the topics of the handled event types' aggregates."""
+        """``topics`` defaults to the topics of the handled event types' aggregates.
+
+        ``key_concurrency`` above 1 runs the handlers of a batch's different keys side
+        by side in that many threads (``outbox.lanes``, which says when that is safe).
+        """
         self.group_id = group_id
         self.bootstrap = bootstrap
         self.database_url = database_url
@@ -121,6 +127,8 @@ class ConsumerRuntime:
         self.request_poll_interval_s = request_poll_interval_s
         self.rebalance_interval_s = rebalance_interval_s
         self._topics = topics
+        self.key_concurrency = key_concurrency
+        self._lanes: Lanes[ReceivedEvent, str] | None = None
         self.stop_event = threading.Event()
         self.blocked: set[str] = set()
         self._conn: psycopg.Connection[Any] | None = None
@@ -314,7 +322,7 @@ class ConsumerRuntime:
         try:
             conn = self.conn
             with conn.transaction():
-                outcomes = [self._run_in_transaction(conn, event) for _, event in run]
+                outcomes = self._run_all(conn, [event for _, event in run])
         except Exception as error:  # noqa: BLE001 - each event is retried on its own below
             if not self._session_alive():
                 raise SessionLost(f"database session lost: {error!r}") from error
@@ -327,6 +335,13 @@ class ConsumerRuntime:
             log.info("%s %s", outcome, event.event_type,
                      extra=self._log_context(delivery, event.traceparent))
         return outcomes
+
+    def _run_all(self, conn: psycopg.Connection[Any], events: list[ReceivedEvent]
+                 ) -> list[str]:
+        if self._lanes is None:
+            return [self._run_in_transaction(conn, event) for event in events]
+        return self._lanes.run([(event.aggregate_id, event) for event in events],
+                               lambda event: self._run_in_transaction(conn, event))
 
     def _log_context(self, delivery: Delivery, traceparent: str = "") -> dict[str, str]:
         """The ids an operator searches the JSON logs by."""
@@ -470,6 +485,8 @@ class ConsumerRuntime:
                                             error_cb=self._on_client_error)
         assignment = Assignment(self.group_id, consumer, self.topics)
         self._assignment = assignment
+        if self.key_concurrency > 1:
+            self._lanes = Lanes(self.key_concurrency)
         timers = {"rebalance": 0.0, "requests": 0.0, "lag": 0.0, "save": 0.0}
         last_message = time.monotonic()
         failures = 0
@@ -498,6 +515,9 @@ class ConsumerRuntime:
             self._close_session()
             consumer.close()
             self._assignment = None
+            if self._lanes is not None:
+                self._lanes.close()
+                self._lanes = None
             if self._producer is not None:
                 self._producer.flush(10)
                 self._producer = None  # its background thread goes with it

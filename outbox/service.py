@@ -54,6 +54,9 @@ class ServiceDefinition:
     jobs: list[PeriodicJob] = field(default_factory=list)
     on_start: Callable[[psycopg.Connection[Any]], object] | None = None
     """Runs once after the schema is applied and before consuming (seed data, say)."""
+    key_concurrency: int = 1
+    """Handlers of different keys run side by side in this many threads; only for
+    handlers whose keys share no rows (see ``outbox.lanes``)."""
 
 
 def apply_schema(database_url: str, *scripts: Path) -> None:
@@ -110,6 +113,7 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
         dedupe=dedupe_store(settings),
         backoff=settings.backoff,
         batch_size=settings.batch_size,
+        key_concurrency=definition.key_concurrency,
     )
     return runtime, writer
 

@@ -59,6 +59,9 @@ def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
         build_handlers=lambda writer: build_handlers(
             writer, PspClient(settings.psp_url, settings.psp_timeout_s),
             AttemptLog(settings.database_url), settings.currency),
+        # Each order's payment is its own row, and most of a charge is waiting for the
+        # psp: the charges of one batch are sent side by side.
+        key_concurrency=16,
     )
 
 

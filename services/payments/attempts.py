@@ -20,6 +20,7 @@ or died.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
@@ -36,12 +37,14 @@ SELECT = "SELECT token, amount_cents FROM charge_attempts WHERE order_id = %s"
 class AttemptLog:
     """Commits attempts on its own autocommit connection, opened on first use.
 
-    Not thread-safe: one per consumer runtime (each runs its handlers on one thread).
+    Thread-safe: the runtime runs the handlers of different orders side by side, and
+    each insert and its read-back must not interleave with another thread's.
     """
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> AttemptLog:
         return self
@@ -50,9 +53,10 @@ class AttemptLog:
         self.close()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def record(self, order_id: str, attempt: ChargeAttempt) -> ChargeAttempt:
         """Commit the attempt unless the order has one; returns the one that counts.
@@ -60,9 +64,10 @@ class AttemptLog:
         The caller holds the payment's lock and saw no attempt, so the insert normally
         wins; should one exist all the same, it is what may be in flight, and it wins.
         """
-        conn = self._connection()
-        conn.execute(INSERT, (order_id, attempt.token, attempt.amount_cents))
-        return find(conn, order_id) or attempt
+        with self._lock:
+            conn = self._connection()
+            conn.execute(INSERT, (order_id, attempt.token, attempt.amount_cents))
+            return find(conn, order_id) or attempt
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -9,11 +9,13 @@ The exception says whether retrying can help:
 * :class:`PspRequestError` (any other 4xx) means the request itself is wrong (bad
   field, key reused for another body, unknown charge); retrying changes nothing.
 
-A client holds a ``requests.Session`` for connection reuse; give each thread its own.
+A client keeps one ``requests.Session`` per thread (a session is not thread-safe), so
+one client can serve the payments handlers that run side by side for different orders.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +94,9 @@ class PspClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.session = requests.Session()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
 
     def __enter__(self) -> PspClient:
         return self
@@ -101,7 +105,21 @@ class PspClient:
         self.close()
 
     def close(self) -> None:
-        self.session.close()
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's session, kept for connection reuse."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
 
     def charge(self, idempotency_key: str, amount_cents: int, currency: str, token: str,
                reference: str) -> Charge:
