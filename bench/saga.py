@@ -42,6 +42,8 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from infra import stack
+from infra.cpu import CpuMeter, CpuUsage, print_per_unit
 from infra.errors import ConfigError
 from infra.settings import StackSettings
 
@@ -89,6 +91,8 @@ class SagaRun:
     pending: set[str] = field(default_factory=set)
     settled: dict[str, Saga] = field(default_factory=dict)
     load_seconds: float = 0.0
+    cpu: CpuUsage | None = None
+    """CPU by component from the first order to the last settlement (or the bound)."""
 
     @property
     def outcomes(self) -> Counter[str]:
@@ -273,6 +277,7 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
         load = Load(settings, session, run)
         progress = Progress(run, fraction)
         watcher = Watcher(conn, run, poll_s, on_settled)
+        meter = CpuMeter(stack.component_pids(settings))
         async with background(watcher.loop(), progress.loop()) as loops:
             start = time.monotonic()
             await generate(load)
@@ -282,6 +287,7 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
             while (run.pending and time.monotonic() < deadline
                    and not any(loop.done() for loop in loops)):
                 await asyncio.sleep(poll_s)
+        run.cpu = meter.read()
         progress.draw("\n")
     return run
 
@@ -336,13 +342,40 @@ async def saturate(settings: StackSettings, seconds: float, concurrency: int) ->
                          lambda elapsed: elapsed / seconds, release)
 
 
+def windows(run: SagaRun, count: int) -> list[SagaRun]:
+    """The run's settled sagas in ``count`` consecutive windows, in order of creation."""
+    ordered = sorted(run.settled.items(), key=lambda item: item[1].created_at)
+    size = max(1, len(ordered) // count)
+    return [SagaRun(f"window {n + 1}", settled=dict(ordered[n * size:(n + 1) * size]))
+            for n in range(count) if ordered[n * size:(n + 1) * size]]
+
+
+def print_soak(run: SagaRun, count: int) -> None:
+    """The first and the last window side by side: does the system slow down with use?"""
+    parts = windows(run, count)
+    first, last = parts[0], parts[-1]
+    print(f"\n{'soak window':<18}{'sagas':>7}{'sagas/s':>9}{'p50 ms':>8}{'p99 ms':>8}")
+    for part in (first, last):
+        latencies = [saga.latency_ms for saga in part.settled.values()]
+        print(f"{part.label:<18}{len(part.settled):>7}{part.per_second()[0]:>9.1f}"
+              f"{percentile(latencies, 50):>8.0f}{percentile(latencies, 99):>8.0f}")
+    ratios = [_ratio(last, first, p) for p in (50, 99)]
+    print(f"summary: soak {len(run.settled)} sagas, last/first window: p50 x{ratios[0]:.2f},"
+          f" p99 x{ratios[1]:.2f}, rate x{last.per_second()[0] / first.per_second()[0]:.2f}")
+
+
+def _ratio(last: SagaRun, first: SagaRun, p: float) -> float:
+    def latency(part: SagaRun) -> float:
+        return percentile([saga.latency_ms for saga in part.settled.values()], p)
+    return latency(last) / latency(first) if latency(first) else float("nan")
+
+
 def print_table(runs: list[SagaRun]) -> None:
     print(f"\n{'run':<18}{'sent':>7}{'202':>7}{'202/s':>7}{'sagas/s':>8}{'conf/s':>8}"
           f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'202 p50':>8}{'202 p99':>8}{'errors':>8}")
     for run in runs:
         latencies = [saga.latency_ms for saga in run.settled.values()]
-        errors = (sum(run.http_errors.values()) + len(run.pending)
-                  + sum(n for status, n in run.outcomes.items() if status != "CONFIRMED"))
+        errors = error_count(run)
         settled, confirmed = run.per_second()
         print(f"{run.label:<18}{run.sent:>7}{len(run.accepted_ms):>7}"
               f"{run.accepted_per_second():>7.0f}{settled:>8.1f}{confirmed:>8.1f}"
@@ -357,6 +390,27 @@ def print_table(runs: list[SagaRun]) -> None:
             details.append(f"still PENDING at the end: {len(run.pending)}")
         if details:
             print(f"{run.label} errors: " + ", ".join(details))
+    for run in runs:
+        if run.cpu is not None:
+            print_per_unit(run.cpu, len(run.settled), "saga")
+
+
+def summary(runs: list[SagaRun]) -> str:
+    """One line per benchmark invocation, for logs and notes."""
+    parts = []
+    for run in runs:
+        latencies = [saga.latency_ms for saga in run.settled.values()]
+        cpu = (f", {run.cpu.total_s * 1000 / len(run.settled):.1f} CPU-ms/saga"
+               if run.cpu and run.settled else "")
+        parts.append(f"{run.label}: {run.per_second()[0]:.1f} sagas/s, p50"
+                     f" {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f}"
+                     f" ms, {error_count(run)} errors{cpu}")
+    return "summary: " + "; ".join(parts)
+
+
+def error_count(run: SagaRun) -> int:
+    return (sum(run.http_errors.values()) + len(run.pending)
+            + sum(n for status, n in run.outcomes.items() if status != "CONFIRMED"))
 
 
 def main(settings: StackSettings, rate: float, seconds: float, max_seconds: float,
@@ -384,3 +438,17 @@ def main(settings: StackSettings, rate: float, seconds: float, max_seconds: floa
           "\nsagas/s, conf/s: settled, confirmed sagas / (first created -> last settled)."
           "\n202/s: accepted orders / load time. errors: HTTP failures + settled other than"
           " CONFIRMED + still pending.")
+    print(summary(runs))
+
+
+def soak(settings: StackSettings, sagas: int, rate: float, window_count: int = 10) -> None:
+    """``sagas`` orders at a steady ``rate``, then the first and last windows compared."""
+    if not 0 < sagas <= MAX_ORDERS or rate <= 0:
+        raise ConfigError(f"soak needs 0 < sagas <= {MAX_ORDERS} and a positive rate")
+    print(f"saga soak: {sagas} orders at {rate:.0f}/s ({sagas / rate:.0f}s), compared in"
+          f" {window_count} windows")
+    stock_bench_skus(settings)
+    run = asyncio.run(steady(settings, rate, sagas / rate, 256))
+    print_table([run])
+    print(summary([run]))
+    print_soak(run, window_count)

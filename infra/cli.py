@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from chaos import cli as chaos_cli
-from infra import connectors_cli, dlq, saga_cli, stack
+from infra import connectors_cli, cpu, dlq, saga_cli, stack
 from infra.errors import StackError
 from infra.install import ensure_installed
 from infra.settings import StackSettings
@@ -35,17 +35,20 @@ def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
+    usage = cpu.measure(stack.component_pids(settings), args.cpu_window)
     rows = stack.status(settings)
-    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}"
+    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
           f"{'restarts':>10}  last exit")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
         last_exit = (row.last_exit or "-") + ("  (supervisor gave up)" if row.gave_up else "")
+        busy = f"{usage.percent(row.name):.1f}%" if row.name in usage.seconds else "-"
         print(f"{row.name:<14}{row.port:>6}{pid:>9}  {health:<10}"
-              f"{row.rss_bytes / 2**20:>6.0f}MB{row.restarts:>10}  {last_exit}")
+              f"{row.rss_bytes / 2**20:>6.0f}MB{busy:>7}{row.restarts:>10}  {last_exit}")
     total = sum(row.rss_bytes for row in rows)
-    print(f"{'total (proportional set size)':<39}{total / 2**20:>6.0f}MB")
+    print(f"{'total (memory: proportional set size)':<39}{total / 2**20:>6.0f}MB"
+          f"{usage.total_percent:>6.1f}%  of one core, over {usage.wall_s:.1f}s")
     supervisor = stack.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
@@ -88,6 +91,13 @@ def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import saga
+
+    saga.soak(settings, args.sagas, args.rate)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--drain-timeout", type=float, default=stack.DRAIN_TIMEOUT_S,
                       help="seconds to wait for the consumers to catch up (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
-    commands.add_parser("status", help="each component's port, pid, health and memory"
-                        ).set_defaults(handler=cmd_status)
+    status = commands.add_parser("status", help="each component's port, pid, health, memory"
+                                 " and CPU")
+    status.add_argument("--cpu-window", type=float, default=2.0,
+                        help="seconds over which CPU is measured (default: %(default)s)")
+    status.set_defaults(handler=cmd_status)
     logs = commands.add_parser("logs", help="show a component's log")
     logs.add_argument("component")
     logs.add_argument("-n", "--lines", type=int, default=50)
@@ -134,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     saga.add_argument("--concurrency", type=int, default=128,
                       help="HTTP requests in flight (steady), sagas in flight (max)")
     saga.set_defaults(handler=cmd_bench_saga)
+    soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
+                                     " and the last window side by side")
+    soak.add_argument("--sagas", type=int, default=50_000)
+    soak.add_argument("--rate", type=float, default=80.0, help="steady orders/s")
+    soak.set_defaults(handler=cmd_bench_soak)
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     check = schema_commands.add_parser(

@@ -39,26 +39,57 @@ def process_is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (PostgreSQL's backends, say), those alive now."""
+    tree = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        tree.append(current)
+        pending.extend(int(child) for child in children)
+    return tree
+
+
 def resident_bytes(pid: int) -> int:
-    """Memory of a process and all its descendants (PostgreSQL's backends, say).
+    """Memory of a process and all its descendants.
 
     Proportional set size, not RSS: PostgreSQL's backends all map the same shared
     buffers, and adding up their RSS would count those once per backend.
     """
     total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in process_tree(pid):
         try:
             rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         for line in rollup.splitlines():
             if line.startswith("Pss:"):
                 total += int(line.split()[1]) * 1024
-        pending.extend(int(child) for child in children)
     return total
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and its descendants, user plus system.
+
+    Each process's own time plus that of its children that exited and were waited for
+    (fields 14-17 of /proc/PID/stat), so a PostgreSQL backend that ended during a
+    measurement still counts, through the postmaster that reaped it.
+    """
+    ticks = 0
+    for current in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        ticks += sum(int(field) for field in fields[11:15])
+    return ticks / CLOCK_TICKS
 
 
 @dataclass(frozen=True)

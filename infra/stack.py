@@ -368,6 +368,17 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
     return rows
 
 
+def component_pids(settings: StackSettings) -> dict[str, int]:
+    """The pid of every component running now, by name (what ``infra.cpu`` measures)."""
+    registry = registry_for(settings)
+    pids = {}
+    for component in infrastructure(settings) + service_components(settings):
+        tracked = registry.running(component.name)
+        if tracked is not None:
+            pids[component.name] = tracked.pid
+    return pids
+
+
 def supervisor_state(settings: StackSettings) -> SupervisorState | None:
     """What the running supervisor last wrote; None when no supervisor runs."""
     if registry_for(settings).running(SUPERVISOR) is None:
