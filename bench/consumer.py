@@ -135,3 +135,6 @@ def main(settings: StackSettings, count: int) -> None:
     inbox_fresh, inbox_again = variants["inbox only"]
     print(f"\nRedis costs {100 * (1 - redis_fresh.rate / inbox_fresh.rate):.0f}% on fresh events"
           f" and makes redelivery {redis_again.rate / inbox_again.rate:.1f}x faster")
+    print(f"summary: consumer {redis_fresh.rate:.0f} fresh events/s with Redis + inbox,"
+          f" {inbox_fresh.rate:.0f} inbox only; redelivered {redis_again.rate:.0f} vs"
+          f" {inbox_again.rate:.0f}")

@@ -1,8 +1,10 @@
 """One hop through the outbox: commit -> WAL -> Debezium -> broker -> consumer.
 
 Prints latency percentiles at a steady rate, the maximum sustained rate, and, for
-reference on the same machine in the same run, PostgreSQL's own commit rate measured
-with pgbench (what the database could do without any of choreo on top).
+reference on the same machine in the same run: the raw broker's produce -> consume
+latency at the same rate, on a new topic and on ``order.events`` itself (the embedded
+broker's cost grows with a partition's log, see docs/benchmarks.md), and PostgreSQL's
+own commit rate measured with pgbench (what the database could do without choreo).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from infra.install import postgres_bindir
 from infra.settings import StackSettings
 from outbox.codec import EventCodec
-from outbox.kafka import build_consumer
+from outbox.kafka import build_consumer, build_producer, ensure_topics
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 
@@ -43,13 +45,13 @@ class HopResult:
 class Receiver:
     """Consumes order.events and stamps the arrival of this run's events."""
 
-    def __init__(self, settings: StackSettings, run: str) -> None:
+    def __init__(self, settings: StackSettings, run: str, topic: str = "order.events") -> None:
         self.consumer = build_consumer(settings.kafka_bootstrap, f"bench-{run}")
         self.prefix = run.encode()
         self.arrivals: dict[bytes, float] = {}
         self.stop = threading.Event()
         self.ready = threading.Event()
-        self.consumer.subscribe(["order.events"], on_assign=self._start_at_the_end)
+        self.consumer.subscribe([topic], on_assign=self._start_at_the_end)
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
@@ -140,6 +142,32 @@ def flood(settings: StackSettings, total: int, writers: int) -> HopResult:
     return HopResult(f"max ({writers} writers)", total, len(latencies), last - start, latencies)
 
 
+def raw_broker(settings: StackSettings, rate: float, seconds: float, topic: str) -> HopResult:
+    """The same schedule produced straight to the broker: what the hop costs beyond it."""
+    run = f"raw-{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings.kafka_bootstrap, [topic])
+    receiver = Receiver(settings, run, topic)
+    receiver.ready.wait(30)
+    producer = build_producer(settings.kafka_bootstrap, **{"linger.ms": 0})
+    sent: dict[bytes, float] = {}
+    start = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) - start < seconds:
+        if now < (due := start + n / rate):
+            time.sleep(due - now)
+        event_id = str(uuid.uuid4()).encode()
+        sent[event_id] = time.monotonic()
+        producer.produce(topic, key=f"{run}-{n % 50}", headers=[("ce_id", event_id)])
+        producer.poll(0)
+        n += 1
+    producer.flush(10)
+    receiver.wait_for(n, 30)
+    receiver.stop.set()
+    latencies = [(receiver.arrivals[e] - t) * 1000 for e, t in sent.items()
+                 if e in receiver.arrivals]
+    return HopResult(f"raw {topic[:12]}", n, len(latencies), seconds, latencies)
+
+
 def pgbench_commit_rate(settings: StackSettings, seconds: int = 10) -> float:
     """pgbench -N (no branch-table contention) against a scratch database on the same server."""
     bindir = postgres_bindir()
@@ -161,7 +189,10 @@ def pgbench_commit_rate(settings: StackSettings, seconds: int = 10) -> float:
 def main(settings: StackSettings, rate: float, seconds: float, total: int) -> None:
     print(f"hop benchmark: poll.interval.ms={settings.cdc_poll_interval_ms}, "
           f"steady {rate:.0f}/s for {seconds:.0f}s, then {total} events as fast as possible")
-    results = [steady(settings, rate, seconds), flood(settings, total, writers=4)]
+    results = [steady(settings, rate, seconds),
+               raw_broker(settings, rate, seconds, f"bench-raw-{uuid.uuid4().hex[:8]}"),
+               raw_broker(settings, rate, seconds, "order.events"),
+               flood(settings, total, writers=4)]
     tps = pgbench_commit_rate(settings)
     print(f"\n{'run':<18}{'sent':>7}{'recv':>7}{'events/s':>10}{'p50 ms':>9}{'p90 ms':>9}"
           f"{'p99 ms':>9}{'max ms':>9}")
@@ -172,3 +203,9 @@ def main(settings: StackSettings, rate: float, seconds: float, total: int) -> No
     print(f"\nreference: pgbench -N -c 4 -j 2 on the same server: {tps:.0f} commits/s")
     mean = statistics.mean(results[0].latencies_ms) if results[0].latencies_ms else 0
     print(f"steady mean latency {mean:.1f} ms")
+    hop, fresh, used, most = results
+    print(f"summary: hop p50 {hop.percentile(50):.1f} ms, p99 {hop.percentile(99):.1f} ms at"
+          f" {rate:.0f}/s; raw broker p50 {fresh.percentile(50):.1f} ms on a new topic,"
+          f" {used.percentile(50):.1f} ms on order.events (hop/raw x"
+          f"{hop.percentile(50) / max(fresh.percentile(50), 0.001):.1f}); max"
+          f" {most.received / most.seconds:.0f} events/s")
