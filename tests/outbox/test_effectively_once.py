@@ -88,6 +88,21 @@ def test_event_delivered_three_times_has_one_effect(
     assert_each_once(effects(probe_database, consumer), keys, per_key)
 
 
+def test_lanes_keep_each_key_in_order_and_each_event_once(
+    running_stack: StackSettings, probe_database: str
+) -> None:
+    """Handlers of different keys side by side (outbox.lanes) in one transaction per run:
+    replayed twice, every event still has one effect, each key's in offset order."""
+    run, consumer = f"lanes-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
+    keys, per_key = 8, 15
+    emit_run(running_stack, run, keys, per_key)
+    redeliver_run(running_stack, run, keys * per_key, times=2)
+    runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run)
+    runtime.key_concurrency = 4
+    drain_until(runtime, probe_database, consumer, keys * per_key)
+    assert_each_once(effects(probe_database, consumer), keys, per_key)
+
+
 def test_consumer_killed_between_commit_and_offset_commit(
     running_stack: StackSettings, probe_database: str
 ) -> None:
