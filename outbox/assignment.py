@@ -90,14 +90,13 @@ class Assignment:
         stored = positions.load(conn, self.consumer_name)
         starts = []
         for topic, number in acquired:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, number),
-                                                          timeout=10)
             position = stored.get((topic, number))
-            offset = position.resume_offset(self.log_id, high) if position else None
+            offset = position.resume_offset(self.log_id) if position else None
             if position is not None and offset is None:
-                log.warning("%s/%d: stored offset %d belongs to another log (now %s, high %d);"
-                            " reading it from the start", topic, number, position.next_offset,
-                            self.log_id, high, extra={"consumer": self.consumer_name})
+                log.warning("%s/%d: stored offset %d belongs to log %s, not %s; reading it"
+                            " from the start", topic, number, position.next_offset,
+                            position.log_id, self.log_id,
+                            extra={"consumer": self.consumer_name})
             starts.append(TopicPartition(topic, number,
                                          OFFSET_BEGINNING if offset is None else offset))
             if offset is not None:

@@ -4,8 +4,8 @@ Positions live next to the inbox rather than in the broker's group coordinator: 
 embedded broker that coordinator can keep a dead member forever (issue 13), and its
 offsets vanish with the broker's in-memory log. Here a restarted consumer seeks to
 what its database says, and a position that belongs to another incarnation of the
-log (another broker cluster id, or beyond the log's end) means "read from the start":
-the inbox turns what is read twice into duplicates, never into a second effect.
+log (another broker cluster id) means "read from the start": the inbox turns what is
+read twice into duplicates, never into a second effect.
 """
 
 from __future__ import annotations
@@ -31,15 +31,17 @@ class Position:
     next_offset: int
     log_id: str
 
-    def resume_offset(self, log_id: str, high_watermark: int) -> int | None:
+    def resume_offset(self, log_id: str) -> int | None:
         """Where to continue in the current log, or None to read it from the start.
 
-        A stored offset past the log's end means the log was recreated (the embedded
-        broker does not answer such a fetch with OFFSET_OUT_OF_RANGE; it just waits).
+        Only the log's name decides. The embedded broker gets a new cluster id with
+        every start, which is the only way it loses a log. Its high watermark is no
+        test: it was seen reporting 11,669 on a partition it served up to offset 11,676,
+        and reading from the start there re-read whole topics at every restart. On real
+        Kafka a topic recreated under the same cluster id answers a fetch beyond its end
+        with OFFSET_OUT_OF_RANGE, and ``auto.offset.reset=earliest`` starts it over.
         """
-        if self.log_id != log_id or self.next_offset > high_watermark:
-            return None
-        return self.next_offset
+        return self.next_offset if self.log_id == log_id else None
 
 
 def load(conn: psycopg.Connection[Any], consumer: str) -> dict[TopicPartitionKey, Position]:
