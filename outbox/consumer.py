@@ -470,7 +470,11 @@ class ConsumerRuntime:
         return bool(usable)
 
     def _update_lag(self, assignment: Assignment) -> None:
-        self._lag = assignment.lag()
+        """The gauge covers owned partitions only: a partition given up to a replica
+        drops out instead of showing its last lag forever."""
+        previous, self._lag = self._lag, assignment.lag()
+        for topic, partition in previous.keys() - self._lag.keys():
+            LAG.remove(self.group_id, topic, str(partition))
         for (topic, partition), behind in self._lag.items():
             LAG.labels(self.group_id, topic, partition).set(behind)
 
