@@ -111,6 +111,10 @@ class SagaRun:
             return 0.0, 0.0
         return len(sagas) / span, sum(saga.status == "CONFIRMED" for saga in sagas) / span
 
+    def latency_ms(self, p: float) -> float:
+        """The p-th percentile of the settled sagas' latency."""
+        return percentile([saga.latency_ms for saga in self.settled.values()], p)
+
     def accepted_per_second(self) -> float:
         return len(self.accepted_ms) / self.load_seconds if self.load_seconds else 0.0
 
@@ -356,18 +360,12 @@ def print_soak(run: SagaRun, count: int) -> None:
     first, last = parts[0], parts[-1]
     print(f"\n{'soak window':<18}{'sagas':>7}{'sagas/s':>9}{'p50 ms':>8}{'p99 ms':>8}")
     for part in (first, last):
-        latencies = [saga.latency_ms for saga in part.settled.values()]
         print(f"{part.label:<18}{len(part.settled):>7}{part.per_second()[0]:>9.1f}"
-              f"{percentile(latencies, 50):>8.0f}{percentile(latencies, 99):>8.0f}")
-    ratios = [_ratio(last, first, p) for p in (50, 99)]
+              f"{part.latency_ms(50):>8.0f}{part.latency_ms(99):>8.0f}")
+    ratios = [last.latency_ms(p) / first.latency_ms(p) if first.latency_ms(p) else float("nan")
+              for p in (50, 99)]
     print(f"summary: soak {len(run.settled)} sagas, last/first window: p50 x{ratios[0]:.2f},"
           f" p99 x{ratios[1]:.2f}, rate x{last.per_second()[0] / first.per_second()[0]:.2f}")
-
-
-def _ratio(last: SagaRun, first: SagaRun, p: float) -> float:
-    def latency(part: SagaRun) -> float:
-        return percentile([saga.latency_ms for saga in part.settled.values()], p)
-    return latency(last) / latency(first) if latency(first) else float("nan")
 
 
 def print_table(runs: list[SagaRun]) -> None:
@@ -399,11 +397,10 @@ def summary(runs: list[SagaRun]) -> str:
     """One line per benchmark invocation, for logs and notes."""
     parts = []
     for run in runs:
-        latencies = [saga.latency_ms for saga in run.settled.values()]
         cpu = (f", {run.cpu.total_s * 1000 / len(run.settled):.1f} CPU-ms/saga"
                if run.cpu and run.settled else "")
         parts.append(f"{run.label}: {run.per_second()[0]:.1f} sagas/s, p50"
-                     f" {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f}"
+                     f" {run.latency_ms(50):.0f} ms, p99 {run.latency_ms(99):.0f}"
                      f" ms, {error_count(run)} errors{cpu}")
     return "summary: " + "; ".join(parts)
 

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
                                      " and the last window side by side")
     soak.add_argument("--sagas", type=int, default=50_000)
-    soak.add_argument("--rate", type=float, default=80.0, help="steady orders/s")
+    soak.add_argument("--rate", type=float, default=60.0, help="steady orders/s")
     soak.set_defaults(handler=cmd_bench_soak)
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
