@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 
-from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime
 from outbox.dedupe import DedupeStore, RedisDedupe
@@ -24,6 +23,7 @@ from outbox.kafka import build_producer, ensure_topics
 from outbox.retry import Backoff
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
+from stack.settings import StackSettings
 
 AGGREGATES = 50
 DATABASE = "bench_consumer"

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from infra.install import postgres_bindir
-from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.kafka import build_consumer, build_producer, ensure_topics
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
+from stack.install import postgres_bindir
+from stack.settings import StackSettings
 
 WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="bench")
 

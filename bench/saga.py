@@ -42,10 +42,13 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from infra import stack
-from infra.cpu import CpuMeter, CpuUsage, print_per_unit
-from infra.errors import ConfigError
-from infra.settings import StackSettings
+from services.inventory import catalog
+from services.inventory.catalog import CatalogItem
+from services.orders import store as orders_store
+from stack import launcher
+from stack.cpu import CpuMeter, CpuUsage, print_per_unit
+from stack.errors import ConfigError
+from stack.settings import StackSettings
 
 SKUS = tuple(f"bench-saga-{i:02d}" for i in range(16))
 """Several SKUs, so that concurrent reservations do not all queue on one stock row lock."""
@@ -61,15 +64,6 @@ QUIET_S = 3.0
 QUIET_TIMEOUT_S = 120.0
 TERMINAL_EVENTS = ["OrderConfirmed", "OrderRejected", "OrderCancelled"]
 BAR_WIDTH = 30
-
-SETTLED = """
-SELECT o.id::text, o.status, o.created_at, h.seen_at
-FROM orders o
-JOIN LATERAL (SELECT seen_at FROM order_history
-              WHERE order_id = o.id AND event_type = ANY(%s) ORDER BY seq LIMIT 1) h ON true
-WHERE o.id = ANY(%s::uuid[]) AND o.status <> 'PENDING'
-"""
-
 
 @dataclass
 class Saga:
@@ -127,13 +121,8 @@ def percentile(values: list[float], p: float) -> float:
 def stock_bench_skus(settings: StackSettings) -> None:
     """Create the bench SKUs, or top them up: an operator's restock, as set_stock does."""
     with psycopg.connect(settings.database_dsn("inventory")) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO stock_items (sku, name, unit_price_cents, available) "
-            "VALUES (%s, 'saga benchmark item', 100, %s) ON CONFLICT (sku) DO UPDATE "
-            "SET available = GREATEST(stock_items.available, EXCLUDED.available), "
-            "updated_at = now()",
-            [(sku, STOCK_FLOOR) for sku in SKUS],
-        )
+        catalog.stock_up(conn, [CatalogItem(sku, "saga benchmark item", 100, STOCK_FLOOR)
+                                for sku in SKUS])
 
 
 async def quiesce(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -151,7 +140,7 @@ async def quiesce(conn: psycopg.AsyncConnection[Any]) -> None:
             sys.stderr.write(f"the stack was not idle after {QUIET_TIMEOUT_S:.0f}s: "
                              "figures include other traffic\n")
             return
-        row = await (await conn.execute("SELECT max(seq) FROM order_history")).fetchone()
+        row = await (await conn.execute(orders_store.LAST_HISTORY_SEQ)).fetchone()
         if row != last_row:
             last_row, last_change = row, time.monotonic()
         await asyncio.sleep(0.5)
@@ -170,8 +159,8 @@ class Watcher:
     async def loop(self) -> None:
         while True:
             if self.run.pending:
-                rows = await (await self.conn.execute(
-                    SETTLED, (TERMINAL_EVENTS, list(self.run.pending)))).fetchall()
+                query = (orders_store.SETTLED_AMONG, (TERMINAL_EVENTS, list(self.run.pending)))
+                rows = await (await self.conn.execute(*query)).fetchall()
                 for order_id, status, created_at, settled_at in rows:
                     self.run.pending.discard(order_id)
                     self.run.settled[order_id] = Saga(status, created_at, settled_at)
@@ -281,7 +270,7 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
         load = Load(settings, session, run)
         progress = Progress(run, fraction)
         watcher = Watcher(conn, run, poll_s, on_settled)
-        meter = CpuMeter(stack.component_pids(settings))
+        meter = CpuMeter(launcher.component_pids(settings))
         async with background(watcher.loop(), progress.loop()) as loops:
             start = time.monotonic()
             await generate(load)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chaos.cli import add_arguments, cmd_chaos
-from infra.errors import StackError
-from infra.settings import StackSettings
+from chaos.command import add_arguments, cmd_chaos
+from stack.errors import StackError
+from stack.settings import StackSettings
 
 
 def main() -> int:

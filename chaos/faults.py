@@ -2,8 +2,8 @@
 
 SIGKILL, not SIGTERM: nothing gets to flush, commit offsets or finish a request, which
 is the crash the outbox, the inbox and the idempotency keys exist for. The restart is
-``stack.up``, which starts only what is not running, exactly as an operator would; in a
-supervised run the supervisor restarts the process and ``stack.up`` only waits for it.
+``launcher.up``, which starts only what is not running, exactly as an operator would; in a
+supervised run the supervisor restarts the process and ``launcher.up`` only waits for it.
 Faults are applied one after another: the run tests recovery from each crash, not the
 pile-up of several at once.
 """
@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 from chaos.plan import Fault, Plan
 from chaos.resume import metrics_url, wait_consuming
-from infra import stack
-from infra.services import service_components
-from infra.settings import StackSettings
+from stack import launcher
+from stack.services import service_components
+from stack.settings import StackSettings
 
 Report = Callable[[str], None]
 RESTART_ATTEMPTS = 3
@@ -56,9 +56,9 @@ class FaultRecord:
 
 
 def restart(settings: StackSettings, record: FaultRecord) -> None:
-    """``stack.up`` until it succeeds; a start that times out under load is tried again.
+    """``launcher.up`` until it succeeds; a start that times out under load is tried again.
 
-    While a supervisor runs, ``stack.up`` starts nothing itself: it waits until the
+    While a supervisor runs, ``launcher.up`` starts nothing itself: it waits until the
     supervisor has every process running and healthy again.
 
     Any failure is recorded rather than raised: the run goes on and reports it, since a
@@ -66,7 +66,7 @@ def restart(settings: StackSettings, record: FaultRecord) -> None:
     """
     for attempt in range(1, RESTART_ATTEMPTS + 1):
         try:
-            stack.up(settings, report=lambda line: None)
+            launcher.up(settings, report=lambda line: None)
             record.restart_error = None
             return
         except Exception as error:  # StackError, or a probe's psycopg/requests error
@@ -87,13 +87,13 @@ class FaultInjector(threading.Thread):
         self._halt = threading.Event()
         self._watchers: list[threading.Thread] = []
         self._components = [component.name for component in
-                            stack.infrastructure(settings) + service_components(settings)]
+                            launcher.infrastructure(settings) + service_components(settings)]
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def run(self) -> None:
-        registry = stack.registry_for(self.settings)
+        registry = launcher.registry_for(self.settings)
         for fault in self.plan.faults:
             if self._halt.wait(max(0.0, fault.at_s - self.elapsed())):
                 return

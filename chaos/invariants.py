@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from chaos.faults import FaultRecord
 from chaos.load import Placed
-from chaos.observe import Snapshot
-from infra.saga_cli import saga_settled
-from services.psp.client import Charge
+from services.payments.psp_client import Charge
+from testkit.observer import Snapshot
+from testkit.orders_client import saga_settled
 
 SHOWN_FAILURES = 8
 

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.edge import Attempts, PatientClient
 from chaos.plan import OrderRequest, Plan
+from testkit.orders_client import Attempts, OrdersClient
 
 WORKERS = 64
 """Requests in flight at once. During a long orders-api outage the rest queue up and go
@@ -42,7 +42,7 @@ class Placed:
 
 
 class Load:
-    def __init__(self, plan: Plan, skus: list[str], client: PatientClient,
+    def __init__(self, plan: Plan, skus: list[str], client: OrdersClient,
                  customer: str) -> None:
         self.plan = plan
         self.skus = skus
@@ -59,7 +59,7 @@ class Load:
 
     def serve(self, request: OrderRequest) -> None:
         key = f"{self.customer}-{request.index}"
-        placed = Placed(request, key, self.client.place(key, self.body(request)))
+        placed = Placed(request, key, self.client.submit(key, self.body(request)))
         with self._lock:
             self.placed.append(placed)
         if placed.order_id and request.cancel_after_s is not None:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import requests
 
-from chaos.observe import Observer, Snapshot
-from infra import drain
-from infra.saga_cli import saga_settled
-from infra.settings import StackSettings
+from stack import drain
+from stack.settings import StackSettings
+from testkit.observer import Observer, Snapshot
+from testkit.orders_client import saga_settled
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 5.0

@@ -9,7 +9,7 @@ from datetime import datetime
 from chaos.faults import FaultRecord
 from chaos.invariants import Check
 from chaos.load import Placed
-from chaos.observe import OrderState
+from testkit.observer import OrderState
 
 
 def clock(moment: datetime) -> str:
@@ -58,7 +58,7 @@ class ChaosReport:
                f" {self.order_deadline_s:g}s, {len(self.faults)} faults",
                "stock: " + ", ".join(f"{sku}={units}"
                                      for sku, units in self.initial_stock.items()),
-               "", "faults (SIGKILL; restarted by stack.up after the pause, or by the supervisor"
+               "", "faults (SIGKILL; restarted by launcher.up after the pause, or by the supervisor"
                    " (pause -); healthy and consuming again, counted from the kill):",
                f"  {'#':>2}  {'killed at (UTC)':<15} {'t':>7}  {'target':<14}{'pid':>8}"
                f"  {'pause':>6}  {'healthy':>8}  {'consuming':>9}"]

@@ -13,8 +13,8 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.services import SERVICES
-from infra.settings import StackSettings
+from stack.services import SERVICES
+from stack.settings import StackSettings
 
 CONSUMERS = ("inventory", "payments", "orders-worker")
 """The services whose restart includes taking partitions back."""

@@ -13,19 +13,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chaos.edge import PatientClient
 from chaos.faults import FaultInjector, FaultRecord
 from chaos.invariants import Evidence, check_all
 from chaos.load import Load, Placed
-from chaos.observe import Observer
 from chaos.plan import PRICES_CENTS, TARGETS, make_plan
 from chaos.quiescence import wait_quiescent
 from chaos.report import ChaosReport
 from chaos.sampler import StockSampler
-from infra import stack
-from infra.settings import StackSettings
-from infra.shop import Shop
-from infra.supervision import SUPERVISOR
+from stack import launcher
+from stack.settings import StackSettings
+from stack.supervision import SUPERVISOR
+from testkit.observer import Observer
+from testkit.orders_client import OrdersClient
+from testkit.shop import Shop
 
 Report = Callable[[str], None]
 SETTLE_MARGIN_S = 40.0
@@ -74,7 +74,7 @@ def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict
     finally:
         done.set()
         injector.stop()
-        stack.up(settings, report=lambda line: report(f"  after the run: {line}"))
+        launcher.up(settings, report=lambda line: report(f"  after the run: {line}"))
     stopped = time.monotonic()
     last_fault_over = started + injector.last_recovery_s if injector.records else stopped
     report(f"  t={stopped - started:6.1f}s  load stopped; the last fault was over at"
@@ -95,8 +95,8 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     """
     plan = make_plan(seed, duration_s, rate, tuple(targets), faults, order_deadline_s)
     bound = bound_s if bound_s is not None else order_deadline_s + SETTLE_MARGIN_S
-    stack.up(settings, report=lambda line: report(f"  {line}"), supervised=supervised)
-    supervised = supervised or stack.registry_for(settings).running(SUPERVISOR) is not None
+    launcher.up(settings, report=lambda line: report(f"  {line}"), supervised=supervised)
+    supervised = supervised or launcher.registry_for(settings).running(SUPERVISOR) is not None
     shop = Shop(settings)
     run = f"chaos-{uuid.uuid4().hex[:10]}"
     skus = [shop.new_sku(units, price) for units, price in zip(plan.initial_stock,
@@ -106,8 +106,9 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     report(f"{run}: {plan.planned_orders} orders over {duration_s:g}s (more while a fault is"
            f" not over), faults on {', '.join(targets)}")
     try:
-        driven = drive(settings, Load(plan, skus, PatientClient(settings.orders_port), run),
-                       observer, initial, report, supervised)
+        customer = OrdersClient(settings.orders_port, give_up_s=60.0)
+        driven = drive(settings, Load(plan, skus, customer, run), observer, initial, report,
+                       supervised)
         accepted = sum(p.order_id is not None for p in driven.placed)
         try:
             quiescence_s = wait_quiescent(observer, accepted, driven.last_fault_over, bound,

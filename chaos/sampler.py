@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from chaos.observe import Observer
+from testkit.observer import Observer
 
 INTERVAL_S = 0.5
 

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --disable-pip-version-check -q -e '.[test]'
-python3 -m infra.cli up
-python3 -m infra.cli status
-python3 -m infra.cli order --sku mug-white --quantity 2
+python3 -m cli up
+python3 -m cli status
+python3 -m cli order --sku mug-white --quantity 2

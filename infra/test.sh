@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --disable-pip-version-check -q -e '.[test]'
-python3 -m infra.cli install
+python3 -m cli install
 python3 -m ruff check .
-python3 -m infra.cli schemas check
+python3 -m cli schemas check
 python3 -m pytest "$@"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +155,14 @@ def list_entries(conn: psycopg.Connection[Any], *, include_done: bool = False
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT * FROM dead_letters WHERE status = ANY(%s) ORDER BY seq",
                     (list(statuses),))
+        return [DeadLetter.from_row(row) for row in cur.fetchall()]
+
+
+def entries_for_keys(conn: psycopg.Connection[Any], keys: Sequence[str]) -> list[DeadLetter]:
+    """Every entry, done or not, of the given aggregate keys, in sequence order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM dead_letters WHERE aggregate_key = ANY(%s) ORDER BY seq",
+                    (list(keys),))
         return [DeadLetter.from_row(row) for row in cur.fetchall()]
 
 

@@ -23,7 +23,7 @@ OK, BROKEN, CANNOT_RUN = 0, 1, 2
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Entry point for ``infra.cli``; ``args.root`` and ``args.git_ref`` may be None."""
+    """Entry point for ``cli``; ``args.root`` and ``args.git_ref`` may be None."""
     root = Path(args.root).resolve() if args.root else SCHEMA_DIR
     return check(root, args.git_ref)
 

@@ -14,8 +14,8 @@ from dataclasses import fields
 
 import pytest
 
-from infra import stack
-from infra.settings import REPO_ROOT, StackSettings
+from stack import launcher
+from stack.settings import REPO_ROOT, StackSettings
 
 
 def ports_shifted_by(offset: int) -> dict[str, str]:
@@ -49,15 +49,15 @@ def stack_settings() -> StackSettings:
 def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
     """PostgreSQL, Redis, the broker and Connect with the outbox connectors RUNNING."""
     try:
-        stack.up(stack_settings, report=lambda line: None, with_services=False)
+        launcher.up(stack_settings, report=lambda line: None, with_services=False)
         yield stack_settings
     finally:
         if os.environ.get("CHOREO_TEST_KEEP_STACK") != "1":
-            stack.down(stack_settings, report=lambda line: None)
+            launcher.down(stack_settings, report=lambda line: None)
 
 
 @pytest.fixture(scope="session")
 def running_services(running_stack: StackSettings) -> StackSettings:
     """The saga's services on top of the stack (stopped with it at the end of the session)."""
-    stack.up(running_stack, report=lambda line: None)
+    launcher.up(running_stack, report=lambda line: None)
     return running_stack

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
-from infra.settings import StackSettings
 from outbox.kafka import build_unmanaged_consumer
+from stack.settings import StackSettings
 
 
 def collect(

@@ -156,3 +156,10 @@ def lock_expired(conn: psycopg.Connection[Any], limit: int) -> list[str]:
         (Status.RESERVED.value, limit),
     ).fetchall()
     return [order_id for (order_id,) in rows]
+
+
+def open_reservations(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -> list[str]:
+    """Which of ``order_ids`` still hold stock (an auditor's question after a run)."""
+    rows = conn.execute("SELECT order_id FROM reservations"
+                        " WHERE order_id = ANY(%s) AND status = 'reserved'", (list(order_ids),))
+    return [order_id for (order_id,) in rows.fetchall()]

@@ -74,3 +74,27 @@ def finish(conn: psycopg.Connection[Any], writer: OutboxWriter, order_id: uuid.U
     conn.execute(SET_STATUS, (status, reason, total_cents, order_id))
     event_id = writer.emit(conn, event_type, str(order_id), payload)
     record_history(conn, order_id, event_type, event_id, writer.source, payload)
+
+
+CUSTOMER_ORDERS = """
+SELECT o.id::text, o.idempotency_key, o.status, o.reason, o.items, o.total_cents,
+       coalesce(array_agg(h.event_type ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL), '{}'),
+       coalesce(array_agg(h.event_id::text ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL),
+                '{}')
+FROM orders o LEFT JOIN order_history h ON h.order_id = o.id
+WHERE o.customer_id = %s
+GROUP BY o.id
+"""
+"""A customer's orders with the types and ids of the events each saw, in one snapshot."""
+
+SETTLED_AMONG = """
+SELECT o.id::text, o.status, o.created_at, h.seen_at
+FROM orders o
+JOIN LATERAL (SELECT seen_at FROM order_history
+              WHERE order_id = o.id AND event_type = ANY(%s) ORDER BY seq LIMIT 1) h ON true
+WHERE o.id = ANY(%s::uuid[]) AND o.status <> 'PENDING'
+"""
+"""Of the given orders, those settled: status, creation and the terminal event's arrival."""
+
+LAST_HISTORY_SEQ = "SELECT max(seq) FROM order_history"
+"""Moves whenever any saga sees an event: a quiet value means an idle pipeline."""

@@ -16,8 +16,8 @@ from outbox import service
 from outbox.errors import ConfigError
 from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
+from services.payments.psp_client import PspClient
 from services.payments.store import SCHEMA
-from services.psp.client import PspClient
 
 
 @dataclass(frozen=True)

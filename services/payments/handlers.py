@@ -28,7 +28,7 @@ from services.payments import store
 from services.payments.attempts import AttemptLog
 from services.payments.domain import ChargeAttempt, Payment, Step, next_step
 from services.payments.provider import Declined, Provider
-from services.psp.client import PspClient
+from services.payments.psp_client import PspClient
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,13 @@ from services.payments.domain import (
     charge_key,
     refund_key,
 )
-from services.psp.client import Charge, PaymentDeclined, PspClient, PspRequestError, PspUnavailable
+from services.payments.psp_client import (
+    Charge,
+    PaymentDeclined,
+    PspClient,
+    PspRequestError,
+    PspUnavailable,
+)
 
 
 @dataclass(frozen=True)

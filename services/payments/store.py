@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,10 @@ def lock(conn: psycopg.Connection[Any], order_id: str) -> Payment:
 
 def save(conn: psycopg.Connection[Any], payment: Payment) -> None:
     conn.execute(UPDATE, {**asdict(payment), "status": payment.status.value})
+
+
+def statuses(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -> dict[str, str]:
+    """Each known order's payment status, read in one statement."""
+    rows = conn.execute("SELECT order_id, status FROM payments WHERE order_id = ANY(%s)",
+                        (list(order_ids),)).fetchall()
+    return dict(rows)

@@ -12,8 +12,8 @@ import pytest
 
 from chaos.plan import TARGETS
 from chaos.run import run_chaos
-from infra import stack
-from infra.settings import StackSettings
+from stack import launcher
+from stack.settings import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -26,7 +26,7 @@ def test_every_guarantee_holds_while_each_process_type_is_killed(
                            targets=TARGETS, report=lines.append, faults=len(TARGETS))
     finally:
         print("\n".join(lines))
-    down = [row.name for row in stack.status(running_services) if not row.healthy]
+    down = [row.name for row in launcher.status(running_services) if not row.healthy]
     assert not down, f"the chaos run left {down} down on the shared stack"
     assert sorted(record.fault.target for record in result.faults) == sorted(TARGETS)
     assert all(record.pid is not None for record in result.faults)

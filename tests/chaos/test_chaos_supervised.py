@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from chaos.run import run_chaos
-from infra import stack
-from infra.settings import StackSettings
+from stack import launcher
+from stack.settings import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -25,9 +25,9 @@ def test_the_supervisor_restarts_every_killed_process_and_every_guarantee_holds(
     try:
         result = run_chaos(running_services, duration_s=30, rate=15, seed=7, targets=TARGETS,
                            report=lines.append, faults=len(TARGETS), supervised=True)
-        supervision = stack.supervisor_state(running_services)
+        supervision = launcher.supervisor_state(running_services)
     finally:
-        stack.stop_supervisor(running_services, report=lines.append)
+        launcher.stop_supervisor(running_services, report=lines.append)
         print("\n".join(lines))
     assert supervision is not None
     assert all(record.supervised and record.restart_error is None for record in result.faults)
@@ -35,5 +35,5 @@ def test_the_supervisor_restarts_every_killed_process_and_every_guarantee_holds(
         assert supervision.processes[target].restarts >= 1, supervision.processes[target]
     failed = [check.name for check in result.checks if not check.passed]
     assert not failed, "\n".join(result.lines())
-    down = [row.name for row in stack.status(running_services) if not row.healthy]
+    down = [row.name for row in launcher.status(running_services) if not row.healthy]
     assert not down, f"the run left {down} down on the shared stack"

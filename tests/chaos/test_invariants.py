@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from chaos.edge import Attempts
 from chaos.faults import FaultRecord
 from chaos.invariants import Evidence, check_all
 from chaos.load import Placed
-from chaos.observe import OrderState, Snapshot, Stock
 from chaos.plan import Fault, OrderRequest
 from chaos.report import ChaosReport
-from services.psp.client import Charge
+from services.payments.psp_client import Charge
+from testkit.observer import OrderState, Snapshot, Stock
+from testkit.orders_client import Attempts
 
 SETTLED = {
     "CONFIRMED": ("OrderPlaced", "StockReserved", "PaymentCaptured", "OrderConfirmed"),

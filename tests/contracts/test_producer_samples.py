@@ -25,8 +25,6 @@ from fastavro import schemaless_reader
 from fastavro.validation import validate
 
 import services
-from infra.settings import StackSettings
-from infra.shop import Shop
 from outbox.constants import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
@@ -39,6 +37,8 @@ from outbox.constants import (
 )
 from schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
 from schemas.contracts import scan_emits
+from stack.settings import StackSettings
+from testkit.shop import Shop
 from tests.support import collect
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

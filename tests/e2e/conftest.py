@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import StackSettings
-from infra.shop import Shop
+from stack.settings import StackSettings
+from testkit.shop import Shop
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from infra.saga_cli import OrdersApi, saga_settled
-from infra.shop import Shop
+from testkit.orders_client import OrdersClient, saga_settled
+from testkit.shop import Shop
 from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -29,7 +29,7 @@ def test_concurrent_orders_conserve_stock_and_money(shop: Shop) -> None:
 
     def place(request: tuple[list[dict], str]) -> str:
         items, token = request
-        return OrdersApi(shop.settings).place(items, token)["id"]
+        return OrdersClient(shop.settings.orders_port).place(items, token)["id"]
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         order_ids = list(pool.map(place, requests))

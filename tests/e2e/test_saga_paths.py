@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from infra import stack
-from infra.shop import Shop
+from stack import launcher
+from testkit.shop import Shop
 from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -100,7 +100,7 @@ def test_consumers_expose_health_metrics_and_json_logs_with_ids(shop: Shop) -> N
         assert "choreo_consumer_lag" in metrics
 
     def logged() -> None:
-        log = stack.registry_for(settings).log_file("inventory").read_text()
+        log = launcher.registry_for(settings).log_file("inventory").read_text()
         lines = [json.loads(line) for line in log.splitlines()
                  if line.startswith("{") and order_id in line]
         handled = [line for line in lines if line["msg"] == "handled OrderPlaced"]

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from infra.settings import StackSettings
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from services.inventory.store import SCHEMA_SQL
+from stack.settings import StackSettings
 from tests.inventory.support import reset
 from tests.support import scratch_database
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from infra.settings import REPO_ROOT
 from outbox.errors import ConfigError
 from services.inventory.settings import InventorySettings
+from stack.settings import REPO_ROOT
 
 
 @pytest.mark.parametrize(("raw", "ttl"), [(None, 120.0), ("", 120.0), ("30", 30.0),

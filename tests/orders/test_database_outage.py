@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from infra.processes import ProcessRegistry
-from infra.settings import REPO_ROOT, StackSettings
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 from tests.orders.tcp_gate import TcpGate
 from tests.support import scratch_database
 

@@ -10,8 +10,8 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from infra.settings import StackSettings
 from services.orders.api import OPENAPI
+from stack.settings import StackSettings
 
 pytestmark = pytest.mark.stack
 

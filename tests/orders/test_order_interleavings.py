@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.consumer import handle_once
 from outbox.delivery import ReceivedEvent
@@ -27,6 +26,7 @@ from services.orders.__main__ import SCHEMA
 from services.orders.handlers import build_handlers
 from services.orders.jobs import cancel_overdue
 from services.orders.store import INSERT_ORDER
+from stack.settings import StackSettings
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.stack

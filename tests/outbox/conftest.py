@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import StackSettings
+from stack.settings import StackSettings
 from tests.outbox.probe import prepare
 from tests.support import scratch_database
 

@@ -8,9 +8,9 @@ import uuid
 import psycopg
 import pytest
 
-from infra.settings import StackSettings
 from outbox import deadletter
 from outbox.kafka import build_producer
+from stack.settings import StackSettings
 from tests.outbox.probe import effects, probe_runtime
 from tests.outbox.test_effectively_once import emit_run
 from tests.stack.test_cdc import WRITER

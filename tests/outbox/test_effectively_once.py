@@ -11,10 +11,10 @@ import psycopg
 import pytest
 import redis
 
-from infra.processes import ProcessRegistry
-from infra.settings import REPO_ROOT, StackSettings
 from outbox.dedupe import MemoryDedupe, RedisDedupe
 from outbox.kafka import build_producer
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 from tests.outbox.probe import effects, probe_runtime
 from tests.stack.test_cdc import WRITER
 from tests.support import collect

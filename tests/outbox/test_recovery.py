@@ -14,15 +14,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra import stack
-from infra.components import broker_component
-from infra.processes import ProcessRegistry
-from infra.settings import REPO_ROOT, StackSettings
 from outbox import deadletter, inbox
 from outbox.codec import EventCodec
 from outbox.delivery import Delivery
 from outbox.kafka import build_producer, ensure_topics
 from schemas.catalog import SchemaCatalog
+from stack import launcher
+from stack.components import broker_component
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 from tests.outbox.probe import effects, probe_runtime
 from tests.outbox.test_effectively_once import assert_each_once, emit_run
 
@@ -91,8 +91,8 @@ def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[Scr
     component = broker_component(settings)
 
     def start() -> None:
-        stack.launch(component, registry)
-        stack.wait_healthy(component, registry, 30)
+        launcher.launch(component, registry)
+        launcher.wait_healthy(component, registry, 30)
         ensure_topics(settings.kafka_bootstrap, ["order.events"])
 
     def restart() -> None:

@@ -19,7 +19,7 @@ import psycopg
 
 from outbox.delivery import ReceivedEvent
 from services.payments.attempts import AttemptLog
-from services.psp.client import PspClient
+from services.payments.psp_client import PspClient
 from tests.payments.support import Harness, handlers_for
 
 PATIENT_TIMEOUT_S = 30.0

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from infra.processes import ProcessRegistry
-from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.service import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
 from services.payments.attempts import AttemptLog
+from services.payments.psp_client import PspClient
 from services.payments.store import SCHEMA
-from services.psp.client import PspClient
+from stack.processes import ProcessRegistry
+from stack.settings import StackSettings
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
 from tests.psp.conftest import psp_registry  # noqa: F401 - the registry fixture, reused
 from tests.psp.support import Ledger, free_port, psp_env, start_psp

@@ -23,7 +23,7 @@ from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
-from services.psp.client import Charge, PspClient
+from services.payments.psp_client import Charge, PspClient
 
 CONSUMER = "payments"
 

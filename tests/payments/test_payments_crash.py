@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from infra.settings import REPO_ROOT
 from outbox.delivery import ReceivedEvent
 from outbox.errors import TransientError
 from services.payments.domain import charge_key
+from stack.settings import REPO_ROOT
 from tests.payments.charging_worker import event_to_json
 from tests.payments.conftest import PSP_SLOW_DELAY_S
 from tests.payments.support import Events, Harness, new_order_id

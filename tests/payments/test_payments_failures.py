@@ -24,7 +24,7 @@ from outbox.delivery import ReceivedEvent
 from outbox.errors import PermanentError, TransientError
 from services.payments.attempts import AttemptLog
 from services.payments.domain import ProviderRejected, ProviderUnavailable
-from services.psp.client import PspClient
+from services.payments.psp_client import PspClient
 from tests.payments.conftest import PSP_SLOW_DELAY_S
 from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
 from tests.psp.support import CLIENT_TIMEOUT_S

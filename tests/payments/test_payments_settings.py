@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from infra.settings import REPO_ROOT
 from outbox.errors import ConfigError
 from services.payments.__main__ import PaymentsSettings
+from stack.settings import REPO_ROOT
 
 
 def test_the_psp_url_defaults_to_the_stack_port() -> None:

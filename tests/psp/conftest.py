@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.processes import ProcessRegistry
-from infra.settings import StackSettings
-from services.psp.client import PspClient
+from services.payments.psp_client import PspClient
+from stack.processes import ProcessRegistry
+from stack.settings import StackSettings
 from tests.psp.support import LEDGER_DATABASE, Api, Ledger, free_port, psp_env, start_psp
 
 

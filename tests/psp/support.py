@@ -17,9 +17,9 @@ import psycopg
 import pytest
 import requests
 
-from infra.processes import ProcessRegistry
-from infra.settings import REPO_ROOT, StackSettings
-from services.psp.client import Charge, PspClient, PspUnavailable
+from services.payments.psp_client import Charge, PspClient, PspUnavailable
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 from tests.support import scratch_database
 
 SLOW_DELAY_S = 1.0

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from services.psp.client import (
+from services.payments.psp_client import (
     Charge,
     PaymentDeclined,
     PspClient,

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 import requests
 
-from infra.processes import ProcessRegistry
-from infra.settings import StackSettings
-from services.psp.client import LedgerSummary, PaymentDeclined, PspClient
+from services.payments.psp_client import LedgerSummary, PaymentDeclined, PspClient
+from stack.processes import ProcessRegistry
+from stack.settings import StackSettings
 from tests.psp.support import Api, Ledger, free_port, psp_env, retry_until_answered, start_psp
 
 pytestmark = pytest.mark.stack

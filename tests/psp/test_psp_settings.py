@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from infra.settings import REPO_ROOT
 from services.psp.settings import PspSettings, SettingsError
+from stack.settings import REPO_ROOT
 
 DSN = "postgresql://postgres@127.0.0.1:5432/psp"
 

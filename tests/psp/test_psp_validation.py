@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.psp.client import PspClient, PspRequestError
+from services.payments.psp_client import PspClient, PspRequestError
 from tests.psp.support import Api, Ledger
 
 pytestmark = pytest.mark.stack

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from schema_tree import SchemaTree
 
-from infra.settings import REPO_ROOT
+from stack.settings import REPO_ROOT
 
 
 def choreo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

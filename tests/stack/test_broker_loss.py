@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from infra import stack
-from infra.settings import StackSettings
+from stack import launcher
+from stack.settings import StackSettings
 from tests.stack.test_cdc import assert_complete_and_ordered, emit_sequence
 from tests.support import collect
 
@@ -23,7 +23,7 @@ def test_broker_sigkill_loses_nothing_committed_within_the_retention_window(
     running_stack: StackSettings,
 ) -> None:
     run = f"loss-{uuid.uuid4().hex[:8]}"
-    registry = stack.registry_for(running_stack)
+    registry = launcher.registry_for(running_stack)
     emit_sequence(running_stack, run, aggregates=10, per_aggregate=5)  # published, maybe read
     collect(running_stack.kafka_bootstrap, "order.events",
             lambda m: len(m) >= 50, accept=lambda m: m.key().startswith(run.encode()),
@@ -33,7 +33,7 @@ def test_broker_sigkill_loses_nothing_committed_within_the_retention_window(
     emit_sequence(running_stack, f"{run}-down", aggregates=10, per_aggregate=5)
     started = time.monotonic()
     lines: list[str] = []
-    stack.up(running_stack, report=lines.append, with_services=False)
+    launcher.up(running_stack, report=lines.append, with_services=False)
     print(f"\nbroker SIGKILL -> stack up again in {time.monotonic() - started:.1f}s: {lines}")
     before = collect(running_stack.kafka_bootstrap, "order.events",
                      lambda m: len({x.key() + x.value() for x in m}) >= 50,

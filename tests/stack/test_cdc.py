@@ -8,11 +8,11 @@ import uuid
 import psycopg
 import pytest
 
-from infra import stack
-from infra.settings import StackSettings
 from outbox.codec import EventCodec
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
+from stack import launcher
+from stack.settings import StackSettings
 from tests.support import bump, collect, header, keyed
 
 pytestmark = pytest.mark.stack
@@ -104,7 +104,7 @@ def test_thousand_events_over_fifty_aggregates_arrive_in_order(
 
 def test_connect_killed_mid_stream_loses_nothing(running_stack: StackSettings) -> None:
     run = f"kill-{uuid.uuid4().hex[:8]}"
-    registry = stack.registry_for(running_stack)
+    registry = launcher.registry_for(running_stack)
 
     def kill_halfway(sequence: int) -> None:
         if sequence == 10:
@@ -112,7 +112,7 @@ def test_connect_killed_mid_stream_loses_nothing(running_stack: StackSettings) -
 
     emit_sequence(running_stack, run, aggregates=20, per_aggregate=20, on_progress=kill_halfway)
     assert registry.running("connect") is None
-    stack.up(running_stack, report=lambda line: None, with_services=False)
+    launcher.up(running_stack, report=lambda line: None, with_services=False)
     messages = collect(running_stack.kafka_bootstrap, "order.events",
                        lambda m: len({(x.key(), header(x, "ce_id")) for x in m}) >= 400,
                        accept=lambda m: m.key().startswith(run.encode()), timeout_s=120,

@@ -19,20 +19,20 @@ import psycopg
 import pytest
 from confluent_kafka import Message
 
-from infra import stack
-from infra.cdc import ensure_connect
-from infra.components import connect_offsets_file, postgres_component
-from infra.connectors import (
+from outbox.codec import EventCodec
+from outbox.writer import OutboxWriter
+from schemas.catalog import SchemaCatalog
+from stack import launcher
+from stack.cdc import ensure_connect
+from stack.components import connect_offsets_file, postgres_component
+from stack.connectors import (
     ConnectClient,
     deploy_outbox_connectors,
     restart_failed_tasks,
     states_of,
 )
-from infra.settings import OUTBOX_DATABASES, StackSettings
-from infra.slots import ensure_outbox_slots, outbox_slot
-from outbox.codec import EventCodec
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
+from stack.settings import OUTBOX_DATABASES, StackSettings
+from stack.slots import ensure_outbox_slots, outbox_slot
 from tests.support import collect, header
 
 pytestmark = pytest.mark.stack
@@ -92,7 +92,7 @@ def connect_restored(running_stack: StackSettings) -> Iterator[StackSettings]:
     try:
         yield running_stack
     finally:
-        stack.up(running_stack, report=lambda line: None, with_services=False)
+        launcher.up(running_stack, report=lambda line: None, with_services=False)
 
 
 def test_rows_committed_while_connect_is_down_and_its_offsets_lost_arrive(
@@ -103,7 +103,7 @@ def test_rows_committed_while_connect_is_down_and_its_offsets_lost_arrive(
     before = commit_rows(settings, run, 5)
     assert arrived(settings, run, before)[0] == set(before)
 
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     assert registry.stop("connect")
     connect_offsets_file(settings).unlink()
     during = commit_rows(settings, run, 20, start=5)
@@ -123,7 +123,7 @@ def test_rows_committed_before_the_connectors_first_start_arrive(
     step, a service writing, and only then the connector's first start."""
     settings = connect_restored
     slot, _ = outbox_slot(settings, "orders")
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     registry.stop("connect")
     connect_offsets_file(settings).unlink(missing_ok=True)
     drop_slot_once_released(settings.database_dsn("orders"), slot)
@@ -160,7 +160,7 @@ def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
     only seconds later, so "every task RUNNING" alone would prove nothing. A thread
     plays the supervisor, calling ``restart_failed_tasks`` every 0.5 s."""
     settings = connect_restored
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     client = ConnectClient(settings.connect_url)
     restarted: list[str] = []
     done = threading.Event()
@@ -174,7 +174,7 @@ def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
     registry.kill("postgres")
     supervisor.start()
     try:
-        stack.start_component(postgres_component(settings), registry, settings,
+        launcher.start_component(postgres_component(settings), registry, settings,
                               report=lambda line: None)
         postgres_back = time.monotonic() - killed_at
         run = f"pgkill-{uuid.uuid4().hex[:8]}"
@@ -195,7 +195,7 @@ def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
 
 def fail_tasks_by_stopping_postgres(settings: StackSettings, client: ConnectClient) -> None:
     """SIGKILL the postmaster and keep it down until Debezium's own retry has failed."""
-    stack.registry_for(settings).kill("postgres")
+    launcher.registry_for(settings).kill("postgres")
     deadline = time.monotonic() + RUNNING_BOUND_S
     while not any(state == "FAILED" for status in client.statuses().values()
                   for state in states_of(status)):
@@ -209,8 +209,8 @@ def test_restart_failed_tasks_names_and_restarts_what_failed(
     settings = connect_restored
     client = ConnectClient(settings.connect_url)
     fail_tasks_by_stopping_postgres(settings, client)
-    registry = stack.registry_for(settings)
-    stack.start_component(postgres_component(settings), registry, settings,
+    registry = launcher.registry_for(settings)
+    launcher.start_component(postgres_component(settings), registry, settings,
                           report=lambda line: None)
     restarted = restart_failed_tasks(settings)
     print(f"restart_failed_tasks: {restarted}")
@@ -228,10 +228,10 @@ def test_up_restarts_tasks_that_failed_while_postgres_was_down(
 ) -> None:
     """``choreo up`` used to stop at the first FAILED task; now it restarts it."""
     settings = connect_restored
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     client = ConnectClient(settings.connect_url)
     fail_tasks_by_stopping_postgres(settings, client)
-    stack.start_component(postgres_component(settings), registry, settings,
+    launcher.start_component(postgres_component(settings), registry, settings,
                           report=lambda line: None)
     lines: list[str] = []
     deploy_outbox_connectors(settings, OUTBOX_DATABASES, lines.append)
@@ -244,7 +244,7 @@ def test_connect_sigkill_back_running_and_rows_committed_meanwhile_arrive(
     connect_restored: StackSettings,
 ) -> None:
     settings = connect_restored
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     run = f"connectkill-{uuid.uuid4().hex[:8]}"
     killed_at = time.monotonic()
     registry.kill("connect")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from infra import stack
-from infra.components import Component
-from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
-from infra.errors import ConfigError
-from infra.processes import TrackedProcess
-from infra.settings import REPO_ROOT, StackSettings
+from stack import launcher
+from stack.components import Component
+from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from stack.errors import ConfigError
+from stack.processes import TrackedProcess
+from stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 
 pytestmark = pytest.mark.stack
@@ -37,12 +37,12 @@ def own_env() -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        stack.down(StackSettings.from_env(env), report=lambda line: None)
+        launcher.down(StackSettings.from_env(env), report=lambda line: None)
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -84,7 +84,7 @@ def test_missing_binary_fails_fast_naming_it(tmp_path: Path) -> None:
     settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(tmp_path), **OWN_PORTS})
     broken = Component("broker", 39999, ["/nonexistent/tansu", "broker"], lambda: True)
     with pytest.raises(ConfigError, match="broker: executable '/nonexistent/tansu' not found"):
-        stack.start_component(broken, stack.registry_for(settings), settings, print)
+        launcher.start_component(broken, launcher.registry_for(settings), settings, print)
 
 
 def test_malformed_setting_names_the_variable() -> None:

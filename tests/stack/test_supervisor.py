@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from infra import stack
-from infra.components import Component, port_is_free
-from infra.processes import TrackedProcess
-from infra.saga_cli import saga_settled
-from infra.settings import REPO_ROOT, StackSettings
-from infra.shop import Shop
-from infra.supervisor import Supervisor, backoff_s
+from stack import launcher
+from stack.components import Component, port_is_free
+from stack.processes import TrackedProcess
+from stack.settings import REPO_ROOT, StackSettings
+from stack.supervisor import Supervisor, backoff_s
+from testkit.orders_client import saga_settled
+from testkit.shop import Shop
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 from tests.support import eventually
 
@@ -37,7 +37,7 @@ STATE_DIR = REPO_ROOT / ".choreo-test-supervisor"
 
 
 def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -49,8 +49,8 @@ def env() -> Iterator[dict[str, str]]:
         assert started.returncode == 0, started.stdout + started.stderr
         yield env
     finally:
-        stack.down(StackSettings.from_env(env), report=lambda line: None)
-        print(stack.tail(STATE_DIR / "logs" / "supervisor.log", 60))  # shown on failure
+        launcher.down(StackSettings.from_env(env), report=lambda line: None)
+        print(launcher.tail(STATE_DIR / "logs" / "supervisor.log", 60))  # shown on failure
         shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
@@ -60,28 +60,28 @@ def settings(env: dict[str, str]) -> StackSettings:
 
 
 def recorded(settings: StackSettings) -> list[TrackedProcess]:
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     return [tracked for name in registry.names() if (tracked := registry.get(name))]
 
 
 def test_up_runs_a_supervisor_and_a_second_up_changes_nothing(
         env: dict[str, str], settings: StackSettings) -> None:
-    assert stack.registry_for(settings).running("supervisor") is not None
+    assert launcher.registry_for(settings).running("supervisor") is not None
     again = choreo(env, "up")
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
-    assert all(row.healthy and row.restarts == 0 for row in stack.status(settings))
+    assert all(row.healthy and row.restarts == 0 for row in launcher.status(settings))
 
 
 def test_sigkilled_service_is_restarted_and_status_says_how_it_ended(
         env: dict[str, str], settings: StackSettings) -> None:
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     before = registry.running("payments")
     assert before is not None
     registry.kill("payments")
 
     def restarted() -> None:
-        row = next(row for row in stack.status(settings) if row.name == "payments")
+        row = next(row for row in launcher.status(settings) if row.name == "payments")
         assert row.healthy and row.pid != before.pid
         assert (row.restarts, row.last_exit, row.gave_up) == (1, "signal SIGKILL", False)
 
@@ -95,11 +95,11 @@ def test_sigkilled_service_is_restarted_and_status_says_how_it_ended(
 def test_sigkilled_broker_is_restarted_with_its_topics_and_connect_and_sagas_go_on(
         settings: StackSettings) -> None:
     """The broker's restart has side effects: topics, the outbox window, Connect again."""
-    registry = stack.registry_for(settings)
-    stack.registry_for(settings).kill("broker")
+    registry = launcher.registry_for(settings)
+    launcher.registry_for(settings).kill("broker")
 
     def everything_back() -> None:
-        rows = {row.name: row for row in stack.status(settings)}
+        rows = {row.name: row for row in launcher.status(settings)}
         assert all(row.healthy for row in rows.values()), rows
         assert (rows["broker"].restarts, rows["broker"].last_exit) == (1, "signal SIGKILL")
         assert registry.running("connect") is not None
@@ -157,7 +157,7 @@ def check_stock(shop: Shop, sku: str, initial: int, sold: int) -> dict[str, int]
 
 def test_down_stops_everything_even_after_the_supervisor_was_sigkilled(
         env: dict[str, str], settings: StackSettings) -> None:
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     registry.kill("supervisor")
     pids = recorded(settings)
     assert {p.name for p in pids} >= {"supervisor", "postgres", "connect", "orders-api"}
@@ -185,7 +185,7 @@ def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Pa
     lines: list[str] = []
     state.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(settings, [crasher], lines.append, tmp_path / "state.json", {})
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     registry.start(crasher.name, crasher.command)
     watcher = threading.Thread(target=supervisor.run, daemon=True)
     watcher.start()

@@ -15,11 +15,11 @@ import uuid
 import pytest
 import requests
 
-from infra import stack
-from infra.errors import StackError
-from infra.services import SERVICES
-from infra.settings import StackSettings
-from infra.shop import Shop
+from stack import launcher
+from stack.errors import StackError
+from stack.services import SERVICES
+from stack.settings import StackSettings
+from testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -47,14 +47,14 @@ def seconds_until_all_consume(settings: StackSettings, bound_s: float = 60.0) ->
 def test_broker_connect_thrice_then_postgres_and_every_consumer_consumes_again(
     running_services: StackSettings,
 ) -> None:
-    registry = stack.registry_for(running_services)
+    registry = launcher.registry_for(running_services)
     quiet = lambda line: None  # noqa: E731
     for _ in range(3):
         registry.kill("broker")
         registry.kill("connect")
-        stack.up(running_services, report=quiet)
+        launcher.up(running_services, report=quiet)
     registry.kill("postgres")
-    stack.up(running_services, report=quiet)
+    launcher.up(running_services, report=quiet)
     took = seconds_until_all_consume(running_services)
     print(f"\nafter 3 x (broker + Connect) and a PostgreSQL SIGKILL: every consumer owns"
           f" partitions again {took:.1f}s after the last `up`")

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra.settings import StackSettings
+from stack.settings import StackSettings
 
 SUPERVISOR = "supervisor"
 """Its name in the pid registry, beside the processes it watches."""

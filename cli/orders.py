@@ -8,46 +8,17 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import requests
 
-from infra.errors import StackError
-from infra.settings import StackSettings
-
-TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+from stack.settings import StackSettings
+from testkit.orders_client import TERMINAL, OrdersClient, saga_settled
 
 
-class OrdersApi:
-    def __init__(self, settings: StackSettings) -> None:
-        self.base = f"http://127.0.0.1:{settings.orders_port}"
-        self.session = requests.Session()
-
-    def place(self, items: list[dict[str, Any]], token: str, customer: str = "demo",
-              deadline_s: float | None = None, key: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"customer_id": customer, "items": items, "payment_token": token}
-        if deadline_s is not None:
-            body["deadline_s"] = deadline_s
-        response = self.session.post(f"{self.base}/orders", json=body, timeout=10,
-                                     headers={"Idempotency-Key": key or str(uuid.uuid4())})
-        if response.status_code != 202:
-            raise StackError(f"order refused: {response.status_code} {response.text}")
-        return response.json()
-
-    def get(self, order_id: str) -> dict[str, Any]:
-        response = self.session.get(f"{self.base}/orders/{order_id}", timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def cancel(self, order_id: str) -> dict[str, Any]:
-        return self.session.post(f"{self.base}/orders/{order_id}/cancel", timeout=10).json()
-
-
-def follow(api: OrdersApi, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
+def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
            timeout_s: float = 60.0, show: bool = True) -> dict[str, Any]:
     """Print each new history entry as it arrives, until ``settle_after(order)`` holds."""
     shown = 0
@@ -68,19 +39,8 @@ def follow(api: OrdersApi, order_id: str, settle_after: Callable[[dict[str, Any]
     return order
 
 
-def saga_settled(order: dict[str, Any]) -> bool:
-    """Terminal, and the compensations a cancellation triggers have been seen."""
-    if order["status"] not in TERMINAL:
-        return False
-    seen = {entry["event_type"] for entry in order["history"]}
-    if order["status"] == "CANCELLED" and "StockReserved" in seen:
-        return "StockReleased" in seen and ("PaymentCaptured" not in seen
-                                            or "PaymentRefunded" in seen)
-    return True
-
-
 def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersApi(settings)
+    api = OrdersClient(settings.orders_port)
     accepted = api.place([{"sku": args.sku, "quantity": args.quantity}], args.token,
                          args.customer, args.deadline)
     print(f"order {accepted['id']} accepted ({accepted['status_url']})")
@@ -90,7 +50,7 @@ def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
-    order = follow(OrdersApi(settings), args.order_id, lambda order: True)
+    order = follow(OrdersClient(settings.orders_port), args.order_id, lambda order: True)
     print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
     return 0
 
@@ -117,7 +77,7 @@ SCENARIOS = (
 )
 
 
-def run_scenario(api: OrdersApi, scenario: Scenario) -> dict[str, Any]:
+def run_scenario(api: OrdersClient, scenario: Scenario) -> dict[str, Any]:
     accepted = api.place(scenario.items, scenario.token, deadline_s=scenario.deadline_s)
     if scenario.cancel_when_confirmed:
         follow(api, accepted["id"], lambda o: o["status"] in TERMINAL, show=False)
@@ -126,7 +86,7 @@ def run_scenario(api: OrdersApi, scenario: Scenario) -> dict[str, Any]:
 
 
 def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersApi(settings)
+    api = OrdersClient(settings.orders_port)
     failures = 0
     print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}events")
     for scenario in SCENARIOS:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from infra.errors import ConfigError
+from stack.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

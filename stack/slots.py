@@ -14,9 +14,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors
 
-from infra.connectors import OUTBOX_TEMPLATE, render, template_values
-from infra.errors import ConfigError
-from infra.settings import OUTBOX_DATABASES, StackSettings
+from stack.connectors import OUTBOX_TEMPLATE, render, template_values
+from stack.errors import ConfigError
+from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def ensure_replication_slot(dsn: str, database: str, slot: str, plugin: str) -> bool:

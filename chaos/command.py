@@ -9,7 +9,7 @@ import argparse
 
 from chaos.plan import TARGETS, PlanError
 from chaos.run import run_chaos
-from infra.settings import StackSettings
+from stack.settings import StackSettings
 
 
 def targets(value: str) -> tuple[str, ...]:

@@ -1,20 +1,23 @@
-"""A customer who keeps trying: the HTTP client of a chaos run.
+"""The orders API over HTTP, as a client sees it: the one client tests, chaos, and the CLI use.
 
-When orders-api is dead, restarting, or killed halfway through a request, the client
-cannot know whether its order was taken. It retries with the same Idempotency-Key
-until it gets an answer, so the service, not luck, decides that no order is lost or
-placed twice. (``infra.saga_cli.OrdersApi`` gives up on the first failure, which is
-right for a person at a terminal and wrong here.)
+A person at a terminal wants the first failure reported (``give_up_s=0``, the default).
+A chaos customer keeps trying: when orders-api is dead, restarting, or killed halfway
+through a request, it cannot know whether its order was taken, so it retries with the
+same Idempotency-Key until it gets an answer, and the service, not luck, decides that no
+order is lost or placed twice.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from stack.errors import StackError
 
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 """No answer, or half of one: the request may or may not have taken effect."""
@@ -31,10 +34,24 @@ class Attempts:
     body: dict[str, Any] | None = None
 
 
-class PatientClient:
+TERMINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
+
+
+def saga_settled(order: dict[str, Any]) -> bool:
+    """Terminal, and the compensations a cancellation triggers have been seen."""
+    if order["status"] not in TERMINAL:
+        return False
+    seen = {entry["event_type"] for entry in order["history"]}
+    if order["status"] == "CANCELLED" and "StockReserved" in seen:
+        return "StockReleased" in seen and ("PaymentCaptured" not in seen
+                                            or "PaymentRefunded" in seen)
+    return True
+
+
+class OrdersClient:
     """Retries transport failures and 5xx with backoff, for at most ``give_up_s`` per call."""
 
-    def __init__(self, orders_port: int, give_up_s: float = 60.0) -> None:
+    def __init__(self, orders_port: int, give_up_s: float = 0.0) -> None:
         self.base = f"http://127.0.0.1:{orders_port}"
         self.give_up_s = give_up_s
         self._local = threading.local()
@@ -56,8 +73,27 @@ class PatientClient:
                 session.close()
             self._sessions.clear()
 
-    def place(self, key: str, body: dict[str, Any]) -> Attempts:
+    def submit(self, key: str, body: dict[str, Any]) -> Attempts:
+        """``POST /orders`` as it went, whatever the answer."""
         return self._send(f"{self.base}/orders", body, {"Idempotency-Key": key})
+
+    def place(self, items: list[dict[str, Any]], token: str, customer: str = "demo",
+              deadline_s: float | None = None, key: str | None = None) -> dict[str, Any]:
+        """The accepted order (its id and status URL); anything but a 202 is an error."""
+        body: dict[str, Any] = {"customer_id": customer, "items": items, "payment_token": token}
+        if deadline_s is not None:
+            body["deadline_s"] = deadline_s
+        attempts = self.submit(key or str(uuid.uuid4()), body)
+        if attempts.status is None:
+            raise StackError(f"no answer from orders-api at {self.base}; is the stack up?")
+        if attempts.status != 202 or attempts.body is None:
+            raise StackError(f"order refused: {attempts.status} {attempts.body}")
+        return attempts.body
+
+    def get(self, order_id: str) -> dict[str, Any]:
+        response = self.session.get(f"{self.base}/orders/{order_id}", timeout=10)
+        response.raise_for_status()
+        return response.json()
 
     def cancel(self, order_id: str) -> Attempts:
         return self._send(f"{self.base}/orders/{order_id}/cancel", None, {})

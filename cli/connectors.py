@@ -11,8 +11,8 @@ import argparse
 import json
 import os
 
-from infra.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
-from infra.settings import OUTBOX_DATABASES, StackSettings
+from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
+from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def values_from(args: argparse.Namespace, database: str) -> dict[str, str]:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import psycopg
 
-from infra import drain
-from infra.components import (
+from outbox.kafka import ensure_topics
+from schemas.catalog import SchemaCatalog
+from stack import drain
+from stack.components import (
     Component,
     broker_component,
     class_archive_dump,
@@ -28,23 +30,21 @@ from infra.components import (
     postgres_component,
     redis_component,
 )
-from infra.connectors import deploy_outbox_connectors
-from infra.errors import ConfigError, StartError
-from infra.install import ensure_installed
-from infra.processes import ProcessRegistry, resident_bytes
-from infra.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
-from infra.services import service_components
-from infra.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
-from infra.slots import ensure_outbox_slots
-from infra.supervision import (
+from stack.connectors import deploy_outbox_connectors
+from stack.errors import ConfigError, StartError
+from stack.install import ensure_installed
+from stack.processes import ProcessRegistry, resident_bytes
+from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
+from stack.services import service_components
+from stack.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+from stack.slots import ensure_outbox_slots
+from stack.supervision import (
     SUPERVISOR,
     ProcessRecord,
     SupervisorState,
     settings_env,
     state_file,
 )
-from outbox.kafka import ensure_topics
-from schemas.catalog import SchemaCatalog
 
 Report = Callable[[str], None]
 OUTBOX_SCHEMA = REPO_ROOT / "outbox" / "schema.sql"
@@ -237,7 +237,7 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
     tracked = registry.running(SUPERVISOR)
     if tracked is None:
         state_file(settings).unlink(missing_ok=True)
-        command = [sys.executable, "-m", "infra.supervisor"]
+        command = [sys.executable, "-m", "stack.supervisor"]
         registry.start(SUPERVISOR, command + ([] if with_services else ["--infra-only"]),
                        env=settings_env(settings), cwd=REPO_ROOT)
         report(f"{SUPERVISOR:<13} started; it starts the stack and restarts what exits")
@@ -369,7 +369,7 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
 
 
 def component_pids(settings: StackSettings) -> dict[str, int]:
-    """The pid of every component running now, by name (what ``infra.cpu`` measures)."""
+    """The pid of every component running now, by name (what ``stack.cpu`` measures)."""
     registry = registry_for(settings)
     pids = {}
     for component in infrastructure(settings) + service_components(settings):

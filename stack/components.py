@@ -1,6 +1,6 @@
 """The four servers of the embedded stack: how each is prepared, started and probed.
 
-Each component is a command plus a health probe. The launcher (``infra/stack.py``)
+Each component is a command plus a health probe. The launcher (``stack/launcher.py``)
 starts them in order and waits on the probe, so this module knows nothing about
 ordering, pid files or the command line.
 """
@@ -23,10 +23,10 @@ import redis
 import requests
 from confluent_kafka.admin import AdminClient
 
-from infra.errors import StartError
-from infra.install import connect_lib_dir, postgres_bindir, tansu_binary
-from infra.processes import reap
-from infra.settings import SERVICE_DATABASES, StackSettings
+from stack.errors import StartError
+from stack.install import connect_lib_dir, postgres_bindir, tansu_binary
+from stack.processes import reap
+from stack.settings import SERVICE_DATABASES, StackSettings
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def write_connect_config(settings: StackSettings) -> None:
     (issue 13): the worker then never gets its assignment. It also keeps offsets in a
     topic, which the in-memory broker loses with every restart. A standalone worker has
     neither dependency; its connector configs live in memory only, so whoever starts it
-    must deploy them again (``infra.cdc.ensure_connect``).
+    must deploy them again (``stack.cdc.ensure_connect``).
     """
     folder = settings.connect_dir
     folder.mkdir(parents=True, exist_ok=True)

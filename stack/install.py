@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.errors import InstallError
+from stack.errors import InstallError
 
 DEBIAN_JAVA_DIR = Path("/usr/share/java")
 

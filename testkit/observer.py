@@ -1,10 +1,10 @@
 """Read what the system holds for one chaos run, straight from where each fact lives.
 
-An auditor's view, not a client's: orders and their histories from the order service's
-database, stock and reservations from the inventory's, payment states from the payments
-service's, dead letters from all three, and money from the psp's own ledger over its
-API. Each query is one statement, so what it returns is one consistent moment of that
-database.
+An auditor's view, not a client's, read through each service's own store module: orders
+and their histories from the order service's database, stock and reservations from the
+inventory's, payment states from the payments service's, dead letters from all three,
+and money from the psp's own ledger over its API. Each query is one statement, so what
+it returns is one consistent moment of that database.
 """
 
 from __future__ import annotations
@@ -14,25 +14,14 @@ from typing import Any
 
 import psycopg
 
-from infra.settings import OUTBOX_DATABASES, StackSettings
-from infra.shop import Shop
-from services.psp.client import Charge
-
-ORDERS = """
-SELECT o.id::text, o.idempotency_key, o.status, o.reason, o.items, o.total_cents,
-       coalesce(array_agg(h.event_type ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL), '{}'),
-       coalesce(array_agg(h.event_id::text ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL),
-                '{}')
-FROM orders o LEFT JOIN order_history h ON h.order_id = o.id
-WHERE o.customer_id = %s
-GROUP BY o.id
-"""
-STOCK = "SELECT sku, available, reserved, sold FROM stock_items WHERE sku = ANY(%s)"
-OPEN_RESERVATIONS = ("SELECT order_id FROM reservations"
-                     " WHERE order_id = ANY(%s) AND status = 'reserved'")
-PAYMENTS = "SELECT order_id, status FROM payments WHERE order_id = ANY(%s)"
-DEAD_LETTERS = ("SELECT consumer, aggregate_key, event_type, status, reason FROM dead_letters"
-                " WHERE aggregate_key = ANY(%s) ORDER BY seq")
+from outbox import deadletter
+from services.inventory import catalog
+from services.inventory import store as inventory_store
+from services.orders import store as orders_store
+from services.payments import store as payments_store
+from services.payments.psp_client import Charge
+from stack.settings import OUTBOX_DATABASES, StackSettings
+from testkit.shop import Shop
 
 
 @dataclass(frozen=True)
@@ -93,22 +82,37 @@ class Observer:
         self.customer = customer
         self.skus = skus
 
-    def _query(self, database: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.settings.database_dsn(database), autocommit=True) as conn:
-            return conn.execute(sql, params).fetchall()
+    def _connect(self, database: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.settings.database_dsn(database), autocommit=True)
 
     def stock(self) -> dict[str, Stock]:
-        rows = self._query("inventory", STOCK, (self.skus,))
-        return {sku: Stock(available, reserved, sold) for sku, available, reserved, sold in rows}
+        with self._connect("inventory") as conn:
+            levels = catalog.levels_of(conn, self.skus)
+        return {sku: Stock(level.available, level.reserved, level.sold)
+                for sku, level in levels.items()}
 
     def orders(self) -> list[OrderState]:
+        with self._connect("orders") as conn:
+            rows = conn.execute(orders_store.CUSTOMER_ORDERS, (self.customer,)).fetchall()
         return [OrderState(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]),
-                           tuple(row[7]))
-                for row in self._query("orders", ORDERS, (self.customer,))]
+                           tuple(row[7])) for row in rows]
 
     def dead_letters(self, order_ids: list[str]) -> list[DeadLetter]:
-        return [DeadLetter(database, *row) for database in OUTBOX_DATABASES
-                for row in self._query(database, DEAD_LETTERS, (order_ids,))]
+        letters = []
+        for database in OUTBOX_DATABASES:
+            with self._connect(database) as conn:
+                letters += [DeadLetter(database, entry.consumer, entry.aggregate_key,
+                                       entry.event_type, entry.status, entry.reason)
+                            for entry in deadletter.entries_for_keys(conn, order_ids)]
+        return letters
+
+    def open_reservations(self, order_ids: list[str]) -> list[str]:
+        with self._connect("inventory") as conn:
+            return inventory_store.open_reservations(conn, order_ids)
+
+    def payment_status(self, order_ids: list[str]) -> dict[str, str]:
+        with self._connect("payments") as conn:
+            return payments_store.statuses(conn, order_ids)
 
     def charges(self, order_ids: list[str]) -> dict[str, list[Charge]]:
         return {order_id: self.shop.psp.charges_for(order_id) for order_id in order_ids}
@@ -119,9 +123,8 @@ class Observer:
         return Snapshot(
             orders=orders,
             stock=self.stock(),
-            open_reservations=[row[0] for row in
-                               self._query("inventory", OPEN_RESERVATIONS, (ids,))],
-            payment_status=dict(self._query("payments", PAYMENTS, (ids,))),
+            open_reservations=self.open_reservations(ids),
+            payment_status=self.payment_status(ids),
             dead_letters=self.dead_letters(ids),
             charges=self.charges(ids) if with_money else None,
         )

@@ -11,8 +11,8 @@ import json
 
 import psycopg
 
-from infra.settings import OUTBOX_DATABASES, StackSettings
 from outbox import deadletter
+from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def _connect(settings: StackSettings, service: str) -> psycopg.Connection:

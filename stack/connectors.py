@@ -4,7 +4,7 @@ Templates in ``connectors/`` are plain Debezium JSON with ``{{placeholders}}`` f
 differs per database and per machine. Deployment is ``PUT /connectors/NAME/config``,
 which is idempotent; a worker that is still rebalancing answers 409 and is retried.
 The embedded worker is standalone and forgets its connectors when it stops, so every
-start of it is followed by a deployment (``infra.cdc.ensure_connect``).
+start of it is followed by a deployment (``stack.cdc.ensure_connect``).
 Before deploying, the rendered config goes through Connect's own validation endpoint,
 so a misspelt key or a bad value fails fast with the field named.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import requests
 
-from infra.errors import ConfigError, ConnectorError
-from infra.settings import REPO_ROOT, StackSettings
+from stack.errors import ConfigError, ConnectorError
+from stack.settings import REPO_ROOT, StackSettings
 
 CONNECTOR_DIR = REPO_ROOT / "connectors"
 OUTBOX_TEMPLATE = CONNECTOR_DIR / "outbox-postgres.json"
@@ -182,7 +182,7 @@ def restart_failed_tasks(settings: StackSettings) -> list[str]:
 
     For a supervisor to call every few seconds: one status call, and a restart only
     where something failed. Connect not answering returns nothing: bringing the
-    process back is the process supervisor's job (then ``infra.cdc.ensure_connect``).
+    process back is the process supervisor's job (then ``stack.cdc.ensure_connect``).
     """
     client = ConnectClient(settings.connect_url, timeout_s=5.0)
     try:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.services import SERVICES
-from infra.settings import StackSettings
+from stack.services import SERVICES
+from stack.settings import StackSettings
 
 CONSUMERS = ("inventory", "payments", "orders-worker")
 PROGRESS_EVERY_S = 1.0

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.processes import ProcessRegistry
-from infra.settings import OUTBOX_DATABASES, StackSettings
 from outbox.kafka import build_producer
 from outbox.relay import republish_window
+from stack.processes import ProcessRegistry
+from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def stop_connect_for_new_log(registry: ProcessRegistry, report: Callable[[str], None]) -> None:

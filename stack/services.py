@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import requests
 
-from infra.components import Component, quietly
-from infra.settings import StackSettings
+from stack.components import Component, quietly
+from stack.settings import StackSettings
 
 
 @dataclass(frozen=True)

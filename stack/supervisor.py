@@ -1,6 +1,6 @@
 """The supervisor: start the stack, then bring back any process of it that exits.
 
-``choreo up`` starts this module as a detached process (``python -m infra.supervisor``),
+``choreo up`` starts this module as a detached process (``python -m stack.supervisor``),
 tracked by pid like everything else. It starts the stack itself, so it is the parent of
 what it starts and learns how each process ended (exit code or signal). A process it did
 not start (one still running from before the supervisor was) is watched by pid too, but
@@ -33,16 +33,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from infra import stack
-from infra.cdc import ensure_connect
-from infra.components import Component, broker_component
-from infra.connectors import restart_failed_tasks
-from infra.processes import describe_exit, exit_status
-from infra.recovery import republish_lost_log, stop_connect_for_new_log
-from infra.services import service_components
-from infra.settings import StackSettings
-from infra.supervision import ProcessRecord, SupervisorState, state_file
 from outbox.kafka import ensure_topics
+from stack import launcher
+from stack.cdc import ensure_connect
+from stack.components import Component, broker_component
+from stack.connectors import restart_failed_tasks
+from stack.processes import describe_exit, exit_status
+from stack.recovery import republish_lost_log, stop_connect_for_new_log
+from stack.services import service_components
+from stack.settings import StackSettings
+from stack.supervision import ProcessRecord, SupervisorState, state_file
 
 MAX_EXITS = 5
 WINDOW_S = 60.0
@@ -80,12 +80,12 @@ def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[]
     in memory, so every start of it deploys them again (``ensure_connect``, which also
     waits for a just-killed worker's port).
     """
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
 
     def broker() -> None:
         stop_connect_for_new_log(registry, report)
-        stack.start_component(broker_component(settings), registry, settings, report)
-        ensure_topics(settings.kafka_bootstrap, stack.event_topics())
+        launcher.start_component(broker_component(settings), registry, settings, report)
+        ensure_topics(settings.kafka_bootstrap, launcher.event_topics())
         republish_lost_log(settings, registry, report)
 
     return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
@@ -96,7 +96,7 @@ class Supervisor:
                  report: Report, state_path: Path | None = None,
                  restart_with: dict[str, Callable[[], None]] | None = None) -> None:
         self.settings = settings
-        self.registry = stack.registry_for(settings)
+        self.registry = launcher.registry_for(settings)
         self.children = [Child(component) for component in components]
         self.report = report
         self.state = SupervisorState(processes={c.component.name: c.record
@@ -175,7 +175,7 @@ class Supervisor:
             if name in self.restart_with:
                 self.restart_with[name]()
             else:
-                stack.start_component(child.component, self.registry, self.settings,
+                launcher.start_component(child.component, self.registry, self.settings,
                                       lambda line: None)
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
             running = self.registry.running(name) is not None
@@ -210,7 +210,7 @@ def say(line: str) -> None:
 
 
 def components_for(settings: StackSettings, with_services: bool) -> list[Component]:
-    return stack.infrastructure(settings) + (service_components(settings)
+    return launcher.infrastructure(settings) + (service_components(settings)
                                              if with_services else [])
 
 
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"supervisor starting the stack in {settings.state_dir}")
     supervisor.save("starting")
     try:
-        stack.start_stack(settings, say, with_services)
+        launcher.start_stack(settings, say, with_services)
     except Exception as error:  # noqa: BLE001 - reported to `choreo up`, which exits 2
         say(f"start failed: {error}")
         supervisor.save("failed", str(error))

@@ -8,12 +8,12 @@ call it after restarting Connect, or instead of restarting it yourself.
 
 from __future__ import annotations
 
-from infra import stack
-from infra.components import connect_component
-from infra.connectors import deploy_outbox_connectors
-from infra.settings import OUTBOX_DATABASES, StackSettings
+from stack import launcher
+from stack.components import connect_component
+from stack.connectors import deploy_outbox_connectors
+from stack.settings import OUTBOX_DATABASES, StackSettings
 
-Report = stack.Report
+Report = launcher.Report
 
 def ensure_connect(settings: StackSettings, report: Report = print,
                    timeout_s: float = 90.0) -> bool:
@@ -23,11 +23,11 @@ def ensure_connect(settings: StackSettings, report: Report = print,
     restarted (see ``ConnectClient.wait_running``). Returns whether Connect was started
     or a connector deployed.
     """
-    registry = stack.registry_for(settings)
+    registry = launcher.registry_for(settings)
     started = False
     if registry.running("connect") is None:
-        started = stack.start_component(connect_component(settings), registry, settings,
+        started = launcher.start_component(connect_component(settings), registry, settings,
                                         report)
     deployed = deploy_outbox_connectors(settings, OUTBOX_DATABASES, report, timeout_s)
-    stack.start_class_archive_dump(settings, registry)
+    launcher.start_class_archive_dump(settings, registry)
     return started or deployed

@@ -9,17 +9,18 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 
-from chaos import cli as chaos_cli
-from infra import connectors_cli, cpu, dlq, saga_cli, stack
-from infra.errors import StackError
-from infra.install import ensure_installed
-from infra.settings import StackSettings
+from chaos import command as chaos_command
+from cli import connectors, dlq, orders
+from stack import cpu, launcher
+from stack.errors import StackError
+from stack.install import ensure_installed
+from stack.settings import StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
-    stack.up(settings, supervised=not args.no_supervisor)
+    launcher.up(settings, supervised=not args.no_supervisor)
     return 0
 
 
@@ -30,13 +31,13 @@ def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
-    stack.down(settings, drain_timeout_s=args.drain_timeout)
+    launcher.down(settings, drain_timeout_s=args.drain_timeout)
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
-    usage = cpu.measure(stack.component_pids(settings), args.cpu_window)
-    rows = stack.status(settings)
+    usage = cpu.measure(launcher.component_pids(settings), args.cpu_window)
+    rows = launcher.status(settings)
     print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
           f"{'restarts':>10}  last exit")
     for row in rows:
@@ -49,14 +50,14 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     total = sum(row.rss_bytes for row in rows)
     print(f"{'total (memory: proportional set size)':<39}{total / 2**20:>6.0f}MB"
           f"{usage.total_percent:>6.1f}%  of one core, over {usage.wall_s:.1f}s")
-    supervisor = stack.registry_for(settings).running("supervisor")
+    supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
     return 0 if all(row.healthy for row in rows) else 1
 
 
 def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
-    log = stack.registry_for(settings).log_file(args.component)
+    log = launcher.registry_for(settings).log_file(args.component)
     if not log.exists():
         print(f"no log for {args.component} at {log}", file=sys.stderr)
         return 1
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ).set_defaults(handler=cmd_install)
     down = commands.add_parser("down", help="stop the supervisor and the intake, let the"
                                " consumers drain, then stop every process the stack started")
-    down.add_argument("--drain-timeout", type=float, default=stack.DRAIN_TIMEOUT_S,
+    down.add_argument("--drain-timeout", type=float, default=launcher.DRAIN_TIMEOUT_S,
                       help="seconds to wait for the consumers to catch up (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
     status = commands.add_parser("status", help="each component's port, pid, health, memory"
@@ -124,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(handler=cmd_logs)
     dlq.register(commands)
-    saga_cli.register(commands)
-    connectors_cli.register(commands)
-    chaos_cli.register(commands)
+    orders.register(commands)
+    connectors.register(commands)
+    chaos_command.register(commands)
     bench = commands.add_parser("bench", help="benchmarks that print their figures")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     hop = bench_commands.add_parser("hop", help="commit -> consumer latency and throughput")

@@ -14,30 +14,29 @@ from typing import Any
 
 import psycopg
 
-from infra.saga_cli import TERMINAL, OrdersApi
-from infra.settings import StackSettings
-from services.psp.client import PspClient
+from services.inventory import catalog
+from services.inventory.catalog import CatalogItem
+from services.payments.psp_client import PspClient
+from stack.settings import StackSettings
+from testkit.orders_client import TERMINAL, OrdersClient
 
 
 class Shop:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.api = OrdersApi(settings)
+        self.api = OrdersClient(settings.orders_port)
         self.psp = PspClient(f"http://127.0.0.1:{settings.psp_port}", timeout_s=10)
 
     def new_sku(self, available: int, unit_price_cents: int = 1000) -> str:
         sku = f"e2e-{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.settings.database_dsn("inventory")) as conn:
-            conn.execute("INSERT INTO stock_items (sku, name, unit_price_cents, available)"
-                         " VALUES (%s, %s, %s, %s)", (sku, sku, unit_price_cents, available))
+            catalog.stock_up(conn, [CatalogItem(sku, sku, unit_price_cents, available)])
         return sku
 
     def stock(self, sku: str) -> dict[str, int]:
         with psycopg.connect(self.settings.database_dsn("inventory")) as conn:
-            available, reserved, sold = conn.execute(
-                "SELECT available, reserved, sold FROM stock_items WHERE sku = %s", (sku,)
-            ).fetchone()
-        return {"available": available, "reserved": reserved, "sold": sold}
+            level = catalog.levels_of(conn, [sku])[sku]
+        return {"available": level.available, "reserved": level.reserved, "sold": level.sold}
 
     def net_paid(self, order_id: str) -> tuple[int, int]:
         """(captured, refunded) at the psp for one order, as its ledger says."""
@@ -55,7 +54,8 @@ class Shop:
             order = self.api.get(order_id)
             if condition(order):
                 return order
-            assert time.monotonic() < deadline, f"order never got there: {order}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"order never got there: {order}")
             time.sleep(0.1)
 
     def wait_terminal(self, order_id: str) -> dict[str, Any]:

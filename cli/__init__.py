@@ -1,0 +1,1 @@
+"""The top floor: the ``choreo`` command line. Nothing below it imports from here."""

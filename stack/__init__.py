@@ -1,0 +1,1 @@
+"""The embedded stack: install, start, supervise, drain and stop every process by pid."""

@@ -1,0 +1,102 @@
+"""The import graph: layers that only look down, services that keep to themselves, no cycle.
+
+Read from the source with ``ast`` (imports inside functions count too: a lazy import
+that hides a cycle is still one), so the test needs nothing running.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+LAYERS: dict[str, set[str]] = {
+    "schemas": set(),
+    "outbox": {"schemas"},
+    "services": {"outbox", "schemas"},
+    "stack": {"outbox", "schemas"},
+    "testkit": {"stack", "services", "outbox", "schemas"},
+    "chaos": {"testkit", "stack", "services", "outbox", "schemas"},
+    "bench": {"testkit", "stack", "services", "outbox", "schemas"},
+    "cli": {"chaos", "bench", "testkit", "stack", "services", "outbox", "schemas"},
+}
+"""Each top-level package and the packages below it that it may import."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {module_name(path): path for package in LAYERS
+            for path in (REPO / package).rglob("*.py")}
+
+
+def imported(path: Path, modules: dict[str, Path]) -> Iterator[str]:
+    """The project modules ``path`` imports (a name imported from a package counts as its
+    submodule when there is one)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            if name in modules:
+                yield name
+
+
+def graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: set(imported(path, modules)) - {name} for name, path in modules.items()}
+
+
+def test_every_package_imports_only_the_layers_below_it() -> None:
+    wrong = sorted(f"{module} imports {target}" for module, targets in graph().items()
+                   for target in targets
+                   if (here := module.split(".")[0]) != (there := target.split(".")[0])
+                   and there not in LAYERS[here])
+    assert wrong == []
+
+
+def test_a_service_imports_no_other_service() -> None:
+    def service(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    wrong = sorted(f"{module} imports {target}" for module, targets in graph().items()
+                   if module.startswith("services.")
+                   for target in targets
+                   if target.startswith("services.") and service(target) != service(module)
+                   and target != "services")
+    assert wrong == []
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    edges = graph()
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(edges[module]):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_checks_see_the_tree() -> None:
+    """A walker that found nothing would pass every check above."""
+    edges = graph()
+    assert "cli.main" in edges and "stack.launcher" in edges["cli.main"]
+    assert "outbox.consumer" in edges
