@@ -21,7 +21,7 @@ from outbox.dedupe import DedupeStore, RedisDedupe
 from outbox.delivery import Delivery, ReceivedEvent
 from outbox.kafka import build_producer, ensure_topics
 from outbox.retry import Backoff
-from outbox.service import OUTBOX_SCHEMA, apply_schema
+from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
 from stack.settings import StackSettings
 

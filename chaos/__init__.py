@@ -1,8 +1,7 @@
 """Kill parts of the running system mid-saga and check that every guarantee still holds.
 
 ``run_chaos`` places orders at a steady rate while processes are SIGKILLed and
-restarted, waits for quiescence, then checks the invariants of DESIGN.md; see
-docs/chaos.md.
+restarted, waits for quiescence, then checks the invariants listed in docs/chaos.md.
 """
 
 from chaos.report import ChaosReport

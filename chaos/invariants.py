@@ -1,4 +1,4 @@
-"""The guarantees of DESIGN.md, each as a check over what a chaos run saw.
+"""The guarantees listed in docs/chaos.md, each as a check over what a chaos run saw.
 
 Pure functions of the evidence, so each check can be tested on hand-made evidence and
 the run stays a matter of collecting it. A check lists every offender it finds (up to

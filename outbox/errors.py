@@ -2,7 +2,7 @@
 
 The consumer runtime decides what to do by branch: a ``TransientError`` is retried with
 backoff, a ``PermanentError`` goes straight to the dead-letter topic. Driver errors are
-translated into these at the boundary (``outbox.retry.classify``).
+sorted into the two at the boundary (``outbox.retry.is_transient`` and ``is_permanent``).
 """
 
 

@@ -1,4 +1,11 @@
-"""JSON log lines with the ids an operator searches by: trace_id, order_id, event_id."""
+"""JSON log lines with the ids an operator searches by: trace_id, order_id, event_id.
+
+One object per line, so logs can be grepped and parsed. Every field passed with
+``extra=`` becomes a top-level key next to the base keys (``ts``, ``level``, ``service``,
+``logger``, ``msg``, ``error``): a consumer's line carries its ``consumer``, ``order_id``
+and ``trace_id``, the psp's one line per request its status, duration and idempotency
+key. Every service of choreo logs through this one formatter, so all are searched alike.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("trace_id", "order_id", "event_id", "event_type", "consumer")
+STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+"""What every LogRecord has; anything else on a record came in with ``extra=``."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,13 +32,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name in CONTEXT_FIELDS:
-            value = getattr(record, name, None)
-            if value:
-                line[name] = str(value)
+        line.update({name: value for name, value in vars(record).items()
+                     if name not in STANDARD_ATTRIBUTES and value not in (None, "")})
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line)
+        return json.dumps(line, default=str)
 
 
 def configure(service: str, level: int = logging.INFO) -> None:

@@ -24,8 +24,6 @@ RETRIES = Counter("choreo_retries_total", "Failed attempts that were retried",
 LAG = Gauge("choreo_consumer_lag", "Messages behind the partition's high watermark",
             ["consumer", "topic", "partition"])
 
-OUTCOMES = ("handled", "duplicate", "ignored", "dead_lettered", "parked", "replayed")
-
 
 def serve(port: int, health: Callable[[], dict[str, object]], host: str = "127.0.0.1"
           ) -> ThreadingHTTPServer:

@@ -20,10 +20,11 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
-def trace_id_of(traceparent: str) -> str:
-    """The 32-hex trace id inside a traceparent, for log lines; empty if absent."""
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 else ""
+def trace_id_of(traceparent: str | None) -> str:
+    """The 32-hex trace id of a W3C ``traceparent`` (``00-<trace>-<span>-<flags>``), for
+    log lines; empty if absent or malformed."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
 @contextmanager

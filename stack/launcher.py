@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from outbox.kafka import ensure_topics
+from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
 from stack import drain
 from stack.components import (
@@ -47,7 +48,6 @@ from stack.supervision import (
 )
 
 Report = Callable[[str], None]
-OUTBOX_SCHEMA = REPO_ROOT / "outbox" / "schema.sql"
 DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 CONNECT_STOP_TIMEOUT_S = 30.0

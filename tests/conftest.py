@@ -15,6 +15,7 @@ from dataclasses import fields
 import pytest
 
 from stack import launcher
+from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
 
 
@@ -61,3 +62,9 @@ def running_services(running_stack: StackSettings) -> StackSettings:
     """The saga's services on top of the stack (stopped with it at the end of the session)."""
     launcher.up(running_stack, report=lambda line: None)
     return running_stack
+
+
+@pytest.fixture(scope="session")
+def psp_registry(running_stack: StackSettings) -> ProcessRegistry:
+    """Where the psp and payments suites record the psp processes of their own, by pid."""
+    return ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)

@@ -11,7 +11,7 @@ import os
 import sys
 from functools import partial
 
-from outbox import service
+from outbox import runner
 from outbox.errors import ConfigError
 from services.inventory.catalog import seed_catalog
 from services.inventory.handlers import build_handlers
@@ -23,8 +23,8 @@ NAME = "inventory"
 METRICS_PORT = 18081
 
 
-def definition(settings: InventorySettings) -> service.ServiceDefinition:
-    return service.ServiceDefinition(
+def definition(settings: InventorySettings) -> runner.ServiceDefinition:
+    return runner.ServiceDefinition(
         name=NAME,
         schema_sql=SCHEMA_SQL,
         build_handlers=partial(build_handlers, reservation_ttl_s=settings.reservation_ttl_s),
@@ -35,7 +35,7 @@ def definition(settings: InventorySettings) -> service.ServiceDefinition:
 
 def run() -> int:
     try:
-        service.main(definition(InventorySettings.from_env(os.environ)),
+        runner.main(definition(InventorySettings.from_env(os.environ)),
                      default_metrics_port=METRICS_PORT)
     except ConfigError as error:
         print(f"{NAME}: {error}", file=sys.stderr)

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from outbox import logs
 from outbox.codec import EventCodec
 from outbox.errors import ConfigError
-from outbox.service import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
+from outbox.runner import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
 from outbox.settings import ServiceSettings
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog

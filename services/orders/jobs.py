@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from opentelemetry.trace import SpanKind
 
-from outbox.service import PeriodicJob
+from outbox.runner import PeriodicJob
 from outbox.tracing import continued_span
 from outbox.writer import OutboxWriter
 from services.orders.domain import Status

@@ -1,7 +1,7 @@
 """``python -m services.payments``: consume orders and reservations, charge and refund.
 
 The psp settings are read here and only here, once, failing before anything starts
-with the variable's name; the shared runner (``outbox.service``) reads the rest.
+with the variable's name; the shared runner (``outbox.runner``) reads the rest.
 Exit status 2 means bad settings.
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox import service
+from outbox import runner
 from outbox.errors import ConfigError
 from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
@@ -52,8 +52,8 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
-    return service.ServiceDefinition(
+def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
+    return runner.ServiceDefinition(
         name="payments",
         schema_sql=SCHEMA,
         build_handlers=lambda writer: build_handlers(
@@ -68,7 +68,7 @@ def definition(settings: PaymentsSettings) -> service.ServiceDefinition:
 def main() -> int:
     try:
         settings = PaymentsSettings.from_env(os.environ)
-        service.main(definition(settings), default_metrics_port=18082)
+        runner.main(definition(settings), default_metrics_port=18082)
     except ConfigError as error:
         print(f"payments: {error}", file=sys.stderr)
         return 2

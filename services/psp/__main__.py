@@ -18,8 +18,8 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import PoolTimeout
 
+from outbox import logs
 from services.psp.app import create_app
-from services.psp.logs import configure_logging
 from services.psp.settings import PspSettings, SettingsError
 
 log = logging.getLogger("psp")
@@ -48,7 +48,7 @@ async def serve(settings: PspSettings) -> None:
 
 
 def main() -> int:
-    configure_logging()
+    logs.configure("psp")
     try:
         settings = PspSettings.from_env(os.environ)
     except SettingsError as error:

@@ -20,10 +20,10 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from outbox.tracing import trace_id_of
 from services.psp import idempotency, ledger, operations, payloads
 from services.psp.errors import ApiError, ApiResponse, error_response, not_found
 from services.psp.idempotency import Disposition, Outcome
-from services.psp.logs import trace_id
 from services.psp.metrics import PspMetrics
 from services.psp.settings import PspSettings
 
@@ -107,10 +107,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path not in QUIET_PATHS:
         fields = {"method": request.method, "route": route, "status": response.status,
                   "duration_ms": round(elapsed * 1000, 1), **request[LOG_FIELDS]}
-        trace = trace_id(request.headers.get("traceparent"))
-        if trace is not None:
-            fields["trace_id"] = trace
-        log.info("request", extra=fields)
+        log.info("request", extra={**fields,
+                                   "trace_id": trace_id_of(request.headers.get("traceparent"))})
     return response
 
 

@@ -1,7 +1,7 @@
 """A short chaos run on the shared test stack: every process type SIGKILLed once, mid-saga.
 
 Six faults over 40 s of orders (inventory, payments, orders-worker, orders-api, psp and
-Kafka Connect, in the seed's order), then every invariant of DESIGN.md must hold. The
+Kafka Connect, in the seed's order), then every invariant of docs/chaos.md must hold. The
 run restarts whatever it killed, and the test checks that, because the stack is shared
 with the rest of the session.
 """

@@ -1,7 +1,7 @@
 """Consumer and producer contracts, read off the services' own wiring: no servers needed.
 
 What a consumer subscribes to comes from the handlers its entry point builds (through
-``outbox.service.build_runtime``, with stand-ins that open no connection), and the reader
+``outbox.runner.build_runtime``, with stand-ins that open no connection), and the reader
 schema from that runtime's own codec, so a new handler or a pinned reader version is
 checked without anyone updating a list. What the services emit comes from a static scan of
 their source (``schemas.contracts.scan_emits``): it covers sweepers and rare branches that
@@ -21,7 +21,7 @@ import pytest
 import services
 from outbox.codec import EventCodec
 from outbox.retry import Backoff
-from outbox.service import ServiceDefinition, build_runtime
+from outbox.runner import ServiceDefinition, build_runtime
 from outbox.settings import ServiceSettings
 from schemas.catalog import SCHEMA_DIR, SchemaCatalog
 from schemas.contracts import (
@@ -83,16 +83,16 @@ def consumer_contracts(root: Path) -> ConsumerContracts:
 
 
 def starts_consumer_runner(entry_point: Path) -> bool:
-    """Whether a ``__main__.py`` hands over to ``outbox.service.main``, i.e. is a consumer."""
+    """Whether a ``__main__.py`` hands over to ``outbox.runner.main``, i.e. is a consumer."""
     tree = ast.parse(entry_point.read_text())
     runners: set[str] = set()
     modules: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "outbox.service":
+        if isinstance(node, ast.ImportFrom) and node.module == "outbox.runner":
             runners |= {alias.asname or alias.name for alias in node.names if alias.name == "main"}
         elif isinstance(node, ast.ImportFrom) and node.module == "outbox":
             modules |= {alias.asname or alias.name for alias in node.names
-                        if alias.name == "service"}
+                        if alias.name == "runner"}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -110,7 +110,7 @@ def test_every_consumer_service_is_checked() -> None:
                  if starts_consumer_runner(entry)}
 
     assert consumers == set(CONSUMERS), (
-        "CONSUMERS must list exactly the services whose entry point runs outbox.service.main")
+        "CONSUMERS must list exactly the services whose entry point runs outbox.runner.main")
 
 
 def test_consumers_read_every_writer_version() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from outbox.service import OUTBOX_SCHEMA, apply_schema
+from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from services.inventory.store import SCHEMA_SQL
 from stack.settings import StackSettings
 from tests.inventory.support import reset

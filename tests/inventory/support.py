@@ -17,38 +17,14 @@ import psycopg
 from outbox.codec import EventCodec
 from outbox.consumer import Handler, handle_once
 from outbox.delivery import ReceivedEvent
-from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.inventory.catalog import CatalogItem, StockLevel, seed_catalog, stock_levels
 from services.inventory.handlers import build_handlers
+from tests.support import RecordingWriter
 
 CONSUMER = "inventory"
 CODEC = EventCodec(SchemaCatalog.load())
 TTL_S = 120.0
-
-
-@dataclass(frozen=True)
-class Emitted:
-    event_type: str
-    aggregate_id: str
-    payload: dict[str, Any]
-
-
-class RecordingWriter(OutboxWriter):
-    """The real writer (schema validation, outbox insert) that also remembers each emit."""
-
-    def __init__(self) -> None:
-        super().__init__(CODEC, CONSUMER)
-        self.emitted: list[Emitted] = []
-
-    def emit(self, conn: psycopg.Connection[Any], event_type: str, aggregate_id: str,
-             payload: Mapping[str, Any]) -> uuid.UUID:
-        event_id = super().emit(conn, event_type, aggregate_id, payload)
-        self.emitted.append(Emitted(event_type, aggregate_id, dict(payload)))
-        return event_id
-
-    def of(self, order_id: str) -> list[Emitted]:
-        return [e for e in self.emitted if e.aggregate_id == order_id]
 
 
 @dataclass
@@ -57,7 +33,7 @@ class Inventory:
 
     conn: psycopg.Connection[Any]
     ttl_s: float = TTL_S
-    writer: RecordingWriter = field(default_factory=RecordingWriter)
+    writer: RecordingWriter = field(default_factory=lambda: RecordingWriter(CONSUMER))
     handlers: dict[str, Handler] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,6 @@ import pytest
 from outbox.delivery import ReceivedEvent
 from services.inventory.jobs import release_expired
 from tests.inventory.support import (
-    Emitted,
     Inventory,
     expire_now,
     levels,
@@ -29,6 +28,7 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
+from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

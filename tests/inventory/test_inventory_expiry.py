@@ -11,7 +11,6 @@ from services.inventory.catalog import set_stock
 from services.inventory.domain import SoldOutAfterExpiry
 from services.inventory.jobs import expiry_job, release_expired
 from tests.inventory.support import (
-    Emitted,
     Inventory,
     expire_now,
     levels,
@@ -21,6 +20,7 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
+from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

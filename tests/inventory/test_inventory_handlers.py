@@ -15,7 +15,6 @@ import pytest
 from services.inventory.domain import InvalidOrder
 from tests.inventory.support import (
     TTL_S,
-    Emitted,
     Inventory,
     levels,
     order_cancelled,
@@ -25,6 +24,7 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
+from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

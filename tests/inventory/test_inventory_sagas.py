@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from outbox.delivery import ReceivedEvent
 from tests.inventory.support import (
-    Emitted,
     Inventory,
     levels,
     order_cancelled,
@@ -33,6 +32,7 @@ from tests.inventory.support import (
     reset,
     stock,
 )
+from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

@@ -9,37 +9,23 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outbox.codec import EventCodec
 from outbox.consumer import handle_once
 from outbox.delivery import ReceivedEvent
-from outbox.service import OUTBOX_SCHEMA, apply_schema
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
+from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from services.orders.__main__ import SCHEMA
 from services.orders.handlers import build_handlers
 from services.orders.jobs import cancel_overdue
 from services.orders.store import INSERT_ORDER
 from stack.settings import StackSettings
-from tests.support import scratch_database
+from tests.support import RecordingWriter, scratch_database
 
 pytestmark = pytest.mark.stack
-
-
-class RecordingWriter(OutboxWriter):
-    def __init__(self) -> None:
-        super().__init__(EventCodec(SchemaCatalog.load()), source="orders")
-        self.emitted: list[tuple[str, str]] = []
-
-    def emit(self, conn: Any, event_type: str, aggregate_id: str, payload: Any) -> uuid.UUID:
-        self.emitted.append((aggregate_id, event_type))
-        return super().emit(conn, event_type, aggregate_id, payload)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +77,7 @@ def test_first_decisive_event_wins_and_one_outcome_is_emitted(
     orders_dsn: str, sequence: list[str]
 ) -> None:
     order_id = uuid.uuid4()
-    writer = RecordingWriter()
+    writer = RecordingWriter("orders")
     handlers = build_handlers(writer)
     event_ids = {name: uuid.uuid4() for name in EVENTS}
     with psycopg.connect(orders_dsn, autocommit=True) as conn:
@@ -117,7 +103,7 @@ def test_first_decisive_event_wins_and_one_outcome_is_emitted(
     first = next(EVENTS[name][2] if name != DEADLINE else ("CANCELLED", "timeout")
                  for name in sequence if name == DEADLINE or EVENTS[name][2] is not None)
     assert (status, reason) == first
-    outcomes = [event_type for key, event_type in writer.emitted if key == str(order_id)]
+    outcomes = [emitted.event_type for emitted in writer.of(str(order_id))]
     assert outcomes == [{"CONFIRMED": "OrderConfirmed", "REJECTED": "OrderRejected",
                          "CANCELLED": "OrderCancelled"}[status]]
     heard = [EVENTS[name][0] for name in dict.fromkeys(sequence) if name != DEADLINE]

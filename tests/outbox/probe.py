@@ -6,6 +6,7 @@ tests.outbox.probe``) so a test can SIGKILL it between database commit and offse
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 from typing import Any
@@ -17,7 +18,7 @@ from outbox.consumer import ConsumerRuntime, Handler
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.delivery import ReceivedEvent
 from outbox.retry import Backoff
-from outbox.service import OUTBOX_SCHEMA, apply_schema
+from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
 
 PROBE_SCHEMA = """
@@ -80,3 +81,12 @@ if __name__ == "__main__":
                             RedisDedupe(redis_arg) if redis_arg else None)
     runtime.batch_size = int(os.environ.get("PROBE_BATCH", "50"))
     runtime.run()
+
+
+def assert_each_once(found: list[tuple[str, int]], keys: int, per_key: int) -> None:
+    per_key_values = collections.defaultdict(list)
+    for key, value in found:
+        per_key_values[key].append(value)
+    assert len(per_key_values) == keys
+    for key, values in per_key_values.items():
+        assert values == list(range(per_key)), f"{key}: {values}"

@@ -12,9 +12,7 @@ from outbox import deadletter
 from outbox.kafka import build_producer
 from stack.settings import StackSettings
 from tests.outbox.probe import effects, probe_runtime
-from tests.outbox.test_effectively_once import emit_run
-from tests.stack.test_cdc import WRITER
-from tests.support import collect, header
+from tests.support import WRITER, collect, emit_confirmed, header
 
 pytestmark = pytest.mark.stack
 
@@ -83,7 +81,7 @@ def test_poison_messages_are_dead_lettered_with_reason(
                ("ce_dataschema", b"OrderConfirmed.v9#0000000000000000")]
     producer.produce("order.events", key=f"{run}-unknown", value=good.value(), headers=unknown)
     producer.flush(10)
-    emit_run(running_stack, run, keys=1, per_key=1)
+    emit_confirmed(running_stack, run, keys=1, per_key=1)
 
     runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run)
     stopper = threading.Timer(60, runtime.stop_event.set)

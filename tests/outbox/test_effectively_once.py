@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import collections
 import sys
 import time
 import uuid
 
-import psycopg
 import pytest
 import redis
 
@@ -15,21 +13,10 @@ from outbox.dedupe import MemoryDedupe, RedisDedupe
 from outbox.kafka import build_producer
 from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
-from tests.outbox.probe import effects, probe_runtime
-from tests.stack.test_cdc import WRITER
-from tests.support import collect
+from tests.outbox.probe import assert_each_once, effects, probe_runtime
+from tests.support import collect, emit_confirmed
 
 pytestmark = pytest.mark.stack
-
-
-def emit_run(settings: StackSettings, run: str, keys: int, per_key: int) -> None:
-    with psycopg.connect(settings.database_dsn("orders")) as conn:
-        for value in range(per_key):
-            for key in range(keys):
-                order_id = f"{run}-{key}"
-                WRITER.emit(conn, "OrderConfirmed", order_id,
-                            {"order_id": order_id, "total_cents": value})
-            conn.commit()
 
 
 def redeliver_run(settings: StackSettings, run: str, expected: int, times: int) -> None:
@@ -50,22 +37,13 @@ def drain_until(runtime, database_url: str, consumer: str, count: int) -> None: 
     assert len(effects(database_url, consumer)) >= count
 
 
-def assert_each_once(found: list[tuple[str, int]], keys: int, per_key: int) -> None:
-    per_key_values = collections.defaultdict(list)
-    for key, value in found:
-        per_key_values[key].append(value)
-    assert len(per_key_values) == keys
-    for key, values in per_key_values.items():
-        assert values == list(range(per_key)), f"{key}: {values}"
-
-
 @pytest.mark.parametrize("dedupe_kind", ["redis", "redis-down", "redis-flushed", "inbox-only"])
 def test_event_delivered_three_times_has_one_effect(
     running_stack: StackSettings, probe_database: str, dedupe_kind: str
 ) -> None:
     run, consumer = f"r3-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
     keys, per_key = 5, 10
-    emit_run(running_stack, run, keys, per_key)
+    emit_confirmed(running_stack, run, keys, per_key)
     redeliver_run(running_stack, run, keys * per_key, times=2)
     dedupe = {
         "redis": lambda: RedisDedupe(running_stack.redis_url),
@@ -95,7 +73,7 @@ def test_lanes_keep_each_key_in_order_and_each_event_once(
     replayed twice, every event still has one effect, each key's in offset order."""
     run, consumer = f"lanes-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
     keys, per_key = 8, 15
-    emit_run(running_stack, run, keys, per_key)
+    emit_confirmed(running_stack, run, keys, per_key)
     redeliver_run(running_stack, run, keys * per_key, times=2)
     runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run)
     runtime.key_concurrency = 4
@@ -109,7 +87,7 @@ def test_consumer_killed_between_commit_and_offset_commit(
     """SIGKILL a consumer process repeatedly mid-stream; restart; every effect exactly once."""
     run, consumer = f"kill-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
     keys, per_key = 10, 40
-    emit_run(running_stack, run, keys, per_key)
+    emit_confirmed(running_stack, run, keys, per_key)
     registry = ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
     name = f"probe-{consumer}"
     command = [sys.executable, "-m", "tests.outbox.probe", running_stack.kafka_bootstrap,

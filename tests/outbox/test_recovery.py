@@ -23,8 +23,8 @@ from stack import launcher
 from stack.components import broker_component
 from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
-from tests.outbox.probe import effects, probe_runtime
-from tests.outbox.test_effectively_once import assert_each_once, emit_run
+from tests.outbox.probe import assert_each_once, effects, probe_runtime
+from tests.support import emit_confirmed
 
 pytestmark = pytest.mark.stack
 
@@ -143,7 +143,7 @@ def test_lost_database_session_is_survived_and_nothing_is_lost(
     terminations = 0
     try:
         wait_for(lambda: runtime.health()["status"] == "ok", what="the consumer to start")
-        emit_run(running_stack, run, keys, per_key)
+        emit_confirmed(running_stack, run, keys, per_key)
         while len(effects(probe_database, consumer)) < keys * per_key and terminations < 5:
             with psycopg.connect(probe_database, autocommit=True) as admin:
                 admin.execute(
@@ -182,7 +182,7 @@ def test_replicas_share_partitions_and_a_survivor_takes_over_at_once(
         wait_for(lambda: len(set(partition_owners(probe_database, consumer).values())) == 2
                  and len(partition_owners(probe_database, consumer)) == 3,
                  what="two replicas sharing three partitions")
-        emit_run(running_stack, run, keys, per_key)
+        emit_confirmed(running_stack, run, keys, per_key)
         wait_for(lambda: len(effects(probe_database, consumer)) >= keys * per_key // 3,
                  what="progress before the kill")
         victim = names[0]

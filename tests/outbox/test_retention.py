@@ -11,7 +11,7 @@ from outbox import inbox
 from outbox.errors import ConfigError
 from outbox.settings import ServiceSettings
 from outbox.writer import prune
-from tests.stack.test_cdc import WRITER
+from tests.support import WRITER
 
 
 @pytest.mark.stack

@@ -1,7 +1,7 @@
 """Fixtures for the payments tests: a scratch database and a psp of their own.
 
-The psp is started with the psp tests' helpers (``start_psp``, ``psp_env``) and their
-process registry fixture, but under its own name, port and ledger database: the psp
+The psp is started with the psp tests' helpers (``start_psp``, ``psp_env``) and the
+session's process registry fixture, but under its own name, port and ledger database: the psp
 tests empty their ledger before each test and restart ``psp-test`` by name, which
 would pull charges out from under these tests whenever both suites run at once.
 """
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from outbox.codec import EventCodec
-from outbox.service import OUTBOX_SCHEMA, apply_schema
+from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
 from services.payments.attempts import AttemptLog
 from services.payments.psp_client import PspClient
@@ -22,7 +22,6 @@ from services.payments.store import SCHEMA
 from stack.processes import ProcessRegistry
 from stack.settings import StackSettings
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
-from tests.psp.conftest import psp_registry  # noqa: F401 - the registry fixture, reused
 from tests.psp.support import Ledger, free_port, psp_env, start_psp
 from tests.support import scratch_database
 
@@ -49,7 +48,7 @@ def psp_ledger(running_stack: StackSettings) -> Ledger:
 
 
 @pytest.fixture(scope="session")
-def payments_psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry,  # noqa: F811
+def payments_psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry,
                      psp_ledger: Ledger) -> Iterator[str]:
     env = {**psp_env(running_stack, free_port()), "CHOREO_DATABASE_URL": psp_ledger.dsn,
            "CHOREO_PSP_SLOW_DELAY_S": str(PSP_SLOW_DELAY_S)}

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS emitted_events (
 """
 
 
-class RecordingWriter(OutboxWriter):
+class TableCopyWriter(OutboxWriter):
     """Emits for real and also keeps a copy in ``emitted_events``, in the same transaction.
 
     The outbox row is deleted within its transaction, so it cannot be read back; the
@@ -55,8 +55,8 @@ class RecordingWriter(OutboxWriter):
 
 
 def handlers_for(psp: PspClient, attempt_log: AttemptLog) -> dict[str, Handler]:
-    """The service's handlers, emitting through a :class:`RecordingWriter`."""
-    return build_handlers(RecordingWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
+    """The service's handlers, emitting through a :class:`TableCopyWriter`."""
+    return build_handlers(TableCopyWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
                           psp, attempt_log)
 
 

@@ -18,11 +18,6 @@ from tests.psp.support import LEDGER_DATABASE, Api, Ledger, free_port, psp_env, 
 
 
 @pytest.fixture(scope="session")
-def psp_registry(running_stack: StackSettings) -> ProcessRegistry:
-    return ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
-
-
-@pytest.fixture(scope="session")
 def psp_url(running_stack: StackSettings, psp_registry: ProcessRegistry) -> Iterator[str]:
     try:
         # A port of its own: the stack's psp may be running on ``psp_port``.

@@ -13,8 +13,7 @@ import pytest
 
 from stack import launcher
 from stack.settings import StackSettings
-from tests.stack.test_cdc import assert_complete_and_ordered, emit_sequence
-from tests.support import collect
+from tests.support import assert_complete_and_ordered, collect, emit_confirmed
 
 pytestmark = pytest.mark.stack
 
@@ -24,13 +23,13 @@ def test_broker_sigkill_loses_nothing_committed_within_the_retention_window(
 ) -> None:
     run = f"loss-{uuid.uuid4().hex[:8]}"
     registry = launcher.registry_for(running_stack)
-    emit_sequence(running_stack, run, aggregates=10, per_aggregate=5)  # published, maybe read
+    emit_confirmed(running_stack, run, keys=10, per_key=5)  # published, maybe read
     collect(running_stack.kafka_bootstrap, "order.events",
             lambda m: len(m) >= 50, accept=lambda m: m.key().startswith(run.encode()),
             timeout_s=60)
     registry.kill("broker")
     # Committed while the broker is gone: Debezium cannot publish them yet.
-    emit_sequence(running_stack, f"{run}-down", aggregates=10, per_aggregate=5)
+    emit_confirmed(running_stack, f"{run}-down", keys=10, per_key=5)
     started = time.monotonic()
     lines: list[str] = []
     launcher.up(running_stack, report=lines.append, with_services=False)

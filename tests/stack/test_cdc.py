@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import collections
 import uuid
 
 import psycopg
 import pytest
 
-from outbox.codec import EventCodec
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
 from stack import launcher
 from stack.settings import StackSettings
-from tests.support import bump, collect, header, keyed
+from tests.support import (
+    WRITER,
+    assert_complete_and_ordered,
+    bump,
+    collect,
+    confirmed,
+    emit_confirmed,
+    header,
+    keyed,
+)
 
 pytestmark = pytest.mark.stack
-
-WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests")
-
-
-def confirmed(order_id: str, total: int = 100) -> dict[str, object]:
-    return {"order_id": order_id, "total_cents": total}
-
 
 def test_committed_row_becomes_one_event_with_key_and_headers(
     running_stack: StackSettings,
@@ -58,43 +56,11 @@ def test_rolled_back_row_produces_nothing(running_stack: StackSettings) -> None:
     assert [m.key() for m in messages] == [committed.encode()]
 
 
-def emit_sequence(settings: StackSettings, run: str, aggregates: int, per_aggregate: int,
-                  on_progress: collections.abc.Callable[[int], None] = lambda n: None) -> None:
-    """Interleave aggregates so that per-key order is not simply commit order per key."""
-    with psycopg.connect(settings.database_dsn("orders")) as conn:
-        for sequence in range(per_aggregate):
-            for aggregate in range(aggregates):
-                key = f"{run}-{aggregate}"
-                WRITER.emit(conn, "OrderConfirmed", key, confirmed(key, sequence))
-                conn.commit()
-            on_progress(sequence)
-
-
-def assert_complete_and_ordered(messages: list, aggregates: int, per_aggregate: int) -> int:
-    """Returns the number of duplicates (allowed after a crash, never a gap or reorder)."""
-    codec = EventCodec(SchemaCatalog.load())
-    seen: dict[str, list[int]] = collections.defaultdict(list)
-    for message in messages:
-        payload = codec.decode("OrderConfirmed", header(message, "ce_dataschema"),
-                               message.value())
-        seen[message.key().decode()].append(payload["total_cents"])
-    assert len(seen) == aggregates
-    duplicates = 0
-    for key, sequence in seen.items():
-        deduplicated = sorted(set(sequence))
-        assert deduplicated == list(range(per_aggregate)), f"{key} lost events"
-        # A restart may deliver a stretch again, but each event is first seen in order.
-        first_seen = list(dict.fromkeys(sequence))
-        assert first_seen == deduplicated, f"{key} out of order: {sequence}"
-        duplicates += len(sequence) - len(deduplicated)
-    return duplicates
-
-
 def test_thousand_events_over_fifty_aggregates_arrive_in_order(
     running_stack: StackSettings,
 ) -> None:
     run = f"seq-{uuid.uuid4().hex[:8]}"
-    emit_sequence(running_stack, run, aggregates=50, per_aggregate=20)
+    emit_confirmed(running_stack, run, keys=50, per_key=20)
     messages = collect(running_stack.kafka_bootstrap, "order.events",
                        lambda m: len(m) >= 1000, accept=lambda m: m.key().startswith(run.encode()),
                        timeout_s=60, settle_s=1.0)
@@ -110,7 +76,7 @@ def test_connect_killed_mid_stream_loses_nothing(running_stack: StackSettings) -
         if sequence == 10:
             registry.kill("connect")
 
-    emit_sequence(running_stack, run, aggregates=20, per_aggregate=20, on_progress=kill_halfway)
+    emit_confirmed(running_stack, run, keys=20, per_key=20, on_progress=kill_halfway)
     assert registry.running("connect") is None
     launcher.up(running_stack, report=lambda line: None, with_services=False)
     messages = collect(running_stack.kafka_bootstrap, "order.events",

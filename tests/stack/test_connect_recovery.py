@@ -19,9 +19,6 @@ import psycopg
 import pytest
 from confluent_kafka import Message
 
-from outbox.codec import EventCodec
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
 from stack import launcher
 from stack.cdc import ensure_connect
 from stack.components import connect_offsets_file, postgres_component
@@ -33,11 +30,10 @@ from stack.connectors import (
 )
 from stack.settings import OUTBOX_DATABASES, StackSettings
 from stack.slots import ensure_outbox_slots, outbox_slot
-from tests.support import collect, header
+from tests.support import WRITER, collect, header
 
 pytestmark = pytest.mark.stack
 
-WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests")
 RUNNING_BOUND_S = 60.0
 """How long, at most, from the fault to every task RUNNING again (2 shared cores)."""
 
