@@ -66,9 +66,10 @@ def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
+    from cli.contracts import contract_problems
     from schemas.check import run_check
 
-    return run_check(args)
+    return run_check(args, contract_problems)
 
 
 def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:

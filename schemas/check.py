@@ -1,15 +1,17 @@
 """``choreo schemas check``: the gate a schema change passes before it is merged.
 
 Consumers and producers upgrade independently and events outlive both, so every version of
-an event must stay readable with the earlier ones under its policy, and a released version
-must never change. Exit codes: 0 all good, 1 a rule is broken, 2 the check could not run
-(no such root, unusable policy file, unknown ``--git-ref``), so CI fails either way.
+an event must stay readable with the earlier ones under its policy, a released version
+must never change, and every consumer must read every version ever written. Exit codes:
+0 all good, 1 a rule is broken, 2 the check could not run (no such root, unusable policy
+file, unknown ``--git-ref``), so CI fails either way.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.catalog import SCHEMA_DIR
@@ -22,13 +24,18 @@ from schemas.policy import POLICY_FILE, Policies, PolicyFileError
 OK, BROKEN, CANNOT_RUN = 0, 1, 2
 
 
-def run_check(args: argparse.Namespace) -> int:
+Contracts = Callable[[Path], tuple[str, list[str]]]
+"""A summary line and the problems of checks that need the services' wiring, which this
+package does not know (``cli.contracts`` supplies them)."""
+
+
+def run_check(args: argparse.Namespace, contracts: Contracts | None = None) -> int:
     """Entry point for ``cli``; ``args.root`` and ``args.git_ref`` may be None."""
     root = Path(args.root).resolve() if args.root else SCHEMA_DIR
-    return check(root, args.git_ref)
+    return check(root, args.git_ref, contracts)
 
 
-def check(root: Path, git_ref: str | None = None) -> int:
+def check(root: Path, git_ref: str | None = None, contracts: Contracts | None = None) -> int:
     if not root.is_dir():
         print(f"schemas check: {root} is not a directory")
         return CANNOT_RUN
@@ -48,6 +55,7 @@ def check(root: Path, git_ref: str | None = None) -> int:
         check_event_type(versions, policies.for_event(event_type, versions[0].event.topic))
         for event_type, versions in sorted(by_type.items())
     ]
+    contract_summary, contract_problems = contracts(root) if contracts else ("", [])
     problems = [
         *tree.problems,
         *convention_problems(tree.schemas),
@@ -56,6 +64,7 @@ def check(root: Path, git_ref: str | None = None) -> int:
           for name in policies.unmatched_subjects(subjects)),
         *(str(found) for result in results for found in result.incompatibilities),
         *history.problems,
+        *contract_problems,
     ]
 
     print(f"schemas check: {root}")
@@ -65,6 +74,8 @@ def check(root: Path, git_ref: str | None = None) -> int:
         print(f"notice: {history.notice}")
     else:
         print(f"released versions: {history.compared} compared with {git_ref or 'HEAD'}")
+    if contract_summary:
+        print(contract_summary)
     for problem in problems:
         print(f"error: {problem}")
     if problems:

@@ -12,11 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from avro.compatibility import (
-    ReaderWriterCompatibilityChecker,
-    SchemaCompatibilityResult,
-    SchemaCompatibilityType,
-)
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from avro.schema import ArraySchema, MapSchema, RecordSchema, Schema
 
 from schemas.parsing import ParsedSchema
@@ -33,21 +29,47 @@ class Direction(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReadFailure:
+    """Why a reader schema cannot read what a writer schema wrote, as the checker says."""
+
+    kinds: tuple[str, ...]
+    locations: tuple[str, ...]
+    messages: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (f"{', '.join(self.kinds)} at {', '.join(self.locations)}: "
+                f"{'; '.join(self.messages)}")
+
+
+def read_failure(reader: ParsedSchema, writer: ParsedSchema) -> ReadFailure | None:
+    """None if ``reader`` reads everything ``writer`` writes."""
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)
+    if result.compatibility is not SchemaCompatibilityType.incompatible:
+        return None
+    # The checker keeps kinds, messages and locations as separate collections, so they
+    # cannot be paired up when there are several; each is reported in full, sorted.
+    # Merging a compatible sub-result adds its placeholder location "/" to a failed one,
+    # so "/" is dropped when a real location is present.
+    locations = sorted(result.locations - {ROOT}) or [ROOT]
+    return ReadFailure(
+        kinds=tuple(dict.fromkeys(kind.value for kind in result.incompatibilities)),
+        locations=tuple(_with_field_path(reader.avro, location) for location in locations),
+        messages=tuple(sorted(result.messages)),
+    )
+
+
+@dataclass(frozen=True)
 class Incompatibility:
     event_type: str
     reader_version: int
     writer_version: int
     direction: Direction
     policy: Policy
-    kinds: tuple[str, ...]
-    locations: tuple[str, ...]
-    messages: tuple[str, ...]
+    failure: ReadFailure
 
     def __str__(self) -> str:
         return (f"{self.event_type}: v{self.reader_version} as reader cannot read data written "
-                f"with v{self.writer_version} ({self.direction}, {self.policy}): "
-                f"{', '.join(self.kinds)} at {', '.join(self.locations)}: "
-                f"{'; '.join(self.messages)}")
+                f"with v{self.writer_version} ({self.direction}, {self.policy}): {self.failure}")
 
 
 @dataclass(frozen=True)
@@ -67,9 +89,10 @@ def check_event_type(versions: Sequence[ParsedSchema], policy: Policy) -> EventT
     for newer, older, direction in _pairs(ordered, policy):
         reader, writer = (newer, older) if direction is Direction.BACKWARD else (older, newer)
         checks += 1
-        result = ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)
-        if result.compatibility is SchemaCompatibilityType.incompatible:
-            found.append(_incompatibility(reader, writer, direction, policy, result))
+        failure = read_failure(reader, writer)
+        if failure is not None:
+            found.append(Incompatibility(reader.event.event_type, reader.event.version,
+                                         writer.event.version, direction, policy, failure))
     return EventTypeResult(
         event_type=ordered[0].event.event_type,
         versions=tuple(schema.event.version for schema in ordered),
@@ -89,30 +112,6 @@ def _pairs(
                 yield newer, older, Direction.BACKWARD
             if policy.forward:
                 yield newer, older, Direction.FORWARD
-
-
-def _incompatibility(
-    reader: ParsedSchema,
-    writer: ParsedSchema,
-    direction: Direction,
-    policy: Policy,
-    result: SchemaCompatibilityResult,
-) -> Incompatibility:
-    # The checker keeps kinds, messages and locations as separate collections, so they
-    # cannot be paired up when there are several; each is reported in full, sorted.
-    # Merging a compatible sub-result adds its placeholder location "/" to a failed one,
-    # so "/" is dropped when a real location is present.
-    locations = sorted(result.locations - {ROOT}) or [ROOT]
-    return Incompatibility(
-        event_type=reader.event.event_type,
-        reader_version=reader.event.version,
-        writer_version=writer.event.version,
-        direction=direction,
-        policy=policy,
-        kinds=tuple(dict.fromkeys(kind.value for kind in result.incompatibilities)),
-        locations=tuple(_with_field_path(reader.avro, location) for location in locations),
-        messages=tuple(sorted(result.messages)),
-    )
 
 
 def _with_field_path(reader: Schema, location: str) -> str:

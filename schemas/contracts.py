@@ -25,9 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
-
-from schemas.compatibility import ROOT, _with_field_path
+from schemas.compatibility import ReadFailure, read_failure
 from schemas.parsing import ParsedSchema, ParsedTree
 
 EMIT_METHODS = ("emit", "emit_async")
@@ -53,15 +51,11 @@ class ContractBreak:
     event_type: str
     reader_version: int
     writer_version: int
-    kinds: tuple[str, ...]
-    locations: tuple[str, ...]
-    messages: tuple[str, ...]
+    failure: ReadFailure
 
     def __str__(self) -> str:
         return (f"consumer {self.consumer} reads {self.event_type} with v{self.reader_version}, "
-                f"which cannot read data written with v{self.writer_version}: "
-                f"{', '.join(self.kinds)} at {', '.join(self.locations)}: "
-                f"{'; '.join(self.messages)}")
+                f"which cannot read data written with v{self.writer_version}: {self.failure}")
 
 
 @dataclass(frozen=True)
@@ -97,20 +91,10 @@ def check_consumers(tree: ParsedTree, subscriptions: Iterable[Subscription]) -> 
             continue
         for writer_version, writer in sorted(versions.items()):
             pairs += 1
-            result = ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)
-            if result.compatibility is not SchemaCompatibilityType.incompatible:
-                continue
-            # As in schemas.compatibility: the root "/" is noise next to a real location.
-            locations = sorted(result.locations - {ROOT}) or [ROOT]
-            breaks.append(ContractBreak(
-                consumer=consumer,
-                event_type=event_type,
-                reader_version=reader_version,
-                writer_version=writer_version,
-                kinds=tuple(dict.fromkeys(kind.value for kind in result.incompatibilities)),
-                locations=tuple(_with_field_path(reader.avro, where) for where in locations),
-                messages=tuple(sorted(result.messages)),
-            ))
+            failure = read_failure(reader, writer)
+            if failure is not None:
+                breaks.append(ContractBreak(consumer, event_type, reader_version,
+                                            writer_version, failure))
     return ConsumerContracts(pairs, tuple(breaks), tuple(problems))
 
 

@@ -1,10 +1,7 @@
-"""Consumer and producer contracts, read off the services' own wiring: no servers needed.
+"""Consumer and producer contracts, read off the services' own wiring (``cli.contracts``):
+no servers needed.
 
-What a consumer subscribes to comes from the handlers its entry point builds (through
-``outbox.runner.build_runtime``, with stand-ins that open no connection), and the reader
-schema from that runtime's own codec, so a new handler or a pinned reader version is
-checked without anyone updating a list. What the services emit comes from a static scan of
-their source (``schemas.contracts.scan_emits``): it covers sweepers and rare branches that
+The emit scan (``schemas.contracts.scan_emits``) covers sweepers and rare branches that
 driving handlers would need a database and scripted state to reach.
 """
 
@@ -13,73 +10,20 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import services
-from outbox.codec import EventCodec
-from outbox.retry import Backoff
-from outbox.runner import ServiceDefinition, build_runtime
-from outbox.settings import ServiceSettings
-from schemas.catalog import SCHEMA_DIR, SchemaCatalog
-from schemas.contracts import (
-    ConsumerContracts,
-    Subscription,
-    check_consumers,
-    producer_problems,
-    scan_emits,
+from cli.contracts import (
+    CONSUMERS,
+    SERVICES_ROOT,
+    consumer_contracts,
+    contract_problems,
+    subscriptions,
 )
+from schemas.catalog import SCHEMA_DIR, SchemaCatalog
+from schemas.contracts import Subscription, check_consumers, producer_problems, scan_emits
 from schemas.parsing import parse_tree
-from services.inventory import __main__ as inventory_entry
-from services.inventory.settings import InventorySettings
-from services.orders import __main__ as orders_entry
-from services.payments import __main__ as payments_entry
-
-SERVICES_ROOT = Path(services.__file__).resolve().parent
-
-CONSUMERS: dict[str, Callable[[], ServiceDefinition]] = {
-    "orders": lambda: orders_entry.DEFINITION,
-    "inventory": lambda: inventory_entry.definition(InventorySettings()),
-    # Port 9 (discard): the client is only constructed, never called.
-    "payments": lambda: payments_entry.definition(
-        payments_entry.PaymentsSettings(psp_url="http://127.0.0.1:9")),
-}
-"""How each consumer's entry point builds its definition, by package under ``services/``.
-The one hand-written part; ``test_every_consumer_service_is_checked`` keeps it complete."""
-
-
-def stand_in_settings(service: str) -> ServiceSettings:
-    """Settings that build a runtime without connecting: connections open on first use."""
-    return ServiceSettings(service=service, database_url="postgresql://unused.invalid/none",
-                           kafka_bootstrap="unused.invalid:9092", redis_url="",
-                           metrics_port=0, backoff=Backoff())
-
-
-def reader_version(codec: EventCodec, event_type: str) -> int | None:
-    """The version the codec decodes with; None if the catalog lacks the type (reported)."""
-    try:
-        return codec.reader_schema(event_type).version
-    except KeyError:
-        return None
-
-
-def subscriptions(catalog: SchemaCatalog) -> list[Subscription]:
-    """Every consumer's handled event types, with the reader version of its runtime's codec."""
-    found: list[Subscription] = []
-    for build_definition in CONSUMERS.values():
-        definition = build_definition()
-        runtime, _ = build_runtime(definition, stand_in_settings(definition.name), catalog)
-        found.extend(Subscription(definition.name, event_type,
-                                  reader_version(runtime.codec, event_type))
-                     for event_type in sorted(runtime.handlers))
-    return found
-
-
-def consumer_contracts(root: Path) -> ConsumerContracts:
-    """The contract check the way the services would run on the schema folder ``root``."""
-    return check_consumers(parse_tree(root), subscriptions(SchemaCatalog.load(root)))
 
 
 def starts_consumer_runner(entry_point: Path) -> bool:
@@ -210,3 +154,20 @@ def test_the_scan_follows_the_orders_outcome_functions(event_type: str) -> None:
     sites = scan_emits(SERVICES_ROOT).produced[event_type]
 
     assert any(site.file == "services/orders/handlers.py" for site in sites)
+
+
+def test_schemas_check_runs_the_contracts_and_fails_on_a_break(tmp_path: Path) -> None:
+    """The gate a user runs, not only this suite: a breaking v2 fails ``choreo schemas
+    check`` through the contracts, naming the consumer."""
+    summary, problems = contract_problems(SCHEMA_DIR)
+    assert problems == [] and summary.startswith("contracts: ")
+
+    root = tmp_path / "schemas"
+    shutil.copytree(SCHEMA_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (root / "order" / "OrderCancelled.v2.avsc").write_text(json.dumps({
+        "type": "record", "name": "OrderCancelled", "namespace": "choreo.order",
+        "fields": [{"name": "order_id", "type": "long"}]}))
+
+    _, problems = contract_problems(root)
+
+    assert any(p.startswith("consumer inventory reads OrderCancelled with v2") for p in problems)
