@@ -4,9 +4,11 @@ their settings, and the intake refusing before it touches the database."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
 from psycopg_pool import AsyncConnectionPool
 
 from outbox.codec import EventCodec
@@ -14,7 +16,7 @@ from outbox.errors import ConfigError
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.orders.admission import Backlog, RateLimiter, client_of, retry_after
-from services.orders.api import BACKLOG, LIMITER, create_app
+from services.orders.api import BACKLOG, LIMITER, OPENAPI, create_app
 from services.orders.settings import ApiSettings
 
 
@@ -143,3 +145,21 @@ def test_a_refusal_comes_before_the_database_and_405_names_the_allowed_method(
     assert (posted, headers["Retry-After"], body["error"]["code"]) == (status, retry, code)
     assert wrong == 405 and wrong_headers["Allow"] == "POST"
     assert wrong_body["error"]["code"] == "method_not_allowed"
+
+
+def test_the_openapi_document_has_the_refusals_with_their_headers() -> None:
+    document = json.loads(OPENAPI.read_text())
+    validate(document)
+    components = document["components"]["responses"]
+
+    def resolved(response: dict) -> dict:
+        return components[response["$ref"].rsplit("/", 1)[1]] if "$ref" in response \
+            else response
+
+    place = document["paths"]["/orders"]["post"]["responses"]
+    for status in ("429", "503"):
+        assert "Retry-After" in resolved(place[status])["headers"]
+    assert "idempotency_key_reused" in resolved(place["422"])["description"]
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "Allow" in resolved(operation["responses"]["405"])["headers"]
