@@ -157,7 +157,7 @@ def refusal(request: web.Request, customer_id: str) -> web.Response | None:
     if backlog is not None and backlog.overloaded():
         SHED.labels("overloaded").inc()
         return error(503, "overloaded",
-                     f"{backlog.pending} orders are still in progress; nothing was written,"
+                     f"at least {backlog.pending} orders are in progress; nothing was written,"
                      " retry after Retry-After seconds with the same Idempotency-Key",
                      headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)})
     limiter = request.app.get(LIMITER)
