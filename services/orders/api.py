@@ -11,6 +11,11 @@ While the database is unreachable every route that needs it answers 503
 connection; the pool keeps trying to reconnect, so service resumes by itself once the
 database is back. A 503 to ``POST /orders`` may come after the commit was sent: retrying
 with the same Idempotency-Key is always safe. Anything else unexpected is a JSON 500.
+
+A valid order can still be refused before anything is written (``admission``): 429
+``rate_limited`` when its client is past the configured rate, 503 ``overloaded`` while
+too many orders are PENDING. Both carry ``Retry-After``, and neither uses the
+Idempotency-Key, so the same request later is a first try.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from outbox.tracing import continued_span, current_traceparent
 from outbox.writer import OutboxWriter
+from services.orders.admission import SHED, Backlog, RateLimiter, client_of, retry_after
 from services.orders.domain import (
     InvalidRequest,
     Status,
@@ -58,6 +64,9 @@ DB_WAIT_S = 2.0
 """How long a request waits for a database connection before answering 503: long enough
 to ride out a pool refilling after a restart, short enough for a client's timeout."""
 RETRY_AFTER_S = 2
+OVERLOAD_RETRY_AFTER_S = 5
+"""Long enough for the pipeline to settle a few hundred orders (about 80/s on the 2-core
+reference box) before a shed client comes back; the backlog is sampled every second."""
 log = logging.getLogger("orders")
 
 REQUESTS = Counter("choreo_http_requests_total", "HTTP requests", ["route", "status"])
@@ -67,6 +76,8 @@ ORDERS = Counter("choreo_orders_placed_total", "Orders accepted", ["replayed"])
 POOL = web.AppKey("pool", AsyncConnectionPool)
 WRITER = web.AppKey("writer", OutboxWriter)
 SETTINGS = web.AppKey("settings", ApiSettings)
+LIMITER = web.AppKey("limiter", RateLimiter)
+BACKLOG = web.AppKey("backlog", Backlog)
 
 
 def error(status: int, code: str, message: str, field: str | None = None,
@@ -100,7 +111,9 @@ async def observe(request: web.Request,
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+                response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason,
+                                 headers=allow)
             except psycopg.OperationalError as exc:  # PoolTimeout is one too
                 log.warning("database unavailable: %s", exc)
                 response = database_unavailable()
@@ -135,6 +148,31 @@ def accepted(order_id: uuid.UUID, status: str, deadline_at: Any, replayed: bool
     )
 
 
+def refusal(request: web.Request, customer_id: str) -> web.Response | None:
+    """503 while the pipeline is overloaded, else 429 past the client's rate, else None.
+
+    Shedding comes first: a client turned away for the system's sake keeps its tokens.
+    """
+    backlog = request.app.get(BACKLOG)
+    if backlog is not None and backlog.overloaded():
+        SHED.labels("overloaded").inc()
+        return error(503, "overloaded",
+                     f"at least {backlog.pending} orders are in progress; nothing was written,"
+                     " retry after Retry-After seconds with the same Idempotency-Key",
+                     headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)})
+    limiter = request.app.get(LIMITER)
+    if limiter is not None:
+        wait_s = limiter.acquire(client_of(request.headers, customer_id))
+        if wait_s > 0:
+            SHED.labels("rate_limited").inc()
+            return error(429, "rate_limited",
+                         f"more than {limiter.rate_per_s:g} orders/s (burst"
+                         f" {limiter.burst}) from this client; nothing was written, retry"
+                         " after Retry-After seconds with the same Idempotency-Key",
+                         headers={"Retry-After": retry_after(wait_s)})
+    return None
+
+
 async def place_order(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > MAX_KEY_LENGTH:
@@ -147,6 +185,8 @@ async def place_order(request: web.Request) -> web.Response:
     except InvalidRequest as exc:
         status = 400 if exc.field in ("$", "Content-Type") else 422
         return error(status, "validation_failed", exc.message, exc.field)
+    if (refused := refusal(request, order.customer_id)) is not None:
+        return refused
     fingerprint = order.fingerprint()
     order_id = uuid.uuid4()
     writer = request.app[WRITER]
@@ -237,6 +277,17 @@ def create_app(pool: AsyncConnectionPool, writer: OutboxWriter, settings: ApiSet
                ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
     app[POOL], app[WRITER], app[SETTINGS] = pool, writer, settings
+    if settings.rate_limit_per_s > 0:
+        app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst,
+                                   settings.rate_limit_clients)
+    if settings.max_pending > 0:
+        backlog = app[BACKLOG] = Backlog(settings.max_pending, settings.pending_sample_s)
+
+        async def sampling(app: web.Application) -> AsyncIterator[None]:
+            async with backlog.running(pool):
+                yield
+
+        app.cleanup_ctx.append(sampling)
     app.router.add_post("/orders", place_order)
     app.router.add_get("/orders/{order_id}", show_order)
     app.router.add_post("/orders/{order_id}/cancel", cancel_order)
