@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import requests
 
-from infra.processes import ProcessRegistry
-from infra.settings import REPO_ROOT, StackSettings
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.stack
