@@ -22,6 +22,7 @@ most one per lane.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,8 @@ class Circuit:
         self.name = name
         self.settings = settings
         self._opened_at = 0.0
+        self._shown = ""
+        self._lock = threading.Lock()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=settings.fail_max, reset_timeout=settings.reset_timeout_s,
             exclude=[lambda error: not counts(error)], listeners=[_Transitions(self)],
@@ -82,6 +85,11 @@ class Circuit:
         return max(0.05, left)
 
     def _entered(self, state: str) -> None:
+        """Lanes that fail or succeed at once each set the new state: count it once."""
+        with self._lock:
+            if state == self._shown:
+                return
+            self._shown = state
         if state == "open":
             self._opened_at = time.monotonic()
         CIRCUIT_TRANSITIONS.labels(self.name, state).inc()
@@ -89,6 +97,7 @@ class Circuit:
         log.warning("circuit %s %s", self.name, state, extra={"circuit": self.name})
 
     def _show(self, current: str) -> None:
+        self._shown = current
         for state in STATES:
             CIRCUIT_STATE.labels(self.name, state).set(1 if state == current else 0)
 
