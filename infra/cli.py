@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 import psycopg
+import requests
 
 from chaos import cli as chaos_cli
 from infra import connectors_cli, cpu, dlq, saga_cli, stack
 from infra.errors import StackError
 from infra.install import ensure_installed
+from infra.services import SERVICES
 from infra.settings import StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
@@ -52,7 +54,27 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     supervisor = stack.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
+    for line in circuit_lines(settings):
+        print(line)
     return 0 if all(row.healthy for row in rows) else 1
+
+
+def circuit_lines(settings: StackSettings) -> list[str]:
+    """Each service's circuit breakers, and whether it holds its partitions paused."""
+    lines = []
+    for spec in SERVICES:
+        try:
+            health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}"
+                                  "/health", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            continue
+        circuits = health.get("circuits") if isinstance(health, dict) else None
+        if circuits:
+            paused = "partitions paused" if health.get("paused") else "consuming"
+            lines.append(f"{spec.name}: " + ", ".join(f"circuit {name} {state}" for name, state
+                                                      in sorted(circuits.items()))
+                         + f"; {paused}")
+    return lines
 
 
 def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
