@@ -6,6 +6,10 @@ is the crash the outbox, the inbox and the idempotency keys exist for. The resta
 supervised run the supervisor restarts the process and ``launcher.up`` only waits for it.
 Faults are applied one after another: the run tests recovery from each crash, not the
 pile-up of several at once.
+
+Two targets kill nothing: ``psp-fail`` and ``psp-slow`` switch the psp's outage on for
+the fault's pause (``services/psp/outage.py``), so the provider is failing or slow for a
+while rather than dead, which is what payments' circuit breaker is for.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from datetime import UTC, datetime
 
 from chaos.plan import Fault, Plan
 from chaos.resume import metrics_url, wait_consuming
+from services.payments.psp_client import PspClient, PspError
 from stack import launcher
+from stack.processes import ProcessRegistry
 from stack.services import service_components
 from stack.settings import StackSettings
 
 Report = Callable[[str], None]
 RESTART_ATTEMPTS = 3
 REJOIN_TIMEOUT_S = 60.0
+OUTAGES = {"psp-fail": "fail", "psp-slow": "slow"}
+OUTAGE_SLOW_DELAY_S = 6.0
+"""Longer than payments' psp timeout (5 s by default): each call times out, and is
+carried out all the same, which a retry with the same key then finds."""
 
 
 @dataclass
@@ -97,6 +107,9 @@ class FaultInjector(threading.Thread):
         for fault in self.plan.faults:
             if self._halt.wait(max(0.0, fault.at_s - self.elapsed())):
                 return
+            if fault.target in OUTAGES:
+                self.outage(registry, fault)
+                continue
             tracked = registry.running(fault.target)
             registry.kill(fault.target)
             record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
@@ -120,6 +133,25 @@ class FaultInjector(threading.Thread):
             self.watch_rejoin(record)
         for watcher in self._watchers:
             watcher.join()
+
+    def outage(self, registry: ProcessRegistry, fault: Fault) -> None:
+        """The psp failing or slow for the fault's pause; its process is left alone."""
+        tracked = registry.running("psp")
+        record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
+                             tracked.pid if tracked else None)
+        self.records.append(record)
+        mode = OUTAGES[fault.target]
+        try:
+            with PspClient(f"http://127.0.0.1:{self.settings.psp_port}", 5.0) as psp:
+                psp.start_outage(mode, fault.down_s,
+                                 OUTAGE_SLOW_DELAY_S if mode == "slow" else None)
+        except (PspError, OSError) as error:
+            record.restart_error = f"outage not switched on: {error}"
+        self.report(f"  t={record.killed_at_s:6.1f}s  psp {mode}ing every call"
+                    f" for {fault.down_s:.1f}s")
+        self._halt.wait(fault.down_s)
+        record.restarted_at_s = self.elapsed()
+        self.report(f"  t={record.restarted_at_s:6.1f}s  psp outage over")
 
     def watch_rejoin(self, record: FaultRecord) -> None:
         """Time the consumer's return beside the run, so the next fault is not delayed."""

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
 """The processes a run may SIGKILL, by their names in the launcher's registry."""
 
-OPTIONAL_TARGETS = ("redis", "broker", "postgres")
-"""Killable, but not by default. Redis only speeds up dedupe, so its loss must cost
+OUTAGE_TARGETS = ("psp-fail", "psp-slow")
+"""Not killed: the psp stays up but answers every charge and refund with 503, or only
+after a delay longer than payments' timeout, for the fault's pause (chaos/faults.py)."""
+
+OPTIONAL_TARGETS = ("redis", "broker", "postgres", *OUTAGE_TARGETS)
+"""Faults to choose, but not by default. Redis only speeds up dedupe, so its loss must cost
 nothing. The broker loses its in-memory log on every restart: the outbox window is
 published again and consumers read the new log from its start (docs/stack.md).
 PostgreSQL is every service's database at once: services ride it out or are restarted,

@@ -8,12 +8,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 import psycopg
+import requests
 
 from chaos import command as chaos_command
 from cli import connectors, dlq, orders
 from stack import cpu, launcher
 from stack.errors import StackError
 from stack.install import ensure_installed
+from stack.services import SERVICES
 from stack.settings import StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
@@ -53,7 +55,27 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
+    for line in circuit_lines(settings):
+        print(line)
     return 0 if all(row.healthy for row in rows) else 1
+
+
+def circuit_lines(settings: StackSettings) -> list[str]:
+    """Each service's circuit breakers, and whether it holds its partitions paused."""
+    lines = []
+    for spec in SERVICES:
+        try:
+            health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}"
+                                  "/health", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            continue
+        circuits = health.get("circuits") if isinstance(health, dict) else None
+        if circuits:
+            paused = "partitions paused" if health.get("paused") else "consuming"
+            lines.append(f"{spec.name}: " + ", ".join(f"circuit {name} {state}" for name, state
+                                                      in sorted(circuits.items()))
+                         + f"; {paused}")
+    return lines
 
 
 def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:

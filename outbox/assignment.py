@@ -120,6 +120,30 @@ class Assignment:
             key = (message.topic(), message.partition())
             self.next_offsets[key] = self._unsaved[key] = message.offset() + 1
 
+    def hold(self) -> None:
+        """Stop fetching every owned partition, keeping its lease; ``release`` undoes it.
+
+        Called again after a rebalance, so a partition acquired meanwhile is held too.
+        Pausing an already paused partition changes nothing.
+        """
+        if self.owned:
+            self.consumer.pause([TopicPartition(t, p) for t, p in sorted(self.owned)])
+
+    def release(self) -> None:
+        """Fetch again, each partition from the first event not handled yet.
+
+        The seek matters: a resumed partition would go on after the last message polled,
+        and the batch that met the pause was polled but not handled. So were any
+        messages polled while held (the runtime drops them).
+        """
+        if not self.owned:
+            return
+        starts = [TopicPartition(t, p, self.next_offsets.get((t, p), OFFSET_BEGINNING))
+                  for t, p in sorted(self.owned)]
+        self.consumer.resume(starts)
+        for start in starts:
+            self.consumer.seek(start)
+
     def save(self, conn: psycopg.Connection[Any]) -> None:
         positions.save(conn, self.consumer_name, self._unsaved, self.log_id)
         self._unsaved = {}

@@ -16,7 +16,10 @@ its leases go with it, and the loop reconnects with backoff.
 
 Failures: transient ones are retried with backoff; permanent ones and those that
 exhaust the attempts go to the dead-letter topic and block their aggregate key, whose
-later events are parked behind them until ``choreo dlq replay|discard``.
+later events are parked behind them until ``choreo dlq replay|discard``. A handler that
+raises ``RetryLater`` (an open circuit breaker: a dependency is down) fails nothing: the
+event is rolled back, every owned partition is paused for the time it asked, with its
+lease kept and the consumer still polled, and then read again from that event on.
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ from outbox.constants import (
 )
 from outbox.dedupe import DedupeStore
 from outbox.delivery import Delivery, ReceivedEvent
-from outbox.errors import PermanentError
+from outbox.errors import PermanentError, RetryLater
 from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.lanes import Lanes
-from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, RETRIES
+from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, PAUSED, PAUSES, RETRIES
 from outbox.retry import Backoff, is_permanent
 from outbox.tracing import continued_span, trace_id_of
 
@@ -86,6 +89,16 @@ commit per event would double the database's work. What a crash loses is read ag
 
 class Interrupted(Exception):
     """SIGTERM arrived while an event waited for a retry: leave it for redelivery."""
+
+
+class Deferred(Exception):
+    """A handler said ``RetryLater``: ``at`` and everything after it in the batch is
+    unhandled (rolled back or not started), everything before it is done."""
+
+    def __init__(self, at: Delivery, signal: RetryLater) -> None:
+        super().__init__(str(signal))
+        self.at = at
+        self.after_s = signal.after_s
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,8 @@ class ConsumerRuntime:
         self._last_poll = 0.0
         self._lag: dict[tuple[str, int], int] = {}
         self._broker_trouble = threading.Event()
+        self._held_until = 0.0
+        """While in the future, every owned partition is paused (``RetryLater``)."""
 
     # -- wiring --------------------------------------------------------------------
 
@@ -188,7 +203,7 @@ class ConsumerRuntime:
         owned = len(self._assignment.owned) if self._assignment else 0
         return {"status": "ok" if ok else "starting", "consumer": self.group_id,
                 "assigned": owned > 0, "partitions": owned, "lag": sum(self._lag.values()),
-                "blocked_keys": len(self.blocked)}
+                "blocked_keys": len(self.blocked), "paused": self._held_until > 0}
 
     # -- handling one delivery --------------------------------------------------------
 
@@ -227,7 +242,7 @@ class ConsumerRuntime:
         for attempt in itertools.count(1):
             try:
                 outcome = self._run_handler(event)
-            except SessionLost:
+            except (SessionLost, RetryLater):
                 raise
             except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
                 if not self._session_alive():
@@ -286,7 +301,7 @@ class ConsumerRuntime:
         a duplicate, a poison message) first commits the run before it, then goes
         through ``process`` alone; and if any event of a run fails, the run is rolled
         back and each of its events goes through ``process`` with its own retries and
-        dead letter.
+        dead letter. ``RetryLater`` from a handler ends the batch with ``Deferred``.
         """
         outcomes: list[str] = []
         run: list[tuple[Delivery, ReceivedEvent]] = []
@@ -303,8 +318,14 @@ class ConsumerRuntime:
                 continue
             outcomes += self._commit_run(run)
             run = []
-            outcomes.append(self.process(delivery))
+            outcomes.append(self._process_unless_deferred(delivery))
         return outcomes + self._commit_run(run)
+
+    def _process_unless_deferred(self, delivery: Delivery) -> str:
+        try:
+            return self.process(delivery)
+        except RetryLater as signal:
+            raise Deferred(delivery, signal) from signal
 
     def _decoded_if_batchable(self, delivery: Delivery) -> ReceivedEvent | None:
         if not self._batchable(delivery):
@@ -323,12 +344,14 @@ class ConsumerRuntime:
             conn = self.conn
             with conn.transaction():
                 outcomes = self._run_all(conn, [event for _, event in run])
+        except RetryLater as signal:  # the whole run rolled back: none of it is done
+            raise Deferred(run[0][0], signal) from signal
         except Exception as error:  # noqa: BLE001 - each event is retried on its own below
             if not self._session_alive():
                 raise SessionLost(f"database session lost: {error!r}") from error
             log.warning("batch of %d rolled back, handling one by one: %r", len(run), error,
                         extra={"consumer": self.group_id})
-            return [self.process(delivery) for delivery, _ in run]
+            return [self._process_unless_deferred(delivery) for delivery, _ in run]
         self.dedupe.mark_many(self.group_id, [delivery.event_id for delivery, _ in run])
         for (delivery, event), outcome in zip(run, outcomes, strict=True):
             EVENTS.labels(self.group_id, event.event_type, outcome).inc()
@@ -374,8 +397,15 @@ class ConsumerRuntime:
         """Carry out ``choreo dlq replay|discard``: the head first, then what it parked.
 
         Resumable: each entry's new status is committed as it is done, and a key whose
-        head is a ``parked`` entry (a release stopped half-way) is picked up again.
+        head is a ``parked`` entry (a release stopped half-way) is picked up again, also
+        after a handler said ``RetryLater``.
         """
+        try:
+            self._release_requested(owned)
+        except RetryLater as signal:
+            log.info("dead-letter requests wait: %s", signal, extra={"consumer": self.group_id})
+
+    def _release_requested(self, owned: set[tuple[str, int]]) -> None:
         self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
         for key in deadletter.keys_to_release(self.conn, self.group_id, owned):
             for entry in deadletter.active_for_key(self.conn, self.group_id, key):
@@ -435,7 +465,7 @@ class ConsumerRuntime:
 
     def _step(self, consumer: Consumer, assignment: Assignment, timers: dict[str, float]
               ) -> bool:
-        """One round of the loop. Returns whether messages were handled."""
+        """One round of the loop. Returns whether it was busy (messages, or holding)."""
         now = time.monotonic()
         if self._conn is None:
             self._open_session()
@@ -446,6 +476,7 @@ class ConsumerRuntime:
                 self.blocked = deadletter.blocked_keys(self.conn, self.group_id)
             timers["rebalance"] = now
             self._assigned_at = self._assigned_at or now
+        held = self._holding(assignment)
         messages = self._poll(consumer)
         self._last_poll = time.monotonic()
         usable = [m for m in messages if m.error() is None]
@@ -455,19 +486,54 @@ class ConsumerRuntime:
                 log.warning("consumer error: %s", error, extra={"consumer": self.group_id})
         if not self._verify_log(assignment):
             return False  # what was polled belonged to the old log's offsets
+        if held:
+            usable = []  # fetched before the pause took effect: read again at the release
         if usable:
-            self.process_batch([Delivery.from_message(message) for message in usable])
-            assignment.advance(usable)
+            deliveries = [Delivery.from_message(message) for message in usable]
+            try:
+                self.process_batch(deliveries)
+                assignment.advance(usable)
+            except Deferred as deferred:
+                done = next(i for i, d in enumerate(deliveries) if d is deferred.at)
+                assignment.advance(usable[:done])
+                self._hold(assignment, deferred)
         if now - timers["save"] > POSITION_SAVE_INTERVAL_S:
             assignment.save(self.conn)
             timers["save"] = now
-        if now - timers["requests"] > self.request_poll_interval_s:
+        if now - timers["requests"] > self.request_poll_interval_s and not held:
             self.process_requests(assignment.owned)
             timers["requests"] = now
         if now - timers["lag"] > 1.0:
             self._update_lag(assignment)
             timers["lag"] = now
-        return bool(usable)
+        return held or bool(usable)
+
+    def _hold(self, assignment: Assignment, deferred: Deferred) -> None:
+        """Pause every owned partition for ``after_s``: no retries, no dead letters.
+
+        Leases stay (the session is untouched) and the loop goes on polling, saving
+        positions and rebalancing; only handling stops.
+        """
+        self._held_until = time.monotonic() + deferred.after_s
+        assignment.hold()
+        PAUSED.labels(self.group_id).set(1)
+        PAUSES.labels(self.group_id).inc()
+        log.warning("pausing %d partitions for %.2fs: %s", len(assignment.owned),
+                    deferred.after_s, deferred, extra={"consumer": self.group_id})
+
+    def _holding(self, assignment: Assignment) -> bool:
+        """Whether the partitions stay held this round; releases them once it is time."""
+        if not self._held_until:
+            return False
+        if time.monotonic() < self._held_until:
+            assignment.hold()  # partitions acquired meanwhile too
+            return True
+        self._held_until = 0.0
+        assignment.release()
+        PAUSED.labels(self.group_id).set(0)
+        log.info("resuming %d partitions", len(assignment.owned),
+                 extra={"consumer": self.group_id})
+        return False
 
     def _update_lag(self, assignment: Assignment) -> None:
         """The gauge covers owned partitions only: a partition given up to a replica

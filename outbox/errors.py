@@ -1,8 +1,10 @@
 """One error hierarchy for the outbox library and the handlers built on it.
 
 The consumer runtime decides what to do by branch: a ``TransientError`` is retried with
-backoff, a ``PermanentError`` goes straight to the dead-letter topic. Driver errors are
-sorted into the two at the boundary (``outbox.retry.is_transient`` and ``is_permanent``).
+backoff, a ``PermanentError`` goes straight to the dead-letter topic, and ``RetryLater``
+(a signal, not a failure) pauses the consumer and handles the event again afterwards.
+Driver errors are sorted into these at the boundary (``outbox.retry.is_transient`` and
+``is_permanent``).
 """
 
 
@@ -24,6 +26,19 @@ class PoisonMessage(PermanentError):
 
 class EventValidationError(PermanentError):
     """A payload does not match its schema; raised before anything is written."""
+
+
+class RetryLater(ChoreoError):
+    """Control flow: a dependency is unavailable for a while, so no event can succeed now.
+
+    Not a failure of the event, and no attempt of it is counted: the runtime rolls the
+    event back, pauses its partitions for ``after_s`` (keeping their leases) and then
+    reads it again. Raised by an open circuit breaker (``outbox.breaker``).
+    """
+
+    def __init__(self, message: str, after_s: float) -> None:
+        super().__init__(message)
+        self.after_s = after_s
 
 
 class ConfigError(ChoreoError):

@@ -24,6 +24,18 @@ RETRIES = Counter("choreo_retries_total", "Failed attempts that were retried",
 LAG = Gauge("choreo_consumer_lag", "Messages behind the partition's high watermark",
             ["consumer", "topic", "partition"])
 
+PAUSED = Gauge("choreo_consumer_paused",
+               "1 while the consumer holds its partitions back because a dependency said"
+               " retry later (an open circuit breaker)", ["consumer"])
+PAUSES = Counter("choreo_consumer_pauses_total", "Times the consumer paused its partitions",
+                 ["consumer"])
+CIRCUIT_STATE = Gauge("choreo_circuit_state",
+                      "1 for the circuit breaker's current state, 0 for the others",
+                      ["circuit", "state"])
+CIRCUIT_TRANSITIONS = Counter("choreo_circuit_transitions_total",
+                              "State changes of a circuit breaker, by the state entered",
+                              ["circuit", "state"])
+
 
 def serve(port: int, health: Callable[[], dict[str, object]], host: str = "127.0.0.1"
           ) -> ThreadingHTTPServer:

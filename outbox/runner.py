@@ -57,6 +57,8 @@ class ServiceDefinition:
     key_concurrency: int = 1
     """Handlers of different keys run side by side in this many threads; only for
     handlers whose keys share no rows (see ``outbox.lanes``)."""
+    health: Callable[[], dict[str, object]] | None = None
+    """More fields for ``/health`` (a circuit breaker's state, say)."""
 
 
 def apply_schema(database_url: str, *scripts: Path) -> None:
@@ -128,7 +130,10 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
         with psycopg.connect(settings.database_url) as conn:
             definition.on_start(conn)
     runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
-    server = serve(settings.metrics_port, runtime.health, settings.bind_host)
+    extra = definition.health
+    server = serve(settings.metrics_port,
+                   runtime.health if extra is None else lambda: {**runtime.health(), **extra()},
+                   settings.bind_host)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
     pruning = [

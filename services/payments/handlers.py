@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from outbox.breaker import Circuit
 from outbox.consumer import Handler
 from outbox.delivery import ReceivedEvent
 from outbox.writer import OutboxWriter
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def build_handlers(writer: OutboxWriter, psp: PspClient, attempt_log: AttemptLog,
-                   currency: str = "EUR") -> dict[str, Handler]:
-    provider = Provider(psp, currency)
+                   currency: str = "EUR", circuit: Circuit | None = None
+                   ) -> dict[str, Handler]:
+    provider = Provider(psp, currency, circuit)
 
     def charge(conn: psycopg.Connection[Any], payment: Payment) -> Payment:
         attempt = payment.attempt

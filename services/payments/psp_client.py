@@ -38,7 +38,16 @@ class PaymentDeclined(PspError):
 
 
 class PspUnavailable(PspError):
-    """Transient: retry with the same idempotency key."""
+    """Transient: retry with the same idempotency key.
+
+    ``status`` is the HTTP status of the answer, None when there was none (a timeout, a
+    refused or dropped connection): a caller's circuit breaker tells "the psp is down"
+    from "this request failed" by it.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PspRequestError(PspError):
@@ -144,6 +153,17 @@ class PspClient:
         return LedgerSummary(data["captured_cents"], data["refunded_cents"], data["charges"],
                              data["refunds"])
 
+    def start_outage(self, mode: str, seconds: float, delay_s: float | None = None) -> None:
+        """Make the psp fail or be slow for ``seconds`` (``services.psp.outage``; a test
+        and chaos tool, answered on the loopback interface only)."""
+        body: dict[str, Any] = {"mode": mode, "seconds": seconds}
+        if delay_s is not None:
+            body["delay_s"] = delay_s
+        self._request("POST", "/admin/outage", body)
+
+    def end_outage(self) -> None:
+        self._request("DELETE", "/admin/outage")
+
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  idempotency_key: str | None = None,
                  params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -155,12 +175,13 @@ class PspClient:
         except TRANSIENT_FAILURES as error:
             raise PspUnavailable(f"{method} {path}: {error}") from error
         if response.status_code >= 500 or response.status_code == 409:
-            raise PspUnavailable(f"{method} {path}: {response.status_code} {response.text}")
+            raise PspUnavailable(f"{method} {path}: {response.status_code} {response.text}",
+                                 response.status_code)
         try:
             payload = response.json()
         except ValueError:
             raise PspUnavailable(f"{method} {path}: {response.status_code} answered non-JSON"
-                                 f" {response.text[:200]!r}") from None
+                                 f" {response.text[:200]!r}", response.status_code) from None
         if response.ok:
             return payload
         error = payload.get("error", {}) if isinstance(payload, dict) else {}

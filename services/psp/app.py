@@ -25,6 +25,7 @@ from services.psp import idempotency, ledger, operations, payloads
 from services.psp.errors import ApiError, ApiResponse, error_response, not_found
 from services.psp.idempotency import Disposition, Outcome
 from services.psp.metrics import PspMetrics
+from services.psp.outage import LOOPBACK, OutageSwitch
 from services.psp.settings import PspSettings
 
 log = logging.getLogger("psp")
@@ -32,6 +33,7 @@ log = logging.getLogger("psp")
 SETTINGS = web.AppKey("settings", PspSettings)
 METRICS = web.AppKey("metrics", PspMetrics)
 POOL = web.AppKey("pool", AsyncConnectionPool)
+OUTAGE = web.AppKey("outage", OutageSwitch)
 LOG_FIELDS = "log_fields"
 """Request-scoped fields a handler adds to the request's log line."""
 
@@ -46,6 +48,7 @@ def create_app(settings: PspSettings) -> web.Application:
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = PspMetrics()
+    app[OUTAGE] = OutageSwitch()
     app.cleanup_ctx.append(database)
     app.add_routes([
         web.post("/v1/charges", create_charge),
@@ -55,6 +58,8 @@ def create_app(settings: PspSettings) -> web.Application:
         web.get("/v1/ledger/summary", ledger_summary),
         web.get("/health", health),
         web.get("/metrics", metrics),
+        web.post("/admin/outage", start_outage),
+        web.delete("/admin/outage", end_outage),
     ])
     return app
 
@@ -116,6 +121,9 @@ async def create_charge(request: web.Request) -> web.Response:
     key = payloads.idempotency_key(request.headers.get("Idempotency-Key"))
     charge = payloads.charge_request(payloads.json_object(await request.read()))
     request[LOG_FIELDS].update(idempotency_key=key, order_id=charge.reference, token=charge.token)
+    refused = await request.app[OUTAGE].interfere()
+    if refused is not None:
+        return refused.to_web()
     slow_delay_s = request.app[SETTINGS].slow_delay_s
     outcome = await idempotency.run_once(
         request.app[POOL], key, idempotency.request_hash("POST /v1/charges", charge),
@@ -136,6 +144,9 @@ async def create_refund(request: web.Request) -> web.Response:
     key = payloads.idempotency_key(request.headers.get("Idempotency-Key"))
     refund = payloads.refund_request(payloads.json_object(await request.read()))
     request[LOG_FIELDS].update(idempotency_key=key, charge_id=refund.charge_id)
+    refused = await request.app[OUTAGE].interfere()
+    if refused is not None:
+        return refused.to_web()
     outcome = await idempotency.run_once(
         request.app[POOL], key, idempotency.request_hash("POST /v1/refunds", refund),
         lambda conn, _attempt: operations.refund(conn, key, refund),
@@ -181,6 +192,31 @@ async def health(request: web.Request) -> web.Response:
     """Healthy means the ledger answers too: a psp that cannot record must not look up."""
     async with request.app[POOL].connection() as conn:
         await conn.execute("SELECT 1")
+    outage = request.app[OUTAGE].current
+    return ApiResponse.of(200, {"status": "ok", **({"outage": outage.as_json()} if outage
+                                                   else {})}).to_web()
+
+
+def _from_loopback(request: web.Request) -> None:
+    if request.remote not in LOOPBACK:
+        raise ApiError(error_response(403, "invalid_request_error", "forbidden",
+                                      "the outage switch answers on the loopback interface only"))
+
+
+async def start_outage(request: web.Request) -> web.Response:
+    """Fail or slow down every charge and refund for a while (``services.psp.outage``)."""
+    _from_loopback(request)
+    outage = request.app[OUTAGE].start(payloads.json_object(await request.read()),
+                                       request.app[SETTINGS].slow_delay_s)
+    log.warning("outage started", extra={"outage": outage.mode,
+                                         "delay_s": outage.delay_s})
+    return ApiResponse.of(200, outage.as_json()).to_web()
+
+
+async def end_outage(request: web.Request) -> web.Response:
+    _from_loopback(request)
+    request.app[OUTAGE].end()
+    log.warning("outage ended")
     return ApiResponse.of(200, {"status": "ok"}).to_web()
 
 

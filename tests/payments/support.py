@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from outbox.breaker import Circuit
 from outbox.codec import EventCodec
 from outbox.consumer import Handler, handle_once
 from outbox.delivery import ReceivedEvent
@@ -54,10 +55,11 @@ class TableCopyWriter(OutboxWriter):
         return event_id
 
 
-def handlers_for(psp: PspClient, attempt_log: AttemptLog) -> dict[str, Handler]:
+def handlers_for(psp: PspClient, attempt_log: AttemptLog,
+                 circuit: Circuit | None = None) -> dict[str, Handler]:
     """The service's handlers, emitting through a :class:`TableCopyWriter`."""
     return build_handlers(TableCopyWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
-                          psp, attempt_log)
+                          psp, attempt_log, circuit=circuit)
 
 
 class Events:

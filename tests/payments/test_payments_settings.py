@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from outbox.breaker import CircuitSettings
 from outbox.errors import ConfigError
 from services.payments.__main__ import PaymentsSettings
 from stack.settings import REPO_ROOT
@@ -29,12 +30,24 @@ def test_an_explicit_url_wins() -> None:
     assert (settings.psp_url, settings.psp_timeout_s) == ("https://psp.example:8443", 2.5)
 
 
+def test_the_breaker_has_defaults_and_takes_both_thresholds() -> None:
+    assert PaymentsSettings.from_env({}).breaker == CircuitSettings(fail_max=5,
+                                                                    reset_timeout_s=5.0)
+    settings = PaymentsSettings.from_env({"CHOREO_PSP_BREAKER_FAILURES": "3",
+                                          "CHOREO_PSP_BREAKER_RESET_S": "0.5"})
+    assert settings.breaker == CircuitSettings(fail_max=3, reset_timeout_s=0.5)
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"CHOREO_PSP_URL": "psp:8090"}, "CHOREO_PSP_URL='psp:8090' is not an http"),
     ({"CHOREO_PSP_PORT": "eighty"}, "CHOREO_PSP_PORT='eighty' is not a port"),
     ({"CHOREO_PSP_PORT": "80"}, "CHOREO_PSP_PORT='80' is not a port"),
     ({"CHOREO_PSP_TIMEOUT_S": "soon"}, "CHOREO_PSP_TIMEOUT_S='soon' is not a number"),
     ({"CHOREO_PSP_TIMEOUT_S": "0"}, "CHOREO_PSP_TIMEOUT_S='0' is outside"),
+    ({"CHOREO_PSP_BREAKER_FAILURES": "0"}, "CHOREO_PSP_BREAKER_FAILURES='0' is not a whole"),
+    ({"CHOREO_PSP_BREAKER_FAILURES": "2.5"}, "CHOREO_PSP_BREAKER_FAILURES='2.5' is not a"),
+    ({"CHOREO_PSP_BREAKER_RESET_S": "later"}, "CHOREO_PSP_BREAKER_RESET_S='later' is not a"),
+    ({"CHOREO_PSP_BREAKER_RESET_S": "-1"}, "CHOREO_PSP_BREAKER_RESET_S='-1' is outside"),
 ])
 def test_a_bad_value_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
