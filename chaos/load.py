@@ -64,7 +64,7 @@ class Load:
             self.placed.append(placed)
         if placed.order_id and request.cancel_after_s is not None:
             time.sleep(request.cancel_after_s)
-            placed.cancel = self.client.cancel(placed.order_id)
+            placed.cancel = self.client.submit_cancel(placed.order_id)
 
     def run(self, started: float, faults_pending: Callable[[], bool]) -> list[Placed]:
         """Send request ``i`` at ``started + i / rate``, for the planned duration and on

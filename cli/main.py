@@ -11,7 +11,7 @@ import psycopg
 import requests
 
 from chaos import command as chaos_command
-from cli import connectors, dlq, orders
+from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher
 from stack.errors import StackError
 from stack.install import ensure_installed
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(handler=cmd_logs)
     dlq.register(commands)
     orders.register(commands)
+    trace.register(commands)
     connectors.register(commands)
     chaos_command.register(commands)
     bench = commands.add_parser("bench", help="benchmarks that print their figures")

@@ -50,9 +50,9 @@ from outbox.delivery import Delivery, ReceivedEvent
 from outbox.errors import PermanentError, RetryLater
 from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.lanes import Lanes
-from outbox.metrics import EVENTS, HANDLER_SECONDS, LAG, PAUSED, PAUSES, RETRIES
+from outbox.metrics import EVENTS, HANDLER_SECONDS, HOP_SECONDS, LAG, PAUSED, PAUSES, RETRIES
 from outbox.retry import Backoff, is_permanent
-from outbox.tracing import continued_span, trace_id_of
+from outbox.tracing import consumed_span, hop_seconds, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,8 @@ class ConsumerRuntime:
             occurred_at=delivery.headers.get(HEADER_TIME, ""),
             traceparent=delivery.headers.get(HEADER_TRACEPARENT, ""),
             origin=delivery.origin,
+            broker_ms=delivery.broker_ms,
+            received_ns=delivery.received_ns,
         )
 
     def _run_handler(self, event: ReceivedEvent) -> str:
@@ -374,8 +376,7 @@ class ConsumerRuntime:
 
     def _run_in_transaction(self, conn: psycopg.Connection[Any], event: ReceivedEvent) -> str:
         with (
-            continued_span(f"handle {event.event_type}", event.traceparent,
-                           consumer=self.group_id, event_id=str(event.event_id)),
+            consumed_span(event, self.group_id),
             HANDLER_SECONDS.labels(self.group_id, event.event_type).time(),
         ):
             return claim_and_handle(conn, self.group_id, self.handlers[event.event_type], event)
@@ -455,6 +456,12 @@ class ConsumerRuntime:
             return []
         return [first, *consumer.consume(self.batch_size - 1, timeout=0)]
 
+    def _observe_hops(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            seconds = hop_seconds(delivery.headers.get(HEADER_TIME, ""), delivery.received_ns)
+            if seconds is not None:
+                HOP_SECONDS.labels(self.group_id, delivery.topic).observe(seconds)
+
     def _verify_log(self, assignment: Assignment) -> bool:
         """After broker trouble: is it still the same log? If not, it starts over."""
         if not self._broker_trouble.is_set():
@@ -490,6 +497,7 @@ class ConsumerRuntime:
             usable = []  # fetched before the pause took effect: read again at the release
         if usable:
             deliveries = [Delivery.from_message(message) for message in usable]
+            self._observe_hops(deliveries)
             try:
                 self.process_batch(deliveries)
                 assignment.advance(usable)

@@ -6,11 +6,12 @@ exactly the path a fresh delivery takes, and lets pure tests build deliveries by
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from outbox import constants as c
 
@@ -23,6 +24,10 @@ class Delivery:
     key: str
     value: bytes | None
     headers: dict[str, str] = field(default_factory=dict)
+    broker_ms: int | None = None
+    """The record's timestamp in the log (Connect's producer sets it); None for a replay."""
+    received_ns: int | None = None
+    """Wall-clock time this consumer polled it: with ``ce_time``, the hop's latency."""
 
     @classmethod
     def from_message(cls, message: Message) -> Delivery:
@@ -32,8 +37,10 @@ class Delivery:
             name: (value or b"").decode("utf-8", "replace")
             for name, value in (message.headers() or [])
         }
+        kind, broker_ms = message.timestamp()
         return cls(message.topic(), message.partition(), message.offset(), key,
-                   message.value(), headers)
+                   message.value(), headers,
+                   broker_ms if kind != TIMESTAMP_NOT_AVAILABLE else None, time.time_ns())
 
     @property
     def event_id(self) -> str:
@@ -66,3 +73,6 @@ class ReceivedEvent:
     occurred_at: str
     traceparent: str
     origin: str
+    broker_ms: int | None = None
+    received_ns: int | None = None
+    """See :class:`Delivery`; None where the event did not come from the broker."""

@@ -19,6 +19,11 @@ HANDLER_SECONDS = Histogram(
     "choreo_handler_seconds", "Handler transaction time", ["consumer", "event_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+HOP_SECONDS = Histogram(
+    "choreo_hop_seconds", "From an event's commit (its ce_time) to its receipt by this"
+    " consumer: Debezium plus the broker", ["consumer", "topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 RETRIES = Counter("choreo_retries_total", "Failed attempts that were retried",
                   ["consumer", "event_type"])
 LAG = Gauge("choreo_consumer_lag", "Messages behind the partition's high watermark",

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from outbox import inbox, logs
 from outbox.codec import EventCodec
@@ -27,6 +25,7 @@ from outbox.consumer import ConsumerRuntime, Handler
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.metrics import serve
 from outbox.settings import ServiceSettings
+from outbox.telemetry import configure_tracing
 from outbox.writer import OutboxWriter, prune
 from schemas.catalog import SchemaCatalog
 
@@ -124,7 +123,7 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
     """Entry point of a consumer service process; returns after SIGTERM, once drained."""
     settings = ServiceSettings.from_env(definition.name, default_metrics_port=default_metrics_port)
     logs.configure(definition.name)
-    trace.set_tracer_provider(TracerProvider())
+    configure_tracing(definition.name, settings.telemetry_url)
     apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)
     if definition.on_start is not None:
         with psycopg.connect(settings.database_url) as conn:

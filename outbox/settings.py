@@ -42,6 +42,8 @@ class ServiceSettings:
     outbox_retention_s: float = 900.0
     """How long outbox rows are kept, so a lost broker log can be published again."""
     inbox_retention_s: float = 7 * 24 * 3600.0
+    telemetry_url: str = ""
+    """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None,
@@ -71,6 +73,7 @@ class ServiceSettings:
             outbox_retention_s=env_number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, float),
             inbox_retention_s=env_number(env, "CHOREO_INBOX_RETENTION_S", 7 * 24 * 3600.0,
                                          float),
+            telemetry_url=env.get("CHOREO_TELEMETRY_URL", ""),
         )
         if settings.inbox_retention_s <= settings.outbox_retention_s:
             raise ConfigError("CHOREO_INBOX_RETENTION_S must be greater than"

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from opentelemetry import trace
 
 from outbox.codec import EventCodec
 from outbox.constants import CLOUDEVENTS_SPECVERSION
-from outbox.tracing import current_traceparent
+from outbox.tracing import TRACER, current_traceparent
 
 INSERT_ROW = """
 INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema, source,
@@ -57,8 +59,9 @@ class OutboxWriter:
         The payload is validated against the latest schema first, so a bad event fails
         the caller's transaction instead of poisoning a topic.
         """
-        event_id, row = self._row(event_type, aggregate_id, payload)
-        conn.execute(INSERT_ROW, row)
+        with self._span(event_type, aggregate_id):
+            event_id, row = self._row(event_type, aggregate_id, payload)
+            conn.execute(INSERT_ROW, row)
         return event_id
 
     async def emit_async(
@@ -69,9 +72,18 @@ class OutboxWriter:
         payload: Mapping[str, Any],
     ) -> uuid.UUID:
         """``emit`` for an asyncio service (the HTTP intake) on an async connection."""
-        event_id, row = self._row(event_type, aggregate_id, payload)
-        await conn.execute(INSERT_ROW, row)
+        with self._span(event_type, aggregate_id):
+            event_id, row = self._row(event_type, aggregate_id, payload)
+            await conn.execute(INSERT_ROW, row)
         return event_id
+
+    def _span(self, event_type: str, aggregate_id: str) -> AbstractContextManager[object]:
+        """The write as a producer span: the row's ``traceparent`` is this span's, so the
+        consumers' relay and handling spans hang under the write that caused them."""
+        return TRACER.start_as_current_span(
+            f"outbox write {event_type}", kind=trace.SpanKind.PRODUCER,
+            attributes={"choreo.event_type": event_type, "choreo.order_id": aggregate_id,
+                        "choreo.source": self.source})
 
     def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
              ) -> tuple[uuid.UUID, tuple[object, ...]]:

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from stack.errors import StartError
 from stack.install import connect_lib_dir, postgres_bindir, tansu_binary
 from stack.processes import reap
-from stack.settings import SERVICE_DATABASES, StackSettings
+from stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def postgres_component(settings: StackSettings) -> Component:
 def create_service_databases(settings: StackSettings) -> None:
     with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for database in SERVICE_DATABASES:
+        for database in (*SERVICE_DATABASES, TELEMETRY_DATABASE):
             if database not in existing:
                 conn.execute(f'CREATE DATABASE "{database}"')
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from outbox import span_store
 from outbox.kafka import ensure_topics
 from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
@@ -37,7 +38,7 @@ from stack.install import ensure_installed
 from stack.processes import ProcessRegistry, resident_bytes
 from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
 from stack.services import service_components
-from stack.settings import OUTBOX_DATABASES, REPO_ROOT, StackSettings
+from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
 from stack.slots import ensure_outbox_slots
 from stack.supervision import (
     SUPERVISOR,
@@ -159,6 +160,7 @@ def migrate(settings: StackSettings) -> None:
     create_service_databases(settings)
     for database in OUTBOX_DATABASES:
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
+    apply_sql(settings.database_dsn(TELEMETRY_DATABASE), span_store.SCHEMA)
     ensure_outbox_slots(settings)
 
 

@@ -42,7 +42,8 @@ def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:
         return requests.get(health_url, timeout=2).status_code == 200
 
     return Component(spec.name, port, [sys.executable, "-m", *spec.args], quietly(healthy),
-                     env=settings.service_env(spec.database, port))
+                     env={**settings.service_env(spec.database, port),
+                          "OTEL_SERVICE_NAME": spec.name})
 
 
 def service_components(settings: StackSettings) -> list[Component]:

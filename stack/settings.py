@@ -19,6 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_DATABASES = ("orders", "inventory", "payments", "psp")
 """One database per service; psp is the stand-in external provider's ledger."""
 
+TELEMETRY_DATABASE = "telemetry"
+"""Where every process's spans are kept for ``choreo trace`` (``outbox.span_store``)."""
+
 OUTBOX_DATABASES = ("orders", "inventory", "payments")
 """The databases whose outbox tables Debezium streams (the psp has no outbox)."""
 
@@ -117,6 +120,7 @@ class StackSettings:
             "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),
+            "CHOREO_TELEMETRY_URL": self.database_dsn(TELEMETRY_DATABASE),
         }
 
     # Folders inside the state directory, one place so nothing guesses a path.

@@ -95,8 +95,16 @@ class OrdersClient:
         response.raise_for_status()
         return response.json()
 
-    def cancel(self, order_id: str) -> Attempts:
+    def submit_cancel(self, order_id: str) -> Attempts:
+        """``POST /orders/{id}/cancel`` as it went, whatever the answer."""
         return self._send(f"{self.base}/orders/{order_id}/cancel", None, {})
+
+    def cancel(self, order_id: str) -> dict[str, Any]:
+        """The answer's body (202 cancelled, 409 too late, ...); no answer is an error."""
+        attempts = self.submit_cancel(order_id)
+        if attempts.body is None:
+            raise StackError(f"no answer to the cancel of {order_id} from {self.base}")
+        return attempts.body
 
     def _send(self, url: str, body: dict[str, Any] | None, headers: dict[str, str]) -> Attempts:
         attempts = Attempts()

@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from outbox import logs
@@ -23,6 +21,7 @@ from outbox.codec import EventCodec
 from outbox.errors import ConfigError
 from outbox.runner import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
 from outbox.settings import ServiceSettings
+from outbox.telemetry import configure_tracing
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.orders.api import create_app
@@ -70,7 +69,7 @@ def run_api() -> None:
     settings = ServiceSettings.from_env("orders")
     api = ApiSettings.from_env(os.environ)
     logs.configure("orders-api")
-    trace.set_tracer_provider(TracerProvider())
+    configure_tracing("orders-api", settings.telemetry_url)
     apply_schema(settings.database_url, OUTBOX_SCHEMA, SCHEMA)
     asyncio.run(serve(settings, api))
 

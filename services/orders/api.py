@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
-from opentelemetry import context, propagate, trace
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -59,7 +59,6 @@ from services.orders.store import (
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 MAX_BODY_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 200
-TRACER = trace.get_tracer("choreo.orders")
 DB_WAIT_S = 2.0
 """How long a request waits for a database connection before answering 503: long enough
 to ride out a pool refilling after a restart, short enough for a client's timeout."""
@@ -98,31 +97,26 @@ def database_unavailable() -> web.Response:
 async def observe(request: web.Request,
                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                   ) -> web.StreamResponse:
-    """A server span per request (continuing a caller's traceparent), metrics, and JSON
-    errors for whatever aiohttp itself rejects (404, 405, 413), for an unreachable
-    database (503) and for anything unexpected (500), never aiohttp's HTML page."""
+    """Metrics, and JSON errors for whatever aiohttp itself rejects (404, 405, 413), for an
+    unreachable database (503) and for anything unexpected (500), never aiohttp's HTML page.
+    The server span around it (continuing a caller's traceparent) is the aiohttp-server
+    instrumentation's, installed by ``outbox.telemetry``."""
     route = request.match_info.route.resource.canonical if request.match_info.route.resource \
         else "unmatched"
-    token = context.attach(propagate.extract(dict(request.headers)))
     started = time.perf_counter()
     try:
-        with TRACER.start_as_current_span(f"{request.method} {route}",
-                                          kind=trace.SpanKind.SERVER):
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-                response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason,
-                                 headers=allow)
-            except psycopg.OperationalError as exc:  # PoolTimeout is one too
-                log.warning("database unavailable: %s", exc)
-                response = database_unavailable()
-            except Exception:
-                log.exception("unexpected error")
-                response = error(500, "internal_error", "unexpected error in the orders API;"
-                                 " retrying with the same Idempotency-Key is safe")
-    finally:
-        context.detach(token)
+        response = await handler(request)
+    except web.HTTPException as exc:
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason,
+                         headers=allow)
+    except psycopg.OperationalError as exc:  # PoolTimeout is one too
+        log.warning("database unavailable: %s", exc)
+        response = database_unavailable()
+    except Exception:
+        log.exception("unexpected error")
+        response = error(500, "internal_error", "unexpected error in the orders API;"
+                         " retrying with the same Idempotency-Key is safe")
     LATENCY.labels(route).observe(time.perf_counter() - started)
     REQUESTS.labels(route, str(response.status)).inc()
     return response

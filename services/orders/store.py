@@ -98,3 +98,9 @@ WHERE o.id = ANY(%s::uuid[]) AND o.status <> 'PENDING'
 
 LAST_HISTORY_SEQ = "SELECT max(seq) FROM order_history"
 """Moves whenever any saga sees an event: a quiet value means an idle pipeline."""
+
+
+def saga_traceparent(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> str | None:
+    """The traceparent the order's saga runs under (None: no such order)."""
+    row = conn.execute("SELECT traceparent FROM orders WHERE id = %s", (order_id,)).fetchone()
+    return None if row is None else row[0]

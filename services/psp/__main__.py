@@ -19,6 +19,7 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 
 from outbox import logs
+from outbox.telemetry import configure_tracing
 from services.psp.app import create_app
 from services.psp.settings import PspSettings, SettingsError
 
@@ -54,6 +55,7 @@ def main() -> int:
     except SettingsError as error:
         log.error("invalid settings: %s", error)
         return 2
+    configure_tracing("psp", settings.telemetry_url)
     try:
         asyncio.run(serve(settings))
     except (OSError, PoolTimeout, psycopg.Error) as error:

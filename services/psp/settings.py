@@ -30,6 +30,8 @@ class PspSettings:
     """How long ``tok_slow`` takes: longer than a caller's timeout exercises its retries."""
     bind_host: str = "127.0.0.1"
     """Only containers (compose.yaml) listen elsewhere."""
+    telemetry_url: str = ""
+    """The span store's DSN (``outbox.span_store``); empty: spans are not kept."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PspSettings:
@@ -47,7 +49,8 @@ class PspSettings:
         if not 0 <= slow_delay_s <= 300:
             raise SettingsError(f"CHOREO_PSP_SLOW_DELAY_S={slow_delay_s} is outside 0..300")
         return cls(database_url=database_url, port=port, slow_delay_s=slow_delay_s,
-                   bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"))
+                   bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"),
+                   telemetry_url=env.get("CHOREO_TELEMETRY_URL", ""))
 
 
 def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
