@@ -32,6 +32,13 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (consumer, fingerprint) DO NOTHING
 """
 
+PRUNE = """
+DELETE FROM dead_letters WHERE seq IN (
+    SELECT seq FROM dead_letters
+    WHERE status IN ('replayed', 'discarded') AND updated_at < now() - make_interval(secs => %s)
+    LIMIT %s)
+"""
+
 HEADS = """
 SELECT DISTINCT ON (aggregate_key) aggregate_key, status, topic, partition
 FROM dead_letters WHERE consumer = %s AND status = ANY(%s)
@@ -90,6 +97,16 @@ def record(
         reason, attempts, delivery.topic, delivery.partition, delivery.offset,
         json.dumps(delivery.headers), delivery.value, fingerprint(delivery),
     ))
+
+
+def prune(conn: psycopg.Connection[Any], retention_s: float, batch: int = 5000) -> int:
+    """Forget entries settled (replayed or discarded) longer ago than ``retention_s``.
+
+    Active entries stay whatever their age: they block their key. Forgetting a settled
+    one is safe: what keeps a redelivered copy of a discarded event from being handled is
+    its inbox row (``_discard`` claims it), and a replayed event has one as well.
+    """
+    return conn.execute(PRUNE, (retention_s, batch)).rowcount
 
 
 def publish(producer: Producer, consumer: str, delivery: Delivery, reason: str,

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from outbox import inbox, logs
+from outbox import deadletter, inbox, logs
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime, Handler
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
@@ -139,6 +139,8 @@ def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
         PeriodicJob("prune-outbox", 30.0, lambda conn, _: prune(conn, settings.outbox_retention_s)),
         PeriodicJob("prune-inbox", 300.0,
                     lambda conn, _: inbox.prune(conn, settings.inbox_retention_s)),
+        PeriodicJob("prune-dead-letters", 300.0,
+                    lambda conn, _: deadletter.prune(conn, settings.dead_letter_retention_s)),
     ]
     jobs = threading.Thread(target=run_jobs, name="jobs", daemon=True,
                             args=([*definition.jobs, *pruning], settings.database_url, writer,

@@ -42,6 +42,8 @@ class ServiceSettings:
     outbox_retention_s: float = 900.0
     """How long outbox rows are kept, so a lost broker log can be published again."""
     inbox_retention_s: float = 7 * 24 * 3600.0
+    dead_letter_retention_s: float = 30 * 24 * 3600.0
+    """How long replayed and discarded dead letters stay listed (``choreo dlq list --all``)."""
     telemetry_url: str = ""
     """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
 
@@ -73,6 +75,8 @@ class ServiceSettings:
             outbox_retention_s=env_number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, float),
             inbox_retention_s=env_number(env, "CHOREO_INBOX_RETENTION_S", 7 * 24 * 3600.0,
                                          float),
+            dead_letter_retention_s=env_number(env, "CHOREO_DEAD_LETTER_RETENTION_S",
+                                               30 * 24 * 3600.0, float),
             telemetry_url=env.get("CHOREO_TELEMETRY_URL", ""),
         )
         if settings.inbox_retention_s <= settings.outbox_retention_s:

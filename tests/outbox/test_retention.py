@@ -7,7 +7,8 @@ import uuid
 import psycopg
 import pytest
 
-from outbox import inbox
+from outbox import deadletter, inbox
+from outbox.delivery import Delivery
 from outbox.errors import ConfigError
 from outbox.settings import ServiceSettings
 from outbox.writer import prune
@@ -43,3 +44,25 @@ def test_inbox_must_outlive_the_outbox_window() -> None:
            "CHOREO_OUTBOX_RETENTION_S": "3600", "CHOREO_INBOX_RETENTION_S": "600"}
     with pytest.raises(ConfigError, match="CHOREO_INBOX_RETENTION_S"):
         ServiceSettings.from_env("test", env)
+
+
+@pytest.mark.stack
+def test_settled_dead_letters_are_pruned_and_active_ones_kept(probe_database: str) -> None:
+    consumer = f"prune-{uuid.uuid4().hex[:8]}"
+    statuses = ("dead", "parked", "replay", "discard", "replayed", "discarded")
+    with psycopg.connect(probe_database) as conn:
+        for age_days in (40, 1):
+            for status in statuses:
+                delivery = Delivery("order.events", 0, 0, f"{status}-{age_days}", b"x",
+                                    {"ce_id": str(uuid.uuid4()), "ce_type": "OrderConfirmed"})
+                deadletter.record(conn, consumer, delivery, status=status, reason="test",
+                                  attempts=1)
+        conn.execute("UPDATE dead_letters SET updated_at = now() - interval '40 days'"
+                     " WHERE consumer = %s AND aggregate_key LIKE '%%-40'", (consumer,))
+        conn.commit()
+        assert deadletter.prune(conn, retention_s=30 * 24 * 3600) == 2
+        conn.commit()
+        kept = {row[0] for row in conn.execute(
+            "SELECT aggregate_key FROM dead_letters WHERE consumer = %s", (consumer,))}
+    assert kept == {f"{status}-{age}" for status in statuses for age in (40, 1)} \
+        - {"replayed-40", "discarded-40"}
