@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from outbox import deadletter, inbox
+from outbox import backlog, deadletter, inbox
 from outbox.assignment import Assignment
 from outbox.codec import EventCodec
 from outbox.constants import (
@@ -85,6 +85,8 @@ POSITION_SAVE_INTERVAL_S = 0.2
 """Positions are saved at most this often (and before any partition is given up, and at
 a clean stop), not once per batch: at low load every batch is one event, and a second
 commit per event would double the database's work. What a crash loses is read again."""
+BACKLOG_INTERVAL_S = 5.0
+"""How often the dead-letter and slot-lag gauges are read (outbox.backlog)."""
 
 
 class Interrupted(Exception):
@@ -514,6 +516,9 @@ class ConsumerRuntime:
         if now - timers["lag"] > 1.0:
             self._update_lag(assignment)
             timers["lag"] = now
+        if now - timers["backlog"] > BACKLOG_INTERVAL_S:
+            backlog.refresh(self.conn, self.group_id)
+            timers["backlog"] = now
         return held or bool(usable)
 
     def _hold(self, assignment: Assignment, deferred: Deferred) -> None:
@@ -565,7 +570,7 @@ class ConsumerRuntime:
         self._assignment = assignment
         if self.key_concurrency > 1:
             self._lanes = Lanes(self.key_concurrency)
-        timers = {"rebalance": 0.0, "requests": 0.0, "lag": 0.0, "save": 0.0}
+        timers = {"rebalance": 0.0, "requests": 0.0, "lag": 0.0, "save": 0.0, "backlog": 0.0}
         last_message = time.monotonic()
         failures = 0
         try:

@@ -27,10 +27,11 @@ from schemas.catalog import SchemaCatalog
 from services.orders.api import create_app
 from services.orders.handlers import build_handlers
 from services.orders.jobs import DEADLINE_JOB
+from services.orders.outcomes import outcomes_job
 from services.orders.settings import ApiSettings
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
-DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB])
+DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()])
 log = logging.getLogger("orders")
 
 

@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS orders (
 -- The saga's trace, so that a cancel or a deadline continues it instead of starting anew.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS traceparent text NOT NULL DEFAULT '';
 
+-- The worker reads what settled lately for its saga metrics (services/orders/outcomes.py).
+CREATE INDEX IF NOT EXISTS orders_updated ON orders (updated_at);
+
 -- The deadline sweeper only ever looks at pending orders.
 CREATE INDEX IF NOT EXISTS orders_pending_deadline ON orders (deadline_at)
     WHERE status = 'PENDING';

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from cli.trace import render, saga_spans
 from outbox.span_store import StoredSpan
@@ -47,10 +46,3 @@ def test_a_slow_payment_is_found_in_its_trace(shop: Shop) -> None:
     slowest = next(line for line in out if line.startswith("slowest: "))
     assert slowest.startswith("slowest: payments POST /v1/charges"), "\n".join(out)
 
-
-def test_every_service_exports_the_hop_histogram(shop: Shop) -> None:
-    shop.wait_terminal(shop.place(shop.new_sku(available=5), 1))
-    for port in (shop.settings.inventory_metrics_port, shop.settings.payments_metrics_port,
-                 shop.settings.orders_worker_metrics_port):
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert "choreo_hop_seconds_count{" in text, port

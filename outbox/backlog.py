@@ -1,0 +1,47 @@
+"""What is waiting in a consumer's own database, as gauges: its dead letters, by status,
+and the WAL its outbox's replication slots have not confirmed yet.
+
+A slot's unconfirmed WAL is CDC's backlog as PostgreSQL sees it, wherever Debezium runs:
+it grows while Connect is down or behind, and PostgreSQL keeps every byte of it on disk.
+Both are read with one cheap query each, a few times a minute, by the consumer loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from prometheus_client import Gauge
+
+from outbox.deadletter import ACTIVE
+
+DEAD_LETTERS = Gauge("choreo_dead_letters", "Dead letters and parked events not yet settled",
+                     ["consumer", "status"])
+SLOT_LAG = Gauge("choreo_replication_slot_lag_bytes",
+                 "WAL a replication slot of this database has not confirmed (CDC's backlog)",
+                 ["slot"])
+
+COUNT_ACTIVE = """
+SELECT status, count(*) FROM dead_letters WHERE consumer = %s AND status = ANY(%s)
+GROUP BY status
+"""
+SLOT_LAGS = """
+SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)
+FROM pg_replication_slots WHERE database = current_database() AND confirmed_flush_lsn IS NOT NULL
+"""
+
+log = logging.getLogger(__name__)
+
+
+def refresh(conn: psycopg.Connection[Any], consumer: str) -> None:
+    """Outside any transaction of the caller's: one snapshot per statement, autocommitted
+    as the caller's session is."""
+    counts = dict(conn.execute(COUNT_ACTIVE, (consumer, list(ACTIVE))).fetchall())
+    for status in ACTIVE:
+        DEAD_LETTERS.labels(consumer, status).set(counts.get(status, 0))
+    try:
+        for slot, lag in conn.execute(SLOT_LAGS).fetchall():
+            SLOT_LAG.labels(slot).set(float(lag))
+    except psycopg.errors.InsufficientPrivilege as error:
+        log.debug("slot lag not readable: %s", error)
