@@ -177,18 +177,27 @@ def describe(status: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def restart_failed_tasks(settings: StackSettings) -> list[str]:
+def connector_statuses(settings: StackSettings) -> dict[str, dict[str, Any]] | None:
+    """Every connector's status in one call; None when Connect does not answer."""
+    try:
+        return ConnectClient(settings.connect_url, timeout_s=5.0).statuses()
+    except (requests.ConnectionError, requests.Timeout, requests.HTTPError):
+        return None
+
+
+def restart_failed_tasks(settings: StackSettings,
+                         statuses: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Restart every FAILED connector or task; returns what was restarted (``name/ID``).
 
-    For a supervisor to call every few seconds: one status call, and a restart only
-    where something failed. Connect not answering returns nothing: bringing the
-    process back is the process supervisor's job (then ``stack.cdc.ensure_connect``).
+    For a supervisor to call every few seconds (with what ``connector_statuses`` read, or
+    it reads them): a restart only where something failed. Connect not answering returns
+    nothing: bringing the process back is the process supervisor's job (then
+    ``stack.cdc.ensure_connect``).
     """
-    client = ConnectClient(settings.connect_url, timeout_s=5.0)
-    try:
-        statuses = client.statuses()
-    except (requests.ConnectionError, requests.Timeout, requests.HTTPError):
+    statuses = connector_statuses(settings) if statuses is None else statuses
+    if not statuses:
         return []
+    client = ConnectClient(settings.connect_url, timeout_s=5.0)
     restarted = []
     for name, status in sorted(statuses.items()):
         failed = failed_parts(status)

@@ -38,6 +38,8 @@ class StackSettings:
     inventory_metrics_port: int = 18081
     payments_metrics_port: int = 18082
     orders_worker_metrics_port: int = 18084
+    supervisor_metrics_port: int = 18085
+    """The supervisor's /metrics: Connect's connector and task states, restarts."""
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
     reservation_ttl_s: float = 120.0

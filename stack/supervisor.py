@@ -34,10 +34,10 @@ from pathlib import Path
 from types import FrameType
 
 from outbox.kafka import ensure_topics
-from stack import launcher
+from stack import launcher, metrics
 from stack.cdc import ensure_connect
 from stack.components import Component, broker_component
-from stack.connectors import restart_failed_tasks
+from stack.connectors import connector_statuses, restart_failed_tasks
 from stack.processes import describe_exit, exit_status
 from stack.recovery import republish_lost_log, stop_connect_for_new_log
 from stack.services import service_components
@@ -131,7 +131,9 @@ class Supervisor:
         if not self.watches_connect or now - self.tasks_checked < TASK_CHECK_S:
             return
         self.tasks_checked = now
-        restarted = restart_failed_tasks(self.settings)
+        statuses = connector_statuses(self.settings)
+        metrics.publish_connector_states(statuses)
+        restarted = restart_failed_tasks(self.settings, statuses or {})
         if restarted:
             self.report(f"restarted FAILED connector tasks: {', '.join(restarted)}")
 
@@ -170,6 +172,7 @@ class Supervisor:
         name = child.component.name
         child.due = None
         child.record.restarts += 1
+        metrics.RESTARTS.labels(name).inc()
         started = time.monotonic()
         try:
             if name in self.restart_with:
@@ -237,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         supervisor.save("failed", str(error))
         return 2
     say("stack started; supervising")
+    metrics.serve(settings.supervisor_metrics_port)
     try:
         supervisor.run()
     finally:
