@@ -17,7 +17,7 @@ import psycopg
 
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import DedupeStore, RedisDedupe
+from outbox.dedupe import DedupeStore, InboxOnly, RedisDedupe
 from outbox.delivery import Delivery, ReceivedEvent
 from outbox.kafka import build_producer, ensure_topics
 from outbox.retry import Backoff
@@ -27,22 +27,6 @@ from stack.settings import StackSettings
 
 AGGREGATES = 50
 DATABASE = "bench_consumer"
-
-
-class NoDedupe:
-    """The inbox alone decides: what happens when Redis is down."""
-
-    def seen(self, consumer: str, event_id: str) -> bool:
-        return False
-
-    def mark(self, consumer: str, event_id: str) -> None:
-        return None
-
-    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
-        return set()
-
-    def mark_many(self, consumer: str, event_ids: list[str]) -> None:
-        return None
 
 
 @dataclass
@@ -123,7 +107,7 @@ def main(settings: StackSettings, count: int) -> None:
     produce(settings, [fresh, again], count)
     variants: dict[str, tuple[Timing, Timing]] = {}
     for name, dedupe in (("redis + inbox", RedisDedupe(settings.redis_url)),
-                         ("inbox only", NoDedupe())):
+                         ("inbox only", InboxOnly())):
         group = f"bench-{name.split()[0]}-{run}"
         first = consume(settings, url, group, fresh, dedupe, count)
         second = consume(settings, url, group, again, dedupe, count)

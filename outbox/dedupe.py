@@ -31,6 +31,23 @@ class DedupeStore(Protocol):
     def mark_many(self, consumer: str, event_ids: list[str]) -> None: ...
 
 
+class InboxOnly:
+    """Remembers nothing: the inbox alone decides, as when Redis is down (a benchmark's
+    reference, and the floor every store must stay above)."""
+
+    def seen(self, consumer: str, event_id: str) -> bool:
+        return False
+
+    def mark(self, consumer: str, event_id: str) -> None:
+        return None
+
+    def seen_many(self, consumer: str, event_ids: list[str]) -> set[str]:
+        return set()
+
+    def mark_many(self, consumer: str, event_ids: list[str]) -> None:
+        return None
+
+
 class MemoryDedupe:
     """For pure tests and for running without Redis; forgets the oldest beyond ``max_keys``.
 
