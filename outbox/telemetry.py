@@ -18,12 +18,21 @@ event's own path.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    Sampler,
+    SamplingResult,
+    _get_from_env_or_default,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.util.types import Attributes
 
 from outbox.span_store import PostgresSpanExporter
 
@@ -45,6 +54,7 @@ def _instrument_psycopg() -> None:
 
 
 def _instrument_aiohttp_server() -> None:
+    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", QUIET_PATHS)
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
     AioHttpServerInstrumentor().instrument()
@@ -59,11 +69,43 @@ INSTRUMENTATIONS: dict[str, Callable[[], None]] = {
 takes. An aiohttp server must be instrumented before its ``web.Application`` is built."""
 
 
+QUIET_PATHS = "/health,/metrics"
+"""Probed every second by the supervisor and Prometheus: no span (unless the variable
+``OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS`` says otherwise)."""
+
+
+class NoOrphanCalls(Sampler):
+    """The configured sampler, except that a client span with no parent is dropped.
+
+    A consumer saves positions, renews leases and reads its gauges several times a
+    second outside any saga; traced, each statement would be a trace of its own and bury
+    the sagas' traces in the store. Every call worth seeing happens inside a request,
+    a handler or a job, which gives it a parent.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(self, parent_context: Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Attributes = None,
+                      links: Sequence[Link] | None = None,
+                      trace_state: trace.TraceState | None = None) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind is SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.inner.should_sample(parent_context, trace_id, name, kind, attributes,
+                                        links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoOrphanCalls{{{self.inner.get_description()}}}"
+
+
 def configure_tracing(service_name: str, span_store_url: str = "",
                       env: Mapping[str, str] | None = None) -> TracerProvider:
     """Set the global tracer provider and instrument the libraries; call once, at start."""
     env = os.environ if env is None else env
     provider = TracerProvider(
+        sampler=NoOrphanCalls(_get_from_env_or_default()),
         resource=Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or service_name}))
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
