@@ -25,6 +25,9 @@ ALLOWED: dict[str, str] = {
                            " (python -m stack.supervisor): it builds StackSettings once",
     "stack/processes.py": "a child process inherits the caller's environment, plus its own"
                           " CHOREO_* from StackSettings.service_env; nothing is read from it",
+    "outbox/telemetry.py": "the standard OTEL_* variables, read as the OpenTelemetry SDK"
+                           " defines them (the SDK reads them from os.environ itself too);"
+                           " no CHOREO_* variable",
     "stack/install.py": "apt-get runs with the caller's environment plus DEBIAN_FRONTEND;"
                         " nothing is read from it",
 }

@@ -90,6 +90,9 @@ def test_required_and_dsn_say_what_is_missing_without_echoing_a_dsn() -> None:
     for read in (config.required, config.dsn):
         with pytest.raises(ConfigError, match=rf"{NAME} is required \(the ledger\)"):
             read({NAME: " "}, NAME, "the ledger")
+    assert config.dsn({NAME: " "}, NAME, "a DSN", required=False) == ""
+    with pytest.raises(ConfigError, match=f"{NAME} is not a valid DSN"):
+        config.dsn({NAME: "nonsense"}, NAME, "a DSN", required=False)
     with pytest.raises(ConfigError, match=f"{NAME} is not a valid DSN") as raised:
         config.dsn({NAME: "password=s3cret nonsense"}, NAME, "a DSN")
     assert "s3cret" not in str(raised.value)
