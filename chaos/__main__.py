@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from chaos.command import add_arguments, cmd_chaos
-from stack.errors import StackError
+from stack.errors import ConfigError, StackError
 from stack.settings import StackSettings
 
 
@@ -15,8 +16,8 @@ def main() -> int:
     add_arguments(parser)
     args = parser.parse_args()
     try:
-        return cmd_chaos(args, StackSettings.from_env())
-    except StackError as error:
+        return cmd_chaos(args, StackSettings.from_env(os.environ))
+    except (ConfigError, StackError) as error:
         print(f"chaos: {error}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,7 @@ from services.inventory import __main__ as inventory_entry
 from services.inventory.settings import InventorySettings
 from services.orders import __main__ as orders_entry
 from services.payments import __main__ as payments_entry
+from services.payments.settings import PaymentsSettings
 
 SERVICES_ROOT = Path(services.__file__).resolve().parent
 
@@ -39,8 +40,7 @@ CONSUMERS: dict[str, Callable[[], ServiceDefinition]] = {
     "orders": lambda: orders_entry.DEFINITION,
     "inventory": lambda: inventory_entry.definition(InventorySettings()),
     # Port 9 (discard): the client is only constructed, never called.
-    "payments": lambda: payments_entry.definition(
-        payments_entry.PaymentsSettings(psp_url="http://127.0.0.1:9")),
+    "payments": lambda: payments_entry.definition(PaymentsSettings(psp_url="http://127.0.0.1:9")),
 }
 """How each consumer's entry point builds its definition, by package under ``services/``.
 The one hand-written part; ``test_every_consumer_service_is_checked`` keeps it complete."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ import requests
 from chaos import command as chaos_command
 from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher
-from stack.errors import StackError
+from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
 from stack.services import SERVICES
 from stack.settings import StackSettings
@@ -191,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = StackSettings.from_env()
+        settings = StackSettings.from_env(os.environ)
         handler: Handler = args.handler
         return handler(args, settings)
-    except StackError as error:
+    except (ConfigError, StackError) as error:
         print(f"choreo: {error}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as error:

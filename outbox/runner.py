@@ -1,9 +1,9 @@
 """Run a consumer service: the wiring every participant shares, in one place.
 
 A service module supplies its schema file, a function that builds its handlers from an
-``OutboxWriter``, and optionally periodic jobs (deadline sweepers). This module builds
-settings, JSON logging, tracing, the database tables, metrics/health, the consumer
-runtime and SIGTERM handling around them.
+``OutboxWriter``, and optionally periodic jobs (deadline sweepers); its ``__main__``
+reads the settings. This module builds JSON logging, tracing, the database tables,
+metrics/health, the consumer runtime and SIGTERM handling around them.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
     return runtime, writer
 
 
-def main(definition: ServiceDefinition, default_metrics_port: int) -> None:
-    """Entry point of a consumer service process; returns after SIGTERM, once drained."""
-    settings = ServiceSettings.from_env(definition.name, default_metrics_port=default_metrics_port)
+def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    """Run a consumer service with the settings its ``__main__`` read; returns after
+    SIGTERM, once drained."""
     logs.configure(definition.name)
     configure_tracing(definition.name, settings.telemetry_url)
     apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)

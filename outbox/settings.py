@@ -1,30 +1,20 @@
 """A service's runtime settings, built once at start-up from ``CHOREO_*`` variables.
 
-Nothing below a service's entry point reads the environment; a missing or malformed
-variable fails here with its name, before any connection is opened.
+Each service's ``__main__`` builds them (``ServiceSettings.from_env(name, os.environ,
+default_metrics_port=DEFAULT_PORTS[...])``) and hands them to ``outbox.runner.main``;
+nothing below reads the environment. The variables are read with ``outbox.config``, so a
+missing or malformed one fails here with its name, before any connection is opened.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from outbox import config
+from outbox.config import DEFAULT_PORTS
 from outbox.errors import ConfigError
 from outbox.retry import Backoff
-
-
-def env_number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must not be negative")
-    return value
 
 
 @dataclass(frozen=True)
@@ -48,36 +38,38 @@ class ServiceSettings:
     """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
 
     @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None,
+    def from_env(cls, service: str, env: Mapping[str, str],
                  default_metrics_port: int = 0) -> ServiceSettings:
-        env = os.environ if env is None else env
-        database_url = env.get("CHOREO_DATABASE_URL", "")
-        if not database_url:
-            raise ConfigError("CHOREO_DATABASE_URL is required (postgresql://user@host:port/db)")
+        """``default_metrics_port`` is the service's entry of ``DEFAULT_PORTS`` (0: any
+        free port, for tests)."""
+        database_url = config.dsn(env, "CHOREO_DATABASE_URL", "postgresql://user@host:port/db")
         backoff = Backoff(
-            base_s=env_number(env, "CHOREO_RETRY_BASE_S", 0.05, float),
-            cap_s=env_number(env, "CHOREO_RETRY_CAP_S", 2.0, float),
-            max_attempts=int(env_number(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5)),
-            transient_window_s=env_number(env, "CHOREO_RETRY_TRANSIENT_WINDOW_S", 120.0, float),
+            base_s=config.number(env, "CHOREO_RETRY_BASE_S", 0.05, ge=0),
+            cap_s=config.number(env, "CHOREO_RETRY_CAP_S", 2.0, ge=0),
+            max_attempts=config.integer(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5, ge=1),
+            transient_window_s=config.number(env, "CHOREO_RETRY_TRANSIENT_WINDOW_S", 120.0,
+                                             ge=0),
         )
-        if backoff.max_attempts < 1:
-            raise ConfigError("CHOREO_RETRY_MAX_ATTEMPTS must be at least 1")
         settings = cls(
             service=service,
             database_url=database_url,
-            kafka_bootstrap=env.get("CHOREO_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            redis_url=env.get("CHOREO_REDIS_URL", ""),
-            metrics_port=int(env_number(env, "CHOREO_METRICS_PORT", default_metrics_port)),
+            kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP",
+                                        f"127.0.0.1:{DEFAULT_PORTS['kafka']}"),
+            redis_url=config.url(env, "CHOREO_REDIS_URL", "",
+                                 schemes=("redis", "rediss", "unix")),
+            metrics_port=config.port(env, "CHOREO_METRICS_PORT", default_metrics_port),
             backoff=backoff,
-            batch_size=max(1, int(env_number(env, "CHOREO_BATCH_SIZE", 200))),
-            dedupe_ttl_s=int(env_number(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600)),
-            bind_host=env.get("CHOREO_BIND_HOST", "127.0.0.1"),
-            outbox_retention_s=env_number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, float),
-            inbox_retention_s=env_number(env, "CHOREO_INBOX_RETENTION_S", 7 * 24 * 3600.0,
-                                         float),
-            dead_letter_retention_s=env_number(env, "CHOREO_DEAD_LETTER_RETENTION_S",
-                                               30 * 24 * 3600.0, float),
-            telemetry_url=env.get("CHOREO_TELEMETRY_URL", ""),
+            # 0 has always meant "one at a time" rather than an error.
+            batch_size=max(1, config.integer(env, "CHOREO_BATCH_SIZE", 200, ge=0)),
+            dedupe_ttl_s=config.integer(env, "CHOREO_DEDUPE_TTL_S", 7 * 24 * 3600, ge=0),
+            bind_host=config.text(env, "CHOREO_BIND_HOST", "127.0.0.1"),
+            outbox_retention_s=config.number(env, "CHOREO_OUTBOX_RETENTION_S", 900.0, ge=0),
+            inbox_retention_s=config.number(env, "CHOREO_INBOX_RETENTION_S",
+                                            7 * 24 * 3600.0, ge=0),
+            dead_letter_retention_s=config.number(env, "CHOREO_DEAD_LETTER_RETENTION_S",
+                                                  30 * 24 * 3600.0, ge=0),
+            telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
+                                     required=False),
         )
         if settings.inbox_retention_s <= settings.outbox_retention_s:
             raise ConfigError("CHOREO_INBOX_RETENTION_S must be greater than"

@@ -1,12 +1,17 @@
-"""Errors the launcher reports to a user: each message says what to do next."""
+"""Errors the launcher reports to a user: each message says what to do next.
+
+A wrong setting, port or template is the project's one ``ConfigError``
+(``outbox.errors``), re-exported here so the launcher's modules find all their errors in
+one place; the command line prints it, like a ``StackError``, without a traceback.
+"""
+
+from outbox.errors import ConfigError
+
+__all__ = ["ConfigError", "ConnectorError", "InstallError", "StackError", "StartError"]
 
 
 class StackError(Exception):
-    """Root of every launcher failure; the command line prints it without a traceback."""
-
-
-class ConfigError(StackError):
-    """A setting, port or template is wrong; raised before anything is started."""
+    """Root of the launcher's own failures; the command line prints it without a traceback."""
 
 
 class InstallError(StackError):

@@ -1,17 +1,18 @@
 """Where the embedded stack lives and which ports it uses.
 
-Built once at start-up from ``CHOREO_*`` environment variables; nothing below the
-command line reads the environment. Defaults avoid the well-known ports
-(5432/6379/9092/8083) so the stack can run beside a developer's own servers.
+Built once at start-up from ``CHOREO_*`` environment variables (by the command line,
+and by the supervisor process it starts); nothing below them reads the environment. The
+variables are read with ``outbox.config``; the default ports are its ``DEFAULT_PORTS``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from outbox import config
+from outbox.config import DEFAULT_PORTS
 from stack.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,16 +30,16 @@ OUTBOX_DATABASES = ("orders", "inventory", "payments")
 @dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
-    postgres_port: int = 15432
-    redis_port: int = 16379
-    kafka_port: int = 19092
-    connect_port: int = 18083
-    orders_port: int = 18080
-    psp_port: int = 18090
-    inventory_metrics_port: int = 18081
-    payments_metrics_port: int = 18082
-    orders_worker_metrics_port: int = 18084
-    supervisor_metrics_port: int = 18085
+    postgres_port: int = DEFAULT_PORTS["postgres"]
+    redis_port: int = DEFAULT_PORTS["redis"]
+    kafka_port: int = DEFAULT_PORTS["kafka"]
+    connect_port: int = DEFAULT_PORTS["connect"]
+    orders_port: int = DEFAULT_PORTS["orders"]
+    psp_port: int = DEFAULT_PORTS["psp"]
+    inventory_metrics_port: int = DEFAULT_PORTS["inventory_metrics"]
+    payments_metrics_port: int = DEFAULT_PORTS["payments_metrics"]
+    orders_worker_metrics_port: int = DEFAULT_PORTS["orders_worker_metrics"]
+    supervisor_metrics_port: int = DEFAULT_PORTS["supervisor_metrics"]
     """The supervisor's /metrics: Connect's connector and task states, restarts."""
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
@@ -50,39 +51,39 @@ class StackSettings:
     """Where downloaded artifacts are kept; by default inside the state directory."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
-        """Read ``CHOREO_STATE_DIR`` and ``CHOREO_<FIELD>`` (upper case) overrides.
+    def from_env(cls, env: Mapping[str, str]) -> StackSettings:
+        """Read ``CHOREO_<FIELD>`` (upper case) for every field: ``CHOREO_STATE_DIR``,
+        ``CHOREO_POSTGRES_PORT``, ...
 
-        A value that is not a valid number fails here, naming the variable, rather
+        A value that is not a valid number or port fails here, naming the variable, rather
         than as a confusing bind error minutes later.
         """
-        env = os.environ if env is None else env
-        state_dir = Path(env.get("CHOREO_STATE_DIR", REPO_ROOT / ".choreo")).resolve()
-        values: dict[str, object] = {"state_dir": state_dir}
-        if env.get("CHOREO_ARTIFACT_CACHE"):
-            values["artifact_cache"] = Path(env["CHOREO_ARTIFACT_CACHE"]).resolve()
-        for field in fields(cls):
-            if field.name in ("state_dir", "artifact_cache"):
-                continue
-            name = f"CHOREO_{field.name.upper()}"
-            if name not in env:
-                continue
-            raw = env[name]
-            try:
-                values[field.name] = float(raw) if field.type == "float" else int(raw)
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a number") from None
-        settings = cls(**values)  # type: ignore[arg-type]
+        artifact_cache = config.text(env, "CHOREO_ARTIFACT_CACHE")
+        settings = cls(
+            state_dir=Path(config.text(env, "CHOREO_STATE_DIR",
+                                       str(REPO_ROOT / ".choreo"))).resolve(),
+            artifact_cache=Path(artifact_cache).resolve() if artifact_cache else None,
+            cdc_poll_interval_ms=config.integer(env, "CHOREO_CDC_POLL_INTERVAL_MS",
+                                                cls.cdc_poll_interval_ms, ge=1),
+            order_deadline_s=config.number(env, "CHOREO_ORDER_DEADLINE_S", cls.order_deadline_s,
+                                           gt=0),
+            reservation_ttl_s=config.number(env, "CHOREO_RESERVATION_TTL_S",
+                                            cls.reservation_ttl_s, gt=0),
+            outbox_retention_s=config.number(env, "CHOREO_OUTBOX_RETENTION_S",
+                                             cls.outbox_retention_s, ge=0),
+            start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
+                                          gt=0),
+            **{field.name: config.port(env, f"CHOREO_{field.name.upper()}",
+                                       DEFAULT_PORTS[field.name.removesuffix("_port")])
+               for field in fields(cls) if field.name.endswith("_port")},
+        )
         settings.validate()
         return settings
 
     def validate(self) -> None:
         for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name.endswith("_port") and not 1024 <= value <= 65535:
-                raise ConfigError(
-                    f"CHOREO_{field.name.upper()}={value} is outside 1024..65535"
-                )
+            if field.name.endswith("_port"):
+                config.check_port(f"CHOREO_{field.name.upper()}", getattr(self, field.name))
         if self.reservation_ttl_s <= self.order_deadline_s:
             # A reservation must outlive the order's deadline, or an order could be
             # confirmed after its stock went back on the shelf.

@@ -22,6 +22,7 @@ hangs while alive is not detected here.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--infra-only", action="store_true",
                         help="start and watch only PostgreSQL, Redis, the broker and Connect")
     args = parser.parse_args(argv)
-    settings = StackSettings.from_env()
+    settings = StackSettings.from_env(os.environ)
     with_services = not args.infra_only
     supervisor = Supervisor(settings, components_for(settings, with_services), say)
 

@@ -1,8 +1,8 @@
 """``python -m services.inventory``: the inventory participant, until SIGTERM.
 
-The shared consumer runner applies the schema, seeds the catalog if it is empty, consumes
-order and payment events, runs the expiry sweeper and serves metrics and health. Exit
-status 2 means bad settings.
+The settings are read here, once; the shared consumer runner then applies the schema,
+seeds the catalog if it is empty, consumes order and payment events, runs the expiry
+sweeper and serves metrics and health. Exit status 2 means bad settings.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 from functools import partial
 
 from outbox import runner
+from outbox.config import DEFAULT_PORTS
 from outbox.errors import ConfigError
+from outbox.settings import ServiceSettings
 from services.inventory.catalog import seed_catalog
 from services.inventory.handlers import build_handlers
 from services.inventory.jobs import expiry_job
@@ -20,7 +22,6 @@ from services.inventory.settings import InventorySettings
 from services.inventory.store import SCHEMA_SQL
 
 NAME = "inventory"
-METRICS_PORT = 18081
 
 
 def definition(settings: InventorySettings) -> runner.ServiceDefinition:
@@ -35,8 +36,10 @@ def definition(settings: InventorySettings) -> runner.ServiceDefinition:
 
 def run() -> int:
     try:
-        runner.main(definition(InventorySettings.from_env(os.environ)),
-                     default_metrics_port=METRICS_PORT)
+        own = InventorySettings.from_env(os.environ)
+        shared = ServiceSettings.from_env(NAME, os.environ,
+                                          default_metrics_port=DEFAULT_PORTS["inventory_metrics"])
+        runner.main(definition(own), shared)
     except ConfigError as error:
         print(f"{NAME}: {error}", file=sys.stderr)
         return 2

@@ -7,11 +7,10 @@ value fails at start-up, naming the variable.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox.errors import ConfigError
+from outbox import config
 
 TTL_VARIABLE = "CHOREO_RESERVATION_TTL_S"
 
@@ -23,13 +22,5 @@ class InventorySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> InventorySettings:
-        raw = env.get(TTL_VARIABLE, "").strip()
-        if not raw:
-            return cls()
-        try:
-            ttl = float(raw)
-        except ValueError:
-            raise ConfigError(f"{TTL_VARIABLE}={raw!r} is not a number of seconds") from None
-        if not (math.isfinite(ttl) and ttl > 0):
-            raise ConfigError(f"{TTL_VARIABLE}={raw!r} must be a positive number of seconds")
-        return cls(reservation_ttl_s=ttl)
+        return cls(reservation_ttl_s=config.number(env, TTL_VARIABLE, cls.reservation_ttl_s,
+                                                   gt=0))

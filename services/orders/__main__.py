@@ -1,7 +1,9 @@
 """``python -m services.orders api|worker``: the HTTP intake, or the saga consumer.
 
 Two processes so that a burst of HTTP traffic and a backlog of events do not slow each
-other down, and either can be restarted (or killed by a chaos run) on its own.
+other down, and either can be restarted (or killed by a chaos run) on its own. Both read
+their settings here, once (the shared ``ServiceSettings``, and for the API
+``services.orders.settings.ApiSettings``). Exit status 2 means bad settings or usage.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from outbox import logs
 from outbox.codec import EventCodec
+from outbox.config import DEFAULT_PORTS
 from outbox.errors import ConfigError
 from outbox.runner import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
 from outbox.settings import ServiceSettings
@@ -66,23 +69,31 @@ async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
         await runner.cleanup()
 
 
-def run_api() -> None:
-    settings = ServiceSettings.from_env("orders")
-    api = ApiSettings.from_env(os.environ)
+def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
     logs.configure("orders-api")
     configure_tracing("orders-api", settings.telemetry_url)
     apply_schema(settings.database_url, OUTBOX_SCHEMA, SCHEMA)
     asyncio.run(serve(settings, api))
 
 
-if __name__ == "__main__":
-    role = sys.argv[1] if len(sys.argv) > 1 else ""
+def run(argv: list[str]) -> int:
+    role = argv[0] if argv else ""
+    if role not in ("api", "worker"):
+        print("usage: python -m services.orders api|worker", file=sys.stderr)
+        return 2
     try:
         if role == "api":
-            run_api()
-        elif role == "worker":
-            main(DEFINITION, default_metrics_port=18084)
+            # The API's /health is on its own port (ApiSettings.port): no metrics port.
+            run_api(ServiceSettings.from_env("orders", os.environ),
+                    ApiSettings.from_env(os.environ))
         else:
-            sys.exit("usage: python -m services.orders api|worker")
-    except ConfigError as exc:
-        sys.exit(f"orders: {exc}")
+            main(DEFINITION, ServiceSettings.from_env(
+                "orders", os.environ, default_metrics_port=DEFAULT_PORTS["orders_worker_metrics"]))
+    except ConfigError as error:
+        print(f"orders: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

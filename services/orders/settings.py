@@ -13,13 +13,14 @@ few hundred orders a second as one customer; and load shedding once
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from outbox import config
+from outbox.config import DEFAULT_PORTS
 from outbox.errors import ConfigError
-from outbox.settings import env_number
 
+PORT_VARIABLE = "CHOREO_ORDERS_PORT"
 TTL_VARIABLE = "CHOREO_RESERVATION_TTL_S"
 DEADLINE_VARIABLE = "CHOREO_ORDER_DEADLINE_S"
 RATE_VARIABLE = "CHOREO_ORDERS_RATE_LIMIT_PER_S"
@@ -31,7 +32,7 @@ SAMPLE_VARIABLE = "CHOREO_ORDERS_PENDING_SAMPLE_S"
 
 @dataclass(frozen=True)
 class ApiSettings:
-    port: int = 18080
+    port: int = DEFAULT_PORTS["orders"]
     deadline_s: float = 30.0
     """The deadline of an order whose request names none."""
     reservation_ttl_s: float = 120.0
@@ -51,28 +52,24 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
-        port = int(env_number(env, "CHOREO_ORDERS_PORT", cls.port))
-        deadline_s = float(env_number(env, DEADLINE_VARIABLE, cls.deadline_s, float))
-        ttl_s = float(env_number(env, TTL_VARIABLE, cls.reservation_ttl_s, float))
-        if not (math.isfinite(deadline_s) and deadline_s > 0):
-            raise ConfigError(f"{DEADLINE_VARIABLE} must be a positive number of seconds")
-        if not math.isfinite(ttl_s) or ttl_s <= deadline_s:
+        deadline_s = config.number(env, DEADLINE_VARIABLE, cls.deadline_s, gt=0)
+        ttl_s = config.number(env, TTL_VARIABLE, cls.reservation_ttl_s, ge=0)
+        if ttl_s <= deadline_s:
             raise ConfigError(f"{TTL_VARIABLE}={ttl_s:g} must be greater than"
                               f" {DEADLINE_VARIABLE}={deadline_s:g}")
-        rate = float(env_number(env, RATE_VARIABLE, cls.rate_limit_per_s, float))
-        burst = int(env_number(env, BURST_VARIABLE, cls.rate_limit_burst))
-        clients = int(env_number(env, CLIENTS_VARIABLE, cls.rate_limit_clients))
-        max_pending = int(env_number(env, MAX_PENDING_VARIABLE, cls.max_pending))
-        sample_s = float(env_number(env, SAMPLE_VARIABLE, cls.pending_sample_s, float))
-        if not math.isfinite(rate):
-            raise ConfigError(f"{RATE_VARIABLE} must be a finite number of orders per second")
+        rate = config.number(env, RATE_VARIABLE, cls.rate_limit_per_s, ge=0)
+        burst = config.integer(env, BURST_VARIABLE, cls.rate_limit_burst, ge=0)
         if rate > 0 and burst < 1:
             raise ConfigError(f"{BURST_VARIABLE} must be at least 1 when {RATE_VARIABLE}"
                               " is set")
-        if clients < 1:
-            raise ConfigError(f"{CLIENTS_VARIABLE} must be at least 1")
-        if not (math.isfinite(sample_s) and sample_s > 0):
-            raise ConfigError(f"{SAMPLE_VARIABLE} must be a positive number of seconds")
-        return cls(port=port, deadline_s=deadline_s, reservation_ttl_s=ttl_s,
-                   rate_limit_per_s=rate, rate_limit_burst=burst, rate_limit_clients=clients,
-                   max_pending=max_pending, pending_sample_s=sample_s)
+        return cls(
+            port=config.port(env, PORT_VARIABLE, cls.port),
+            deadline_s=deadline_s,
+            reservation_ttl_s=ttl_s,
+            rate_limit_per_s=rate,
+            rate_limit_burst=burst,
+            rate_limit_clients=config.integer(env, CLIENTS_VARIABLE, cls.rate_limit_clients,
+                                              ge=1),
+            max_pending=config.integer(env, MAX_PENDING_VARIABLE, cls.max_pending, ge=0),
+            pending_sample_s=config.number(env, SAMPLE_VARIABLE, cls.pending_sample_s, gt=0),
+        )

@@ -19,9 +19,10 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 
 from outbox import logs
+from outbox.errors import ConfigError
 from outbox.telemetry import configure_tracing
 from services.psp.app import create_app
-from services.psp.settings import PspSettings, SettingsError
+from services.psp.settings import PspSettings
 
 log = logging.getLogger("psp")
 
@@ -52,7 +53,7 @@ def main() -> int:
     logs.configure("psp")
     try:
         settings = PspSettings.from_env(os.environ)
-    except SettingsError as error:
+    except ConfigError as error:
         log.error("invalid settings: %s", error)
         return 2
     configure_tracing("psp", settings.telemetry_url)

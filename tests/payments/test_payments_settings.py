@@ -10,7 +10,7 @@ import pytest
 
 from outbox.breaker import CircuitSettings
 from outbox.errors import ConfigError
-from services.payments.__main__ import PaymentsSettings
+from services.payments.settings import PaymentsSettings
 from stack.settings import REPO_ROOT
 
 

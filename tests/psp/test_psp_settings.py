@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from services.psp.settings import PspSettings, SettingsError
+from outbox.errors import ConfigError
+from services.psp.settings import PspSettings
 from stack.settings import REPO_ROOT
 
 DSN = "postgresql://postgres@127.0.0.1:5432/psp"
@@ -37,7 +38,7 @@ def test_overrides() -> None:
     ({"CHOREO_DATABASE_URL": DSN, "CHOREO_PSP_SLOW_DELAY_S": "nan"}, "CHOREO_PSP_SLOW_DELAY_S"),
 ])
 def test_bad_setting_is_named(env: dict[str, str], variable: str) -> None:
-    with pytest.raises(SettingsError, match=variable):
+    with pytest.raises(ConfigError, match=variable):
         PspSettings.from_env(env)
 
 

@@ -88,7 +88,7 @@ def test_missing_binary_fails_fast_naming_it(tmp_path: Path) -> None:
 
 
 def test_malformed_setting_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="CHOREO_REDIS_PORT='six' is not a number"):
+    with pytest.raises(ConfigError, match="CHOREO_REDIS_PORT='six' is not a port"):
         StackSettings.from_env({"CHOREO_REDIS_PORT": "six"})
 
 
