@@ -92,12 +92,13 @@ def emit_one(conn: psycopg.Connection, key: str, value: int) -> tuple[bytes, flo
     return str(event_id).encode(), time.monotonic()
 
 
-def steady(settings: StackSettings, rate: float, seconds: float) -> HopResult:
+def steady(settings: StackSettings, rate: float, seconds: float,
+           database: str = "orders") -> HopResult:
     run = f"hop-{uuid.uuid4().hex[:8]}"
     receiver = Receiver(settings, run)
     receiver.ready.wait(30)
     committed: dict[bytes, float] = {}
-    with psycopg.connect(settings.database_dsn("orders")) as conn:
+    with psycopg.connect(settings.database_dsn(database)) as conn:
         start = time.monotonic()
         n = 0
         while (now := time.monotonic()) - start < seconds:
@@ -114,7 +115,8 @@ def steady(settings: StackSettings, rate: float, seconds: float) -> HopResult:
     return HopResult(f"steady {rate:.0f}/s", n, len(latencies), seconds, latencies)
 
 
-def flood(settings: StackSettings, total: int, writers: int) -> HopResult:
+def flood(settings: StackSettings, total: int, writers: int,
+          database: str = "orders") -> HopResult:
     run = f"flood-{uuid.uuid4().hex[:8]}"
     receiver = Receiver(settings, run)
     receiver.ready.wait(30)
@@ -122,7 +124,7 @@ def flood(settings: StackSettings, total: int, writers: int) -> HopResult:
     lock = threading.Lock()
 
     def write(worker: int) -> None:
-        with psycopg.connect(settings.database_dsn("orders")) as conn:
+        with psycopg.connect(settings.database_dsn(database)) as conn:
             for n in range(worker, total, writers):
                 event_id, at = emit_one(conn, f"{run}-{n % 50}", n)
                 with lock:

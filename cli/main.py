@@ -102,6 +102,13 @@ def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def cmd_bench_relay(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import relay
+
+    relay.main(settings, args.rate, args.seconds, args.total)
+    return 0
+
+
 def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int:
     from bench import consumer
 
@@ -160,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     hop.add_argument("--seconds", type=float, default=10.0)
     hop.add_argument("--total", type=int, default=5000, help="events in the max-rate run")
     hop.set_defaults(handler=cmd_bench_hop)
+    relay = bench_commands.add_parser(
+        "relay", help="Debezium vs the polling relay on one stack: hop, events/s, CPU, DB load")
+    relay.add_argument("--rate", type=float, default=200.0, help="steady events/s")
+    relay.add_argument("--seconds", type=float, default=10.0, help="steady run, per relay")
+    relay.add_argument("--total", type=int, default=5000,
+                       help="events in each relay's max-rate run")
+    relay.set_defaults(handler=cmd_bench_relay)
     consumer = bench_commands.add_parser(
         "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
     consumer.add_argument("--events", type=int, default=10000)

@@ -13,3 +13,9 @@ fi
 python3 -m ruff check .
 python3 -m cli schemas check
 python3 -m pytest "$@"
+# The saga's end-to-end paths and the relay's tests once more, with the polling relay
+# in place of Debezium (CHOREO_RELAY=polling on the test stack; about a minute more).
+if [ "$#" -eq 0 ]; then
+    CHOREO_TEST_RELAY=polling python3 -m pytest tests/e2e/test_saga_paths.py \
+        tests/outbox/test_poller.py
+fi

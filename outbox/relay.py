@@ -17,6 +17,7 @@ import psycopg
 from confluent_kafka import Producer
 
 from outbox import constants as c
+from outbox.kafka import build_producer
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,16 @@ SELECT id, aggregatetype, aggregateid, type, payload, dataschema, source, specve
        occurred_at, traceparent
 FROM outbox WHERE created_at >= now() - make_interval(secs => %s) ORDER BY seq
 """
+
+
+def relay_producer(bootstrap: str, **overrides: Any) -> Producer:
+    """An idempotent producer that partitions as Connect's does.
+
+    Kafka's Java producer (Connect's) partitions by murmur2 of the key; so must every
+    producer that publishes outbox rows beside it, or one order's events would land in
+    two partitions and per-key order would be lost.
+    """
+    return build_producer(bootstrap, partitioner="murmur2_random", **overrides)
 
 
 def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, bytes]]]:

@@ -32,6 +32,48 @@ BEGIN
     END IF;
 END $$;
 
+-- The polling relay (outbox/poller.py, docs/outbox.md "Polling relay"): each row's writing
+-- transaction (top-level xid, as bigint so Debezium maps it as a plain int8), and a `seq`
+-- drawn only once that transaction has its xid (the function below), so that a row whose
+-- seq is at most a published one and which is not yet visible belongs to a transaction
+-- that every later snapshot lists as running. Debezium ignores both columns.
+CREATE OR REPLACE FUNCTION outbox_next_seq() RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_current_xact_id();
+    RETURN nextval('outbox_seq_seq');
+END $$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'outbox'
+                     AND column_name = 'xid') THEN
+        ALTER TABLE outbox ALTER COLUMN seq SET DEFAULT outbox_next_seq();
+        ALTER TABLE outbox ADD COLUMN xid bigint NOT NULL
+            DEFAULT pg_current_xact_id()::text::bigint;
+        CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);
+        CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid);
+    END IF;
+END $$;
+
+-- Where the polling relay of this database is: every row with seq <= after_seq has been
+-- published, except rows of the transactions in `in_flight` (running when after_seq was
+-- reached). Empty in CDC mode; pruning keeps every row a relay has not yet published.
+CREATE TABLE IF NOT EXISTS outbox_relay (
+    relay      text        PRIMARY KEY,
+    after_seq  bigint      NOT NULL,
+    in_flight  bigint[]    NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Wakes the polling relay after each commit that wrote outbox rows (NOTIFY is delivered at
+-- commit, once per transaction). The trigger exists only while the database is in polling
+-- mode: the relay creates it, `choreo up` in CDC mode drops it (NOTIFY serialises commits).
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('choreo_outbox', '');
+    RETURN NULL;
+END $$;
+
 -- The guarantee behind effectively-once handling: one row per (consumer, event) written
 -- in the handler's own transaction. Redis only short-cuts the lookup.
 CREATE TABLE IF NOT EXISTS inbox (

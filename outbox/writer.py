@@ -29,14 +29,17 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 PRUNE = """
 DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE created_at < now() - make_interval(secs => %s) LIMIT %s)
+    SELECT id FROM outbox WHERE created_at < now() - make_interval(secs => %s)
+      AND seq <= (SELECT coalesce(min(after_seq), 9223372036854775807) FROM outbox_relay)
+    LIMIT %s)
 """
 
 
 def prune(conn: psycopg.Connection[Any], retention_s: float, batch: int = 5000) -> int:
     """Delete rows older than the retention window, a bounded batch at a time.
 
-    The publication does not publish deletes, so pruning sends nothing downstream.
+    The publication does not publish deletes, so pruning sends nothing downstream. Rows
+    a polling relay has not published yet (``outbox_relay``) are kept whatever their age.
     """
     return conn.execute(PRUNE, (retention_s, batch)).rowcount
 

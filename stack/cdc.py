@@ -11,7 +11,7 @@ from __future__ import annotations
 from stack import launcher
 from stack.components import connect_component
 from stack.connectors import deploy_outbox_connectors
-from stack.settings import OUTBOX_DATABASES, StackSettings
+from stack.settings import StackSettings
 
 Report = launcher.Report
 
@@ -28,6 +28,7 @@ def ensure_connect(settings: StackSettings, report: Report = print,
     if registry.running("connect") is None:
         started = launcher.start_component(connect_component(settings), registry, settings,
                                         report)
-    deployed = deploy_outbox_connectors(settings, OUTBOX_DATABASES, report, timeout_s)
+    deployed = deploy_outbox_connectors(settings, settings.databases_relayed_by("cdc"), report,
+                                        timeout_s)
     launcher.start_class_archive_dump(settings, registry)
     return started or deployed

@@ -37,6 +37,7 @@ from stack.errors import ConfigError, StartError
 from stack.install import ensure_installed
 from stack.processes import ProcessRegistry, resident_bytes
 from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
+from stack.relays import relay_components, retire_cdc, retire_polling
 from stack.services import service_components
 from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
 from stack.slots import ensure_outbox_slots
@@ -56,12 +57,13 @@ CONNECT_STOP_TIMEOUT_S = 30.0
 
 
 def infrastructure(settings: StackSettings) -> list[Component]:
-    """The servers in start order; ``down`` stops them in reverse."""
+    """The servers in start order, then the polling relays; ``down`` stops them in reverse."""
     return [
         postgres_component(settings),
         redis_component(settings),
         broker_component(settings),
         connect_component(settings),
+        *relay_components(settings),
     ]
 
 
@@ -161,7 +163,7 @@ def migrate(settings: StackSettings) -> None:
     for database in OUTBOX_DATABASES:
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
     apply_sql(settings.database_dsn(TELEMETRY_DATABASE), span_store.SCHEMA)
-    ensure_outbox_slots(settings)
+    ensure_outbox_slots(settings, settings.databases_relayed_by("cdc"))
 
 
 def event_topics() -> list[str]:
@@ -189,7 +191,10 @@ def start_stack(settings: StackSettings, report: Report, with_services: bool = T
             ensure_topics(settings.kafka_bootstrap, event_topics())
             if started:
                 republish_lost_log(settings, registry, report)
-    started_any |= deploy_outbox_connectors(settings, OUTBOX_DATABASES, report)
+    started_any |= retire_polling(settings, registry, report)
+    started_any |= retire_cdc(settings, report)
+    started_any |= deploy_outbox_connectors(settings, settings.databases_relayed_by("cdc"),
+                                            report)
     start_class_archive_dump(settings, registry)
     if with_services:
         started_any |= start_components(service_components(settings), registry, settings,
@@ -325,8 +330,13 @@ def down(settings: StackSettings, report: Report = print,
     consumers = [name for name in drain.CONSUMERS if registry.running(name)]
     if consumers and registry.running("broker"):
         drained = drain.drain(settings, consumers, report, drain_timeout_s)
-        if registry.running("connect"):
-            stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
+        relays = [name for name in registry.names() if name.startswith("relay-")
+                  and registry.running(name)]
+        if registry.running("connect") or relays:
+            for name in relays:
+                stop(registry, name, report)
+            if registry.running("connect"):
+                stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
             drained = drain.drain(settings, consumers, report, drain_timeout_s)
         if drained:
             mark_drained(settings)

@@ -16,19 +16,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from outbox.kafka import build_producer
-from outbox.relay import republish_window
+from outbox.relay import relay_producer, republish_window
 from stack.processes import ProcessRegistry
 from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def stop_connect_for_new_log(registry: ProcessRegistry, report: Callable[[str], None]) -> None:
-    """Before a broker starts: a worker still running would publish into the new log
+    """Before a broker starts: a worker (or polling relay) still running would publish into
+    the new log
     before the window (and its producer's metadata requests would auto-create topics
     with the broker's default partition count), so it waits until the window is out."""
-    if registry.running("connect"):
-        registry.stop("connect")
-        report("connect       stopped until the lost broker log is published again")
+    for name in ["connect", *(n for n in registry.names() if n.startswith("relay-"))]:
+        if registry.running(name):
+            registry.stop(name)
+            report(f"{name:<13} stopped until the lost broker log is published again")
 
 
 def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
@@ -37,10 +38,7 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
     stop_connect_for_new_log(registry, report)
     window_s = republish_window_s(settings)
     started = time.monotonic()
-    # Kafka's Java producer (Connect's) partitions by murmur2 of the key; so must this
-    # one, or an order's re-published events would land in another partition than the
-    # events Connect publishes for it next, and per-key order would be lost.
-    producer = build_producer(settings.kafka_bootstrap, partitioner="murmur2_random")
+    producer = relay_producer(settings.kafka_bootstrap)  # partitions as Connect does
     total = 0
     for database in OUTBOX_DATABASES:
         total += republish_window(settings.database_dsn(database), producer, window_s)

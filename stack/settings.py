@@ -24,7 +24,9 @@ TELEMETRY_DATABASE = "telemetry"
 """Where every process's spans are kept for ``choreo trace`` (``outbox.span_store``)."""
 
 OUTBOX_DATABASES = ("orders", "inventory", "payments")
-"""The databases whose outbox tables Debezium streams (the psp has no outbox)."""
+"""The databases with an outbox (the psp has none), streamed by Debezium or polled."""
+
+RELAY_MODES = ("cdc", "polling")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class StackSettings:
     start_timeout_s: float = 90.0
     artifact_cache: Path | None = None
     """Where downloaded artifacts are kept; by default inside the state directory."""
+    relay: str = "cdc"
+    """``CHOREO_RELAY``: how outbox rows reach Kafka, ``cdc`` (Debezium) or ``polling``
+    (``outbox.poller``), for every outbox database or per database (``orders=polling,...``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackSettings:
@@ -73,6 +78,7 @@ class StackSettings:
                                              cls.outbox_retention_s, ge=0),
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
+            relay=config.text(env, "CHOREO_RELAY", cls.relay),
             **{field.name: config.port(env, f"CHOREO_{field.name.upper()}",
                                        DEFAULT_PORTS[field.name.removesuffix("_port")])
                for field in fields(cls) if field.name.endswith("_port")},
@@ -94,6 +100,23 @@ class StackSettings:
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
+
+        for database in OUTBOX_DATABASES:
+            self.relay_mode(database)
+
+    def relay_mode(self, database: str) -> str:
+        """``cdc`` or ``polling`` for one outbox database."""
+        modes = {}
+        for part in self.relay.replace(" ", "").split(","):
+            name, _, mode = part.rpartition("=")
+            if mode not in RELAY_MODES or (name and name not in OUTBOX_DATABASES):
+                raise ConfigError(f"CHOREO_RELAY={self.relay!r}: expected cdc, polling or"
+                                  f" DATABASE=cdc|polling,... for {', '.join(OUTBOX_DATABASES)}")
+            modes[name] = mode
+        return modes.get(database, modes.get("", "cdc"))
+
+    def databases_relayed_by(self, mode: str) -> tuple[str, ...]:
+        return tuple(db for db in OUTBOX_DATABASES if self.relay_mode(db) == mode)
 
     @property
     def kafka_bootstrap(self) -> str:

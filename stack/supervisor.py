@@ -189,9 +189,11 @@ class Supervisor:
             self.report(f"restart {child.record.restarts} of {name} failed: {error}")
             self.exited(child, how)
             return
-        if name == "broker":  # it stopped Connect for the new log: bring Connect back now
+        if name == "broker":  # it stopped Connect and the relays for the new log: back now
             for other in self.children:
-                if other.component.name == "connect" and not self.registry.running("connect"):
+                other_name = other.component.name
+                if ((other_name == "connect" or other_name.startswith("relay-"))
+                        and not self.registry.running(other_name)):
                     other.due = time.monotonic()
         pid = self.registry.get(name)
         self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
