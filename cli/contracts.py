@@ -11,6 +11,7 @@ after the version checks; the tests in tests/contracts/ run them on broken copie
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from outbox.codec import EventCodec
 from outbox.retry import Backoff
 from outbox.runner import ServiceDefinition, build_runtime
 from outbox.settings import ServiceSettings
-from schemas.catalog import SchemaCatalog
+from schemas.catalog import SCHEMA_DIR, SchemaCatalog
 from schemas.contracts import (
     ConsumerContracts,
     Subscription,
@@ -76,6 +77,21 @@ def subscriptions(catalog: SchemaCatalog) -> list[Subscription]:
 def consumer_contracts(root: Path) -> ConsumerContracts:
     """The contract check the way the services would run on the schema folder ``root``."""
     return check_consumers(parse_tree(root), subscriptions(SchemaCatalog.load(root)))
+
+
+def cmd_contracts(args: argparse.Namespace, settings: object) -> int:
+    """``choreo schemas contracts``: only the contracts, with every pair they checked."""
+    root = Path(args.root).resolve() if args.root else SCHEMA_DIR
+    summary, problems = contract_problems(root)
+    for subscription in subscriptions(SchemaCatalog.load(root)):
+        reader = subscription.reader_version
+        print(f"{subscription.consumer:<10} reads {subscription.event_type:<24}"
+              f" with {'v' + str(reader) if reader is not None else 'no schema'}")
+    print(summary)
+    for problem in problems:
+        print(f"error: {problem}")
+    print(f"contracts {'FAILED' if problems else 'hold'}: {len(problems)} problems")
+    return 1 if problems else 0
 
 
 def contract_problems(root: Path) -> tuple[str, list[str]]:

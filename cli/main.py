@@ -89,10 +89,19 @@ def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
+    """The project's own schemas are also held to its services' contracts; another
+    ``--root`` is someone else's folder (``choreo schemas contracts --root`` checks one
+    against these services on request)."""
     from cli.contracts import contract_problems
     from schemas.check import run_check
 
-    return run_check(args, contract_problems)
+    return run_check(args, None if args.root else contract_problems)
+
+
+def cmd_contracts(args: argparse.Namespace, settings: StackSettings) -> int:
+    from cli.contracts import cmd_contracts as run_contracts
+
+    return run_contracts(args, settings)
 
 
 def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -200,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--git-ref", default=None,
                        help="compare released versions against this git ref (default: HEAD)")
     check.set_defaults(handler=cmd_schemas)
+    contracts = schema_commands.add_parser(
+        "contracts", help="only the contracts: every consumer reads every version written,"
+        " every schema is emitted, every emit has a schema")
+    contracts.add_argument("--root", help="schema folder (default: the project's schemas/)")
+    contracts.set_defaults(handler=cmd_contracts)
     return parser
 
 

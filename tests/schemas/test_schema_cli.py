@@ -34,3 +34,12 @@ def test_the_projects_schemas_pass() -> None:
     assert done.stdout.startswith(f"schemas check: {Path(REPO_ROOT, 'schemas')}\n")
     assert "schemas check passed" in done.stdout
     assert "released versions:" in done.stdout  # the project is a git repo: edits are caught
+
+
+def test_the_contracts_command_lists_every_subscription_and_passes() -> None:
+    done = choreo("schemas", "contracts")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "payments   reads StockReserved            with v1" in done.stdout
+    assert "contracts hold: 0 problems" in done.stdout
+    assert "\ncontracts: " in choreo("schemas", "check").stdout
