@@ -17,7 +17,7 @@ from stack import cpu, launcher
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
 from stack.services import SERVICES
-from stack.settings import StackSettings
+from stack.settings import REPO_ROOT, StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
 
@@ -56,6 +56,7 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
+    print(f"checkout: {REPO_ROOT}, python {sys.executable}")
     for line in circuit_lines(settings):
         print(line)
     return 0 if all(row.healthy for row in rows) else 1

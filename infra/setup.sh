@@ -2,7 +2,8 @@
 # First command of the README: install what is missing, start everything, place an order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --disable-pip-version-check -q -e '.[test]'
-python3 -m cli up
-python3 -m cli status
-python3 -m cli order --sku mug-white --quantity 2
+source infra/venv.sh
+python -m cli up
+python -m cli status
+python -m cli order --sku mug-white --quantity 2
+echo "choreo is installed in $VIRTUAL_ENV: '. .venv/bin/activate' puts it on your PATH"

@@ -3,19 +3,19 @@
 # The tests start their own embedded stack (separate ports and state) and stop it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --disable-pip-version-check -q -e '.[test]'
-python3 -m cli install
+source infra/venv.sh
+python -m cli install
 # promtool (Debian's prometheus package) checks the shipped alert rules; nothing is started.
 if ! command -v promtool >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
-python3 -m ruff check .
-python3 -m cli schemas check
-python3 -m pytest "$@"
+python -m ruff check .
+python -m cli schemas check
+python -m pytest "$@"
 # The saga's end-to-end paths and the relay's tests once more, with the polling relay
 # in place of Debezium (CHOREO_RELAY=polling on the test stack; about a minute more).
 if [ "$#" -eq 0 ]; then
-    CHOREO_TEST_RELAY=polling python3 -m pytest tests/e2e/test_saga_paths.py \
+    CHOREO_TEST_RELAY=polling python -m pytest tests/e2e/test_saga_paths.py \
         tests/outbox/test_poller.py
 fi
