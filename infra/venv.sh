@@ -9,5 +9,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export VIRTUAL_ENV="$PWD/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-python -m pip install --disable-pip-version-check -q --upgrade pip
 python -m pip install --disable-pip-version-check -q -e '.[test]'
