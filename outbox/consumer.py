@@ -125,11 +125,13 @@ class ConsumerRuntime:
         rebalance_interval_s: float = 1.0,
         topics: list[str] | None = None,
         key_concurrency: int = 1,
+        producer: Producer | None = None,
     ) -> None:
         """``topics`` defaults to the topics of the handled event types' aggregates.
 
         ``key_concurrency`` above 1 runs the handlers of a batch's different keys side
         by side in that many threads (``outbox.lanes``, which says when that is safe).
+        ``producer`` (for the dead-letter topic) is built on first use unless given.
         """
         self.group_id = group_id
         self.bootstrap = bootstrap
@@ -147,7 +149,7 @@ class ConsumerRuntime:
         self.stop_event = threading.Event()
         self.blocked: set[str] = set()
         self._conn: psycopg.Connection[Any] | None = None
-        self._producer: Producer | None = None
+        self._producer: Producer | None = producer
         self._assignment: Assignment | None = None
         self._assigned_at = 0.0
         self._last_poll = 0.0
@@ -174,6 +176,16 @@ class ConsumerRuntime:
         if not self._session_alive():
             raise SessionLost("database session lost")
         return self._conn
+
+    def ensure_session(self) -> None:
+        """Open the database session if there is none: for callers that drive the batch
+        logic without the loop (``outbox.testing.drive``)."""
+        if not self._session_alive():
+            self._open_session()
+
+    def close(self) -> None:
+        """Give up the database session, and with it every lease: for the same callers."""
+        self._close_session()
 
     def _session_alive(self) -> bool:
         return self._conn is not None and not self._conn.closed and not self._conn.broken

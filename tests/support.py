@@ -5,8 +5,7 @@ from __future__ import annotations
 import collections
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -99,31 +98,6 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-@dataclass(frozen=True)
-class Emitted:
-    event_type: str
-    aggregate_id: str
-    payload: dict[str, Any]
-
-
-class RecordingWriter(OutboxWriter):
-    """The real writer (schema validation, outbox insert) that also remembers each emit,
-    for tests that drive handlers directly and ask what they emitted."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__(EventCodec(SchemaCatalog.load()), source)
-        self.emitted: list[Emitted] = []
-
-    def emit(self, conn: psycopg.Connection[Any], event_type: str, aggregate_id: str,
-             payload: Mapping[str, Any]) -> uuid.UUID:
-        event_id = super().emit(conn, event_type, aggregate_id, payload)
-        self.emitted.append(Emitted(event_type, aggregate_id, dict(payload)))
-        return event_id
-
-    def of(self, order_id: str) -> list[Emitted]:
-        return [e for e in self.emitted if e.aggregate_id == order_id]
 
 
 WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests")

@@ -17,10 +17,10 @@ import psycopg
 from outbox.codec import EventCodec
 from outbox.consumer import Handler, handle_once
 from outbox.delivery import ReceivedEvent
+from outbox.testing import RecordingWriter
 from schemas.catalog import SchemaCatalog
 from services.inventory.catalog import CatalogItem, StockLevel, seed_catalog, stock_levels
 from services.inventory.handlers import build_handlers
-from tests.support import RecordingWriter
 
 CONSUMER = "inventory"
 CODEC = EventCodec(SchemaCatalog.load())
@@ -33,7 +33,7 @@ class Inventory:
 
     conn: psycopg.Connection[Any]
     ttl_s: float = TTL_S
-    writer: RecordingWriter = field(default_factory=lambda: RecordingWriter(CONSUMER))
+    writer: RecordingWriter = field(default_factory=lambda: RecordingWriter(CODEC, CONSUMER))
     handlers: dict[str, Handler] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from outbox.delivery import ReceivedEvent
+from outbox.testing import Emitted
 from services.inventory.jobs import release_expired
 from tests.inventory.support import (
     Inventory,
@@ -28,7 +29,6 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
-from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

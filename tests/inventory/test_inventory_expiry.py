@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from outbox.testing import Emitted
 from services.inventory.catalog import set_stock
 from services.inventory.domain import SoldOutAfterExpiry
 from services.inventory.jobs import expiry_job, release_expired
@@ -20,7 +21,6 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
-from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

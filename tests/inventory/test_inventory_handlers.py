@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from outbox.testing import Emitted
 from services.inventory.domain import InvalidOrder
 from tests.inventory.support import (
     TTL_S,
@@ -24,7 +25,6 @@ from tests.inventory.support import (
     reservation,
     stock,
 )
-from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outbox.delivery import ReceivedEvent
+from outbox.testing import Emitted
 from tests.inventory.support import (
     Inventory,
     levels,
@@ -32,7 +33,6 @@ from tests.inventory.support import (
     reset,
     stock,
 )
-from tests.support import Emitted
 
 pytestmark = pytest.mark.stack
 

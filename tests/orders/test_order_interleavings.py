@@ -15,15 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from outbox.codec import EventCodec
 from outbox.consumer import handle_once
 from outbox.delivery import ReceivedEvent
 from outbox.runner import OUTBOX_SCHEMA, apply_schema
+from outbox.testing import RecordingWriter
+from schemas.catalog import SchemaCatalog
 from services.orders.__main__ import SCHEMA
 from services.orders.handlers import build_handlers
 from services.orders.jobs import cancel_overdue
 from services.orders.store import INSERT_ORDER
 from stack.settings import StackSettings
-from tests.support import RecordingWriter, scratch_database
+from tests.support import scratch_database
 
 pytestmark = pytest.mark.stack
 
@@ -77,7 +80,7 @@ def test_first_decisive_event_wins_and_one_outcome_is_emitted(
     orders_dsn: str, sequence: list[str]
 ) -> None:
     order_id = uuid.uuid4()
-    writer = RecordingWriter("orders")
+    writer = RecordingWriter(EventCodec(SchemaCatalog.load()), "orders")
     handlers = build_handlers(writer)
     event_ids = {name: uuid.uuid4() for name in EVENTS}
     with psycopg.connect(orders_dsn, autocommit=True) as conn:
