@@ -119,12 +119,18 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
     return runtime, writer
 
 
+def prepare_process(name: str, settings: ServiceSettings, schema_sql: Path) -> None:
+    """What every choreo process does first, consumer or HTTP intake: JSON logs, tracing
+    (before any instrumented library is used), and its tables."""
+    logs.configure(name)
+    configure_tracing(name, settings.telemetry_url)
+    apply_schema(settings.database_url, OUTBOX_SCHEMA, schema_sql)
+
+
 def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     """Run a consumer service with the settings its ``__main__`` read; returns after
     SIGTERM, once drained."""
-    logs.configure(definition.name)
-    configure_tracing(definition.name, settings.telemetry_url)
-    apply_schema(settings.database_url, OUTBOX_SCHEMA, definition.schema_sql)
+    prepare_process(definition.name, settings, definition.schema_sql)
     if definition.on_start is not None:
         with psycopg.connect(settings.database_url) as conn:
             definition.on_start(conn)

@@ -31,6 +31,10 @@ from schemas.parsing import ParsedSchema, ParsedTree
 EMIT_METHODS = ("emit", "emit_async")
 EVENT_TYPE_ARGUMENT = (1, "event_type")
 """Where ``OutboxWriter.emit(conn, event_type, aggregate_id, payload)`` takes the type."""
+DECLARATIONS = ("Transition",)
+"""Values that carry an event to emit later (``Transition(status, event_type, ...)``,
+the type in the same place as ``emit``'s): each construction is an emit site, and an
+``emit`` whose type is some value's ``.event_type`` counts as declared by them."""
 
 
 @dataclass(frozen=True)
@@ -155,13 +159,15 @@ def scan_emits(services_root: Path) -> EmitScan:
     - a string literal is the event type;
     - a parameter makes its function an emitter too, and the calls of that function (by
       name, anywhere under the root) are followed in turn (``finish(..., "OrderCancelled")``);
+    - a value's ``.event_type`` was declared where the value was built: the constructions
+      of ``DECLARATIONS`` are followed like emits;
     - a local name is followed to its assignments, and a name unpacked from a call's
       returned tuple to that position of the tuples the callee returns. When the callee is
       itself a parameter (a strategy such as the orders' outcome functions), every function
       of the module returning a tuple of that length counts as a possible callee.
     """
     modules = [_Module.parse(path, services_root) for path in sorted(services_root.rglob("*.py"))]
-    pending = [_Target(name, *EVENT_TYPE_ARGUMENT) for name in EMIT_METHODS]
+    pending = [_Target(name, *EVENT_TYPE_ARGUMENT) for name in (*EMIT_METHODS, *DECLARATIONS)]
     seen: set[_Target] = set()
     sites: list[EmitSite] = []
     while pending:
@@ -251,6 +257,8 @@ class _Module:
             return resolution
         if isinstance(expr, ast.Name):
             return self._resolve_name(expr, scopes)
+        if isinstance(expr, ast.Attribute) and expr.attr == EVENT_TYPE_ARGUMENT[1]:
+            return _Resolution()  # declared where its value was built (DECLARATIONS)
         return _Resolution(sites=[self.site(expr, None)])
 
     def _resolve_name(self, name: ast.Name, scopes: list[Function]) -> _Resolution:

@@ -18,13 +18,11 @@ from pathlib import Path
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from outbox import logs
 from outbox.codec import EventCodec
 from outbox.config import DEFAULT_PORTS
 from outbox.errors import ConfigError
-from outbox.runner import OUTBOX_SCHEMA, ServiceDefinition, apply_schema, main
+from outbox.runner import ServiceDefinition, main, prepare_process
 from outbox.settings import ServiceSettings
-from outbox.telemetry import configure_tracing
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
 from services.orders.api import create_app
@@ -70,9 +68,7 @@ async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
 
 
 def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
-    logs.configure("orders-api")
-    configure_tracing("orders-api", settings.telemetry_url)
-    apply_schema(settings.database_url, OUTBOX_SCHEMA, SCHEMA)
+    prepare_process("orders-api", settings, SCHEMA)
     asyncio.run(serve(settings, api))
 
 

@@ -41,6 +41,7 @@ from services.orders.admission import SHED, Backlog, RateLimiter, client_of, ret
 from services.orders.domain import (
     InvalidRequest,
     Status,
+    Transition,
     may_cancel,
     parse_order_request,
 )
@@ -240,12 +241,13 @@ async def cancel_order(request: web.Request) -> web.Response:
             return error(404, "not_found", "no such order", "order_id")
         if not may_cancel(Status(row[0])):
             return error(409, "not_cancellable", f"the order is already {row[0]}")
-        payload = {"order_id": str(order_id), "reason": "customer"}
-        await conn.execute(SET_STATUS, (Status.CANCELLED, "customer", None, order_id))
+        # store.finish on the API's async connection
+        end = Transition.cancel(str(order_id), "customer")
+        await conn.execute(SET_STATUS, (end.status, end.reason, end.total_cents, order_id))
         with continued_span("customer cancels order", row[1], trace.SpanKind.INTERNAL):
-            event_id = await writer.emit_async(conn, "OrderCancelled", str(order_id), payload)
-        await conn.execute(INSERT_HISTORY, (order_id, "OrderCancelled", event_id,
-                                            writer.source, json.dumps(payload)))
+            event_id = await writer.emit_async(conn, end.event_type, str(order_id), end.payload)
+        await conn.execute(INSERT_HISTORY, (order_id, end.event_type, event_id, writer.source,
+                                            json.dumps(end.payload)))
     return web.json_response({"id": str(order_id), "status": Status.CANCELLED,
                               "status_url": f"/orders/{order_id}"}, status=202)
 

@@ -33,6 +33,23 @@ TERMINAL = {Status.CONFIRMED, Status.REJECTED, Status.CANCELLED}
 """CONFIRMED is terminal for the saga, though a customer may still cancel it."""
 
 
+@dataclass(frozen=True)
+class Transition:
+    """How an order ends: its new status and the event that says so to the others."""
+
+    status: Status
+    event_type: str
+    payload: dict[str, Any]
+    reason: str | None = None
+    total_cents: int | None = None
+    """Set when the saga learns the amount (the capture); None leaves it as it is."""
+
+    @staticmethod
+    def cancel(order_id: str, reason: str) -> Transition:
+        return Transition(Status.CANCELLED, "OrderCancelled",
+                          {"order_id": order_id, "reason": reason}, reason)
+
+
 class InvalidRequest(ValueError):
     """A request the customer must fix; ``field`` is a JSON path such as ``items[2].sku``."""
 

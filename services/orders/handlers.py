@@ -15,31 +15,27 @@ import psycopg
 from outbox.consumer import Handler
 from outbox.delivery import ReceivedEvent
 from outbox.writer import OutboxWriter
-from services.orders.domain import Status
+from services.orders.domain import Status, Transition
 from services.orders.store import finish, locked_status, parse_order_id, record_history
 
-Outcome = Callable[[ReceivedEvent], tuple[Status, str, dict[str, Any], str | None, int | None]]
+Outcome = Callable[[ReceivedEvent], Transition]
 
 
-def _confirm(event: ReceivedEvent) -> tuple[Status, str, dict[str, Any], str | None, int | None]:
+def _confirm(event: ReceivedEvent) -> Transition:
     total = event.payload["amount_cents"]
-    return (Status.CONFIRMED, "OrderConfirmed",
-            {"order_id": event.aggregate_id, "total_cents": total}, None, total)
+    return Transition(Status.CONFIRMED, "OrderConfirmed",
+                      {"order_id": event.aggregate_id, "total_cents": total}, None, total)
 
 
-def _reject(event: ReceivedEvent) -> tuple[Status, str, dict[str, Any], str | None, int | None]:
+def _reject(event: ReceivedEvent) -> Transition:
     reason = (f"out_of_stock: {event.payload['sku']} requested {event.payload['requested']},"
               f" available {event.payload['available']}")
-    return Status.REJECTED, "OrderRejected", {"order_id": event.aggregate_id, "reason": reason}, \
-        reason, None
+    return Transition(Status.REJECTED, "OrderRejected",
+                      {"order_id": event.aggregate_id, "reason": reason}, reason)
 
 
 def _cancel(reason: str) -> Outcome:
-    def outcome(event: ReceivedEvent) -> tuple[Status, str, dict[str, Any], str | None, None]:
-        return (Status.CANCELLED, "OrderCancelled",
-                {"order_id": event.aggregate_id, "reason": reason}, reason, None)
-
-    return outcome
+    return lambda event: Transition.cancel(event.aggregate_id, reason)
 
 
 def _transition(writer: OutboxWriter, outcome: Outcome | None,
@@ -55,8 +51,7 @@ def _transition(writer: OutboxWriter, outcome: Outcome | None,
                        event.payload)
         if outcome is None or not applies(event) or current is not Status.PENDING:
             return
-        status, event_type, payload, reason, total = outcome(event)
-        finish(conn, writer, order_id, status, event_type, payload, reason, total)
+        finish(conn, writer, order_id, outcome(event))
 
     return handle
 

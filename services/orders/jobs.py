@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 from outbox.runner import PeriodicJob
 from outbox.tracing import continued_span
 from outbox.writer import OutboxWriter
-from services.orders.domain import Status
+from services.orders.domain import Transition
 from services.orders.store import OVERDUE, finish
 
 BATCH = 200
@@ -20,8 +20,7 @@ def cancel_overdue(conn: psycopg.Connection[Any], writer: OutboxWriter) -> None:
     """SKIP LOCKED: an order being confirmed right now is left to its handler."""
     for order_id, traceparent in conn.execute(OVERDUE, (BATCH,)).fetchall():
         with continued_span("order deadline passed", traceparent, SpanKind.INTERNAL):
-            finish(conn, writer, order_id, Status.CANCELLED, "OrderCancelled",
-                   {"order_id": str(order_id), "reason": "timeout"}, "timeout")
+            finish(conn, writer, order_id, Transition.cancel(str(order_id), "timeout"))
 
 
 DEADLINE_JOB = PeriodicJob("cancel-overdue-orders", interval_s=1.0, run=cancel_overdue)

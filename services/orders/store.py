@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from outbox.writer import OutboxWriter
-from services.orders.domain import Status
+from services.orders.domain import Status, Transition
 
 INSERT_ORDER = """
 INSERT INTO orders (id, idempotency_key, request_hash, customer_id, items, payment_token,
@@ -68,12 +68,13 @@ def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status 
 
 
 def finish(conn: psycopg.Connection[Any], writer: OutboxWriter, order_id: uuid.UUID,
-           status: Status, event_type: str, payload: dict[str, Any],
-           reason: str | None = None, total_cents: int | None = None) -> None:
-    """Move the (already locked) order to ``status`` and emit the event that says so."""
-    conn.execute(SET_STATUS, (status, reason, total_cents, order_id))
-    event_id = writer.emit(conn, event_type, str(order_id), payload)
-    record_history(conn, order_id, event_type, event_id, writer.source, payload)
+           transition: Transition) -> None:
+    """Move the (already locked) order on and emit the event that says so."""
+    conn.execute(SET_STATUS, (transition.status, transition.reason, transition.total_cents,
+                              order_id))
+    event_id = writer.emit(conn, transition.event_type, str(order_id), transition.payload)
+    record_history(conn, order_id, transition.event_type, event_id, writer.source,
+                   transition.payload)
 
 
 CUSTOMER_ORDERS = """

@@ -18,7 +18,6 @@ from cli.contracts import (
     CONSUMERS,
     SERVICES_ROOT,
     consumer_contracts,
-    contract_problems,
     subscriptions,
 )
 from schemas.catalog import SCHEMA_DIR, SchemaCatalog
@@ -148,26 +147,24 @@ def test_the_emit_scan_follows_the_type_or_fails_closed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("event_type", ["OrderConfirmed", "OrderRejected", "OrderCancelled"])
-def test_the_scan_follows_the_orders_outcome_functions(event_type: str) -> None:
-    """The order worker picks its event type through outcome functions passed as values;
-    the scan must see through them, or these types would look unproduced."""
+def test_the_scan_follows_the_orders_transitions(event_type: str) -> None:
+    """The order service emits through ``Transition`` values built by its outcome
+    functions; the scan must see through them, or these types would look unproduced."""
     sites = scan_emits(SERVICES_ROOT).produced[event_type]
 
-    assert any(site.file == "services/orders/handlers.py" for site in sites)
+    assert any(site.file in ("services/orders/handlers.py", "services/orders/domain.py")
+               for site in sites)
 
 
-def test_schemas_check_runs_the_contracts_and_fails_on_a_break(tmp_path: Path) -> None:
-    """The gate a user runs, not only this suite: a breaking v2 fails ``choreo schemas
-    check`` through the contracts, naming the consumer."""
-    summary, problems = contract_problems(SCHEMA_DIR)
-    assert problems == [] and summary.startswith("contracts: ")
+def test_a_declaration_with_a_type_the_scan_cannot_follow_fails_closed(tmp_path: Path) -> None:
+    root = tmp_path / "services"
+    (root / "shipping").mkdir(parents=True)
+    (root / "shipping" / "handlers.py").write_text(
+        "def end(conn, writer, kinds):\n"
+        "    done = Transition('SHIPPED', kinds[0], {})\n"
+        "    writer.emit(conn, done.event_type, 'p-1', done.payload)\n"
+    )
 
-    root = tmp_path / "schemas"
-    shutil.copytree(SCHEMA_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (root / "order" / "OrderCancelled.v2.avsc").write_text(json.dumps({
-        "type": "record", "name": "OrderCancelled", "namespace": "choreo.order",
-        "fields": [{"name": "order_id", "type": "long"}]}))
+    scan = scan_emits(root)
 
-    _, problems = contract_problems(root)
-
-    assert any(p.startswith("consumer inventory reads OrderCancelled with v2") for p in problems)
+    assert [(s.line, s.event_type) for s in scan.sites] == [(2, None)]
