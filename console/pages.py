@@ -38,7 +38,7 @@ code,.mono{font-family:ui-monospace,monospace;font-size:12px}
 .PENDING{background:#b7791f}.CONFIRMED{background:#2f855a}.REJECTED{background:#9b2c2c}
 .CANCELLED{background:#4a5568}.dead{background:#9b2c2c}.parked{background:#b7791f}
 .replay,.discard{background:#2b6cb0}.replayed,.discarded{background:#4a5568}
-.bar{position:relative;height:12px;background:#f0f2f5;min-width:240px}
+.bar{position:relative;height:12px;background:#f0f2f5;min-width:360px}
 .bar span{position:absolute;top:1px;bottom:1px;background:#5a8dd6;min-width:2px}
 tr.slowest td{background:#fff3e0}tr.slowest .bar span{background:#dd6b20}
 .mark{color:#c05621;font-weight:600}.note{color:#5a6472}.empty{color:#5a6472;padding:6px 0}
