@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from console.app import serve
@@ -21,7 +22,7 @@ log = logging.getLogger("console")
 def main() -> int:
     logs.configure("console")
     try:
-        settings = StackSettings.from_env()
+        settings = StackSettings.from_env(os.environ)
     except ConfigError as error:
         log.error("invalid settings: %s", error)
         return 2

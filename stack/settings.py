@@ -40,7 +40,7 @@ class StackSettings:
     orders_worker_metrics_port: int = 18084
     supervisor_metrics_port: int = 18085
     """The supervisor's /metrics: Connect's connector and task states, restarts."""
-    console_port: int = 18086
+    console_port: int = 18087
     """The web console (``choreo console``), on 127.0.0.1 only."""
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
