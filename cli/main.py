@@ -16,7 +16,7 @@ from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
-from stack.services import SERVICES
+from stack.services import CONSOLE, SERVICES
 from stack.settings import REPO_ROOT, StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
@@ -87,6 +87,24 @@ def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
         return 1
     command = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + [str(log)]
     return subprocess.call(command)
+
+
+def cmd_console(args: argparse.Namespace, settings: StackSettings) -> int:
+    """The web console in the foreground (``choreo up`` runs one already, supervised)."""
+    import asyncio
+
+    from console.app import serve
+
+    if launcher.registry_for(settings).running(CONSOLE) is not None:
+        print(f"the console already runs at http://127.0.0.1:{settings.console_port}/"
+              " (started by choreo up)")
+        return 0
+    try:
+        asyncio.run(serve(settings, print))
+    except OSError as error:
+        raise StackError(f"cannot serve the console on 127.0.0.1:{settings.console_port}:"
+                         f" {error} (CHOREO_CONSOLE_PORT picks another port)") from None
+    return 0
 
 
 def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -165,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(handler=cmd_logs)
+    commands.add_parser("console", help="the web console on 127.0.0.1 (choreo up starts it"
+                        " too): sagas, stuck sagas, traces, dead letters, stock"
+                        ).set_defaults(handler=cmd_console)
     dlq.register(commands)
     orders.register(commands)
     trace.register(commands)

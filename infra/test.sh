@@ -10,6 +10,12 @@ if ! command -v promtool >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
+# The console's browser test drives Debian's chromium with Playwright (the PyPI package
+# only: it is pointed at /usr/bin/chromium, no browser is downloaded).
+if ! command -v chromium >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
 python -m ruff check .
 python -m cli schemas check
 python -m pytest "$@"

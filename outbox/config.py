@@ -41,6 +41,7 @@ DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
     "payments_metrics": 18082,
     "orders_worker_metrics": 18084,
     "supervisor_metrics": 18085,
+    "console": 18087,
 })
 """Every port the stack and its services listen on by default, in one table.
 

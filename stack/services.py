@@ -1,7 +1,9 @@
 """The saga's service processes as the launcher sees them: command, ports, health URL.
 
 Each is a plain ``python -m services.<name>`` process, started and stopped by pid like
-the servers under it, with the environment that tells it where the stack is.
+the servers under it, with the environment that tells it where the stack is. The web
+console (``python -m console``) is started, supervised and stopped beside them; it is
+named here only by its command, so nothing in the stack imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import requests
 
 from stack.components import Component, quietly
 from stack.settings import StackSettings
+from stack.supervision import settings_env
 
 
 @dataclass(frozen=True)
@@ -46,5 +49,21 @@ def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:
                           "OTEL_SERVICE_NAME": spec.name})
 
 
+CONSOLE = "console"
+
+
+def console_component(settings: StackSettings) -> Component:
+    """The console reads every service's database, so it gets the whole stack's settings."""
+    health_url = f"http://127.0.0.1:{settings.console_port}/health"
+
+    def healthy() -> bool:
+        return requests.get(health_url, timeout=2).status_code == 200
+
+    return Component(CONSOLE, settings.console_port, [sys.executable, "-m", "console"],
+                     quietly(healthy), env=settings_env(settings))
+
+
 def service_components(settings: StackSettings) -> list[Component]:
-    return [service_component(settings, spec) for spec in SERVICES]
+    """The services, and the console after them (``down`` stops it first)."""
+    return [service_component(settings, spec) for spec in SERVICES] + [
+        console_component(settings)]

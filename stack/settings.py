@@ -43,6 +43,8 @@ class StackSettings:
     orders_worker_metrics_port: int = DEFAULT_PORTS["orders_worker_metrics"]
     supervisor_metrics_port: int = DEFAULT_PORTS["supervisor_metrics"]
     """The supervisor's /metrics: Connect's connector and task states, restarts."""
+    console_port: int = DEFAULT_PORTS["console"]
+    """The web console (``choreo console``), on 127.0.0.1 only."""
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
     reservation_ttl_s: float = 120.0

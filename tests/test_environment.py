@@ -18,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-PACKAGES = ("schemas", "outbox", "services", "stack", "testkit", "chaos", "bench", "cli")
+PACKAGES = ("schemas", "outbox", "services", "stack", "testkit", "console", "chaos", "bench",
+            "cli")
 
 PROCESS_MODULES: dict[str, str] = {
     "stack/supervisor.py": "its main() is the supervisor process's entry point"

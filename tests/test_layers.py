@@ -20,7 +20,8 @@ LAYERS: dict[str, set[str]] = {
     "testkit": {"stack", "services", "outbox", "schemas"},
     "chaos": {"testkit", "stack", "services", "outbox", "schemas"},
     "bench": {"testkit", "stack", "services", "outbox", "schemas"},
-    "cli": {"chaos", "bench", "testkit", "stack", "services", "outbox", "schemas"},
+    "console": {"stack", "services", "outbox", "schemas"},
+    "cli": {"console", "chaos", "bench", "testkit", "stack", "services", "outbox", "schemas"},
 }
 """Each top-level package and the packages below it that it may import."""
 

@@ -163,3 +163,23 @@ def open_reservations(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -
     rows = conn.execute("SELECT order_id FROM reservations"
                         " WHERE order_id = ANY(%s) AND status = 'reserved'", (list(order_ids),))
     return [order_id for (order_id,) in rows.fetchall()]
+
+
+@dataclass(frozen=True)
+class HeldReservation:
+    order_id: str
+    expires_at: datetime
+    seconds_left: float
+    """Negative once past its expiry: the sweeper has not released it yet."""
+
+
+def expiring_reservations(conn: psycopg.Connection[Any], within_s: float, limit: int
+                          ) -> list[HeldReservation]:
+    """Reservations still holding stock that expire within ``within_s`` (or already did),
+    soonest first: sagas that have waited on payment or confirmation far too long. No lock,
+    so the expiry sweeper is never held up by someone looking."""
+    rows = conn.execute(
+        "SELECT order_id, expires_at, extract(epoch FROM expires_at - now())::float8"
+        " FROM reservations WHERE status = %s AND expires_at < now() + make_interval(secs => %s)"
+        " ORDER BY expires_at LIMIT %s", (Status.RESERVED.value, within_s, limit)).fetchall()
+    return [HeldReservation(*row) for row in rows]

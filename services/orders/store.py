@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -105,3 +107,81 @@ def saga_traceparent(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> str 
     """The traceparent the order's saga runs under (None: no such order)."""
     row = conn.execute("SELECT traceparent FROM orders WHERE id = %s", (order_id,)).fetchone()
     return None if row is None else row[0]
+
+
+# What an operator looks at (the web console): plain reads, no locks. -------------------
+
+@dataclass(frozen=True)
+class OrderView:
+    id: str
+    customer_id: str
+    items: list[dict[str, Any]]
+    status: str
+    reason: str | None
+    total_cents: int | None
+    deadline_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event_type: str
+    event_id: str
+    source: str
+    detail: dict[str, Any]
+    seen_at: datetime
+
+
+ORDER_COLUMNS = ("id::text, customer_id, items, status, reason, total_cents, deadline_at,"
+                 " created_at, updated_at")
+
+
+def get_order(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> OrderView | None:
+    row = conn.execute(GET_ORDER, (order_id,)).fetchone()
+    return None if row is None else OrderView(str(row[0]), *row[1:])
+
+
+def get_history(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> list[HistoryEntry]:
+    """The events the order's saga has seen, in the order they arrived."""
+    return [HistoryEntry(event_type, str(event_id), source, detail, seen_at)
+            for event_type, event_id, source, detail, seen_at
+            in conn.execute(GET_HISTORY, (order_id,)).fetchall()]
+
+
+def status_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """How many orders are in each status (every status, zero when none)."""
+    counts = {status.value: 0 for status in Status}
+    counts.update(conn.execute("SELECT status, count(*) FROM orders GROUP BY status").fetchall())
+    return counts
+
+
+def recent_orders(conn: psycopg.Connection[Any], status: str | None, limit: int
+                  ) -> list[OrderView]:
+    """The newest orders, of one status or of any."""
+    rows = conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE %(status)s::text IS NULL"
+        " OR status = %(status)s ORDER BY created_at DESC LIMIT %(limit)s",
+        {"status": status, "limit": limit}).fetchall()
+    return [OrderView(*row) for row in rows]
+
+
+def orders_with_id_prefix(conn: psycopg.Connection[Any], prefix: str, limit: int
+                          ) -> list[OrderView]:
+    """Orders whose id starts with ``prefix`` (hex digits and dashes), newest first."""
+    cleaned = "".join(ch for ch in prefix.lower() if ch in "0123456789abcdef-")
+    rows = conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id::text LIKE %s"
+        " ORDER BY created_at DESC LIMIT %s", (cleaned + "%", limit)).fetchall()
+    return [OrderView(*row) for row in rows]
+
+
+def overdue_orders(conn: psycopg.Connection[Any], limit: int) -> list[OrderView]:
+    """PENDING orders past their deadline: the deadline job should have cancelled them.
+
+    Unlike ``OVERDUE`` (the job's), this takes no lock, so it never holds the job up.
+    """
+    rows = conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'PENDING' AND deadline_at < now()"
+        " ORDER BY deadline_at LIMIT %s", (limit,)).fetchall()
+    return [OrderView(*row) for row in rows]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cli.trace import own_time_ms, render
+from cli.trace import render
+from console.waterfall import own_time_ms
 from outbox.span_store import StoredSpan
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)

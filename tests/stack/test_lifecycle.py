@@ -54,11 +54,12 @@ def test_down_stops_every_process_and_up_works_again(own_env: dict[str, str]) ->
 
     status = choreo(own_env, "status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count("healthy") == 9
+    assert status.stdout.count("healthy") == 10
     pid_dir = Path(own_env["CHOREO_STATE_DIR"]) / "pids"
     started = {p.stem: json.loads(p.read_text()) for p in pid_dir.glob("*.json")}
     assert set(started) == {"supervisor", "postgres", "redis", "broker", "connect", "psp",
-                            "inventory", "payments", "orders-worker", "orders-api"}
+                            "inventory", "payments", "orders-worker", "orders-api",
+                            "console"}
 
     assert choreo(own_env, "down").returncode == 0
     for name, entry in started.items():
