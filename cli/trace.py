@@ -77,6 +77,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     trace.add_argument("order_id")
     trace.add_argument("--sql", action="store_true", help="show the database statements too")
     trace.add_argument("--wait", type=float, default=3.0,
-                       help="seconds to wait for spans still being exported")
+                       help="seconds to wait for spans still arriving (exported in batches)")
     trace.set_defaults(handler=cmd_trace)
 

@@ -101,8 +101,16 @@ def hops(rows: list[Line]) -> list[Hop]:
             for line in rows if line.span.name.startswith(RELAY_PREFIX)]
 
 
+SETTLED_AFTER_S = 1.5
+"""Three export rounds without a new span: the trace is taken as complete."""
+
+
 def saga_spans(settings: StackSettings, order_id: str, wait_s: float) -> list[StoredSpan]:
-    """The spans of the order's trace; waits up to ``wait_s`` while there are none yet.
+    """The spans of the order's trace; waits up to ``wait_s`` for them to settle.
+
+    Every process exports its spans in batches about twice a second, so the trace of a
+    saga that just ended may still be arriving: it is read until no new span came for
+    ``SETTLED_AFTER_S`` (or ``wait_s`` is up).
 
     Raises StackError when the id is no order id, no order has it, or it has no trace.
     """
@@ -117,9 +125,13 @@ def saga_spans(settings: StackSettings, order_id: str, wait_s: float) -> list[St
     if not trace_id:
         raise StackError(f"order {order_id} was placed without a trace (tracing was off)")
     deadline = time.monotonic() + wait_s
+    seen, changed_at = -1, time.monotonic()
     with psycopg.connect(settings.database_dsn(TELEMETRY_DATABASE)) as conn:
         while True:
             spans = span_store.spans_of(conn, trace_id)
-            if spans or time.monotonic() > deadline:
+            if len(spans) != seen:
+                seen, changed_at = len(spans), time.monotonic()
+            settled = spans and time.monotonic() - changed_at >= SETTLED_AFTER_S
+            if settled or time.monotonic() >= deadline:
                 return spans
-            time.sleep(0.5)  # spans are exported in batches, about twice a second
+            time.sleep(0.25)

@@ -2,15 +2,15 @@
 
 A saga ends in whichever process settles it (an event handler, the deadline job, a
 customer's cancel), inside a transaction that may still roll back, so counting at that
-moment would count retried batches twice. The worker instead reads what has settled,
-once, a few seconds behind: rows whose ``updated_at`` lies in ``[cursor, now - lag)``.
-The lag lets transactions that stamped ``updated_at`` but had not committed yet finish
-first, so none is skipped past.
+moment would count retried batches twice. The worker instead reads, every 2 s, the orders
+that reached a final status within the last ``WINDOW_S`` and counts each (order, status)
+it has not counted yet. A transaction that stamped ``updated_at`` and committed late, even
+by many seconds, is still inside the window when it becomes visible.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,16 +19,17 @@ from prometheus_client import Counter, Histogram
 from outbox.runner import PeriodicJob
 from outbox.writer import OutboxWriter
 
-SAGAS = Counter("choreo_sagas_total", "Sagas settled, by final status and the kind of reason",
+SAGAS = Counter("choreo_sagas_total", "Orders that reached a final status, by status and the"
+                " kind of reason (a confirmed order cancelled later counts once for each)",
                 ["status", "reason"])
 SAGA_SECONDS = Histogram(
     "choreo_saga_duration_seconds", "From the order's creation to its final status",
     ["status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-COMMIT_LAG_S = 2.0
-SETTLED_BETWEEN = """
-SELECT status, reason, extract(epoch FROM updated_at - created_at), updated_at FROM orders
-WHERE status <> 'PENDING' AND updated_at >= %s AND updated_at < now() - make_interval(secs => %s)
-ORDER BY updated_at
+WINDOW_S = 30.0
+SETTLED_LATELY = """
+SELECT id, status, reason, extract(epoch FROM updated_at - created_at), updated_at, now()
+FROM orders
+WHERE status <> 'PENDING' AND updated_at >= now() - make_interval(secs => %s)
 """
 
 
@@ -39,19 +40,23 @@ def reason_kind(reason: str | None) -> str:
 
 class SettledSagas:
     def __init__(self) -> None:
-        self.cursor: datetime | None = None
+        self.since: datetime | None = None
+        """This process's counters start here: what settled before is not counted."""
+        self.counted: dict[tuple[Any, str], datetime] = {}
 
     def observe(self, conn: psycopg.Connection[Any], _writer: OutboxWriter) -> None:
-        if self.cursor is None:  # a restarted worker counts from now on, as counters do
-            self.cursor = conn.execute("SELECT now()").fetchone()[0]
-        rows = conn.execute(SETTLED_BETWEEN, (self.cursor, COMMIT_LAG_S)).fetchall()
-        for status, reason, seconds, updated_at in rows:
+        rows = conn.execute(SETTLED_LATELY, (WINDOW_S,)).fetchall()
+        if self.since is None:
+            self.since = rows[0][5] if rows else conn.execute("SELECT now()").fetchone()[0]
+        for order_id, status, reason, seconds, updated_at, _now in rows:
+            if updated_at < self.since or (order_id, status) in self.counted:
+                continue
+            self.counted[(order_id, status)] = updated_at
             SAGAS.labels(status, reason_kind(reason)).inc()
             SAGA_SECONDS.labels(status).observe(float(seconds))
-            self.cursor = updated_at
-        if rows:  # rows at the cursor's instant were all read: start just after it
-            self.cursor = conn.execute("SELECT %s::timestamptz + interval '1 microsecond'",
-                                       (self.cursor,)).fetchone()[0]
+        if rows:
+            horizon = rows[0][5] - timedelta(seconds=2 * WINDOW_S)
+            self.counted = {key: at for key, at in self.counted.items() if at >= horizon}
 
 
 def outcomes_job() -> PeriodicJob:

@@ -22,8 +22,10 @@ def whole_trace(settings: StackSettings, order_id: str) -> list[StoredSpan]:
     deadline = time.monotonic() + 20
     while True:
         spans = saga_spans(settings, order_id, wait_s=0)
+        seen = {(span.service, span.name) for span in spans}
         complete = {span.service for span in spans} >= SAGA_SERVICES and \
-            "handle PaymentCaptured" in {span.name for span in spans}
+            {("payments", "handle StockReserved"), ("orders-worker", "handle PaymentCaptured")} \
+            <= seen
         if complete or time.monotonic() > deadline:
             return spans
         time.sleep(0.5)
