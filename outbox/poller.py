@@ -76,9 +76,32 @@ ON CONFLICT (relay) DO UPDATE SET after_seq = excluded.after_seq,
     in_flight = excluded.in_flight, updated_at = now()
 """
 TRIGGER_EXISTS = "SELECT 1 FROM pg_trigger WHERE tgname = 'outbox_notify' AND NOT tgisinternal"
-CREATE_TRIGGER = """CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"""
-DROP_TRIGGER = "DROP TRIGGER IF EXISTS outbox_notify ON outbox"
+POLLING_ON = (
+    # ACCESS EXCLUSIVE: waits for every transaction that inserted with the old default,
+    # so no row of a still-running transaction can hold a seq drawn before its xid.
+    "ALTER TABLE outbox ALTER COLUMN seq SET DEFAULT outbox_next_seq()",
+    "CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq)",
+    "CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid)",
+    """CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox
+       FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()""",
+)
+"""What the relay needs of the table, installed when it takes a database over; the
+trigger last, so that its presence means all of it is there."""
+POLLING_OFF = (
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    "ALTER TABLE outbox ALTER COLUMN seq SET DEFAULT nextval('outbox_seq_seq')",
+    "DROP INDEX IF EXISTS outbox_seq",
+    "DROP INDEX IF EXISTS outbox_xid",
+)
+"""CDC mode: nobody listens (NOTIFY serialises the commits that send it), and the ordered
+seq and its indexes cost every insert."""
+POLLING_INSTALLED = """
+SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'outbox_notify' AND NOT tgisinternal)
+    OR EXISTS (SELECT 1 FROM pg_indexes WHERE tablename = 'outbox'
+               AND indexname IN ('outbox_seq', 'outbox_xid'))
+    OR EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'outbox'
+               AND column_name = 'seq' AND column_default LIKE 'outbox_next_seq%')
+"""
 
 Row = tuple[Any, ...]
 
@@ -138,10 +161,20 @@ def lock_holders(conn: psycopg.Connection[Any]) -> int:
     return int(conn.execute(LOCK_HOLDERS).fetchone()[0])  # type: ignore[index]
 
 
-def drop_notify_trigger(conn: psycopg.Connection[Any]) -> None:
-    """CDC mode: nobody listens, and NOTIFY serialises the commits that send it."""
-    if conn.execute(TRIGGER_EXISTS).fetchone():
-        conn.execute(DROP_TRIGGER)
+def install_polling(conn: psycopg.Connection[Any]) -> None:
+    """Give the table what the relay reads by (``POLLING_ON``), unless it has it."""
+    if not conn.execute(TRIGGER_EXISTS).fetchone():
+        with conn.transaction():
+            for statement in POLLING_ON:
+                conn.execute(statement)
+
+
+def remove_polling(conn: psycopg.Connection[Any]) -> None:
+    """Back to what CDC mode needs (``POLLING_OFF``), if anything of polling is left."""
+    if conn.execute(POLLING_INSTALLED).fetchone()[0]:  # type: ignore[index]
+        with conn.transaction():
+            for statement in POLLING_OFF:
+                conn.execute(statement)
 
 
 def publish(producer: Producer, rows: Sequence[Row], timeout_s: float = 30.0) -> None:
@@ -226,8 +259,7 @@ class OutboxPoller:
                 if self.stop.wait(self.settings.fallback_s):
                     return
             self.owner.set()
-            if not conn.execute(TRIGGER_EXISTS).fetchone():
-                conn.execute(CREATE_TRIGGER)
+            install_polling(conn)
             conn.execute(f"LISTEN {CHANNEL}")
             position = load_position(conn, self.relay)
             if position is None:
@@ -275,6 +307,7 @@ def catch_up(database_url: str, producer: Producer, relay: str = RELAY,
     with psycopg.connect(database_url, autocommit=True) as conn:
         position = load_position(conn, relay)
         if position is None:
+            remove_polling(conn)  # a database never polled, or handed back already
             return None
         if not conn.execute(LOCK).fetchone()[0]:  # type: ignore[index]
             raise RuntimeError("a polling relay still runs on this database")
@@ -288,7 +321,7 @@ def catch_up(database_url: str, producer: Producer, relay: str = RELAY,
                 total += len(rows)
             first = False
         conn.execute("DELETE FROM outbox_relay WHERE relay = %s", (relay,))
-        drop_notify_trigger(conn)
+        remove_polling(conn)
         return total
 
 

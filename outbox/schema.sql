@@ -33,10 +33,13 @@ BEGIN
 END $$;
 
 -- The polling relay (outbox/poller.py, docs/outbox.md "Polling relay"): each row's writing
--- transaction (top-level xid, as bigint so Debezium maps it as a plain int8), and a `seq`
--- drawn only once that transaction has its xid (the function below), so that a row whose
--- seq is at most a published one and which is not yet visible belongs to a transaction
--- that every later snapshot lists as running. Debezium ignores both columns.
+-- transaction (top-level xid, as bigint so Debezium maps it as a plain int8), and, while
+-- the database is in polling mode, a `seq` drawn only once that transaction has its xid
+-- (the function below), so that a row whose seq is at most a published one and which is
+-- not yet visible belongs to a transaction that every later snapshot lists as running.
+-- The relay installs that default and its two indexes when it takes the database over
+-- (outbox.poller.POLLING_ON) and CDC mode removes them: measured, they cost CDC mode
+-- 3.8 CPU-ms per saga (docs/benchmarks.md). Debezium ignores both columns.
 CREATE OR REPLACE FUNCTION outbox_next_seq() RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_current_xact_id();
@@ -47,11 +50,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_schema = current_schema() AND table_name = 'outbox'
                      AND column_name = 'xid') THEN
-        ALTER TABLE outbox ALTER COLUMN seq SET DEFAULT outbox_next_seq();
         ALTER TABLE outbox ADD COLUMN xid bigint NOT NULL
             DEFAULT pg_current_xact_id()::text::bigint;
-        CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);
-        CREATE INDEX IF NOT EXISTS outbox_xid ON outbox (xid);
     END IF;
 END $$;
 
