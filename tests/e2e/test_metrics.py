@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 CONSUMER_METRICS = {"choreo_events", "choreo_hop_seconds", "choreo_handler_seconds",
                     "choreo_consumer_lag", "choreo_dead_letters",
-                    "choreo_replication_slot_lag_bytes"}
+                    "choreo_replication_slot_lag_bytes", "choreo_outbox_pending_rows"}
 EXPECTED = {
     "inventory": CONSUMER_METRICS,
     "payments": CONSUMER_METRICS | {"choreo_circuit_state"},
