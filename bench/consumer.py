@@ -23,6 +23,7 @@ from outbox.kafka import build_producer, ensure_topics
 from outbox.retry import Backoff
 from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from schemas.catalog import SchemaCatalog
+from stack.components import ensure_database
 from stack.settings import StackSettings
 
 AGGREGATES = 50
@@ -41,11 +42,7 @@ class Timing:
 
 
 def prepare_database(settings: StackSettings) -> str:
-    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (DATABASE,)).fetchone():
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-    url = settings.database_dsn(DATABASE)
+    url = ensure_database(settings, DATABASE)
     apply_schema(url, OUTBOX_SCHEMA)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_counter (id int PRIMARY KEY, n bigint)")

@@ -22,6 +22,7 @@ from bench.hop import HopResult, flood, steady
 from outbox.poller import lock_holders
 from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from stack import launcher
+from stack.components import ensure_database
 from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
 from stack.cpu import CpuMeter
 from stack.relays import drop_slot, remove_connector
@@ -53,11 +54,7 @@ class RelayRun:
 
 
 def prepare(settings: StackSettings) -> str:
-    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (DATABASE,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    dsn = settings.database_dsn(DATABASE)
+    dsn = ensure_database(settings, DATABASE)
     apply_schema(dsn, OUTBOX_SCHEMA)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE outbox")

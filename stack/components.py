@@ -146,6 +146,15 @@ def postgres_component(settings: StackSettings) -> Component:
                      prepare=lambda: prepare_postgres(settings))
 
 
+def ensure_database(settings: StackSettings, name: str) -> str:
+    """A database of the stack's server, created if missing; returns its DSN. For the
+    benchmarks' and test suites' databases of their own beside the services'."""
+    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return settings.database_dsn(name)
+
+
 def create_service_databases(settings: StackSettings) -> None:
     with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}

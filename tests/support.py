@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import collections
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import requests
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from outbox.codec import EventCodec
 from outbox.kafka import build_unmanaged_consumer
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
-from stack.settings import StackSettings
+from stack.components import ensure_database
+from stack.processes import ProcessRegistry
+from stack.settings import REPO_ROOT, StackSettings
 
 
 def collect(
@@ -81,11 +85,35 @@ def scratch_database(settings: StackSettings, name: str) -> str:
     Suites that drive handlers directly keep their state apart from the services' own
     databases, which the end-to-end tests use at the same time.
     """
-    with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    return settings.database_dsn(name)
+    return ensure_database(settings, name)
+
+
+def started_orders_api(settings: StackSettings, name: str, port: int,
+                       env: dict[str, str]) -> Iterator[str]:
+    """An orders API process of a test's own (``env`` on top of the stack's Kafka and the
+    port), healthy, recorded by pid and stopped by pid afterwards; yields its base URL."""
+    registry = ProcessRegistry(settings.pid_dir, settings.log_dir)
+    registry.stop(name)  # a leftover of an interrupted run, recognised by its pid file
+    registry.start(name, [sys.executable, "-m", "services.orders", "api"], cwd=REPO_ROOT,
+                   env={"CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                        "CHOREO_ORDERS_PORT": str(port), **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not answers(f"{base}/health"):
+            assert registry.running(name) is not None, registry.log_file(name).read_text()
+            assert time.monotonic() < deadline, f"{name} not healthy within 30 s"
+            time.sleep(0.1)
+        yield base
+    finally:
+        registry.stop(name)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:

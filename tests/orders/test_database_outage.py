@@ -8,7 +8,6 @@ reopening it is the database coming back, with the same API process throughout.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +16,9 @@ from typing import Any
 import pytest
 import requests
 
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
+from stack.settings import StackSettings
 from tests.orders.tcp_gate import TcpGate
-from tests.support import scratch_database
+from tests.support import scratch_database, started_orders_api
 
 pytestmark = pytest.mark.stack
 
@@ -43,31 +41,9 @@ def gate(running_stack: StackSettings) -> Iterator[TcpGate]:
 
 @pytest.fixture(scope="module")
 def api(running_stack: StackSettings, gate: TcpGate) -> Iterator[str]:
-    registry = ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
-    port = running_stack.orders_port + PORT_SHIFT
-    env = {"CHOREO_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{gate.listen_port}/{DATABASE}",
-           "CHOREO_ORDERS_PORT": str(port), "CHOREO_KAFKA_BOOTSTRAP": running_stack.kafka_bootstrap,
-           "CHOREO_ORDER_DEADLINE_S": "30", "CHOREO_RESERVATION_TTL_S": str(TTL_S)}
-    registry.stop(NAME)  # a leftover of an interrupted run, recognised by its pid file
-    registry.start(NAME, [sys.executable, "-m", "services.orders", "api"], env=env,
-                   cwd=REPO_ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not healthy(base):
-            assert registry.running(NAME) is not None, registry.log_file(NAME).read_text()
-            assert time.monotonic() < deadline, "orders-api not healthy within 30 s"
-            time.sleep(0.1)
-        yield base
-    finally:
-        registry.stop(NAME)
-
-
-def healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/health", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
+    yield from started_orders_api(running_stack, NAME, running_stack.orders_port + PORT_SHIFT, {
+        "CHOREO_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{gate.listen_port}/{DATABASE}",
+        "CHOREO_ORDER_DEADLINE_S": "30", "CHOREO_RESERVATION_TTL_S": str(TTL_S)})
 
 
 def post(base: str, body: dict[str, Any], key: str) -> requests.Response:

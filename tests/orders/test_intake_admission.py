@@ -8,7 +8,6 @@ pipeline catching up. Each test starts from an empty backlog.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,9 +17,8 @@ import psycopg
 import pytest
 import requests
 
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
-from tests.support import scratch_database
+from stack.settings import StackSettings
+from tests.support import scratch_database, started_orders_api
 
 pytestmark = pytest.mark.stack
 
@@ -41,27 +39,12 @@ def dsn(running_stack: StackSettings) -> str:
 
 @pytest.fixture(scope="module")
 def api(running_stack: StackSettings, dsn: str) -> Iterator[str]:
-    registry = ProcessRegistry(running_stack.pid_dir, running_stack.log_dir)
-    port = running_stack.orders_port + PORT_SHIFT
-    env = {"CHOREO_DATABASE_URL": dsn, "CHOREO_ORDERS_PORT": str(port),
-           "CHOREO_KAFKA_BOOTSTRAP": running_stack.kafka_bootstrap,
-           "CHOREO_ORDERS_RATE_LIMIT_PER_S": str(RATE_PER_S),
-           "CHOREO_ORDERS_RATE_LIMIT_BURST": str(BURST),
-           "CHOREO_ORDERS_MAX_PENDING": str(MAX_PENDING),
-           "CHOREO_ORDERS_PENDING_SAMPLE_S": str(SAMPLE_S)}
-    registry.stop(NAME)  # a leftover of an interrupted run, recognised by its pid file
-    registry.start(NAME, [sys.executable, "-m", "services.orders", "api"], env=env,
-                   cwd=REPO_ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not healthy(base):
-            assert registry.running(NAME) is not None, registry.log_file(NAME).read_text()
-            assert time.monotonic() < deadline, f"{NAME} not healthy within 30 s"
-            time.sleep(0.1)
-        yield base
-    finally:
-        registry.stop(NAME)
+    yield from started_orders_api(running_stack, NAME, running_stack.orders_port + PORT_SHIFT, {
+        "CHOREO_DATABASE_URL": dsn,
+        "CHOREO_ORDERS_RATE_LIMIT_PER_S": str(RATE_PER_S),
+        "CHOREO_ORDERS_RATE_LIMIT_BURST": str(BURST),
+        "CHOREO_ORDERS_MAX_PENDING": str(MAX_PENDING),
+        "CHOREO_ORDERS_PENDING_SAMPLE_S": str(SAMPLE_S)})
 
 
 @pytest.fixture(autouse=True)
@@ -73,13 +56,6 @@ def no_backlog(api: str, dsn: str) -> None:
 def settle(dsn: str, status: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE orders SET status = %s WHERE status = 'PENDING'", (status,))
-
-
-def healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/health", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def body(customer: str) -> dict[str, Any]:
