@@ -112,7 +112,7 @@ def cycle(component: Component, registry: ProcessRegistry, settings: StackSettin
     how = describe_exit(exit_status(tracked.pid))
     error = None
     if drained is False:
-        error = (f"{name} (pid {tracked.pid}) did not exit within {drain_timeout_s:.0f}s of"
+        error = (f"{name} (pid {tracked.pid}) did not exit within {drain_timeout_s:g}s of"
                  f" SIGTERM and was killed")
     elif how not in ("code 0", "unknown"):
         error = f"{name} (pid {tracked.pid}) exited with {how} after SIGTERM, not 0"
@@ -168,9 +168,12 @@ def await_answer(settings: StackSettings, registry: ProcessRegistry, name: str,
     recorded = registry.get(SUPERVISOR) is not None  # else it runs in this process (tests)
     while time.monotonic() < deadline:
         try:
-            return Cycle(**json.loads(path.read_text()))
+            outcome = Cycle(**json.loads(path.read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
             pass
+        else:
+            path.unlink(missing_ok=True)
+            return outcome
         if recorded and registry.running(SUPERVISOR) is None:
             raise RestartError(f"the supervisor exited before restarting {name}; see"
                                f" {registry.log_file(SUPERVISOR)}")
@@ -212,7 +215,7 @@ def wait_back(component: Component, registry: ProcessRegistry, settings: StackSe
             return
         time.sleep(POLL_S)
     what = "consuming" if name in drain.CONSUMERS else "healthy"
-    raise RestartError(f"{name} not {what} again {timeout_s:.0f}s after its restart;"
+    raise RestartError(f"{name} not {what} again {timeout_s:g}s after its restart;"
                        f" see {registry.log_file(name)}")
 
 
