@@ -38,6 +38,15 @@ def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def cmd_restart(args: argparse.Namespace, settings: StackSettings) -> int:
+    from stack import restart
+
+    names = restart.plan(settings, args.services, args.all)
+    restart.rolling_restart(settings, names, drain_timeout_s=args.drain_timeout,
+                            back_timeout_s=args.timeout)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     usage = cpu.measure(launcher.component_pids(settings), args.cpu_window)
     rows = launcher.status(settings)
@@ -173,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--drain-timeout", type=float, default=launcher.DRAIN_TIMEOUT_S,
                       help="seconds to wait for the consumers to catch up (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
+    restart = commands.add_parser(
+        "restart", help="restart services one at a time, each drained (SIGTERM by pid) and"
+        " back consuming before the next")
+    restart.add_argument("services", nargs="*", metavar="SERVICE",
+                         help="psp, inventory, payments, orders-worker, orders-api, console")
+    restart.add_argument("--all", action="store_true",
+                         help="every service, in the order psp, inventory, payments,"
+                         " orders-worker, orders-api, console")
+    restart.add_argument("--drain-timeout", type=float, default=20.0,
+                         help="seconds from SIGTERM to exit before it fails (default: %(default)s)")
+    restart.add_argument("--timeout", type=float, default=60.0,
+                         help="seconds to be healthy and consuming again (default: %(default)s)")
+    restart.set_defaults(handler=cmd_restart)
     status = commands.add_parser("status", help="each component's port, pid, health, memory"
                                  " and CPU")
     status.add_argument("--cpu-window", type=float, default=2.0,

@@ -207,6 +207,27 @@ class ProcessRegistry:
         self._pid_file(name).unlink(missing_ok=True)
         return was_alive
 
+    def terminate(self, name: str, timeout_s: float) -> bool | None:
+        """The stop signal to the recorded pid, then wait for the process to exit on its own.
+
+        SIGKILL only once ``timeout_s`` is past. Returns None when it was not running, else
+        whether it exited by itself. The pid file stays (the next start replaces it), so
+        ``exit_status`` and ``launch``'s wait for the port still know whose it was.
+        """
+        tracked = self.running(name)
+        if tracked is None:
+            return None
+        _signal(tracked.pid, tracked.stop_signal)
+        deadline = time.monotonic() + timeout_s
+        while tracked.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not tracked.alive():
+            return True
+        _signal(tracked.pid, signal.SIGKILL)
+        while tracked.alive():
+            time.sleep(0.05)
+        return False
+
     def kill(self, name: str) -> None:
         """SIGKILL without a chance to clean up: what chaos runs and crash tests need."""
         tracked = self.running(name)

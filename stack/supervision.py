@@ -24,6 +24,8 @@ class ProcessRecord:
     last_exit: str | None = None
     """``signal SIGKILL``, ``code 1``, ``unknown`` (not our child) or why a restart failed."""
     gave_up: bool = False
+    requested_restarts: int = 0
+    """Restarts ``choreo restart`` asked for: drained stops, not counted as exits."""
 
 
 @dataclass

@@ -9,9 +9,12 @@ its first exit status is ``unknown``: only a parent can know it.
 Each exit is restarted after an exponential backoff (0.5 s, 1 s, 2 s, 4 s), and a process
 that exited ``MAX_EXITS`` times within ``WINDOW_S`` is given up on: a crash loop is a bug
 to look at, not something to hammer. ``SIGHUP`` (what a later ``choreo up`` sends) tries
-the given-up ones again. Restarts run one at a time in start order, so a broker restart
-has its topics back before a service that needs them is restarted. Every few seconds it
-also restarts FAILED connector tasks.
+the given-up ones again. ``choreo restart`` asks through a request file (see
+``stack.restart``): the supervisor then stops that process with SIGTERM, lets it drain and
+starts it again at once, as a requested restart that is not counted as an exit.
+Restarts run one at a time in start order, so a broker restart has its topics back
+before a service that needs them is restarted. Every few seconds it also restarts FAILED
+connector tasks.
 
 Every child is still written to the pid registry, so ``choreo down`` stops everything by
 pid even when this process was SIGKILLed; ``down`` stops the supervisor first, so nothing
@@ -35,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 
 from outbox.kafka import ensure_topics
-from stack import launcher, metrics
+from stack import launcher, metrics, restart
 from stack.cdc import ensure_connect
 from stack.components import Component, broker_component
 from stack.connectors import connector_statuses, restart_failed_tasks
@@ -122,9 +125,36 @@ class Supervisor:
             if self.retry_requested.is_set():
                 self.retry_requested.clear()
                 self.retry_given_up()
+            self.take_restart_requests()
             for child in self.children:
                 self.check(child)
             self.restart_failed_tasks()
+
+    def take_restart_requests(self) -> None:
+        """Each ``choreo restart`` asked for: drain, start again, answer with the outcome."""
+        for name, pid, drain_timeout_s in restart.pending(self.settings):
+            child = next((c for c in self.children if c.component.name == name), None)
+            tracked = self.registry.running(name)
+            if child is None or child.due is not None or child.record.gave_up:
+                why = "is not watched" if child is None else "is down, restart pending"
+                outcome = restart.Cycle(name, pid, None, "unknown", 0.0,
+                                        f"{name} {why} by the supervisor")
+            elif tracked is None or tracked.pid != pid:
+                outcome = restart.Cycle(name, pid, tracked.pid if tracked else None, "unknown",
+                                        0.0, f"pid {pid} is no longer {name}'s process")
+            else:
+                self.report(f"{name}: restart requested; draining pid {pid}")
+                outcome = restart.cycle(child.component, self.registry, self.settings,
+                                        drain_timeout_s)
+                child.record.requested_restarts += 1
+                child.record.last_exit = f"{outcome.exit} (requested restart)"
+                if outcome.new_pid is None:  # did not start: the usual backoff takes over
+                    self.exited(child, f"requested restart failed: {outcome.error}")
+                else:
+                    self.report(f"{name} restarted on request (pid {outcome.new_pid}; the"
+                                f" old one exited {outcome.exit} after {outcome.stopped_s:.1f}s)")
+            restart.answer(self.settings, outcome)
+            self.save()
 
     def restart_failed_tasks(self) -> None:
         """A FAILED connector task (its database was down a moment, say) is restarted too."""
