@@ -19,9 +19,8 @@ fi
 python -m ruff check .
 python -m cli schemas check
 python -m pytest "$@"
-# The saga's end-to-end paths and the relay's tests once more, with the polling relay
-# in place of Debezium (CHOREO_RELAY=polling on the test stack; about a minute more).
+# The end-to-end and chaos suites and the relay's tests once more, with the polling relay
+# in place of Debezium (CHOREO_RELAY=polling on the test stack; about three minutes more).
 if [ "$#" -eq 0 ]; then
-    CHOREO_TEST_RELAY=polling python -m pytest tests/e2e/test_saga_paths.py \
-        tests/outbox/test_poller.py
+    CHOREO_TEST_RELAY=polling python -m pytest tests/e2e tests/chaos tests/outbox/test_poller.py
 fi
