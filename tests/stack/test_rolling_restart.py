@@ -132,8 +132,11 @@ def test_rolling_restart_of_every_service_under_load_loses_and_repeats_nothing(
         print(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.detail}"
               + "".join(f"\n    {failure}" for failure in check.failures))
     assert [r.cycle.name for r in restarted] == list(restart.ORDER)
-    assert {r.cycle.name: r.cycle.exit for r in restarted} == dict.fromkeys(restart.ORDER,
-                                                                           "code 0")
+    # Drained, not killed: a kill after the drain bound is an error whoever started the
+    # process; its exit status is known only where this test process is its parent (other
+    # tests' supervisors may have restarted some services before), and then it is 0.
+    assert [(r.cycle.name, r.cycle.error) for r in restarted if r.cycle.error] == []
+    assert {r.cycle.exit for r in restarted} <= {"code 0", "unknown"}
     assert all(r.cycle.new_pid != r.cycle.old_pid for r in restarted)
     assert [check.name for check in checks if not check.passed] == []
     assert accepted == len(placed) > 0
