@@ -42,7 +42,16 @@ log = logging.getLogger(__name__)
 
 def refresh(conn: psycopg.Connection[Any], consumer: str) -> None:
     """Outside any transaction of the caller's: one snapshot per statement, autocommitted
-    as the caller's session is."""
+    as the caller's session is. A failed read is logged and skipped, never raised: the
+    session holds the consumer's partition leases, and a gauge is not worth them."""
+    try:
+        read(conn, consumer)
+    except psycopg.Error as error:
+        log.warning("backlog gauges not read this round: %s", error,
+                    extra={"consumer": consumer})
+
+
+def read(conn: psycopg.Connection[Any], consumer: str) -> None:
     counts = dict(conn.execute(COUNT_ACTIVE, (consumer, list(ACTIVE))).fetchall())
     for status in ACTIVE:
         DEAD_LETTERS.labels(consumer, status).set(counts.get(status, 0))

@@ -35,6 +35,7 @@ from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from opentelemetry.context import Context
 
 from outbox import backlog, deadletter, inbox
 from outbox.assignment import Assignment
@@ -52,7 +53,7 @@ from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.lanes import Lanes
 from outbox.metrics import EVENTS, HANDLER_SECONDS, HOP_SECONDS, LAG, PAUSED, PAUSES, RETRIES
 from outbox.retry import Backoff, is_permanent
-from outbox.tracing import consumed_span, hop_seconds, trace_id_of
+from outbox.tracing import consumed_span, received, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class ConsumerRuntime:
         self._lag: dict[tuple[str, int], int] = {}
         self._broker_trouble = threading.Event()
         self._held_until = 0.0
+        self._hops: dict[str, Context] = {}
+        """The relay span of each delivery of the batch in hand, by origin (``_receive``)."""
         """While in the future, every owned partition is paused (``RetryLater``)."""
 
     # -- wiring --------------------------------------------------------------------
@@ -237,8 +240,6 @@ class ConsumerRuntime:
             occurred_at=delivery.headers.get(HEADER_TIME, ""),
             traceparent=delivery.headers.get(HEADER_TRACEPARENT, ""),
             origin=delivery.origin,
-            broker_ms=delivery.broker_ms,
-            received_ns=delivery.received_ns,
         )
 
     def _run_handler(self, event: ReceivedEvent) -> str:
@@ -390,7 +391,7 @@ class ConsumerRuntime:
 
     def _run_in_transaction(self, conn: psycopg.Connection[Any], event: ReceivedEvent) -> str:
         with (
-            consumed_span(event, self.group_id),
+            consumed_span(event, self.group_id, self._hops.get(event.origin)),
             HANDLER_SECONDS.labels(self.group_id, event.event_type).time(),
         ):
             return claim_and_handle(conn, self.group_id, self.handlers[event.event_type], event)
@@ -470,11 +471,16 @@ class ConsumerRuntime:
             return []
         return [first, *consumer.consume(self.batch_size - 1, timeout=0)]
 
-    def _observe_hops(self, deliveries: list[Delivery]) -> None:
+    def _receive(self, deliveries: list[Delivery]) -> None:
+        """Each polled delivery's hop, once: the histogram, and the relay span its handling
+        (every attempt of it) continues."""
+        self._hops = {}
         for delivery in deliveries:
-            seconds = hop_seconds(delivery.headers.get(HEADER_TIME, ""), delivery.received_ns)
-            if seconds is not None:
-                HOP_SECONDS.labels(self.group_id, delivery.topic).observe(seconds)
+            hop = received(delivery, self.group_id)
+            if hop.seconds is not None:
+                HOP_SECONDS.labels(self.group_id, delivery.topic).observe(hop.seconds)
+            if hop.context is not None:
+                self._hops[delivery.origin] = hop.context
 
     def _verify_log(self, assignment: Assignment) -> bool:
         """After broker trouble: is it still the same log? If not, it starts over."""
@@ -511,7 +517,7 @@ class ConsumerRuntime:
             usable = []  # fetched before the pause took effect: read again at the release
         if usable:
             deliveries = [Delivery.from_message(message) for message in usable]
-            self._observe_hops(deliveries)
+            self._receive(deliveries)
             try:
                 self.process_batch(deliveries)
                 assignment.advance(usable)

@@ -73,6 +73,3 @@ class ReceivedEvent:
     occurred_at: str
     traceparent: str
     origin: str
-    broker_ms: int | None = None
-    received_ns: int | None = None
-    """See :class:`Delivery`; None where the event did not come from the broker."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from outbox import config, logs
 from outbox.errors import ConfigError
@@ -194,6 +194,8 @@ def publish(producer: Producer, rows: Sequence[Row], timeout_s: float = 30.0) ->
                 break
             except BufferError:  # the local queue is full: let it drain
                 producer.poll(0.1)
+            except KafkaException as error:  # refused at once (too large, say)
+                raise PublishError(f"{topic} refused the record for {key}: {error}") from error
     remaining = producer.flush(timeout_s)
     if remaining or failures:
         raise PublishError(f"{remaining} of {len(rows)} records unacknowledged,"

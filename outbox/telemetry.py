@@ -19,7 +19,7 @@ event's own path.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -107,10 +107,12 @@ class NoOrphanCalls(Sampler):
         return f"NoOrphanCalls{{{self.inner.get_description()}}}"
 
 
-def configure_tracing(service_name: str, span_store_url: str = "",
-                      env: Mapping[str, str] | None = None) -> TracerProvider:
-    """Set the global tracer provider and instrument the libraries; call once, at start."""
-    env = os.environ if env is None else env
+def configure_tracing(service_name: str, span_store_url: str = "") -> TracerProvider:
+    """Set the global tracer provider and instrument the libraries; call once, at start.
+
+    The ``OTEL_*`` variables are read from the process environment, as the SDK itself
+    (sampler, exporter, resource) reads them: one source for all of them."""
+    env = os.environ
     provider = TracerProvider(
         sampler=NoOrphanCalls(_get_from_env_or_default()),
         resource=Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or service_name}))

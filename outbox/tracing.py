@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 
-from outbox.delivery import ReceivedEvent
+from outbox.constants import HEADER_TIME, HEADER_TRACEPARENT
+from outbox.delivery import Delivery, ReceivedEvent
 
 TRACER = trace.get_tracer("choreo.outbox")
 
@@ -57,39 +60,53 @@ def epoch_ns(iso_time: str) -> int | None:
         return None
 
 
-def hop_seconds(occurred_at: str, received_ns: int | None) -> float | None:
+@dataclass(frozen=True)
+class Hop:
+    """One delivery's way here: how long it took, and the span that shows it."""
+
+    seconds: float | None
     """From the event's ``ce_time`` (stamped in the committing transaction) to its receipt:
-    what CDC and the broker together cost one event."""
-    started = epoch_ns(occurred_at)
-    if started is None or received_ns is None or received_ns < started:
-        return None
-    return (received_ns - started) / 1e9
+    what CDC and the broker together cost it; None when either time is unknown."""
+    context: Context | None
+    """The saga's trace with the relay span in it, for the handling to continue."""
+
+
+def received(delivery: Delivery, consumer: str) -> Hop:
+    """The hop of a delivery just polled, measured once, and its ``relay <topic> ->
+    <consumer>`` span: from ``ce_time`` to receipt, so the time spent in Debezium and the
+    broker shows as a span of its own (its attributes split it at the broker's timestamp).
+
+    Once per receipt, not per handling attempt: a retry or a batch handled again one by
+    one is the same hop.
+    """
+    started = epoch_ns(delivery.headers.get(HEADER_TIME, ""))
+    arrived = delivery.received_ns
+    if started is None or arrived is None or arrived < started:
+        return Hop(None, None)
+    traceparent = delivery.headers.get(HEADER_TRACEPARENT, "")
+    if not traceparent:
+        return Hop((arrived - started) / 1e9, None)
+    parent = propagate.extract({"traceparent": traceparent})
+    attributes: dict[str, str | int] = {"messaging.destination.name": delivery.topic,
+                                        "messaging.consumer.group.name": consumer}
+    if delivery.broker_ms is not None:
+        attributes["choreo.cdc_ms"] = delivery.broker_ms - started // 1_000_000
+        attributes["choreo.delivery_ms"] = arrived // 1_000_000 - delivery.broker_ms
+    relay = TRACER.start_span(f"relay {delivery.topic} -> {consumer}", context=parent,
+                              kind=trace.SpanKind.CONSUMER, start_time=started,
+                              attributes=attributes)
+    relay.end(end_time=arrived)
+    return Hop((arrived - started) / 1e9, trace.set_span_in_context(relay, parent))
 
 
 @contextmanager
-def consumed_span(event: ReceivedEvent, consumer: str) -> Iterator[None]:
-    """The event's way here and its handling, as two spans of the saga's trace.
-
-    ``relay <topic> -> <consumer>`` runs from the event's ``ce_time`` to its receipt, so
-    the time spent in Debezium and the broker shows as a span of its own (its attributes
-    split it at the broker's timestamp); ``handle <type>`` nests under it and is current
-    while the handler runs, so what the handler emits continues the trace.
-    """
-    topic = event.origin.split("/", 1)[0]
-    parent = propagate.extract({"traceparent": event.traceparent}) if event.traceparent \
-        else context.get_current()
-    started = epoch_ns(event.occurred_at)
-    if started is not None and event.received_ns is not None and event.received_ns >= started:
-        attributes: dict[str, str | int] = {"messaging.destination.name": topic,
-                                            "messaging.consumer.group.name": consumer}
-        if event.broker_ms is not None:
-            attributes["choreo.cdc_ms"] = event.broker_ms - started // 1_000_000
-            attributes["choreo.delivery_ms"] = event.received_ns // 1_000_000 - event.broker_ms
-        relay = TRACER.start_span(f"relay {topic} -> {consumer}", context=parent,
-                                  kind=trace.SpanKind.CONSUMER, start_time=started,
-                                  attributes=attributes)
-        relay.end(end_time=event.received_ns)
-        parent = trace.set_span_in_context(relay, parent)
+def consumed_span(event: ReceivedEvent, consumer: str,
+                  hop: Context | None = None) -> Iterator[None]:
+    """``handle <type>`` as the current span while the handler runs, so that what it emits
+    continues the trace: under the delivery's relay span (``hop``) when there is one, else
+    (a replayed dead letter) under the event's ``traceparent``."""
+    parent = hop or (propagate.extract({"traceparent": event.traceparent})
+                     if event.traceparent else context.get_current())
     token = context.attach(parent)
     try:
         with TRACER.start_as_current_span(

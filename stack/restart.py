@@ -120,6 +120,7 @@ def cycle(component: Component, registry: ProcessRegistry, settings: StackSettin
         launcher.start_component(component, registry, settings, lambda line: None)
     except StackError as failure:
         error = error or str(failure).split("\n", 1)[0]
+        registry.stop(name)  # started but never healthy: leave no half-alive process
     new = registry.running(name)
     return Cycle(name, tracked.pid, new.pid if new else None, how, stopped_s, error)
 

@@ -131,30 +131,45 @@ class Supervisor:
             self.restart_failed_tasks()
 
     def take_restart_requests(self) -> None:
-        """Each ``choreo restart`` asked for: drain, start again, answer with the outcome."""
-        for name, pid, drain_timeout_s in restart.pending(self.settings):
-            child = next((c for c in self.children if c.component.name == name), None)
-            tracked = self.registry.running(name)
-            if child is None or child.due is not None or child.record.gave_up:
-                why = "is not watched" if child is None else "is down, restart pending"
-                outcome = restart.Cycle(name, pid, None, "unknown", 0.0,
-                                        f"{name} {why} by the supervisor")
-            elif tracked is None or tracked.pid != pid:
-                outcome = restart.Cycle(name, pid, tracked.pid if tracked else None, "unknown",
-                                        0.0, f"pid {pid} is no longer {name}'s process")
+        """Each ``choreo restart`` asked for: drain, start again, answer with the outcome.
+
+        Whatever goes wrong with one request is that request's answer: the supervisor
+        itself must keep watching."""
+        try:
+            requests = restart.pending(self.settings)
+        except (OSError, ValueError, KeyError) as error:
+            self.report(f"restart requests unreadable: {error}")
+            return
+        for name, pid, drain_timeout_s in requests:
+            try:
+                self.take_restart_request(name, pid, drain_timeout_s)
+            except Exception as error:  # noqa: BLE001 - answered, and supervision goes on
+                restart.answer(self.settings, restart.Cycle(name, pid, None, "unknown", 0.0,
+                                                            f"restart failed: {error}"))
+
+    def take_restart_request(self, name: str, pid: int, drain_timeout_s: float) -> None:
+        child = next((c for c in self.children if c.component.name == name), None)
+        tracked = self.registry.running(name)
+        if child is None or child.due is not None or child.record.gave_up:
+            why = "is not watched" if child is None else "is down, restart pending"
+            outcome = restart.Cycle(name, pid, None, "unknown", 0.0,
+                                    f"{name} {why} by the supervisor")
+        elif tracked is None or tracked.pid != pid:
+            outcome = restart.Cycle(name, pid, tracked.pid if tracked else None, "unknown",
+                                    0.0, f"pid {pid} is no longer {name}'s process")
+        else:
+            self.report(f"{name}: restart requested; draining pid {pid}")
+            outcome = restart.cycle(child.component, self.registry, self.settings,
+                                    drain_timeout_s)
+            child.record.requested_restarts += 1
+            child.record.last_exit = f"{outcome.exit} (requested restart)"
+            if outcome.new_pid is None:  # did not start: the usual backoff takes over
+                self.exited(child, f"requested restart failed: {outcome.error}")
             else:
-                self.report(f"{name}: restart requested; draining pid {pid}")
-                outcome = restart.cycle(child.component, self.registry, self.settings,
-                                        drain_timeout_s)
-                child.record.requested_restarts += 1
-                child.record.last_exit = f"{outcome.exit} (requested restart)"
-                if outcome.new_pid is None:  # did not start: the usual backoff takes over
-                    self.exited(child, f"requested restart failed: {outcome.error}")
-                else:
-                    self.report(f"{name} restarted on request (pid {outcome.new_pid}; the"
-                                f" old one exited {outcome.exit} after {outcome.stopped_s:.1f}s)")
-            restart.answer(self.settings, outcome)
-            self.save()
+                self.report(f"{name} restarted on request (pid {outcome.new_pid}; the"
+                            f" old one exited {outcome.exit} after {outcome.stopped_s:.1f}s)")
+        restart.answer(self.settings, outcome)
+        self.save()
 
     def restart_failed_tasks(self) -> None:
         """A FAILED connector task (its database was down a moment, say) is restarted too."""
@@ -273,7 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         supervisor.save("failed", str(error))
         return 2
     say("stack started; supervising")
-    metrics.serve(settings.supervisor_metrics_port)
+    try:
+        metrics.serve(settings.supervisor_metrics_port)
+    except OSError as error:  # the stack runs on; only its connector metrics are missing
+        say(f"supervisor /metrics not served on {settings.supervisor_metrics_port}: {error}")
     try:
         supervisor.run()
     finally:
