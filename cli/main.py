@@ -13,7 +13,7 @@ import requests
 
 from chaos import command as chaos_command
 from cli import connectors, dlq, orders, trace
-from stack import cpu, launcher
+from stack import cpu, launcher, restart
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
 from stack.services import CONSOLE, SERVICES
@@ -39,8 +39,6 @@ def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_restart(args: argparse.Namespace, settings: StackSettings) -> int:
-    from stack import restart
-
     names = restart.plan(settings, args.services, args.all)
     restart.rolling_restart(settings, names, drain_timeout_s=args.drain_timeout,
                             back_timeout_s=args.timeout)
@@ -167,6 +165,16 @@ def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def add_event_load(parser: argparse.ArgumentParser, each: str, handler: Handler) -> None:
+    """The outbox-event load ``bench hop`` and ``bench relay`` share: a steady run, then
+    one as fast as it goes."""
+    parser.add_argument("--rate", type=float, default=200.0, help="steady events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help=f"steady run{each}")
+    parser.add_argument("--total", type=int, default=5000,
+                        help=f"events in the max-rate run{each}")
+    parser.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,19 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--drain-timeout", type=float, default=launcher.DRAIN_TIMEOUT_S,
                       help="seconds to wait for the consumers to catch up (default: %(default)s)")
     down.set_defaults(handler=cmd_down)
-    restart = commands.add_parser(
+    rolling = commands.add_parser(
         "restart", help="restart services one at a time, each drained (SIGTERM by pid) and"
         " back consuming before the next")
-    restart.add_argument("services", nargs="*", metavar="SERVICE",
-                         help="psp, inventory, payments, orders-worker, orders-api, console")
-    restart.add_argument("--all", action="store_true",
-                         help="every service, in the order psp, inventory, payments,"
-                         " orders-worker, orders-api, console")
-    restart.add_argument("--drain-timeout", type=float, default=20.0,
+    rolling.add_argument("services", nargs="*", metavar="SERVICE",
+                         help=", ".join(restart.ORDER))
+    rolling.add_argument("--all", action="store_true",
+                         help=f"every service, in the order {', '.join(restart.ORDER)}")
+    rolling.add_argument("--drain-timeout", type=float, default=20.0,
                          help="seconds from SIGTERM to exit before it fails (default: %(default)s)")
-    restart.add_argument("--timeout", type=float, default=60.0,
+    rolling.add_argument("--timeout", type=float, default=60.0,
                          help="seconds to be healthy and consuming again (default: %(default)s)")
-    restart.set_defaults(handler=cmd_restart)
+    rolling.set_defaults(handler=cmd_restart)
     status = commands.add_parser("status", help="each component's port, pid, health, memory"
                                  " and CPU")
     status.add_argument("--cpu-window", type=float, default=2.0,
@@ -215,18 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     chaos_command.register(commands)
     bench = commands.add_parser("bench", help="benchmarks that print their figures")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    hop = bench_commands.add_parser("hop", help="commit -> consumer latency and throughput")
-    hop.add_argument("--rate", type=float, default=200.0, help="steady events/s")
-    hop.add_argument("--seconds", type=float, default=10.0)
-    hop.add_argument("--total", type=int, default=5000, help="events in the max-rate run")
-    hop.set_defaults(handler=cmd_bench_hop)
-    relay = bench_commands.add_parser(
-        "relay", help="Debezium vs the polling relay on one stack: hop, events/s, CPU, DB load")
-    relay.add_argument("--rate", type=float, default=200.0, help="steady events/s")
-    relay.add_argument("--seconds", type=float, default=10.0, help="steady run, per relay")
-    relay.add_argument("--total", type=int, default=5000,
-                       help="events in each relay's max-rate run")
-    relay.set_defaults(handler=cmd_bench_relay)
+    add_event_load(bench_commands.add_parser(
+        "hop", help="commit -> consumer latency and throughput"), "", cmd_bench_hop)
+    add_event_load(bench_commands.add_parser(
+        "relay", help="Debezium vs the polling relay on one stack: hop, events/s, CPU, DB load"),
+        ", per relay", cmd_bench_relay)
     consumer = bench_commands.add_parser(
         "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
     consumer.add_argument("--events", type=int, default=10000)
