@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from outbox import deadletter, inbox, logs
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime, Handler
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
+from outbox.errors import ConfigError
 from outbox.metrics import serve
 from outbox.settings import ServiceSettings
 from outbox.telemetry import configure_tracing
@@ -157,3 +159,16 @@ def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     jobs.join(timeout=10)
     server.shutdown()
     log.info("stopped")
+
+
+def exit_status(name: str, start: Callable[[Mapping[str, str]], None],
+                env: Mapping[str, str]) -> int:
+    """Run a service's ``start(env)`` as its entry point: 0 after a clean stop, 2 when a
+    setting is bad, with the one line that names the variable (the supervisor's log and
+    ``choreo status`` show it), never a traceback."""
+    try:
+        start(env)
+    except ConfigError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    return 0

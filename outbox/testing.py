@@ -10,18 +10,17 @@ PostgreSQL, while the dead-letter topic is a recording producer. No Kafka, no Co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import psycopg
 
 from outbox import constants as c
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime
 from outbox.delivery import Delivery
-from outbox.writer import OutboxWriter
+from outbox.writer import OutboxRow, OutboxWriter
 
 
 @dataclass(frozen=True)
@@ -32,18 +31,20 @@ class Emitted:
 
 
 class RecordingWriter(OutboxWriter):
-    """The real writer (schema validation, outbox insert) that also remembers each emit,
-    for tests that drive handlers directly and ask what they emitted."""
+    """The real writer (schema validation, outbox insert) that also remembers each event
+    written, by ``emit`` or ``writing``, for tests that drive handlers directly and ask
+    what they emitted."""
 
     def __init__(self, codec: EventCodec, source: str) -> None:
         super().__init__(codec, source)
         self.emitted: list[Emitted] = []
 
-    def emit(self, conn: psycopg.Connection[Any], event_type: str, aggregate_id: str,
-             payload: Mapping[str, Any]) -> uuid.UUID:
-        event_id = super().emit(conn, event_type, aggregate_id, payload)
+    @contextmanager
+    def writing(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+                ) -> Iterator[OutboxRow]:
+        with super().writing(event_type, aggregate_id, payload) as row:
+            yield row
         self.emitted.append(Emitted(event_type, aggregate_id, dict(payload)))
-        return event_id
 
     def of(self, order_id: str) -> list[Emitted]:
         return [e for e in self.emitted if e.aggregate_id == order_id]

@@ -10,8 +10,9 @@ within it is lost. Consumers' inboxes absorb the copies.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,14 @@ def prune(conn: psycopg.Connection[Any], retention_s: float, batch: int = 5000) 
     return conn.execute(PRUNE, (retention_s, batch)).rowcount
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event ready to insert: its id and the parameters of ``INSERT_ROW``."""
+
+    event_id: uuid.UUID
+    params: tuple[object, ...]
+
+
 class OutboxWriter:
     def __init__(self, codec: EventCodec, source: str) -> None:
         """``source`` becomes the CloudEvents ``ce_source`` of every event (the service)."""
@@ -62,23 +71,22 @@ class OutboxWriter:
         The payload is validated against the latest schema first, so a bad event fails
         the caller's transaction instead of poisoning a topic.
         """
-        with self._span(event_type, aggregate_id):
-            event_id, row = self._row(event_type, aggregate_id, payload)
-            conn.execute(INSERT_ROW, row)
-        return event_id
+        with self.writing(event_type, aggregate_id, payload) as row:
+            conn.execute(INSERT_ROW, row.params)
+        return row.event_id
 
-    async def emit_async(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        event_type: str,
-        aggregate_id: str,
-        payload: Mapping[str, Any],
-    ) -> uuid.UUID:
-        """``emit`` for an asyncio service (the HTTP intake) on an async connection."""
+    @contextmanager
+    def writing(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+                ) -> Iterator[OutboxRow]:
+        """The event as a row for the caller to insert with ``INSERT_ROW``, inside its span.
+
+        This is ``emit`` without the connection, for a caller that is not a plain
+        synchronous one (the HTTP intake's asyncio connection, a list of statements run
+        by sync and async callers alike): the row is validated and encoded here, once,
+        and the caller executes it while the write's span is current.
+        """
         with self._span(event_type, aggregate_id):
-            event_id, row = self._row(event_type, aggregate_id, payload)
-            await conn.execute(INSERT_ROW, row)
-        return event_id
+            yield self._row(event_type, aggregate_id, payload)
 
     def _span(self, event_type: str, aggregate_id: str) -> AbstractContextManager[object]:
         """The write as a producer span: the row's ``traceparent`` is this span's, so the
@@ -89,11 +97,11 @@ class OutboxWriter:
                         "choreo.source": self.source})
 
     def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
-             ) -> tuple[uuid.UUID, tuple[object, ...]]:
+             ) -> OutboxRow:
         data, schema = self.codec.encode(event_type, payload)
         event_id = uuid.uuid4()
         occurred_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return event_id, (
+        return OutboxRow(event_id, (
             event_id, schema.aggregate, aggregate_id, event_type, data, schema.reference,
             self.source, CLOUDEVENTS_SPECVERSION, occurred_at, current_traceparent(),
-        )
+        ))

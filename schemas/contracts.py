@@ -28,9 +28,11 @@ from pathlib import Path
 from schemas.compatibility import ReadFailure, read_failure
 from schemas.parsing import ParsedSchema, ParsedTree
 
-EMIT_METHODS = ("emit", "emit_async")
-EVENT_TYPE_ARGUMENT = (1, "event_type")
-"""Where ``OutboxWriter.emit(conn, event_type, aggregate_id, payload)`` takes the type."""
+EVENT_TYPE = "event_type"
+EMITTERS = (("emit", 1), ("writing", 0))
+"""The writer's methods and the position of their event type:
+``OutboxWriter.emit(conn, event_type, aggregate_id, payload)`` and
+``OutboxWriter.writing(event_type, aggregate_id, payload)``."""
 DECLARATIONS = ("Transition",)
 """Values that carry an event to emit later (``Transition(status, event_type, ...)``,
 the type in the same place as ``emit``'s): each construction is an emit site, and an
@@ -150,7 +152,7 @@ def producer_problems(tree: ParsedTree, scan: EmitScan) -> list[str]:
 
 
 def scan_emits(services_root: Path) -> EmitScan:
-    """Follow the event type argument of every ``emit``/``emit_async`` back to its literals.
+    """Follow the event type argument of every ``emit``/``writing`` back to its literals.
 
     Static, so it needs no database, and it sees emits a sample run would miss (sweepers,
     rare branches). It follows what the services actually do, and fails closed: an
@@ -163,11 +165,12 @@ def scan_emits(services_root: Path) -> EmitScan:
       of ``DECLARATIONS`` are followed like emits;
     - a local name is followed to its assignments, and a name unpacked from a call's
       returned tuple to that position of the tuples the callee returns. When the callee is
-      itself a parameter (a strategy such as the orders' outcome functions), every function
-      of the module returning a tuple of that length counts as a possible callee.
+      itself a parameter (a strategy passed in), every function of the module returning a
+      tuple of that length counts as a possible callee.
     """
     modules = [_Module.parse(path, services_root) for path in sorted(services_root.rglob("*.py"))]
-    pending = [_Target(name, *EVENT_TYPE_ARGUMENT) for name in (*EMIT_METHODS, *DECLARATIONS)]
+    pending = [*(_Target(name, position, EVENT_TYPE) for name, position in EMITTERS),
+               *(_Target(name, 1, EVENT_TYPE) for name in DECLARATIONS)]
     seen: set[_Target] = set()
     sites: list[EmitSite] = []
     while pending:
@@ -257,7 +260,7 @@ class _Module:
             return resolution
         if isinstance(expr, ast.Name):
             return self._resolve_name(expr, scopes)
-        if isinstance(expr, ast.Attribute) and expr.attr == EVENT_TYPE_ARGUMENT[1]:
+        if isinstance(expr, ast.Attribute) and expr.attr == EVENT_TYPE:
             return _Resolution()  # declared where its value was built (DECLARATIONS)
         return _Resolution(sites=[self.site(expr, None)])
 

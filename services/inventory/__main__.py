@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from functools import partial
 
 from outbox import runner
 from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
 from outbox.settings import ServiceSettings
 from services.inventory.catalog import seed_catalog
 from services.inventory.handlers import build_handlers
@@ -34,17 +34,12 @@ def definition(settings: InventorySettings) -> runner.ServiceDefinition:
     )
 
 
-def run() -> int:
-    try:
-        own = InventorySettings.from_env(os.environ)
-        shared = ServiceSettings.from_env(NAME, os.environ,
-                                          default_metrics_port=DEFAULT_PORTS["inventory_metrics"])
-        runner.main(definition(own), shared)
-    except ConfigError as error:
-        print(f"{NAME}: {error}", file=sys.stderr)
-        return 2
-    return 0
+def start(env: Mapping[str, str]) -> None:
+    own = InventorySettings.from_env(env)
+    shared = ServiceSettings.from_env(NAME, env,
+                                      default_metrics_port=DEFAULT_PORTS["inventory_metrics"])
+    runner.main(definition(own), shared)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(runner.exit_status(NAME, start, os.environ))

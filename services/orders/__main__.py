@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -20,8 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from outbox.codec import EventCodec
 from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
-from outbox.runner import ServiceDefinition, main, prepare_process
+from outbox.runner import ServiceDefinition, exit_status, main, prepare_process
 from outbox.settings import ServiceSettings
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
@@ -72,23 +72,25 @@ def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
     asyncio.run(serve(settings, api))
 
 
+def start_worker(env: Mapping[str, str]) -> None:
+    main(DEFINITION, ServiceSettings.from_env(
+        "orders", env, default_metrics_port=DEFAULT_PORTS["orders_worker_metrics"]))
+
+
+def start_api(env: Mapping[str, str]) -> None:
+    # The API's /health is on its own port (ApiSettings.port): no metrics port.
+    run_api(ServiceSettings.from_env("orders", env), ApiSettings.from_env(env))
+
+
+ROLES = {"api": start_api, "worker": start_worker}
+
+
 def run(argv: list[str]) -> int:
-    role = argv[0] if argv else ""
-    if role not in ("api", "worker"):
+    role = ROLES.get(argv[0] if argv else "")
+    if role is None:
         print("usage: python -m services.orders api|worker", file=sys.stderr)
         return 2
-    try:
-        if role == "api":
-            # The API's /health is on its own port (ApiSettings.port): no metrics port.
-            run_api(ServiceSettings.from_env("orders", os.environ),
-                    ApiSettings.from_env(os.environ))
-        else:
-            main(DEFINITION, ServiceSettings.from_env(
-                "orders", os.environ, default_metrics_port=DEFAULT_PORTS["orders_worker_metrics"]))
-    except ConfigError as error:
-        print(f"orders: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status("orders", role, os.environ)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,11 @@ from services.orders.store import (
     FIND_BY_KEY,
     GET_HISTORY,
     GET_ORDER,
-    INSERT_HISTORY,
     INSERT_ORDER,
     LOCK_ORDER,
-    SET_STATUS,
+    event_statements,
     parse_order_id,
+    transition_statements,
 )
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -201,9 +201,8 @@ async def place_order(request: web.Request) -> web.Response:
         payload = {"order_id": str(order_id), "customer_id": order.customer_id,
                    "items": order.items_json(), "payment_token": order.payment_token,
                    "deadline_at": row[1].isoformat()}
-        event_id = await writer.emit_async(conn, "OrderPlaced", str(order_id), payload)
-        await conn.execute(INSERT_HISTORY, (order_id, "OrderPlaced", event_id, writer.source,
-                                            json.dumps(payload)))
+        for statement in event_statements(writer, order_id, "OrderPlaced", payload):
+            await conn.execute(*statement)
     ORDERS.labels("false").inc()
     return accepted(order_id, Status.PENDING, row[1], replayed=False)
 
@@ -241,13 +240,10 @@ async def cancel_order(request: web.Request) -> web.Response:
             return error(404, "not_found", "no such order", "order_id")
         if not may_cancel(Status(row[0])):
             return error(409, "not_cancellable", f"the order is already {row[0]}")
-        # store.finish on the API's async connection
-        end = Transition.cancel(str(order_id), "customer")
-        await conn.execute(SET_STATUS, (end.status, end.reason, end.total_cents, order_id))
         with continued_span("customer cancels order", row[1], trace.SpanKind.INTERNAL):
-            event_id = await writer.emit_async(conn, end.event_type, str(order_id), end.payload)
-        await conn.execute(INSERT_HISTORY, (order_id, end.event_type, event_id, writer.source,
-                                            json.dumps(end.payload)))
+            for statement in transition_statements(
+                    writer, order_id, Transition.cancel(str(order_id), "customer")):
+                await conn.execute(*statement)
     return web.json_response({"id": str(order_id), "status": Status.CANCELLED,
                               "status_url": f"/orders/{order_id}"}, status=202)
 

@@ -7,7 +7,7 @@ when they see the OrderCancelled that ended it. Every event is kept in the histo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -18,51 +18,59 @@ from outbox.writer import OutboxWriter
 from services.orders.domain import Status, Transition
 from services.orders.store import finish, locked_status, parse_order_id, record_history
 
-Outcome = Callable[[ReceivedEvent], Transition]
 
+@dataclass(frozen=True)
+class OrdersHandlers:
+    writer: OutboxWriter
 
-def _confirm(event: ReceivedEvent) -> Transition:
-    total = event.payload["amount_cents"]
-    return Transition(Status.CONFIRMED, "OrderConfirmed",
-                      {"order_id": event.aggregate_id, "total_cents": total}, None, total)
+    def payment_captured(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        total = event.payload["amount_cents"]
+        self._record(event, conn, Transition(
+            Status.CONFIRMED, "OrderConfirmed",
+            {"order_id": event.aggregate_id, "total_cents": total}, None, total))
 
+    def stock_reservation_failed(self, event: ReceivedEvent,
+                                 conn: psycopg.Connection[Any]) -> None:
+        reason = (f"out_of_stock: {event.payload['sku']} requested"
+                  f" {event.payload['requested']}, available {event.payload['available']}")
+        self._record(event, conn, Transition(
+            Status.REJECTED, "OrderRejected", {"order_id": event.aggregate_id, "reason": reason},
+            reason))
 
-def _reject(event: ReceivedEvent) -> Transition:
-    reason = (f"out_of_stock: {event.payload['sku']} requested {event.payload['requested']},"
-              f" available {event.payload['available']}")
-    return Transition(Status.REJECTED, "OrderRejected",
-                      {"order_id": event.aggregate_id, "reason": reason}, reason)
+    def payment_declined(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        self._record(event, conn, Transition.cancel(event.aggregate_id, "payment_declined"))
 
+    def stock_released(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        """Only an expiry ends the order: any other release follows an end already made."""
+        expired = event.payload["reason"] == "expired"
+        self._record(event, conn, Transition.cancel(event.aggregate_id, "reservation_expired")
+                     if expired else None)
 
-def _cancel(reason: str) -> Outcome:
-    return lambda event: Transition.cancel(event.aggregate_id, reason)
+    def progress(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        """StockReserved, PaymentRefunded: kept in the history, the order does not move."""
+        self._record(event, conn, None)
 
-
-def _transition(writer: OutboxWriter, outcome: Outcome | None,
-                applies: Callable[[ReceivedEvent], bool] = lambda event: True) -> Handler:
-    """Record the event; if it ends a PENDING order, end it."""
-
-    def handle(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+    def _record(self, event: ReceivedEvent, conn: psycopg.Connection[Any],
+                ending: Transition | None) -> None:
+        """Record the event; if it ends a PENDING order, end it."""
         order_id = parse_order_id(event.aggregate_id)
         current = locked_status(conn, order_id) if order_id else None
         if order_id is None or current is None:
             return  # not an order of this service: nothing to record against
         record_history(conn, order_id, event.event_type, event.event_id, event.source,
                        event.payload)
-        if outcome is None or not applies(event) or current is not Status.PENDING:
-            return
-        finish(conn, writer, order_id, outcome(event))
-
-    return handle
+        if ending is not None and current is Status.PENDING:
+            finish(conn, self.writer, order_id, ending)
 
 
 def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
+    """The handler for each event type the order service consumes, by CloudEvents type."""
+    handlers = OrdersHandlers(writer)
     return {
-        "PaymentCaptured": _transition(writer, _confirm),
-        "StockReservationFailed": _transition(writer, _reject),
-        "PaymentDeclined": _transition(writer, _cancel("payment_declined")),
-        "StockReleased": _transition(writer, _cancel("reservation_expired"),
-                                     lambda event: event.payload["reason"] == "expired"),
-        "StockReserved": _transition(writer, None),
-        "PaymentRefunded": _transition(writer, None),
+        "PaymentCaptured": handlers.payment_captured,
+        "StockReservationFailed": handlers.stock_reservation_failed,
+        "PaymentDeclined": handlers.payment_declined,
+        "StockReleased": handlers.stock_released,
+        "StockReserved": handlers.progress,
+        "PaymentRefunded": handlers.progress,
     }

@@ -1,21 +1,23 @@
 """The order service's SQL, and the one transition every outcome goes through.
 
 A status change, its history row and its event are written together, in the caller's
-transaction, by ``finish`` (synchronous: handlers and the deadline job) or by the API's
-async twin, which runs the very same statements.
+transaction. They are built once, as statements (``transition_statements``), which
+``finish`` runs on a synchronous connection (handlers, the deadline job) and the HTTP
+intake on its asyncio one: no async twin to keep in step.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from outbox.writer import OutboxWriter
+from outbox.writer import INSERT_ROW, OutboxWriter
 from services.orders.domain import Status, Transition
 
 INSERT_ORDER = """
@@ -59,9 +61,35 @@ def parse_order_id(raw: str) -> uuid.UUID | None:
         return None
 
 
+Statement = tuple[str, tuple[object, ...]]
+
+
 def record_history(conn: psycopg.Connection[Any], order_id: uuid.UUID, event_type: str,
                    event_id: uuid.UUID, source: str, detail: dict[str, Any]) -> None:
-    conn.execute(INSERT_HISTORY, (order_id, event_type, event_id, source, json.dumps(detail)))
+    conn.execute(*history_statement(order_id, event_type, event_id, source, detail))
+
+
+def history_statement(order_id: uuid.UUID, event_type: str, event_id: uuid.UUID,
+                      source: str, detail: Mapping[str, Any]) -> Statement:
+    return INSERT_HISTORY, (order_id, event_type, event_id, source, json.dumps(detail))
+
+
+def event_statements(writer: OutboxWriter, order_id: uuid.UUID, event_type: str,
+                     payload: Mapping[str, Any]) -> Iterator[Statement]:
+    """The order's own event: its outbox row, then its history row.
+
+    A generator, so the outbox write's span is current while the caller runs the insert.
+    """
+    with writer.writing(event_type, str(order_id), payload) as event:
+        yield INSERT_ROW, event.params
+    yield history_statement(order_id, event_type, event.event_id, writer.source, payload)
+
+
+def transition_statements(writer: OutboxWriter, order_id: uuid.UUID,
+                          transition: Transition) -> Iterator[Statement]:
+    """Move the (already locked) order on and emit the event that says so."""
+    yield SET_STATUS, (transition.status, transition.reason, transition.total_cents, order_id)
+    yield from event_statements(writer, order_id, transition.event_type, transition.payload)
 
 
 def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status | None:
@@ -72,11 +100,8 @@ def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status 
 def finish(conn: psycopg.Connection[Any], writer: OutboxWriter, order_id: uuid.UUID,
            transition: Transition) -> None:
     """Move the (already locked) order on and emit the event that says so."""
-    conn.execute(SET_STATUS, (transition.status, transition.reason, transition.total_cents,
-                              order_id))
-    event_id = writer.emit(conn, transition.event_type, str(order_id), transition.payload)
-    record_history(conn, order_id, transition.event_type, event_id, writer.source,
-                   transition.payload)
+    for statement in transition_statements(writer, order_id, transition):
+        conn.execute(*statement)
 
 
 CUSTOMER_ORDERS = """

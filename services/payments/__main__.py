@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 from outbox import runner
 from outbox.breaker import Circuit
 from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
 from outbox.settings import ServiceSettings
 from services.payments.attempts import AttemptLog
 from services.payments.handlers import build_handlers
@@ -22,11 +22,13 @@ from services.payments.psp_client import PspClient
 from services.payments.settings import PaymentsSettings
 from services.payments.store import SCHEMA
 
+NAME = "payments"
+
 
 def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
     circuit = Circuit("psp", settings.breaker, counts=psp_down)
     return runner.ServiceDefinition(
-        name="payments",
+        name=NAME,
         schema_sql=SCHEMA,
         build_handlers=lambda writer: build_handlers(
             writer, PspClient(settings.psp_url, settings.psp_timeout_s),
@@ -38,17 +40,12 @@ def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
     )
 
 
-def main() -> int:
-    try:
-        settings = PaymentsSettings.from_env(os.environ)
-        shared = ServiceSettings.from_env("payments", os.environ,
-                                          default_metrics_port=DEFAULT_PORTS["payments_metrics"])
-        runner.main(definition(settings), shared)
-    except ConfigError as error:
-        print(f"payments: {error}", file=sys.stderr)
-        return 2
-    return 0
+def start(env: Mapping[str, str]) -> None:
+    settings = PaymentsSettings.from_env(env)
+    shared = ServiceSettings.from_env(NAME, env,
+                                      default_metrics_port=DEFAULT_PORTS["payments_metrics"])
+    runner.main(definition(settings), shared)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runner.exit_status(NAME, start, os.environ))

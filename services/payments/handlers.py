@@ -17,6 +17,7 @@ final answer, which is recorded, and refunded if the order was cancelled meanwhi
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -34,60 +35,67 @@ from services.payments.psp_client import PspClient
 log = logging.getLogger(__name__)
 
 
-def build_handlers(writer: OutboxWriter, psp: PspClient, attempt_log: AttemptLog,
-                   currency: str = "EUR", circuit: Circuit | None = None
-                   ) -> dict[str, Handler]:
-    provider = Provider(psp, currency, circuit)
+@dataclass(frozen=True)
+class PaymentsHandlers:
+    writer: OutboxWriter
+    provider: Provider
+    attempt_log: AttemptLog
 
-    def charge(conn: psycopg.Connection[Any], payment: Payment) -> Payment:
-        attempt = payment.attempt
-        if attempt is None:
-            assert payment.token is not None and payment.reserved_cents is not None
-            attempt = attempt_log.record(payment.order_id,
-                                         ChargeAttempt(payment.token, payment.reserved_cents))
-        payment = payment.with_attempt(attempt)
-        outcome = provider.charge(payment.order_id, attempt.amount_cents, attempt.token)
-        if isinstance(outcome, Declined):
-            writer.emit(conn, "PaymentDeclined", payment.order_id,
-                        {"order_id": payment.order_id, "reason": outcome.reason})
-            return payment.declined(outcome.reason)
-        writer.emit(conn, "PaymentCaptured", payment.order_id,
-                    {"order_id": payment.order_id, "payment_id": outcome.id,
-                     "amount_cents": outcome.amount_cents})
-        log.info("captured %d cents", outcome.amount_cents, extra={"order_id": payment.order_id})
-        return payment.captured(outcome.id, outcome.amount_cents)
+    def order_placed(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        payment = store.lock(conn, event.payload["order_id"])
+        self._carry_out(conn, payment.with_token(event.payload["payment_token"]))
 
-    def refund(conn: psycopg.Connection[Any], payment: Payment) -> Payment:
-        assert payment.charge_id is not None and payment.captured_cents is not None
-        refunded_cents = provider.refund(payment.order_id, payment.charge_id)
-        writer.emit(conn, "PaymentRefunded", payment.order_id,
-                    {"order_id": payment.order_id, "payment_id": payment.charge_id,
-                     "amount_cents": refunded_cents})
-        log.info("refunded %d cents", refunded_cents, extra={"order_id": payment.order_id})
-        return payment.refunded(payment.charge_id, payment.captured_cents, refunded_cents)
+    def stock_reserved(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        payment = store.lock(conn, event.payload["order_id"])
+        self._carry_out(conn, payment.with_reservation(event.payload["total_cents"]))
 
-    def carry_out(conn: psycopg.Connection[Any], payment: Payment) -> None:
+    def order_cancelled(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        payment = store.lock(conn, event.payload["order_id"])
+        self._carry_out(conn, payment.cancel(event.payload["reason"]))
+
+    def _carry_out(self, conn: psycopg.Connection[Any], payment: Payment) -> None:
         if next_step(payment) is Step.CHARGE:
-            payment = charge(conn, payment)
+            payment = self._charge(conn, payment)
         if next_step(payment) is Step.REFUND:  # cancelled before or while it captured
-            payment = refund(conn, payment)
+            payment = self._refund(conn, payment)
         assert not payment.charging, "saved only with the psp's final answer, else rolled back"
         store.save(conn, payment)
 
-    def on_order_placed(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
-        payment = store.lock(conn, event.payload["order_id"])
-        carry_out(conn, payment.with_token(event.payload["payment_token"]))
+    def _charge(self, conn: psycopg.Connection[Any], payment: Payment) -> Payment:
+        attempt = payment.attempt
+        if attempt is None:
+            assert payment.token is not None and payment.reserved_cents is not None
+            attempt = self.attempt_log.record(
+                payment.order_id, ChargeAttempt(payment.token, payment.reserved_cents))
+        payment = payment.with_attempt(attempt)
+        outcome = self.provider.charge(payment.order_id, attempt.amount_cents, attempt.token)
+        if isinstance(outcome, Declined):
+            self.writer.emit(conn, "PaymentDeclined", payment.order_id,
+                             {"order_id": payment.order_id, "reason": outcome.reason})
+            return payment.declined(outcome.reason)
+        self.writer.emit(conn, "PaymentCaptured", payment.order_id,
+                         {"order_id": payment.order_id, "payment_id": outcome.id,
+                          "amount_cents": outcome.amount_cents})
+        log.info("captured %d cents", outcome.amount_cents, extra={"order_id": payment.order_id})
+        return payment.captured(outcome.id, outcome.amount_cents)
 
-    def on_stock_reserved(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
-        payment = store.lock(conn, event.payload["order_id"])
-        carry_out(conn, payment.with_reservation(event.payload["total_cents"]))
+    def _refund(self, conn: psycopg.Connection[Any], payment: Payment) -> Payment:
+        assert payment.charge_id is not None and payment.captured_cents is not None
+        refunded_cents = self.provider.refund(payment.order_id, payment.charge_id)
+        self.writer.emit(conn, "PaymentRefunded", payment.order_id,
+                         {"order_id": payment.order_id, "payment_id": payment.charge_id,
+                          "amount_cents": refunded_cents})
+        log.info("refunded %d cents", refunded_cents, extra={"order_id": payment.order_id})
+        return payment.refunded(payment.charge_id, payment.captured_cents, refunded_cents)
 
-    def on_order_cancelled(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
-        payment = store.lock(conn, event.payload["order_id"])
-        carry_out(conn, payment.cancel(event.payload["reason"]))
 
+def build_handlers(writer: OutboxWriter, psp: PspClient, attempt_log: AttemptLog,
+                   currency: str = "EUR", circuit: Circuit | None = None
+                   ) -> dict[str, Handler]:
+    """The handler for each event type payments consumes, by CloudEvents type."""
+    handlers = PaymentsHandlers(writer, Provider(psp, currency, circuit), attempt_log)
     return {
-        "OrderPlaced": on_order_placed,
-        "StockReserved": on_stock_reserved,
-        "OrderCancelled": on_order_cancelled,
+        "OrderPlaced": handlers.order_placed,
+        "StockReserved": handlers.stock_reserved,
+        "OrderCancelled": handlers.order_cancelled,
     }
