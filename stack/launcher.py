@@ -223,6 +223,19 @@ def up(settings: StackSettings, report: Report = print, with_services: bool = Tr
     return started_any
 
 
+def up_database(settings: StackSettings, report: Report = print) -> bool:
+    """PostgreSQL alone, its databases and tables migrated: enough for the tests that drive
+    handlers and the consumer runtime without a broker (``outbox.testing``), which then
+    start in a second instead of waiting for the broker and Connect. Returns whether it
+    started; ``up`` later adds the rest around it, ``down`` stops it like the rest."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_installed(settings.artifact_dir, report)
+    started = start_component(postgres_component(settings), registry_for(settings), settings,
+                              report)
+    migrate(settings)
+    return started
+
+
 def start_class_archive_dump(settings: StackSettings, registry: ProcessRegistry) -> None:
     """Once a worker without a class-data archive runs, build the archive beside it."""
     dump = class_archive_dump(settings)

@@ -43,9 +43,40 @@ TEST_ENV = {
 }
 
 
+WHOLE_STACK = {"running_stack", "running_services"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's marker must say what it starts: ``-m "not stack"`` promises no broker and
+    no Connect, so a test that needs them unmarked (or marked ``postgres``) is refused."""
+    for item in items:
+        needs_stack = bool(WHOLE_STACK & set(getattr(item, "fixturenames", ())))
+        if needs_stack and item.get_closest_marker("stack") is None:
+            raise pytest.UsageError(f"{item.nodeid} starts the whole stack: mark it 'stack'")
+        if needs_stack and item.get_closest_marker("postgres") is not None:
+            raise pytest.UsageError(f"{item.nodeid} is marked 'postgres' but starts the whole"
+                                    " stack: mark it 'stack' only")
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> StackSettings:
     return StackSettings.from_env({**os.environ, **TEST_ENV})
+
+
+def stopped_at_the_end(settings: StackSettings) -> None:
+    if os.environ.get("CHOREO_TEST_KEEP_STACK") != "1":
+        launcher.down(settings, report=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def running_postgres(stack_settings: StackSettings) -> Iterator[StackSettings]:
+    """The test stack's PostgreSQL alone (or as part of the whole stack, if that runs too),
+    migrated: what the ``postgres``-marked tests need, in about a second."""
+    try:
+        launcher.up_database(stack_settings, report=lambda line: None)
+        yield stack_settings
+    finally:
+        stopped_at_the_end(stack_settings)
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +86,7 @@ def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
         launcher.up(stack_settings, report=lambda line: None, with_services=False)
         yield stack_settings
     finally:
-        if os.environ.get("CHOREO_TEST_KEEP_STACK") != "1":
-            launcher.down(stack_settings, report=lambda line: None)
+        stopped_at_the_end(stack_settings)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ DATABASE = "inventory_tests"
 
 
 @pytest.fixture(scope="session")
-def inventory_dsn(running_stack: StackSettings) -> str:
-    dsn = scratch_database(running_stack, DATABASE)
+def inventory_dsn(running_postgres: StackSettings) -> str:
+    dsn = scratch_database(running_postgres, DATABASE)
     apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA_SQL)
     return dsn
 

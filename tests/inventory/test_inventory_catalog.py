@@ -18,7 +18,7 @@ from services.inventory.catalog import (
 from services.inventory.domain import InvalidStockLevel, UnknownSku
 from tests.inventory.support import Inventory, order_confirmed, order_placed
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 
 def test_seeds_an_empty_catalog_once(conn: psycopg.Connection[Any]) -> None:

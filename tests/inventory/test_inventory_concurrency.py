@@ -30,7 +30,7 @@ from tests.inventory.support import (
     stock,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 T = TypeVar("T")
 

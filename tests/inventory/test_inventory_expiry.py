@@ -22,7 +22,7 @@ from tests.inventory.support import (
     stock,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.inventory.support import (
     stock,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 SHOP = {"mug": (1250, 10), "tee": (1999, 3), "cap": (1500, 0)}
 

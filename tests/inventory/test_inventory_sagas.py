@@ -34,7 +34,7 @@ from tests.inventory.support import (
     stock,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 PRICES = {"apple": 100, "pear": 250, "plum": 1000}
 UNKNOWN_SKU = "ghost"

@@ -28,12 +28,12 @@ from services.orders.store import INSERT_ORDER
 from stack.settings import StackSettings
 from tests.support import scratch_database
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def orders_dsn(running_stack: StackSettings) -> str:
-    dsn = scratch_database(running_stack, "orders_tests")
+def orders_dsn(running_postgres: StackSettings) -> str:
+    dsn = scratch_database(running_postgres, "orders_tests")
     apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA)
     return dsn
 

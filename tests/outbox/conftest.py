@@ -10,8 +10,8 @@ DATABASE = "outbox_tests"
 
 
 @pytest.fixture(scope="session")
-def probe_database(running_stack: StackSettings) -> str:
+def probe_database(running_postgres: StackSettings) -> str:
     """A database of its own for consumer-side state (inbox, dead letters, effects)."""
-    url = scratch_database(running_stack, DATABASE)
+    url = scratch_database(running_postgres, DATABASE)
     prepare(url)
     return url

@@ -1,25 +1,29 @@
-"""Batching, dead letters, parking and release, driven without a broker (outbox.testing):
-the runtime's own logic against its real PostgreSQL, in a second rather than through
-Debezium and Kafka."""
+"""Batching, dead letters, parking, blocked keys and their release, driven without a
+broker (outbox.testing): the runtime's own logic against its real PostgreSQL, in a second
+rather than through Debezium and Kafka. What only a broker can show (garbage bytes on a
+real topic, the dead-letter topic's records) stays in test_dead_letters.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from outbox import deadletter
+from outbox import constants as c
+from outbox import deadletter, inbox
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime
 from outbox.dedupe import MemoryDedupe
+from outbox.delivery import Delivery
 from outbox.retry import Backoff
 from outbox.testing import EventStream, RecordingProducer, drive, release
 from schemas.catalog import SchemaCatalog
 from tests.outbox.probe import effects, recording_handler
 
-pytestmark = pytest.mark.stack  # PostgreSQL only: no broker, no Connect
+pytestmark = pytest.mark.postgres  # no broker, no Connect
 
 CODEC = EventCodec(SchemaCatalog.load())
 
@@ -65,7 +69,10 @@ def test_a_poison_event_parks_its_key_only_and_a_replay_releases_it_in_order(
     assert outcomes == ["handled", "handled", "dead_lettered", "handled", "parked"]
     assert [(topic, key) for topic, key, _, _ in producer.records] == [
         (deadletter.dead_letter_topic(consumer), broken)]
-    assert producer.records[0][3]["dlq_reason"].startswith("gave up after 2 attempts")
+    letter = producer.records[0][3]
+    assert letter["dlq_reason"].startswith("gave up after 2 attempts")
+    assert (letter["dlq_attempts"], letter["dlq_consumer"], letter["ce_type"]) == (
+        "2", consumer, "OrderConfirmed")
     assert effects(probe_database, consumer) == [(broken, 1), (healthy, 1), (healthy, 2)]
 
     # A later batch: the key is still blocked, its new event queues behind the others.
@@ -95,3 +102,57 @@ def test_a_batch_delivered_again_changes_nothing(probe_database: str,
     assert drive(runtime_for(consumer, run, set(), RecordingProducer()), batch) == \
         ["duplicate"] * 9
     assert sorted(v for _, v in effects(probe_database, consumer)) == list(range(9))
+
+
+def recorded(conn: psycopg.Connection, consumer: str, delivery: Delivery, status: str,
+             with_id: bool = True) -> None:
+    """A dead-letter row as the runtime writes it; ``with_id=False``: one without ce_id."""
+    headers = {k: v for k, v in delivery.headers.items() if with_id or k != c.HEADER_ID}
+    deadletter.record(conn, consumer, dataclasses.replace(delivery, headers=headers),
+                      status=status, reason="test", attempts=1)
+
+
+def test_new_dead_letter_at_an_old_offset_is_not_taken_for_a_redelivery(
+        probe_database: str) -> None:
+    """After a topic was recreated, offsets repeat: only the event id makes a duplicate."""
+    consumer, key = f"drv-{uuid.uuid4().hex[:8]}", f"dl-{uuid.uuid4().hex[:8]}"
+    first, again = EventStream(CODEC), EventStream(CODEC)  # two logs: the same offsets
+    with psycopg.connect(probe_database, autocommit=True) as conn:
+        recorded(conn, consumer, confirmed(first, key, 1), "dead")
+        recorded(conn, consumer, confirmed(again, key, 2), "parked")
+        entries = deadletter.active_for_key(conn, consumer, key)
+        assert [(e.status, e.delivery.offset) for e in entries] == [("dead", 0), ("parked", 0)]
+        deadletter.record(conn, consumer, entries[0].delivery, status="dead", reason="again",
+                          attempts=1)
+        assert len(deadletter.active_for_key(conn, consumer, key)) == 2
+
+
+def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_loop(
+        probe_database: str, runtime_for: Build) -> None:
+    """The process stopped after replaying a key's dead letter, before what it parked:
+    the key must not stay blocked forever. And a replayed letter without a ce_id goes
+    back to dead with a reason instead of killing the consumer on every start."""
+    run, consumer = f"rel-{uuid.uuid4().hex[:8]}", f"drv-{uuid.uuid4().hex[:8]}"
+    resumed, headless, dropped = f"{run}-resumed", f"{run}-headless", f"{run}-dropped"
+    stream = EventStream(CODEC)
+    discarded = confirmed(stream, dropped, 9)
+    with psycopg.connect(probe_database, autocommit=True) as conn:
+        recorded(conn, consumer, discarded, "discard")
+        recorded(conn, consumer, confirmed(stream, resumed, 1), "replayed")
+        recorded(conn, consumer, confirmed(stream, resumed, 2), "parked")
+        recorded(conn, consumer, confirmed(stream, resumed, 3), "parked")
+        recorded(conn, consumer, confirmed(stream, headless, 7), "replay", with_id=False)
+    runtime = runtime_for(consumer, run, set(), RecordingProducer())
+    runtime.ensure_session()
+
+    release(runtime, {(discarded.topic, 0)})
+
+    assert [v for k, v in effects(probe_database, consumer) if k == resumed] == [2, 3]
+    with psycopg.connect(probe_database, autocommit=True) as conn:
+        assert deadletter.blocked_keys(conn, consumer) == {headless}
+        [entry] = deadletter.active_for_key(conn, consumer, headless)
+        assert entry.status == "dead"
+        assert "ce_id" in entry.reason
+        # A discarded event read again later (after a broker loss) must stay unhandled.
+        assert not inbox.claim(conn, consumer, uuid.UUID(discarded.event_id))
+    assert drive(runtime, [discarded]) == ["duplicate"]

@@ -14,7 +14,7 @@ from outbox.consumer import handle_once
 from outbox.dedupe import MemoryDedupe
 from outbox.delivery import ReceivedEvent
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.postgres
 
 
 class UnreliableDedupe(MemoryDedupe):

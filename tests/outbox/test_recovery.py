@@ -1,5 +1,6 @@
 """The consumer runtime recovers on its own: lost database sessions, a broker that came
-back with an empty log, a replica killed mid-stream, a replay interrupted half-way."""
+back with an empty log, a replica killed mid-stream. (A release interrupted half-way and
+dead letters at reused offsets are driven without a broker: test_batches_driven.py.)"""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from outbox import deadletter, inbox
 from outbox.codec import EventCodec
-from outbox.delivery import Delivery
 from outbox.kafka import build_producer, ensure_topics
 from schemas.catalog import SchemaCatalog
 from stack import launcher
@@ -206,60 +205,3 @@ def test_replicas_share_partitions_and_a_survivor_takes_over_at_once(
         for name in names:
             registry.stop(name)
     assert_each_once(effects(probe_database, consumer), keys, per_key)
-
-
-def dead_letter_row(conn: psycopg.Connection, consumer: str, key: str, status: str,
-                    value: int, offset: int, with_id: bool = True) -> None:
-    data, headers = confirmed_message(key, value)
-    header_map = {name: raw.decode() for name, raw in headers}
-    if not with_id:
-        del header_map["ce_id"]
-    delivery = Delivery("order.events", 0, offset, key, data, header_map)
-    deadletter.record(conn, consumer, delivery, status=status, reason="test", attempts=1)
-
-
-def test_new_dead_letter_at_an_old_offset_is_not_taken_for_a_redelivery(
-    running_stack: StackSettings, probe_database: str
-) -> None:
-    """After a topic was recreated, offsets repeat: only the event id makes a duplicate."""
-    consumer, key = f"probe-{uuid.uuid4().hex[:8]}", f"dl-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(probe_database, autocommit=True) as conn:
-        dead_letter_row(conn, consumer, key, "dead", 1, offset=5)
-        dead_letter_row(conn, consumer, key, "parked", 2, offset=5)
-        entries = deadletter.active_for_key(conn, consumer, key)
-        assert [e.status for e in entries] == ["dead", "parked"]
-        deadletter.record(conn, consumer, entries[0].delivery, status="dead", reason="again",
-                          attempts=1)
-        assert len(deadletter.active_for_key(conn, consumer, key)) == 2
-
-
-def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_loop(
-    running_stack: StackSettings, probe_database: str
-) -> None:
-    """The process stopped after replaying a key's dead letter, before what it parked:
-    the key must not stay blocked forever. And a replayed letter without a ce_id goes
-    back to dead with a reason instead of killing the consumer on every start."""
-    run, consumer = f"rel-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
-    resumed, headless, dropped = f"{run}-resumed", f"{run}-headless", f"{run}-dropped"
-    with psycopg.connect(probe_database, autocommit=True) as conn:
-        dead_letter_row(conn, consumer, dropped, "discard", 9, offset=4)
-        dead_letter_row(conn, consumer, resumed, "replayed", 1, offset=0)
-        dead_letter_row(conn, consumer, resumed, "parked", 2, offset=1)
-        dead_letter_row(conn, consumer, resumed, "parked", 3, offset=2)
-        dead_letter_row(conn, consumer, headless, "replay", 7, offset=3, with_id=False)
-    runtime = probe_runtime(running_stack.kafka_bootstrap, probe_database, consumer, run)
-    runtime.run(idle_exit_s=3.0)
-    assert [v for k, v in effects(probe_database, consumer) if k == resumed] == [2, 3]
-    with psycopg.connect(probe_database, autocommit=True) as conn:
-        # Poison messages other tests left on the topic are dead-lettered too: look at ours.
-        assert {k for k in deadletter.blocked_keys(conn, consumer) if k.startswith(run)} == {
-            headless}
-        [entry] = deadletter.active_for_key(conn, consumer, headless)
-        assert entry.status == "dead"
-        assert "ce_id" in entry.reason
-        # A discarded event read again later (after a broker loss) must stay unhandled.
-        discarded = conn.execute(
-            "SELECT event_id FROM dead_letters WHERE consumer = %s AND aggregate_key = %s"
-            " AND status = 'discarded'", (consumer, dropped)).fetchone()
-        assert discarded is not None
-        assert not inbox.claim(conn, consumer, uuid.UUID(discarded[0]))

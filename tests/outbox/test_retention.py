@@ -15,7 +15,7 @@ from outbox.writer import prune
 from tests.support import WRITER
 
 
-@pytest.mark.stack
+@pytest.mark.postgres
 def test_prune_deletes_only_what_left_the_window(probe_database: str) -> None:
     key = f"ret-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(probe_database) as conn:
@@ -46,7 +46,7 @@ def test_inbox_must_outlive_the_outbox_window() -> None:
         ServiceSettings.from_env("test", env)
 
 
-@pytest.mark.stack
+@pytest.mark.postgres
 def test_settled_dead_letters_are_pruned_and_active_ones_kept(probe_database: str) -> None:
     consumer = f"prune-{uuid.uuid4().hex[:8]}"
     statuses = ("dead", "parked", "replay", "discard", "replayed", "discarded")
