@@ -196,6 +196,7 @@ class ConsumerRuntime:
     def _open_session(self) -> None:
         self._close_session()
         self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+        inbox.subscribe(self._conn, self.group_id, self.handlers)
         self.blocked = deadletter.blocked_keys(self._conn, self.group_id)
 
     def _close_session(self) -> None:

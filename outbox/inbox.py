@@ -8,14 +8,34 @@ handler's transaction rolls back, the row goes with it and a redelivery tries ag
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+
+SUBSCRIBE = """
+INSERT INTO consumer_subscriptions (consumer, event_type)
+SELECT %(consumer)s, unnest(%(types)s::text[])
+ON CONFLICT DO NOTHING
+"""
+UNSUBSCRIBE = """
+DELETE FROM consumer_subscriptions
+WHERE consumer = %(consumer)s AND NOT (event_type = ANY(%(types)s::text[]))
+"""
 
 CLAIM = """
 INSERT INTO inbox (consumer, event_id) VALUES (%s, %s)
 ON CONFLICT (consumer, event_id) DO NOTHING
 """
+
+
+def subscribe(conn: psycopg.Connection[Any], consumer: str, event_types: Iterable[str]) -> None:
+    """Say which event types this consumer's inbox holds, so that a recovery can tell an
+    event nobody needs again (every handler of its type has it) from one some still does."""
+    types = sorted(event_types)
+    with conn.transaction():
+        conn.execute(UNSUBSCRIBE, {"consumer": consumer, "types": types})
+        conn.execute(SUBSCRIBE, {"consumer": consumer, "types": types})
 
 
 def claim(conn: psycopg.Connection[Any], consumer: str, event_id: uuid.UUID) -> bool:

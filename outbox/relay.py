@@ -6,11 +6,20 @@ Used to publish the retention window again after the embedded broker lost its lo
 aggregate id, the Avro payload as value, and the CloudEvents attributes plus the
 ``traceparent`` as headers. A consumer cannot tell the two apart, and its inbox turns
 an event it already handled into a duplicate.
+
+Only what some reader still needs is sent (``Readers``): an event that every consumer
+handling its type has in its inbox was handled and committed, so sending it again would
+only make every consumer of the topic read, look up and drop it, which after a long
+window costs more than the rest of the recovery together.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -56,26 +65,92 @@ def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, by
             [(name, value.encode()) for name, value in headers])
 
 
-def republish_window(database_url: str, producer: Producer, window_s: float) -> int:
-    """Publish every row of the last ``window_s`` seconds in insertion order.
+READERS = "SELECT event_type, consumer FROM consumer_subscriptions"
+HANDLED = "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s)"
+CHUNK_ROWS = 2000
 
-    Per aggregate that is commit order, so one order's events reach their partition
-    in the order they happened. Returns how many were published.
+
+@dataclass
+class Readers:
+    """Which consumers handle each event type, and what each has handled, from their own
+    tables.
+
+    A consumer says which types it handles when it starts (``consumer_subscriptions``);
+    what it handled is its inbox, written in the same transaction as the handler's
+    effects and kept longer than the outbox window. Both only grow during a recovery, so
+    an event found handled by every handler of its type stays handled. A type no consumer
+    has claimed is sent whole. Not covered: a consumer whose tables are in none of the
+    databases given, or that never started before the loss.
     """
-    count = 0
+
+    by_type: dict[str, list[tuple[psycopg.Connection[Any], str]]] = field(
+        default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def of(cls, conns: Iterable[psycopg.Connection[Any]]) -> Readers:
+        readers = cls()
+        for conn in conns:
+            for event_type, consumer in conn.execute(READERS).fetchall():
+                readers.by_type[event_type].append((conn, consumer))
+        return readers
+
+    def handled_by_all(self, event_type: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Of ``event_ids`` (all of ``event_type``), those every handler of it handled."""
+        handled: set[uuid.UUID] | None = None
+        for conn, consumer in self.by_type.get(event_type, []):
+            found = {row[0] for row in conn.execute(HANDLED, (consumer, event_ids))}
+            handled = found if handled is None else handled & found
+        return handled or set()
+
+
+@dataclass(frozen=True)
+class Republished:
+    published: int
+    left_out: int
+    """Events every handler of their type had already handled."""
+
+
+def republish_window(database_url: str, producer: Producer, window_s: float,
+                     readers: Readers | None = None) -> Republished:
+    """Publish the rows of the last ``window_s`` seconds that some reader still needs
+    (every row without ``readers``), in insertion order.
+
+    Per aggregate that is commit order, so one order's events reach their partition in
+    the order they happened; leaving out events every reader handled keeps that order
+    among the rest.
+    """
+    published = left_out = 0
     with psycopg.connect(database_url) as conn, conn.cursor(name="republish") as cursor:
         cursor.execute(WINDOW, (window_s,))
-        for row in cursor:
-            topic, key, value, headers = record_of(row)
-            while True:
-                try:
-                    producer.produce(topic, key=key, value=value, headers=headers)
-                    break
-                except BufferError:  # the local queue is full: let it drain
-                    producer.poll(1)
-            producer.poll(0)
-            count += 1
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            handled = _handled(readers, rows) if readers is not None else set()
+            for row in rows:
+                if row[0] in handled:
+                    left_out += 1
+                    continue
+                _produce(producer, *record_of(row))
+                published += 1
     remaining = producer.flush(30)
     if remaining:
-        raise RuntimeError(f"{remaining} of {count} re-published events were not acknowledged")
-    return count
+        raise RuntimeError(f"{remaining} of {published} re-published events were not"
+                           " acknowledged")
+    return Republished(published, left_out)
+
+
+def _handled(readers: Readers, rows: list[tuple[Any, ...]]) -> set[uuid.UUID]:
+    by_type: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for row in rows:
+        by_type[row[3]].append(row[0])
+    return {event_id for event_type, ids in by_type.items()
+            for event_id in readers.handled_by_all(event_type, ids)}
+
+
+def _produce(producer: Producer, topic: str, key: str, value: bytes,
+             headers: list[tuple[str, bytes]]) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers)
+            break
+        except BufferError:  # the local queue is full: let it drain
+            producer.poll(1)
+    producer.poll(0)

@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS inbox (
     PRIMARY KEY (consumer, event_id)
 );
 
+-- The event types each consumer handles, written when it starts: after a broker loss an
+-- event whose every handler has it in its inbox is not published again (outbox.relay).
+CREATE TABLE IF NOT EXISTS consumer_subscriptions (
+    consumer    text        NOT NULL,
+    event_type  text        NOT NULL,
+    PRIMARY KEY (consumer, event_type)
+);
+
 -- Debezium writes here on every heartbeat so an idle outbox never pins WAL.
 CREATE TABLE IF NOT EXISTS debezium_heartbeat (
     id      int         PRIMARY KEY,

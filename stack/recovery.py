@@ -6,17 +6,21 @@ replication slot has already confirmed them. The outbox rows of the last
 ``outbox_retention_s`` seconds are still in each service database, so they are
 published again, in insertion order, before Connect streams anything newer (Connect is
 stopped first if it runs, and started again by the caller): per aggregate, events then
-reach consumers in the order they happened, and the inboxes turn what was already
-handled into duplicates.
+reach consumers in the order they happened. Events that every consumer handling their
+type has in its inbox are left out (``outbox.relay.Readers``); the inboxes turn the rest of
+what was already handled into duplicates.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
-from outbox.relay import relay_producer, republish_window
+import psycopg
+
+from outbox.relay import Readers, relay_producer, republish_window
 from stack.processes import ProcessRegistry
 from stack.settings import OUTBOX_DATABASES, StackSettings
 
@@ -39,11 +43,19 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
     window_s = republish_window_s(settings)
     started = time.monotonic()
     producer = relay_producer(settings.kafka_bootstrap)  # partitions as Connect does
-    total = 0
-    for database in OUTBOX_DATABASES:
-        total += republish_window(settings.database_dsn(database), producer, window_s)
+    total = left_out = 0
+    with ExitStack() as connections:
+        # The consumers' subscriptions and inboxes live in the same databases as the outboxes.
+        readers = Readers.of(connections.enter_context(
+            psycopg.connect(settings.database_dsn(database), autocommit=True))
+            for database in OUTBOX_DATABASES)
+        for database in OUTBOX_DATABASES:
+            result = republish_window(settings.database_dsn(database), producer, window_s,
+                                      readers)
+            total, left_out = total + result.published, left_out + result.left_out
     report(f"broker        new log: re-published {total} events of the last"
-           f" {window_s:.0f}s in {time.monotonic() - started:.1f}s")
+           f" {window_s:.0f}s in {time.monotonic() - started:.1f}s ({left_out} that every"
+           " handler had handled left out)")
     drained_marker(settings).unlink(missing_ok=True)
     return total
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,13 +61,25 @@ def test_metrics_parse_and_show_the_flow(shop: Shop, service: str) -> None:
         assert not any(part in name for part in ("_ms", "_millis", "milliseconds")), name
 
 
+def steady(read: Callable[[], float], quiet_s: float = 4.5, timeout_s: float = 60) -> float:
+    """The value once it stopped moving for ``quiet_s`` (two rounds of the outcomes job):
+    sagas of earlier tests that settled lately are counted first, not in this test."""
+    deadline, value = time.monotonic() + timeout_s, read()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        value, previous = read(), value
+        if value == previous:
+            return value
+    raise AssertionError(f"the counter kept moving for {timeout_s}s")
+
+
 def test_saga_outcomes_are_counted_once_per_saga(shop: Shop) -> None:
     def settled() -> float:
         samples = families(shop.settings, "orders-worker")["choreo_sagas"].samples
         return sum(s.value for s in samples if s.name == "choreo_sagas_total"
                    and s.labels["status"] == "REJECTED" and s.labels["reason"] == "out_of_stock")
 
-    before = settled()
+    before = steady(settled)
     sku = shop.new_sku(available=0)
     for _ in range(3):
         assert shop.wait_terminal(shop.place(sku, 1))["status"] == "REJECTED"

@@ -156,3 +156,15 @@ def test_interrupted_release_resumes_and_a_letter_without_id_does_not_crash_the_
         # A discarded event read again later (after a broker loss) must stay unhandled.
         assert not inbox.claim(conn, consumer, uuid.UUID(discarded.event_id))
     assert drive(runtime, [discarded]) == ["duplicate"]
+
+
+def test_a_consumer_says_which_event_types_its_inbox_holds(probe_database: str,
+                                                           runtime_for: Build) -> None:
+    """What a broker-loss recovery reads to leave out what every handler already has."""
+    consumer = f"drv-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(probe_database, autocommit=True) as conn:
+        inbox.subscribe(conn, consumer, ["OrderPlaced"])  # an earlier version's handlers
+    runtime_for(consumer, "unused", set(), RecordingProducer()).ensure_session()
+    with psycopg.connect(probe_database) as conn:
+        assert conn.execute("SELECT event_type FROM consumer_subscriptions WHERE consumer = %s",
+                            (consumer,)).fetchall() == [("OrderConfirmed",)]
