@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 import uuid
 
+import psycopg
 import pytest
 
+from outbox import inbox
 from stack import launcher
 from stack.settings import StackSettings
+from tests.outbox.probe import assert_each_once, effects, prepare, probe_runtime
 from tests.support import assert_complete_and_ordered, collect, emit_confirmed
 
 pytestmark = pytest.mark.stack
@@ -21,29 +24,38 @@ pytestmark = pytest.mark.stack
 def test_broker_sigkill_loses_nothing_committed_within_the_retention_window(
     running_stack: StackSettings,
 ) -> None:
-    run = f"loss-{uuid.uuid4().hex[:8]}"
+    """A consumer of the stack (its tables in the orders database, where the recovery looks
+    for subscriptions) handles 50 events; the broker is SIGKILLed; 50 more are committed
+    while it is down. After ``up`` the consumer has handled all 100 exactly once, in order
+    per key; the 50 committed during the loss are all in the new log, and of the 50 before
+    it only what some other subscriber had not handled yet went out again."""
+    run, consumer = f"loss-{uuid.uuid4().hex[:8]}", f"probe-loss-{uuid.uuid4().hex[:8]}"
+    database = running_stack.database_dsn("orders")
+    prepare(database)
     registry = launcher.registry_for(running_stack)
-    emit_confirmed(running_stack, run, keys=10, per_key=5)  # published, maybe read
-    collect(running_stack.kafka_bootstrap, "order.events",
-            lambda m: len(m) >= 50, accept=lambda m: m.key().startswith(run.encode()),
-            timeout_s=60)
-    registry.kill("broker")
-    # Committed while the broker is gone: Debezium cannot publish them yet.
-    emit_confirmed(running_stack, f"{run}-down", keys=10, per_key=5)
-    started = time.monotonic()
-    lines: list[str] = []
-    launcher.up(running_stack, report=lines.append, with_services=False)
-    print(f"\nbroker SIGKILL -> stack up again in {time.monotonic() - started:.1f}s: {lines}")
-    before = collect(running_stack.kafka_bootstrap, "order.events",
-                     lambda m: len({x.key() + x.value() for x in m}) >= 50,
-                     accept=lambda m: m.key().startswith(f"{run}-".encode())
-                     and not m.key().startswith(f"{run}-down".encode()),
-                     timeout_s=90, settle_s=1.0)
-    during = collect(running_stack.kafka_bootstrap, "order.events",
-                     lambda m: len({x.key() + x.value() for x in m}) >= 50,
-                     accept=lambda m: m.key().startswith(f"{run}-down".encode()),
-                     timeout_s=90, settle_s=1.0)
-    duplicates = (assert_complete_and_ordered(before, 10, 5)
-                  + assert_complete_and_ordered(during, 10, 5))
-    print(f"broker SIGKILL: 100 events committed around the loss, all back;"
-          f" {duplicates} duplicates")
+    try:
+        emit_confirmed(running_stack, run, keys=10, per_key=5)
+        probe_runtime(running_stack.kafka_bootstrap, database, consumer, run).run(
+            idle_exit_s=3.0)
+        assert len(effects(database, consumer)) == 50
+        registry.kill("broker")
+        emit_confirmed(running_stack, f"{run}-down", keys=10, per_key=5)  # Debezium can't yet
+        started = time.monotonic()
+        lines: list[str] = []
+        launcher.up(running_stack, report=lines.append, with_services=False)
+        print(f"\nbroker SIGKILL -> stack up again in {time.monotonic() - started:.1f}s: {lines}")
+        during = collect(running_stack.kafka_bootstrap, "order.events",
+                         lambda m: len({x.key() + x.value() for x in m}) >= 50,
+                         accept=lambda m: m.key().startswith(f"{run}-down".encode()),
+                         timeout_s=90, settle_s=1.0)
+        duplicates = assert_complete_and_ordered(during, 10, 5)
+        probe_runtime(running_stack.kafka_bootstrap, database, consumer, run).run(
+            idle_exit_s=3.0)
+        handled = effects(database, consumer)
+        assert_each_once([e for e in handled if not e[0].startswith(f"{run}-down")], 10, 5)
+        assert_each_once([e for e in handled if e[0].startswith(f"{run}-down")], 10, 5)
+        print(f"broker SIGKILL: 100 events committed around the loss, each handled once;"
+              f" {duplicates} duplicates in the new log")
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            inbox.subscribe(conn, consumer, [])  # gone: no longer a reader to wait for
