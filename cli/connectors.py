@@ -1,8 +1,14 @@
-"""``choreo connectors render|deploy``: the outbox connectors for any Connect cluster.
+"""``choreo connectors render|slots|deploy``: the outbox connectors for any Connect cluster.
 
 The embedded stack deploys them itself; this is for compose mode and for users with a
 Kafka Connect cluster of their own. Hosts and credentials come from flags or the
 environment, never from the template.
+
+``deploy`` creates each database's replication slot first, as the embedded stack's
+migration does: a slot that Debezium creates itself starts when the connector first
+runs, so whatever the services committed before that would never be published
+(docs/stack.md). Run ``slots`` (or ``deploy``) before the services first write, or
+pass ``--no-slots`` when the slots are managed elsewhere.
 """
 
 from __future__ import annotations
@@ -10,9 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
+
+from psycopg.conninfo import make_conninfo
 
 from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
 from stack.settings import OUTBOX_DATABASES, StackSettings
+from stack.slots import ensure_replication_slot
 
 
 def values_from(args: argparse.Namespace, database: str) -> dict[str, str]:
@@ -32,8 +42,29 @@ def cmd_render(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def create_slots(rendered: list[dict[str, Any]]) -> None:
+    """Each connector's slot, with the name and plugin its config gives, unless it exists."""
+    for connector in rendered:
+        config = connector["config"]
+        dsn = make_conninfo(host=config["database.hostname"], port=config["database.port"],
+                            user=config["database.user"], dbname=config["database.dbname"],
+                            password=config["database.password"] or None)
+        slot = config["slot.name"]
+        created = ensure_replication_slot(dsn, config["database.dbname"], slot,
+                                          config["plugin.name"])
+        print(f"slot {slot} {'created' if created else 'already there'}"
+              f" in {config['database.dbname']}")
+
+
+def cmd_slots(args: argparse.Namespace, settings: StackSettings) -> int:
+    create_slots([render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases])
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace, settings: StackSettings) -> int:
     rendered = [render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases]
+    if args.slots:
+        create_slots(rendered)
     if not deploy(ConnectClient(args.connect_url), rendered, print, timeout_s=120):
         print(f"every connector already RUNNING with this config on {args.connect_url}")
     return 0
@@ -42,8 +73,10 @@ def cmd_deploy(args: argparse.Namespace, settings: StackSettings) -> int:
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     connectors = commands.add_parser("connectors", help="render or deploy the outbox connectors")
     sub = connectors.add_subparsers(dest="connectors_command", required=True)
-    for name, handler, text in (("render", cmd_render, "print the rendered Debezium JSON"),
-                                ("deploy", cmd_deploy, "validate, PUT, wait for RUNNING")):
+    for name, handler, text in (
+            ("render", cmd_render, "print the rendered Debezium JSON"),
+            ("slots", cmd_slots, "create the replication slots (before the services write)"),
+            ("deploy", cmd_deploy, "create the slots, validate, PUT, wait for RUNNING")):
         parser = sub.add_parser(name, help=text)
         parser.add_argument("--connect-url", default="http://127.0.0.1:8083")
         parser.add_argument("--postgres-host", default="127.0.0.1")
@@ -53,3 +86,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         parser.add_argument("--poll-interval-ms", type=int, default=10)
         parser.add_argument("--databases", nargs="+", default=list(OUTBOX_DATABASES))
         parser.set_defaults(handler=handler)
+        if name == "deploy":
+            parser.add_argument("--no-slots", dest="slots", action="store_false",
+                                help="do not create the replication slots first (they are"
+                                " managed elsewhere)")
