@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import psycopg
 import requests
@@ -16,15 +17,24 @@ from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher, restart
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
-from stack.services import CONSOLE, SERVICES
+from stack.services import CONSOLE, service_specs
 from stack.settings import REPO_ROOT, StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
-    launcher.up(settings, supervised=not args.no_supervisor)
+    launcher.up(with_replicas(settings, args.replicas), supervised=not args.no_supervisor)
     return 0
+
+
+def with_replicas(settings: StackSettings, replicas: str | None) -> StackSettings:
+    """``--replicas`` given: it replaces ``CHOREO_REPLICAS``, checked the same way."""
+    if replicas is None:
+        return settings
+    chosen = replace(settings, replicas=replicas)
+    chosen.validate()
+    return chosen
 
 
 def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -72,16 +82,16 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
 def circuit_lines(settings: StackSettings) -> list[str]:
     """Each service's circuit breakers, and whether it holds its partitions paused."""
     lines = []
-    for spec in SERVICES:
+    for spec in service_specs(settings):
         try:
-            health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}"
-                                  "/health", timeout=2).json()
+            health = requests.get(f"http://127.0.0.1:{spec.port(settings)}/health",
+                                  timeout=2).json()
         except (requests.RequestException, ValueError):
             continue
         circuits = health.get("circuits") if isinstance(health, dict) else None
         if circuits:
             paused = "partitions paused" if health.get("paused") else "consuming"
-            lines.append(f"{spec.name}: " + ", ".join(f"circuit {name} {state}" for name, state
+            lines.append(f"{spec.process}: " + ", ".join(f"circuit {name} {state}" for name, state
                                                       in sorted(circuits.items()))
                          + f"; {paused}")
     return lines
@@ -182,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                              " a supervisor that restarts what exits")
     up.add_argument("--no-supervisor", action="store_true",
                     help="start the processes from this command; nothing restarts them")
+    up.add_argument("--replicas", metavar="SERVICE=N,...", default=None,
+                    help="processes per consumer service (inventory, payments, orders-worker),"
+                    " sharing its database and partitions: payments=2,inventory=2 (sets"
+                    " CHOREO_REPLICAS; replicas a running stack already has are kept)")
     up.set_defaults(handler=cmd_up)
     commands.add_parser("install", help="install Debian packages and stack artifacts only"
                         ).set_defaults(handler=cmd_install)

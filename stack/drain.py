@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.services import SERVICES
-from stack.settings import StackSettings
+from stack.services import spec_of
+from stack.settings import CONSUMER_SERVICES, StackSettings
 
-CONSUMERS = ("inventory", "payments", "orders-worker")
+CONSUMERS = CONSUMER_SERVICES
+"""The consumer services; ``stack.services.consumer_processes`` names each of their
+processes (replicas included)."""
 PROGRESS_EVERY_S = 1.0
 POLL_S = 0.2
 
@@ -38,8 +40,8 @@ class Reading:
 
 
 def metrics_port(settings: StackSettings, name: str) -> int:
-    spec = next(spec for spec in SERVICES if spec.name == name)
-    return int(getattr(settings, spec.port_field))
+    """The /health and /metrics port of a consumer process (``payments-2`` included)."""
+    return spec_of(name).port(settings)
 
 
 def read(port: int) -> Reading:

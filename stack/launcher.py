@@ -38,7 +38,7 @@ from stack.install import ensure_installed
 from stack.processes import ProcessRegistry, resident_bytes
 from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
 from stack.relays import relay_components, retire_cdc, retire_polling
-from stack.services import service_components
+from stack.services import consumer_processes, service_components
 from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
 from stack.slots import ensure_outbox_slots
 from stack.supervision import (
@@ -268,7 +268,8 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
     unwatched = [name for name in names if state and name not in state.processes]
     if unwatched:
         raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"
-                         " (it was started for the infrastructure only); stop it first")
+                         " (it was started for the infrastructure only, or with fewer"
+                         " replicas); `choreo down` first")
     if (state is not None and state.phase == "supervising" and all_healthy(settings, names)
             and not any(record.gave_up for record in state.processes.values())):
         return False
@@ -340,7 +341,7 @@ def down(settings: StackSettings, report: Report = print,
     registry = registry_for(settings)
     stop(registry, SUPERVISOR, report)
     stop(registry, "orders-api", report)
-    consumers = [name for name in drain.CONSUMERS if registry.running(name)]
+    consumers = [name for name in consumer_processes(settings) if registry.running(name)]
     if consumers and registry.running("broker"):
         drained = drain.drain(settings, consumers, report, drain_timeout_s)
         relays = [name for name in registry.names() if name.startswith("relay-")
