@@ -195,8 +195,10 @@ def parse_counts(name: str, raw: str, keys: Sequence[str], *, ge: int = 1,
         if key not in keys or key in parsed or not value:
             raise ConfigError(f"{name}={raw!r}: expected KEY=N,... with each KEY once,"
                               f" one of {', '.join(keys)}")
-        label = f"{name} {key}"
-        parsed[key] = integer({label: value}, label, 0, ge=ge, le=le)
+        try:
+            parsed[key] = integer({key: value}, key, 0, ge=ge, le=le)
+        except ConfigError as error:
+            raise ConfigError(f"{name}={raw!r}: {error}") from None
     return parsed
 
 
