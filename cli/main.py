@@ -164,7 +164,8 @@ def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int
 def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     from bench import saga
 
-    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency)
+    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency,
+              args.replicas)
     return 0
 
 
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="length of the max run (0 skips it)")
     saga.add_argument("--concurrency", type=int, default=128,
                       help="HTTP requests in flight (steady), sagas in flight (max)")
+    saga.add_argument("--replicas", metavar="SERVICE=N,...", default=None,
+                      help="then the same runs again with these replicas added (started and"
+                      " stopped by the benchmark), and the ratios: inventory=2,payments=2")
     saga.set_defaults(handler=cmd_bench_saga)
     soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
                                      " and the last window side by side")

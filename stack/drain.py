@@ -37,6 +37,8 @@ class Reading:
     lag: int
     events: float
     """``choreo_events_total`` summed: any change means it is still handling events."""
+    partitions: int = 0
+    """How many partitions it owns now (its /health): replicas share them."""
 
 
 def metrics_port(settings: StackSettings, name: str) -> int:
@@ -57,7 +59,7 @@ def read(port: int) -> Reading:
     lag = health.get("lag")
     if not isinstance(lag, int):
         lag = int(total("choreo_consumer_lag"))
-    return Reading(lag, total("choreo_events_total"))
+    return Reading(lag, total("choreo_events_total"), int(health.get("partitions", 0)))
 
 
 def drain(settings: StackSettings, consumers: list[str], report: Report, timeout_s: float,

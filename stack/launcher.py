@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import requests
 
 from outbox import span_store
 from outbox.kafka import ensure_topics
@@ -403,6 +404,24 @@ def component_pids(settings: StackSettings) -> dict[str, int]:
         if tracked is not None:
             pids[component.name] = tracked.pid
     return pids
+
+
+def wait_shared(settings: StackSettings, timeout_s: float = 60.0) -> None:
+    """Until every consumer process owns partitions: replicas started beside running
+    ones get their share at the others' next rebalance (each runs one a second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        owned = {}
+        for name in consumer_processes(settings):
+            try:
+                owned[name] = drain.read(drain.metrics_port(settings, name)).partitions
+            except (requests.RequestException, ValueError):
+                owned[name] = 0
+        if all(owned.values()):
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"partitions not shared after {timeout_s:.0f}s: {owned}")
+        time.sleep(0.2)
 
 
 def supervisor_state(settings: StackSettings) -> SupervisorState | None:

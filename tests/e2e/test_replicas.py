@@ -19,12 +19,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-import requests
 
 from chaos.resume import events_counted, metrics_url
 from chaos.run import run_chaos
 from stack import launcher
-from stack.drain import metrics_port
 from stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
 from testkit.shop import Shop
 from tests.e2e.test_concurrent_orders import (  # noqa: F401 - collected here, with 2 replicas
@@ -50,12 +48,6 @@ topic split 2 + 1, all 30 keys landing on one replica's partitions has odds of a
 (2/3)^30, 5 in a million."""
 
 
-def owned_partitions(settings: StackSettings, process: str) -> int:
-    health = requests.get(f"http://127.0.0.1:{metrics_port(settings, process)}/health",
-                          timeout=5).json()
-    return int(health["partitions"])
-
-
 def handled(settings: StackSettings) -> dict[str, float]:
     """``choreo_events_total`` of every consumer process, by name."""
     return {name: events_counted(str(metrics_url(settings, name))) for name in PROCESSES}
@@ -68,13 +60,8 @@ def replicated(running_services: StackSettings) -> Iterator[StackSettings]:
     settings = replace(running_services, replicas=REPLICAS)
     launcher.stop_supervisor(settings, report=lambda line: None)  # it would not watch them
     launcher.up(settings, report=lambda line: None)
-
-    def shared() -> None:
-        assert all(owned_partitions(settings, name) > 0 for name in PROCESSES), {
-            name: owned_partitions(settings, name) for name in PROCESSES}
-
     try:
-        eventually(shared, timeout_s=60)
+        launcher.wait_shared(settings)
         yield settings
     finally:
         registry = launcher.registry_for(settings)
