@@ -58,17 +58,17 @@ def cmd_restart(args: argparse.Namespace, settings: StackSettings) -> int:
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     usage = cpu.measure(launcher.component_pids(settings), args.cpu_window)
     rows = launcher.status(settings)
-    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
+    print(f"{'component':<16}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
           f"{'restarts':>10}  last exit")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
         last_exit = (row.last_exit or "-") + ("  (supervisor gave up)" if row.gave_up else "")
         busy = f"{usage.percent(row.name):.1f}%" if row.name in usage.seconds else "-"
-        print(f"{row.name:<14}{row.port:>6}{pid:>9}  {health:<10}"
+        print(f"{row.name:<16}{row.port:>6}{pid:>9}  {health:<10}"
               f"{row.rss_bytes / 2**20:>6.0f}MB{busy:>7}{row.restarts:>10}  {last_exit}")
     total = sum(row.rss_bytes for row in rows)
-    print(f"{'total (memory: proportional set size)':<39}{total / 2**20:>6.0f}MB"
+    print(f"{'total (memory: proportional set size)':<41}{total / 2**20:>6.0f}MB"
           f"{usage.total_percent:>6.1f}%  of one core, over {usage.wall_s:.1f}s")
     supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
