@@ -21,7 +21,6 @@ from dataclasses import replace
 import pytest
 
 from chaos.resume import events_counted, metrics_url
-from chaos.run import run_chaos
 from stack import launcher
 from stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
 from testkit.shop import Shop
@@ -35,7 +34,7 @@ from tests.e2e.test_saga_paths import (  # noqa: F401 - collected here, with 2 r
     test_rejected_out_of_stock_charges_nothing,
     test_timeout_releases_and_refunds_a_late_capture,
 )
-from tests.support import eventually
+from tests.support import chaos_checked, eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -96,17 +95,6 @@ def test_killing_a_replica_under_load_loses_nothing_and_does_nothing_twice(
         replicated: StackSettings) -> None:
     """Each consumer process SIGKILLed once (by its recorded pid) while orders flow; the
     other replica takes its partitions meanwhile, then every chaos invariant must hold."""
-    lines: list[str] = []
-    try:
-        result = run_chaos(replicated, duration_s=40, rate=15, seed=2026,
-                           targets=PROCESSES, report=lines.append, faults=len(PROCESSES))
-    finally:
-        print("\n".join(lines))
-    assert sorted(record.fault.target for record in result.faults) == sorted(PROCESSES)
-    assert all(record.pid is not None for record in result.faults)
+    result = chaos_checked(replicated, PROCESSES, duration_s=40, rate=15, seed=2026)
     idle = [record.fault.target for record in result.faults if record.consuming_at_s is None]
     assert not idle, f"restarted, but never handled an event again: {idle}"
-    failed = [check.name for check in result.checks if not check.passed]
-    assert not failed, "\n".join(result.lines())
-    down = [row.name for row in launcher.status(replicated) if not row.healthy]
-    assert not down, f"the chaos run left {down} down"
