@@ -33,9 +33,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,8 @@ from services.orders import store as orders_store
 from stack import launcher
 from stack.cpu import CpuMeter, CpuUsage, print_per_unit
 from stack.errors import ConfigError
-from stack.settings import StackSettings
+from stack.services import service_components
+from stack.settings import StackSettings, split_replica
 
 SKUS = tuple(f"bench-saga-{i:02d}" for i in range(16))
 """Several SKUs, so that concurrent reservations do not all queue on one stock row lock."""
@@ -399,10 +400,64 @@ def error_count(run: SagaRun) -> int:
             + sum(n for status, n in run.outcomes.items() if status != "CONFIRMED"))
 
 
+def run_plan(settings: StackSettings, rate: float, seconds: float, max_seconds: float,
+             concurrency: int, tag: str = "") -> list[SagaRun]:
+    """The steady run, then the max run, as asked; ``tag`` marks their labels."""
+    runs = []
+    if rate > 0 and seconds > 0:
+        runs.append(asyncio.run(steady(settings, rate, seconds, concurrency)))
+    if max_seconds > 0:
+        runs.append(asyncio.run(saturate(settings, max_seconds, concurrency)))
+    for run in runs:
+        run.label = f"{run.label}{tag}"
+    return runs
+
+
+@contextmanager
+def replicas_added(settings: StackSettings, replicas: str) -> Iterator[StackSettings]:
+    """The running stack plus the replicas ``replicas`` asks for (``payments=2,...``),
+    started for the body and drained and stopped by pid after it.
+
+    Started from this process beside a supervisor, if one runs: it does not watch them,
+    so nothing else starts or stops them meanwhile. A replica already running would make
+    the one-replica run a replicated one, so it is refused.
+    """
+    wider = replace(settings, replicas=replicas)
+    wider.validate()
+    registry = launcher.registry_for(settings)
+    extra = [c for c in service_components(wider) if split_replica(c.name)[1] > 1]
+    running = [c.name for c in extra if registry.running(c.name)]
+    if running or not extra:
+        raise ConfigError(f"--replicas {replicas}: {', '.join(running) or 'no replica'} to"
+                          " add; the comparison needs a stack with one process per service")
+    try:
+        launcher.start_components(extra, registry, wider, print)
+        launcher.wait_shared(wider)
+        yield wider
+    finally:
+        for component in extra:
+            registry.stop(component.name)
+
+
+def print_ratios(one: list[SagaRun], more: list[SagaRun]) -> None:
+    """Each run with replicas against the same run without: above 1 is more (or slower)."""
+    print(f"\n{'replicas / one process':<34}{'sagas/s':>8}{'p50':>7}{'p99':>7}{'CPU/saga':>9}")
+    for base, other in zip(one, more, strict=True):
+        cpu = [run.cpu.total_s / len(run.settled) if run.cpu and run.settled else 0.0
+               for run in (base, other)]
+        figures = [(other.per_second()[0], base.per_second()[0]),
+                   (other.latency_ms(50), base.latency_ms(50)),
+                   (other.latency_ms(99), base.latency_ms(99)), (cpu[1], cpu[0])]
+        print(f"{other.label:<34}" + "".join(
+            f"{(f'x{new / old:.2f}' if old else '-'):>{width}}"
+            for (new, old), width in zip(figures, (8, 7, 7, 9), strict=True)))
+
+
 def main(settings: StackSettings, rate: float, seconds: float, max_seconds: float,
-         concurrency: int) -> None:
+         concurrency: int, replicas: str | None = None) -> None:
     """Steady ``rate`` for ``seconds``, then ``concurrency`` sagas in flight for
-    ``max_seconds``; a rate or duration of 0 skips that run."""
+    ``max_seconds``; a rate or duration of 0 skips that run. With ``replicas``
+    (``payments=2,...``) both again with those replicas added, side by side."""
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
     plan = []
@@ -412,14 +467,18 @@ def main(settings: StackSettings, rate: float, seconds: float, max_seconds: floa
         plan.append(f"max with {concurrency} sagas in flight for {max_seconds:.0f}s")
     print(f"saga benchmark: {', then '.join(plan) or 'nothing to run'} "
           f"(poll.interval.ms={settings.cdc_poll_interval_ms}, "
-          f"order deadline {settings.order_deadline_s:.0f}s)")
+          f"order deadline {settings.order_deadline_s:.0f}s)"
+          + (f", then again with replicas {replicas}" if replicas else ""))
     stock_bench_skus(settings)
-    runs = []
-    if rate > 0 and seconds > 0:
-        runs.append(asyncio.run(steady(settings, rate, seconds, concurrency)))
-    if max_seconds > 0:
-        runs.append(asyncio.run(saturate(settings, max_seconds, concurrency)))
-    print_table(runs)
+    runs = run_plan(settings, rate, seconds, max_seconds, concurrency)
+    more: list[SagaRun] = []
+    if replicas:
+        with replicas_added(settings, replicas) as wider:
+            more = run_plan(wider, rate, seconds, max_seconds, concurrency, f" {replicas}")
+    print_table(runs + more)
+    if more:
+        print_ratios(runs, more)
+    runs += more
     print("\nsaga latency: order created_at -> its first terminal history row (server clock)."
           "\nsagas/s, conf/s: settled, confirmed sagas / (first created -> last settled)."
           "\n202/s: accepted orders / load time. errors: HTTP failures + settled other than"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from stack.settings import is_consumer
+
 TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
 """The processes a run may SIGKILL, by their names in the launcher's registry."""
 
@@ -80,10 +82,13 @@ class Plan:
 
 
 def check_targets(targets: tuple[str, ...]) -> None:
+    """Known targets only: the defaults, the optional ones, and the replicas of a consumer
+    service (``payments-2``; whether it runs is checked once the stack is up)."""
     for target in targets:
-        if target not in TARGETS + OPTIONAL_TARGETS:
+        if target not in TARGETS + OPTIONAL_TARGETS and not is_consumer(target):
             raise PlanError(f"unknown target {target!r}; choose from"
-                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)}")
+                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)} or a replica of a"
+                            " consumer service (payments-2)")
     if not targets:
         raise PlanError("give at least one target")
 

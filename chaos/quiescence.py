@@ -18,6 +18,7 @@ from collections.abc import Callable
 import requests
 
 from stack import drain
+from stack.services import consumer_processes
 from stack.settings import StackSettings
 from testkit.observer import Observer, Snapshot
 from testkit.orders_client import saga_settled
@@ -49,7 +50,7 @@ def outstanding(snapshot: Snapshot, accepted: int) -> list[str]:
 def consumers_behind(settings: StackSettings) -> list[str]:
     """What the consumers have not read yet, in words; empty when all caught up."""
     left = []
-    for name in drain.CONSUMERS:
+    for name in consumer_processes(settings):
         try:
             lag = drain.read(drain.metrics_port(settings, name)).lag
         except (requests.RequestException, ValueError):

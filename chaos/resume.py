@@ -13,19 +13,18 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.services import SERVICES
-from stack.settings import StackSettings
+from stack.drain import metrics_port
+from stack.settings import StackSettings, is_consumer
 
-CONSUMERS = ("inventory", "payments", "orders-worker")
-"""The services whose restart includes taking partitions back."""
 POLL_S = 0.2
 
 
 def metrics_url(settings: StackSettings, target: str) -> str | None:
-    if target not in CONSUMERS:
+    """A consumer process's /metrics (a replica's too): its restart includes taking
+    partitions back; None for any other target."""
+    if not is_consumer(target):
         return None
-    spec = next(spec for spec in SERVICES if spec.name == target)
-    return f"http://127.0.0.1:{getattr(settings, spec.port_field)}/metrics"
+    return f"http://127.0.0.1:{metrics_port(settings, target)}/metrics"
 
 
 def events_counted(url: str) -> float:

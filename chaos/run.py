@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from chaos.faults import FaultInjector, FaultRecord
 from chaos.invariants import Evidence, check_all
 from chaos.load import Load, Placed
-from chaos.plan import PRICES_CENTS, TARGETS, make_plan
+from chaos.plan import PRICES_CENTS, TARGETS, PlanError, make_plan
 from chaos.quiescence import wait_quiescent
 from chaos.report import ChaosReport
 from chaos.sampler import StockSampler
 from stack import launcher
-from stack.settings import StackSettings
+from stack.settings import StackSettings, split_replica
 from stack.supervision import SUPERVISOR
 from testkit.observer import Observer
 from testkit.orders_client import OrdersClient
@@ -82,6 +82,17 @@ def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict
     return Driven(placed, injector.records, stopped - started, last_fault_over, sampler)
 
 
+def check_running(settings: StackSettings, targets: Sequence[str]) -> None:
+    """A replica named as a target must run (``choreo up --replicas``): killing nothing
+    would pass every check and prove nothing."""
+    registry = launcher.registry_for(settings)
+    missing = [target for target in targets if split_replica(target)[1] > 1
+               and registry.running(target) is None]
+    if missing:
+        raise PlanError(f"{', '.join(missing)} not running; start the replicas with"
+                        " `choreo up --replicas SERVICE=N,...` (CHOREO_REPLICAS)")
+
+
 def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,
               targets: Sequence[str] = TARGETS, report: Report = print, *,
               faults: int | None = None, order_deadline_s: float = 30.0,
@@ -96,6 +107,7 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     plan = make_plan(seed, duration_s, rate, tuple(targets), faults, order_deadline_s)
     bound = bound_s if bound_s is not None else order_deadline_s + SETTLE_MARGIN_S
     launcher.up(settings, report=lambda line: report(f"  {line}"), supervised=supervised)
+    check_running(settings, targets)
     supervised = supervised or launcher.registry_for(settings).running(SUPERVISOR) is not None
     shop = Shop(settings)
     run = f"chaos-{uuid.uuid4().hex[:10]}"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import psycopg
 import requests
@@ -16,15 +17,24 @@ from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher, restart
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
-from stack.services import CONSOLE, SERVICES
+from stack.services import CONSOLE, service_specs
 from stack.settings import REPO_ROOT, StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
-    launcher.up(settings, supervised=not args.no_supervisor)
+    launcher.up(with_replicas(settings, args.replicas), supervised=not args.no_supervisor)
     return 0
+
+
+def with_replicas(settings: StackSettings, replicas: str | None) -> StackSettings:
+    """``--replicas`` given: it replaces ``CHOREO_REPLICAS``, checked the same way."""
+    if replicas is None:
+        return settings
+    chosen = replace(settings, replicas=replicas)
+    chosen.validate()
+    return chosen
 
 
 def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -48,17 +58,17 @@ def cmd_restart(args: argparse.Namespace, settings: StackSettings) -> int:
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     usage = cpu.measure(launcher.component_pids(settings), args.cpu_window)
     rows = launcher.status(settings)
-    print(f"{'component':<14}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
+    print(f"{'component':<16}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
           f"{'restarts':>10}  last exit")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
         last_exit = (row.last_exit or "-") + ("  (supervisor gave up)" if row.gave_up else "")
         busy = f"{usage.percent(row.name):.1f}%" if row.name in usage.seconds else "-"
-        print(f"{row.name:<14}{row.port:>6}{pid:>9}  {health:<10}"
+        print(f"{row.name:<16}{row.port:>6}{pid:>9}  {health:<10}"
               f"{row.rss_bytes / 2**20:>6.0f}MB{busy:>7}{row.restarts:>10}  {last_exit}")
     total = sum(row.rss_bytes for row in rows)
-    print(f"{'total (memory: proportional set size)':<39}{total / 2**20:>6.0f}MB"
+    print(f"{'total (memory: proportional set size)':<41}{total / 2**20:>6.0f}MB"
           f"{usage.total_percent:>6.1f}%  of one core, over {usage.wall_s:.1f}s")
     supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
@@ -72,16 +82,16 @@ def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
 def circuit_lines(settings: StackSettings) -> list[str]:
     """Each service's circuit breakers, and whether it holds its partitions paused."""
     lines = []
-    for spec in SERVICES:
+    for spec in service_specs(settings):
         try:
-            health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}"
-                                  "/health", timeout=2).json()
+            health = requests.get(f"http://127.0.0.1:{spec.port(settings)}/health",
+                                  timeout=2).json()
         except (requests.RequestException, ValueError):
             continue
         circuits = health.get("circuits") if isinstance(health, dict) else None
         if circuits:
             paused = "partitions paused" if health.get("paused") else "consuming"
-            lines.append(f"{spec.name}: " + ", ".join(f"circuit {name} {state}" for name, state
+            lines.append(f"{spec.process}: " + ", ".join(f"circuit {name} {state}" for name, state
                                                       in sorted(circuits.items()))
                          + f"; {paused}")
     return lines
@@ -154,7 +164,8 @@ def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int
 def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     from bench import saga
 
-    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency)
+    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency,
+              args.replicas)
     return 0
 
 
@@ -182,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                              " a supervisor that restarts what exits")
     up.add_argument("--no-supervisor", action="store_true",
                     help="start the processes from this command; nothing restarts them")
+    up.add_argument("--replicas", metavar="SERVICE=N,...", default=None,
+                    help="processes per consumer service (inventory, payments, orders-worker),"
+                    " sharing its database and partitions: payments=2,inventory=2 (sets"
+                    " CHOREO_REPLICAS; replicas a running stack already has are kept)")
     up.set_defaults(handler=cmd_up)
     commands.add_parser("install", help="install Debian packages and stack artifacts only"
                         ).set_defaults(handler=cmd_install)
@@ -239,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="length of the max run (0 skips it)")
     saga.add_argument("--concurrency", type=int, default=128,
                       help="HTTP requests in flight (steady), sagas in flight (max)")
+    saga.add_argument("--replicas", metavar="SERVICE=N,...", default=None,
+                      help="then the same runs again with these replicas added (started and"
+                      " stopped by the benchmark), and the ratios: inventory=2,payments=2")
     saga.set_defaults(handler=cmd_bench_saga)
     soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
                                      " and the last window side by side")

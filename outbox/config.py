@@ -21,7 +21,7 @@ A DSN's value is left out of its error, since it may carry a password.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -50,6 +50,13 @@ moves one). They avoid the well-known ports (5432/6379/9092/8083) so the stack c
 beside a developer's own servers. ``orders`` is the orders API; the consumers' health and
 metrics are on their ``*_metrics`` port, the psp's on its own port, the stack
 supervisor's metrics on ``supervisor_metrics``."""
+
+REPLICA_PORT_STEP = 100
+"""Replica k (k >= 2) of a consumer service serves its health and metrics on the
+service's port + (k - 1) * 100: ``payments-2`` on 18182, ``inventory-3`` on 18281. Derived,
+not listed above, so a test offset that moves a service's port moves its replicas' too;
+no entry of the table lies 100 to 700 above another (``StackSettings.validate`` checks
+every port the replicas get against all the others)."""
 
 PORT_RANGE = (1024, 65535)
 """Unprivileged, and the ports a test offset moves them to stay inside it too."""
@@ -172,6 +179,27 @@ def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in FALSE:
         return False
     raise ConfigError(f"{name}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def parse_counts(name: str, raw: str, keys: Sequence[str], *, ge: int = 1,
+                 le: int = 64) -> dict[str, int]:
+    """``KEY=N,KEY=N`` (``CHOREO_REPLICAS=payments=2,inventory=2``), a whole number per key.
+
+    The value is read as text first (so it can be handed on to another process as it
+    is) and parsed here wherever it is used. A key not in ``keys``, a key given twice, or
+    a count that is not a whole number in ``[ge, le]`` fails, naming the variable, the
+    value and what was expected."""
+    parsed: dict[str, int] = {}
+    for part in raw.replace(" ", "").split(","):
+        key, _, value = part.partition("=")
+        if key not in keys or key in parsed or not value:
+            raise ConfigError(f"{name}={raw!r}: expected KEY=N,... with each KEY once,"
+                              f" one of {', '.join(keys)}")
+        try:
+            parsed[key] = integer({key: value}, key, 0, ge=ge, le=le)
+        except ConfigError as error:
+            raise ConfigError(f"{name}={raw!r}: {error}") from None
+    return parsed
 
 
 def _within(value: float, gt: float | None, ge: float | None, lt: float | None,

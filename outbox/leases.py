@@ -30,6 +30,19 @@ WHERE locktype = 'advisory' AND granted AND objsubid = 1
 """
 
 
+def spread(partitions: Iterable[TopicPartitionKey]) -> list[TopicPartitionKey]:
+    """Partitions in the order members take and keep them: partition 0 of every topic,
+    then partition 1 of every topic, ...
+
+    A member keeps the first of its partitions in this order and gives up the rest, and
+    a member joining takes free ones in it. Sorted by topic instead, a consumer of two
+    topics with two members kept all of the first topic and handed the second all of the
+    other: a replica of inventory then owned only ``payment.events``, on which inventory
+    handles next to nothing, and sat idle (seen in ``tests/e2e/test_replicas.py``).
+    """
+    return sorted(partitions, key=lambda partition: (partition[1], partition[0]))
+
+
 def fair_share(partitions: int, members: int) -> int:
     """How many partitions one member should own; every partition has an owner."""
     return math.ceil(partitions / max(members, 1))
@@ -90,9 +103,9 @@ class PartitionLeases:
         """
         if self.member_slot is None:
             self.join(conn)
-        wanted = sorted(partitions)
+        wanted = spread(partitions)
         target = fair_share(len(wanted), self.members(conn))
-        released = sorted(self.owned)[target:] if len(self.owned) > target else []
+        released = spread(self.owned)[target:] if len(self.owned) > target else []
         for partition in released:
             self.release(conn, partition)
         acquired: list[TopicPartitionKey] = []

@@ -63,7 +63,7 @@ def print_per_unit(usage: CpuUsage, units: int, unit: str) -> None:
     print(f"\nCPU over {usage.wall_s:.1f}s by component: % of one core, CPU-ms per {unit}")
     for name, used in sorted(usage.seconds.items(), key=lambda item: -item[1]):
         per_unit = used * 1000 / units if units else 0.0
-        print(f"  {name:<14}{usage.percent(name):>7.1f}%{per_unit:>9.2f} ms")
+        print(f"  {name:<16}{usage.percent(name):>7.1f}%{per_unit:>9.2f} ms")
     total_per_unit = usage.total_s * 1000 / units if units else 0.0
-    print(f"  {'total':<14}{usage.total_percent:>7.1f}%{total_per_unit:>9.2f} ms"
+    print(f"  {'total':<16}{usage.total_percent:>7.1f}%{total_per_unit:>9.2f} ms"
           f"  ({units} {unit}s)")

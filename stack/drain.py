@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.services import SERVICES
-from stack.settings import StackSettings
+from stack.services import spec_of
+from stack.settings import CONSUMER_SERVICES, StackSettings
 
-CONSUMERS = ("inventory", "payments", "orders-worker")
+CONSUMERS = CONSUMER_SERVICES
+"""The consumer services; ``stack.services.consumer_processes`` names each of their
+processes (replicas included)."""
 PROGRESS_EVERY_S = 1.0
 POLL_S = 0.2
 
@@ -35,11 +37,13 @@ class Reading:
     lag: int
     events: float
     """``choreo_events_total`` summed: any change means it is still handling events."""
+    partitions: int = 0
+    """How many partitions it owns now (its /health): replicas share them."""
 
 
 def metrics_port(settings: StackSettings, name: str) -> int:
-    spec = next(spec for spec in SERVICES if spec.name == name)
-    return int(getattr(settings, spec.port_field))
+    """The /health and /metrics port of a consumer process (``payments-2`` included)."""
+    return spec_of(name).port(settings)
 
 
 def read(port: int) -> Reading:
@@ -55,7 +59,7 @@ def read(port: int) -> Reading:
     lag = health.get("lag")
     if not isinstance(lag, int):
         lag = int(total("choreo_consumer_lag"))
-    return Reading(lag, total("choreo_events_total"))
+    return Reading(lag, total("choreo_events_total"), int(health.get("partitions", 0)))
 
 
 def drain(settings: StackSettings, consumers: list[str], report: Report, timeout_s: float,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import requests
 
 from outbox import span_store
 from outbox.kafka import ensure_topics
@@ -38,7 +39,7 @@ from stack.install import ensure_installed
 from stack.processes import ProcessRegistry, resident_bytes
 from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
 from stack.relays import relay_components, retire_cdc, retire_polling
-from stack.services import service_components
+from stack.services import consumer_processes, service_components
 from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
 from stack.slots import ensure_outbox_slots
 from stack.supervision import (
@@ -268,7 +269,8 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
     unwatched = [name for name in names if state and name not in state.processes]
     if unwatched:
         raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"
-                         " (it was started for the infrastructure only); stop it first")
+                         " (it was started for the infrastructure only, or with fewer"
+                         " replicas); `choreo down` first")
     if (state is not None and state.phase == "supervising" and all_healthy(settings, names)
             and not any(record.gave_up for record in state.processes.values())):
         return False
@@ -340,7 +342,7 @@ def down(settings: StackSettings, report: Report = print,
     registry = registry_for(settings)
     stop(registry, SUPERVISOR, report)
     stop(registry, "orders-api", report)
-    consumers = [name for name in drain.CONSUMERS if registry.running(name)]
+    consumers = [name for name in consumer_processes(settings) if registry.running(name)]
     if consumers and registry.running("broker"):
         drained = drain.drain(settings, consumers, report, drain_timeout_s)
         relays = [name for name in registry.names() if name.startswith("relay-")
@@ -402,6 +404,24 @@ def component_pids(settings: StackSettings) -> dict[str, int]:
         if tracked is not None:
             pids[component.name] = tracked.pid
     return pids
+
+
+def wait_shared(settings: StackSettings, timeout_s: float = 60.0) -> None:
+    """Until every consumer process owns partitions: replicas started beside running
+    ones get their share at the others' next rebalance (each runs one a second)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        owned = {}
+        for name in consumer_processes(settings):
+            try:
+                owned[name] = drain.read(drain.metrics_port(settings, name)).partitions
+            except (requests.RequestException, ValueError):
+                owned[name] = 0
+        if all(owned.values()):
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"partitions not shared after {timeout_s:.0f}s: {owned}")
+        time.sleep(0.2)
 
 
 def supervisor_state(settings: StackSettings) -> SupervisorState | None:

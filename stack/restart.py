@@ -36,12 +36,13 @@ from stack.components import Component
 from stack.errors import ConfigError, StackError
 from stack.processes import ProcessRegistry, describe_exit, exit_status
 from stack.services import service_components
-from stack.settings import StackSettings
+from stack.settings import StackSettings, is_consumer, split_replica
 from stack.supervision import SUPERVISOR
 
 ORDER = ("psp", "inventory", "payments", "orders-worker", "orders-api", "console")
-"""``--all``: the psp first (payments retries it), the consumers, the intake (clients retry
-with their Idempotency-Key), the console last (nobody depends on it)."""
+"""``--all``: the psp first (payments retries it), the consumers (each replica after the
+first, one at a time: its partitions move to the others while it drains), the intake
+(clients retry with their Idempotency-Key), the console last (nobody depends on it)."""
 INFRASTRUCTURE = ("postgres", "redis", "broker", "connect")
 DRAIN_TIMEOUT_S = 20.0
 """From SIGTERM to the exit; past it the process is SIGKILLed and the restart failed."""
@@ -88,8 +89,9 @@ def plan(settings: StackSettings, names: Sequence[str], every: bool) -> list[str
                               " is an outage, not a rolling restart (see docs/stack.md)")
         if name not in known:
             raise ConfigError(f"no service {name!r}; choose from {', '.join(ORDER)}")
-    if every:
-        return list(ORDER)
+    if every:  # each service followed by its replicas
+        return sorted(known, key=lambda name: (ORDER.index(split_replica(name)[0]),
+                                               split_replica(name)[1]))
     if not names:
         raise ConfigError("name the services to restart, or --all")
     return list(dict.fromkeys(names))
@@ -211,11 +213,11 @@ def wait_back(component: Component, registry: ProcessRegistry, settings: StackSe
     while time.monotonic() < deadline:
         if registry.running(name) is None:
             raise RestartError(f"{name} exited after its restart; see {registry.log_file(name)}")
-        if component.healthy() and (name not in drain.CONSUMERS
+        if component.healthy() and (not is_consumer(name)
                                     or consuming(settings, name, idle_since)):
             return
         time.sleep(POLL_S)
-    what = "consuming" if name in drain.CONSUMERS else "healthy"
+    what = "consuming" if is_consumer(name) else "healthy"
     raise RestartError(f"{name} not {what} again {timeout_s:g}s after its restart;"
                        f" see {registry.log_file(name)}")
 
@@ -254,7 +256,7 @@ def rolling_restart(settings: StackSettings, names: Sequence[str], report: Repor
     for name in names:
         restarted = restart_one(settings, name, supervised, drain_timeout_s, back_timeout_s)
         c = restarted.cycle
-        back = "consuming" if name in drain.CONSUMERS else "answering"
+        back = "consuming" if is_consumer(name) else "answering"
         report(f"{name:<13} restarted in {restarted.took_s:.1f}s: pid {c.old_pid} exited"
                f" ({c.exit}) after {c.stopped_s:.1f}s draining, pid {c.new_pid} {back}"
                + (" (by the supervisor)" if supervised else ""))

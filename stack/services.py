@@ -9,12 +9,19 @@ named here only by its command, so nothing in the stack imports it.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import requests
 
 from stack.components import Component, quietly
-from stack.settings import StackSettings
+from stack.processes import ProcessRegistry
+from stack.settings import (
+    CONSUMER_PORT_FIELDS,
+    CONSUMER_SERVICES,
+    StackSettings,
+    replica_name,
+    split_replica,
+)
 from stack.supervision import settings_env
 
 
@@ -25,26 +32,77 @@ class ServiceSpec:
     database: str
     port_field: str
     """The StackSettings field with the port its /health is served on."""
+    replica: int = 1
+    """Which process of a consumer service this is; each past the first has a port of
+    its own, derived from ``port_field``'s (``StackSettings.replica_port``)."""
+
+    @property
+    def process(self) -> str:
+        """The name in the pid registry: ``payments``, ``payments-2``, ..."""
+        return replica_name(self.name, self.replica)
+
+    def port(self, settings: StackSettings) -> int:
+        if self.name in CONSUMER_PORT_FIELDS:
+            return settings.replica_port(self.name, self.replica)
+        return int(getattr(settings, self.port_field))
 
 
 SERVICES = (
     ServiceSpec("psp", ("services.psp",), "psp", "psp_port"),
-    ServiceSpec("inventory", ("services.inventory",), "inventory", "inventory_metrics_port"),
-    ServiceSpec("payments", ("services.payments",), "payments", "payments_metrics_port"),
+    ServiceSpec("inventory", ("services.inventory",), "inventory",
+                CONSUMER_PORT_FIELDS["inventory"]),
+    ServiceSpec("payments", ("services.payments",), "payments",
+                CONSUMER_PORT_FIELDS["payments"]),
     ServiceSpec("orders-worker", ("services.orders", "worker"), "orders",
-                "orders_worker_metrics_port"),
+                CONSUMER_PORT_FIELDS["orders-worker"]),
     ServiceSpec("orders-api", ("services.orders", "api"), "orders", "orders_port"),
 )
+"""One process each; the consumers (``CONSUMER_SERVICES``) as many as ``replicas`` says."""
+
+
+def replicas(settings: StackSettings, service: str) -> int:
+    """How many processes of ``service`` the stack has: what ``CHOREO_REPLICAS`` asks for,
+    or more while more are recorded in the pid registry.
+
+    Counting the registry too means a ``choreo status``, ``down``, ``restart`` or chaos
+    run without the setting still sees (drains, stops, restarts) every replica that a
+    ``choreo up --replicas`` started; a later ``up`` without it keeps them.
+    """
+    recorded = [split_replica(name) for name in
+                ProcessRegistry(settings.pid_dir, settings.log_dir).names()]
+    return max([settings.replica_count(service)]
+               + [index for name, index in recorded if name == service])
+
+
+def service_specs(settings: StackSettings) -> list[ServiceSpec]:
+    """Every service process in start order, each consumer followed by its replicas."""
+    return [replace(spec, replica=index) for spec in SERVICES
+            for index in range(1, (replicas(settings, spec.name)
+                                   if spec.name in CONSUMER_SERVICES else 1) + 1)]
+
+
+def spec_of(process: str) -> ServiceSpec:
+    """The spec of one process by its registry name (``payments-2`` included)."""
+    service, index = split_replica(process)
+    return replace(next(spec for spec in SERVICES if spec.name == service), replica=index)
+
+
+def consumer_processes(settings: StackSettings) -> list[str]:
+    """The registry names of every consumer process: what ``down`` drains, what a chaos
+    run waits to catch up."""
+    return [spec.process for spec in service_specs(settings) if spec.name in CONSUMER_SERVICES]
 
 
 def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:
-    port = getattr(settings, spec.port_field)
+    port = spec.port(settings)
     health_url = f"http://127.0.0.1:{port}/health"
 
     def healthy() -> bool:
         return requests.get(health_url, timeout=2).status_code == 200
 
-    return Component(spec.name, port, [sys.executable, "-m", *spec.args], quietly(healthy),
+    # Every replica shares its service's name in traces and its consumer name (and so
+    # its partition leases, positions and inbox); only the port and the process differ.
+    return Component(spec.process, port, [sys.executable, "-m", *spec.args], quietly(healthy),
                      env={**settings.service_env(spec.database, port),
                           "OTEL_SERVICE_NAME": spec.name})
 
@@ -65,5 +123,5 @@ def console_component(settings: StackSettings) -> Component:
 
 def service_components(settings: StackSettings) -> list[Component]:
     """The services, and the console after them (``down`` stops it first)."""
-    return [service_component(settings, spec) for spec in SERVICES] + [
+    return [service_component(settings, spec) for spec in service_specs(settings)] + [
         console_component(settings)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from outbox import config
-from outbox.config import DEFAULT_PORTS
+from outbox.config import DEFAULT_PORTS, REPLICA_PORT_STEP
 from stack.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,35 @@ OUTBOX_DATABASES = ("orders", "inventory", "payments")
 """The databases with an outbox (the psp has none), streamed by Debezium or polled."""
 
 RELAY_MODES = ("cdc", "polling")
+
+CONSUMER_PORT_FIELDS = {"inventory": "inventory_metrics_port",
+                        "payments": "payments_metrics_port",
+                        "orders-worker": "orders_worker_metrics_port"}
+"""The consumer services (the ones that may run as several replicas) and the field with
+the port of their first replica's /health and /metrics."""
+CONSUMER_SERVICES = tuple(CONSUMER_PORT_FIELDS)
+MAX_REPLICAS = 8
+"""More replicas than a topic has partitions only adds idle standbys; 8 keeps the derived
+ports (+100 per replica) clear of the next thousand."""
+
+
+def replica_name(service: str, index: int) -> str:
+    """``payments`` for the first replica, ``payments-2`` for the second: its name in the
+    pid registry, the logs and ``choreo status``."""
+    return service if index == 1 else f"{service}-{index}"
+
+
+def is_consumer(process: str) -> bool:
+    """Whether a registry name is a consumer service's process (a replica or the first)."""
+    return split_replica(process)[0] in CONSUMER_PORT_FIELDS
+
+
+def split_replica(name: str) -> tuple[str, int]:
+    """``payments-2`` -> (``payments``, 2); any other name -> (name, 1)."""
+    service, _, index = name.rpartition("-")
+    if service in CONSUMER_PORT_FIELDS and index.isdigit() and int(index) >= 2:
+        return service, int(index)
+    return name, 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +82,9 @@ class StackSettings:
     start_timeout_s: float = 90.0
     artifact_cache: Path | None = None
     """Where downloaded artifacts are kept; by default inside the state directory."""
+    replicas: str = ""
+    """``CHOREO_REPLICAS`` (``choreo up --replicas``): processes per consumer service,
+    ``payments=2,inventory=2``; a service not named runs one."""
     relay: str = "cdc"
     """``CHOREO_RELAY``: how outbox rows reach Kafka, ``cdc`` (Debezium) or ``polling``
     (``outbox.poller``), for every outbox database or per database (``orders=polling,...``)."""
@@ -81,6 +113,7 @@ class StackSettings:
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
+            replicas=config.text(env, "CHOREO_REPLICAS", cls.replicas),
             **{field.name: config.port(env, f"CHOREO_{field.name.upper()}",
                                        DEFAULT_PORTS[field.name.removesuffix("_port")])
                for field in fields(cls) if field.name.endswith("_port")},
@@ -100,6 +133,7 @@ class StackSettings:
                 f" CHOREO_ORDER_DEADLINE_S={self.order_deadline_s}"
             )
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
+        ports += self.replica_ports()
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
 
@@ -116,6 +150,28 @@ class StackSettings:
                                   f" DATABASE=cdc|polling,... for {', '.join(OUTBOX_DATABASES)}")
             modes[name] = mode
         return modes.get(database, modes.get("", "cdc"))
+
+    def replica_count(self, service: str) -> int:
+        """How many processes of a consumer service ``CHOREO_REPLICAS`` asks for (1 if unnamed)."""
+        if not self.replicas:
+            return 1
+        return config.parse_counts("CHOREO_REPLICAS", self.replicas, CONSUMER_SERVICES,
+                                   ge=1, le=MAX_REPLICAS).get(service, 1)
+
+    def replica_port(self, service: str, index: int) -> int:
+        """The /health and /metrics port of a consumer's ``index``-th replica (from 1)."""
+        return getattr(self, CONSUMER_PORT_FIELDS[service]) + REPLICA_PORT_STEP * (index - 1)
+
+    def replica_ports(self) -> list[int]:
+        """The derived ports of every replica past the first, each checked to be a port."""
+        ports = []
+        for service in CONSUMER_SERVICES:
+            variable = f"CHOREO_{CONSUMER_PORT_FIELDS[service].upper()}"
+            for index in range(2, self.replica_count(service) + 1):
+                ports.append(config.check_port(
+                    f"{variable} + {REPLICA_PORT_STEP * (index - 1)} (the port of"
+                    f" {replica_name(service, index)})", self.replica_port(service, index)))
+        return ports
 
     def databases_relayed_by(self, mode: str) -> tuple[str, ...]:
         return tuple(db for db in OUTBOX_DATABASES if self.relay_mode(db) == mode)

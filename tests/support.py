@@ -6,17 +6,20 @@ import collections
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
+from chaos.report import ChaosReport
+from chaos.run import run_chaos
 from outbox.codec import EventCodec
 from outbox.kafka import build_unmanaged_consumer
 from outbox.writer import OutboxWriter
 from schemas.catalog import SchemaCatalog
+from stack import launcher
 from stack.components import ensure_database
 from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
@@ -168,3 +171,23 @@ def assert_complete_and_ordered(messages: list[Message], keys: int, per_key: int
         assert first_seen == deduplicated, f"{key} out of order: {sequence}"
         duplicates += len(sequence) - len(deduplicated)
     return duplicates
+
+
+def chaos_checked(settings: StackSettings, targets: Sequence[str], **kwargs: Any) -> ChaosReport:
+    """A chaos run that kills each of ``targets`` once, its report printed (``-s`` shows
+    it; a failure shows it as captured output), and what every such run must show: each
+    target killed by a recorded pid, every invariant held, nothing left down on the stack
+    the session shares."""
+    lines: list[str] = []
+    try:
+        result = run_chaos(settings, targets=targets, report=lines.append,
+                           faults=len(targets), **kwargs)
+    finally:
+        print("\n".join(lines))
+    assert sorted(record.fault.target for record in result.faults) == sorted(targets)
+    assert all(record.pid is not None for record in result.faults)
+    failed = [check.name for check in result.checks if not check.passed]
+    assert not failed, "\n".join(result.lines())
+    down = [row.name for row in launcher.status(settings) if not row.healthy]
+    assert not down, f"the chaos run left {down} down on the shared stack"
+    return result

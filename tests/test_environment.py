@@ -108,6 +108,7 @@ DSN = "postgresql://nobody@127.0.0.1:1/none"
 
 @pytest.mark.parametrize(("command", "variable", "value"), [
     (["cli", "status"], "CHOREO_REDIS_PORT", "six"),
+    (["cli", "down"], "CHOREO_REPLICAS", "payments=0"),
     (["chaos"], "CHOREO_ORDER_DEADLINE_S", "soon"),
     (["services.psp"], "CHOREO_PSP_PORT", "80"),
     (["services.inventory"], "CHOREO_RESERVATION_TTL_S", "0"),

@@ -115,3 +115,18 @@ def test_the_default_ports_are_the_stacks_and_distinct() -> None:
     assert len(set(DEFAULT_PORTS.values())) == len(DEFAULT_PORTS)
     assert all(config.PORT_RANGE[0] <= port <= config.PORT_RANGE[1]
                for port in DEFAULT_PORTS.values())
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [
+    ("payments=2", {"payments": 2}),
+    (" payments = 2 , orders-worker=3 ", {"payments": 2, "orders-worker": 3}),
+])
+def test_counts_are_parsed_per_key(raw: str, parsed: dict[str, int]) -> None:
+    assert config.parse_counts(NAME, raw, ("payments", "orders-worker"), le=8) == parsed
+
+
+@pytest.mark.parametrize("raw", ["payments", "payments=", "psp=2", "payments=0", "payments=9",
+                                 "payments=2.5", "payments=2,payments=3", ","])
+def test_bad_counts_name_the_variable_and_the_value(raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{NAME}={raw!r}: "):
+        config.parse_counts(NAME, raw, ("payments", "orders-worker"), le=8)
