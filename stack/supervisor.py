@@ -71,6 +71,9 @@ class Child:
     """``time.monotonic()`` of the exits within the window."""
     due: float | None = None
     """When the next restart is due; None while the process runs (or was given up on)."""
+    starting: float | None = None
+    """While a restarted process is not healthy yet: when it must be by (monotonic)."""
+    started_at: float = 0.0
 
 
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
@@ -150,7 +153,8 @@ class Supervisor:
     def take_restart_request(self, name: str, pid: int, drain_timeout_s: float) -> None:
         child = next((c for c in self.children if c.component.name == name), None)
         tracked = self.registry.running(name)
-        if child is None or child.due is not None or child.record.gave_up:
+        if (child is None or child.due is not None or child.starting is not None
+                or child.record.gave_up):
             why = "is not watched" if child is None else "is down, restart pending"
             outcome = restart.Cycle(name, pid, None, "unknown", 0.0,
                                     f"{name} {why} by the supervisor")
@@ -186,6 +190,9 @@ class Supervisor:
     def check(self, child: Child) -> None:
         if child.record.gave_up:
             return
+        if child.starting is not None:
+            self.watch_start(child)
+            return
         if child.due is None:
             if self.registry.running(child.component.name):
                 return
@@ -214,25 +221,25 @@ class Supervisor:
         self.save()
 
     def restart(self, child: Child) -> None:
-        """Start it and wait for it to be healthy; a restart that fails counts as an exit."""
+        """Start it again. A plain process is only launched here: its health is watched
+        by ``watch_start`` on the next rounds, so a process that cannot become healthy
+        until something else is back (a service whose database was killed a moment
+        later) never holds up that other restart. The broker and Connect need more than
+        their process (``restarters``) and are brought back in one go."""
         name = child.component.name
         child.due = None
         child.record.restarts += 1
         metrics.RESTARTS.labels(name).inc()
-        started = time.monotonic()
+        child.started_at = time.monotonic()
         try:
             if name in self.restart_with:
                 self.restart_with[name]()
             else:
-                launcher.start_component(child.component, self.registry, self.settings,
-                                      lambda line: None)
+                launcher.launch(child.component, self.registry)
+                child.starting = child.started_at + self.settings.start_timeout_s
+                return
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
-            running = self.registry.running(name) is not None
-            if running:  # up but not usable (not healthy, setup failed): start it afresh
-                self.registry.stop(name)
-            how = self.last_exit(name) if not running else f"restart failed: {error}"
-            self.report(f"restart {child.record.restarts} of {name} failed: {error}")
-            self.exited(child, how)
+            self.restart_failed(child, str(error))
             return
         if name == "broker":  # it stopped Connect and the relays for the new log: back now
             for other in self.children:
@@ -240,9 +247,38 @@ class Supervisor:
                 if ((other_name == "connect" or other_name.startswith("relay-"))
                         and not self.registry.running(other_name)):
                     other.due = time.monotonic()
+        self.restarted(child)
+
+    def watch_start(self, child: Child) -> None:
+        """One look at a restarted process: healthy, dead, or out of time."""
+        name = child.component.name
+        if self.registry.running(name) is None:
+            child.starting = None
+            self.report(f"restart {child.record.restarts} of {name} failed: it exited"
+                        " during start-up")
+            self.exited(child, self.last_exit(name))
+        elif child.component.healthy():
+            child.starting = None
+            self.restarted(child)
+        elif child.starting is not None and time.monotonic() >= child.starting:
+            child.starting = None
+            self.restart_failed(child, f"not healthy on port {child.component.port} after"
+                                f" {self.settings.start_timeout_s:.0f}s")
+
+    def restart_failed(self, child: Child, why: str) -> None:
+        """A process up but not usable is started afresh: stopped, and counted as an exit."""
+        name = child.component.name
+        running = self.registry.running(name) is not None
+        if running:
+            self.registry.stop(name)
+        self.report(f"restart {child.record.restarts} of {name} failed: {why}")
+        self.exited(child, f"restart failed: {why}" if running else self.last_exit(name))
+
+    def restarted(self, child: Child) -> None:
+        name = child.component.name
         pid = self.registry.get(name)
         self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
-                    f" {child.record.restarts}) in {time.monotonic() - started:.1f}s")
+                    f" {child.record.restarts}) in {time.monotonic() - child.started_at:.1f}s")
         self.save()
 
     def retry_given_up(self) -> None:

@@ -206,3 +206,42 @@ def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Pa
         watcher.join()
         registry.stop(crasher.name)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_needs(
+        tmp_path: Path) -> None:
+    """The storm's stall: psp restarted, then PostgreSQL killed while psp waited to be
+    healthy (it never is without its database). PostgreSQL must come back at once, not
+    after psp's start-up timeout."""
+    state = REPO_ROOT / ".choreo-test-dependency"
+    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS})
+    registry = launcher.registry_for(settings)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    database = Component("database", free_port(), sleeper,
+                         lambda: registry.running("database") is not None)
+    service = Component("service", free_port() + 1, sleeper,
+                        lambda: registry.running("database") is not None)
+    lines: list[str] = []
+    state.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings, [database, service], lines.append,
+                            tmp_path / "state.json", {})
+    for component in (database, service):
+        registry.start(component.name, component.command)
+    watcher = threading.Thread(target=supervisor.run, daemon=True)
+    watcher.start()
+    try:
+        registry.kill("service")
+        time.sleep(0.3)
+        registry.kill("database")  # while the service's restart is due or waiting
+
+        def both_back() -> None:
+            assert registry.running("database") and registry.running("service"), lines
+            assert all(c.due is None and c.starting is None for c in supervisor.children), lines
+        eventually(both_back, timeout_s=15)
+        assert supervisor.state.processes["database"].restarts == 1, lines
+    finally:
+        supervisor.stop_requested.set()
+        watcher.join()
+        for component in (database, service):
+            registry.stop(component.name)
+        shutil.rmtree(state, ignore_errors=True)
