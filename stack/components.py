@@ -8,6 +8,7 @@ ordering, pid files or the command line.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -23,10 +24,13 @@ import redis
 import requests
 from confluent_kafka.admin import AdminClient
 
+from stack.connect_offsets import forget_offsets_of_another_cluster
 from stack.errors import StartError
 from stack.install import connect_lib_dir, postgres_bindir, tansu_binary
 from stack.processes import reap
 from stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -329,5 +333,11 @@ def connect_component(settings: StackSettings) -> Component:
         plugins = requests.get(f"{settings.connect_url}/connector-plugins", timeout=2)
         return plugins.ok and "PostgresConnector" in plugins.text
 
+    def prepare() -> None:
+        write_connect_config(settings)
+        if forget_offsets_of_another_cluster(settings, connect_offsets_file(settings)):
+            log.warning("connect: offsets of another PostgreSQL cluster dropped; streaming"
+                        " from the replication slots")
+
     return Component("connect", settings.connect_port, command, quietly(healthy),
-                     prepare=lambda: write_connect_config(settings))
+                     prepare=prepare)
