@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
+from stack.errors import StackError
 from stack.settings import OUTBOX_DATABASES, StackSettings
 from stack.slots import ensure_replication_slot
 
@@ -42,29 +45,45 @@ def cmd_render(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
-def create_slots(rendered: list[dict[str, Any]]) -> None:
-    """Each connector's slot, with the name and plugin its config gives, unless it exists."""
+def create_slots(rendered: list[dict[str, Any]], wait_s: float) -> None:
+    """Each connector's slot, with the name and plugin its config gives, unless it exists.
+
+    A database not reachable yet (a server still initialising, as in compose, where this
+    runs once before every service) is waited for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
     for connector in rendered:
-        config = connector["config"]
-        dsn = make_conninfo(host=config["database.hostname"], port=config["database.port"],
-                            user=config["database.user"], dbname=config["database.dbname"],
-                            password=config["database.password"] or None)
-        slot = config["slot.name"]
-        created = ensure_replication_slot(dsn, config["database.dbname"], slot,
-                                          config["plugin.name"])
-        print(f"slot {slot} {'created' if created else 'already there'}"
-              f" in {config['database.dbname']}")
+        while True:
+            try:
+                create_slot(connector["config"])
+                break
+            except psycopg.OperationalError as error:
+                if time.monotonic() >= deadline:
+                    raise StackError(f"cannot create the replication slot of"
+                                     f" {connector['name']}: {error}") from error
+                time.sleep(1.0)
+
+
+def create_slot(config: dict[str, str]) -> None:
+    dsn = make_conninfo(host=config["database.hostname"], port=config["database.port"],
+                        user=config["database.user"], dbname=config["database.dbname"],
+                        password=config["database.password"] or None, connect_timeout=5)
+    slot = config["slot.name"]
+    created = ensure_replication_slot(dsn, config["database.dbname"], slot,
+                                      config["plugin.name"])
+    print(f"slot {slot} {'created' if created else 'already there'}"
+          f" in {config['database.dbname']}")
 
 
 def cmd_slots(args: argparse.Namespace, settings: StackSettings) -> int:
-    create_slots([render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases])
+    create_slots([render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases],
+                 args.wait)
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace, settings: StackSettings) -> int:
     rendered = [render(OUTBOX_TEMPLATE, values_from(args, db)) for db in args.databases]
     if args.slots:
-        create_slots(rendered)
+        create_slots(rendered, args.wait)
     if not deploy(ConnectClient(args.connect_url), rendered, print, timeout_s=120):
         print(f"every connector already RUNNING with this config on {args.connect_url}")
     return 0
@@ -86,6 +105,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         parser.add_argument("--poll-interval-ms", type=int, default=10)
         parser.add_argument("--databases", nargs="+", default=list(OUTBOX_DATABASES))
         parser.set_defaults(handler=handler)
+        if name != "render":
+            parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                                help="how long to wait for PostgreSQL to accept connections")
         if name == "deploy":
             parser.add_argument("--no-slots", dest="slots", action="store_false",
                                 help="do not create the replication slots first (they are"

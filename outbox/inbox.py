@@ -18,10 +18,6 @@ INSERT INTO consumer_subscriptions (consumer, event_type)
 SELECT %(consumer)s, unnest(%(types)s::text[])
 ON CONFLICT DO NOTHING
 """
-UNSUBSCRIBE = """
-DELETE FROM consumer_subscriptions
-WHERE consumer = %(consumer)s AND NOT (event_type = ANY(%(types)s::text[]))
-"""
 
 CLAIM = """
 INSERT INTO inbox (consumer, event_id) VALUES (%s, %s)
@@ -31,11 +27,17 @@ ON CONFLICT (consumer, event_id) DO NOTHING
 
 def subscribe(conn: psycopg.Connection[Any], consumer: str, event_types: Iterable[str]) -> None:
     """Say which event types this consumer's inbox holds, so that a recovery can tell an
-    event nobody needs again (every handler of its type has it) from one some still does."""
-    types = sorted(event_types)
-    with conn.transaction():
-        conn.execute(UNSUBSCRIBE, {"consumer": consumer, "types": types})
-        conn.execute(SUBSCRIBE, {"consumer": consumer, "types": types})
+    event nobody needs again (every handler of its type has it) from one some still does.
+
+    Add-only: a replica still running an older version, or a type a new version dropped,
+    must never take a type off the list while another process of the consumer handles
+    it. A type left over only makes a recovery send more."""
+    conn.execute(SUBSCRIBE, {"consumer": consumer, "types": sorted(event_types)})
+
+
+def unsubscribe(conn: psycopg.Connection[Any], consumer: str) -> None:
+    """A consumer taken out of service: recoveries stop keeping events for it."""
+    conn.execute("DELETE FROM consumer_subscriptions WHERE consumer = %s", (consumer,))
 
 
 def claim(conn: psycopg.Connection[Any], consumer: str, event_id: uuid.UUID) -> bool:

@@ -66,6 +66,12 @@ def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, by
 
 
 READERS = "SELECT event_type, consumer FROM consumer_subscriptions"
+UNDECLARED = """
+SELECT DISTINCT p.topic FROM consumer_positions p
+WHERE NOT EXISTS (SELECT 1 FROM consumer_subscriptions s WHERE s.consumer = p.consumer)
+"""
+"""Topics read by a consumer that never said what it handles (a version from before
+subscriptions): everything on them is sent."""
 HANDLED = "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s)"
 CHUNK_ROWS = 2000
 
@@ -79,12 +85,15 @@ class Readers:
     what it handled is its inbox, written in the same transaction as the handler's
     effects and kept longer than the outbox window. Both only grow during a recovery, so
     an event found handled by every handler of its type stays handled. A type no consumer
-    has claimed is sent whole. Not covered: a consumer whose tables are in none of the
-    databases given, or that never started before the loss.
+    has claimed is sent whole, and so is every event of a topic that a consumer reads
+    without having said what it handles (fail closed). Not covered: a consumer whose
+    tables are in none of the databases given, or that never started before the loss.
     """
 
     by_type: dict[str, list[tuple[psycopg.Connection[Any], str]]] = field(
         default_factory=lambda: defaultdict(list))
+    sent_whole: set[str] = field(default_factory=set)
+    """Topics with a reader that never said what it handles: nothing on them is left out."""
 
     @classmethod
     def of(cls, conns: Iterable[psycopg.Connection[Any]]) -> Readers:
@@ -92,6 +101,7 @@ class Readers:
         for conn in conns:
             for event_type, consumer in conn.execute(READERS).fetchall():
                 readers.by_type[event_type].append((conn, consumer))
+            readers.sent_whole.update(topic for (topic,) in conn.execute(UNDECLARED))
         return readers
 
     def handled_by_all(self, event_type: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -140,7 +150,8 @@ def republish_window(database_url: str, producer: Producer, window_s: float,
 def _handled(readers: Readers, rows: list[tuple[Any, ...]]) -> set[uuid.UUID]:
     by_type: dict[str, list[uuid.UUID]] = defaultdict(list)
     for row in rows:
-        by_type[row[3]].append(row[0])
+        if f"{row[1]}{c.EVENTS_TOPIC_SUFFIX}" not in readers.sent_whole:
+            by_type[row[3]].append(row[0])
     return {event_id for event_type, ids in by_type.items()
             for event_id in readers.handled_by_all(event_type, ids)}
 

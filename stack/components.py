@@ -43,6 +43,9 @@ class Component:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     prepare: Callable[[], None] | None = None
+    needed_first: bool = False
+    """A server the others need (PostgreSQL, Redis): a supervisor restarting it waits until
+    it is healthy before it restarts anything else, since they would only fail meanwhile."""
 
 
 def port_is_free(port: int) -> bool:
@@ -146,6 +149,7 @@ def postgres_component(settings: StackSettings) -> Component:
 
     # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM would wait for every client to leave.
     return Component("postgres", settings.postgres_port, command, quietly(healthy),
+                     needed_first=True,
                      user=postgres_user(), stop_signal=signal.SIGINT,
                      prepare=lambda: prepare_postgres(settings))
 
@@ -179,7 +183,7 @@ def redis_component(settings: StackSettings) -> Component:
     def healthy() -> bool:
         return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
 
-    return Component("redis", settings.redis_port, command, quietly(healthy))
+    return Component("redis", settings.redis_port, command, quietly(healthy), needed_first=True)
 
 
 # Kafka-protocol broker -------------------------------------------------------------------

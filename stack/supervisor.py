@@ -12,9 +12,11 @@ to look at, not something to hammer. ``SIGHUP`` (what a later ``choreo up`` send
 the given-up ones again. ``choreo restart`` asks through a request file (see
 ``stack.restart``): the supervisor then stops that process with SIGTERM, lets it drain and
 starts it again at once, as a requested restart that is not counted as an exit.
-Restarts run one at a time in start order, so a broker restart has its topics back
-before a service that needs them is restarted. Every few seconds it also restarts FAILED
-connector tasks.
+Restarts run in start order: PostgreSQL and Redis, the broker (its topics and the
+outbox window back) and Connect are each brought back whole before anything after them;
+a service is launched and its health watched on later rounds, so one that waits for its
+database never holds up the database's own restart. Every few seconds it also restarts
+FAILED connector tasks.
 
 Every child is still written to the pid registry, so ``choreo down`` stops everything by
 pid even when this process was SIGKILLed; ``down`` stops the supervisor first, so nothing
@@ -221,11 +223,12 @@ class Supervisor:
         self.save()
 
     def restart(self, child: Child) -> None:
-        """Start it again. A plain process is only launched here: its health is watched
-        by ``watch_start`` on the next rounds, so a process that cannot become healthy
-        until something else is back (a service whose database was killed a moment
-        later) never holds up that other restart. The broker and Connect need more than
-        their process (``restarters``) and are brought back in one go."""
+        """Start it again. A service is only launched here: its health is watched by
+        ``watch_start`` on the next rounds, so a process that cannot become healthy until
+        something else is back (a service whose database was killed a moment later) never
+        holds up that other restart. What the rest needs first (PostgreSQL, Redis) is
+        waited for, and the broker and Connect need more than their process
+        (``restarters``): those are brought back in one go."""
         name = child.component.name
         child.due = None
         child.record.restarts += 1
@@ -234,6 +237,9 @@ class Supervisor:
         try:
             if name in self.restart_with:
                 self.restart_with[name]()
+            elif child.component.needed_first:
+                launcher.start_component(child.component, self.registry, self.settings,
+                                         lambda line: None)
             else:
                 launcher.launch(child.component, self.registry)
                 child.starting = child.started_at + self.settings.start_timeout_s
@@ -246,7 +252,7 @@ class Supervisor:
                 other_name = other.component.name
                 if ((other_name == "connect" or other_name.startswith("relay-"))
                         and not self.registry.running(other_name)):
-                    other.due = time.monotonic()
+                    other.due, other.starting = time.monotonic(), None  # stopped for it
         self.restarted(child)
 
     def watch_start(self, child: Child) -> None:

@@ -51,16 +51,21 @@ def command_mentions() -> Iterator[tuple[str, list[str]]]:
             yield doc.relative_to(REPO_ROOT).as_posix(), shlex.split(span)[1:]
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((action.choices for action in parser._actions  # noqa: SLF001
+                 if isinstance(action, argparse._SubParsersAction)), {})  # noqa: SLF001
+
+
 def subcommand_of(parser: argparse.ArgumentParser, words: list[str]
-                  ) -> tuple[argparse.ArgumentParser, list[str]]:
-    """The deepest subcommand ``words`` name, and the words left after it."""
+                  ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, list[str]]:
+    """The deepest subcommand ``words`` name, the parser it belongs to, and the words left
+    after it."""
+    parent = parser
     for index, word in enumerate(words):
-        choices = next((action.choices for action in parser._actions  # noqa: SLF001
-                        if isinstance(action, argparse._SubParsersAction)), {})  # noqa: SLF001
-        if word not in choices:
-            return parser, words[index:]
-        parser = choices[word]
-    return parser, []
+        if word not in subcommands(parser):
+            return parser, parent, words[index:]
+        parent, parser = parser, subcommands(parser)[word]
+    return parser, parent, []
 
 
 COMMANDS = list(command_lines())
@@ -89,8 +94,15 @@ def test_every_command_the_prose_names_exists_with_its_flags(where: str,
                                                              words: list[str]) -> None:
     """Prose names commands with placeholders (``choreo trace ORDER_ID``, ``[--sql]``):
     the subcommand must exist and every ``--flag`` must be one of its options."""
-    command, rest = subcommand_of(build_parser(), words)
-    assert command.prog != "choreo" or not words, f"{where}: no command choreo {words[0]}"
+    command, parent, rest = subcommand_of(build_parser(), words)
+    alternatives = {w for i, w in enumerate(rest[1:], 1) if rest[i - 1] == "/"
+                    and w.isidentifier() and w.islower()}  # ``list / show / replay``
+    assert alternatives <= set(subcommands(parent)), \
+        f"{where}: {parent.prog} has no {sorted(alternatives - set(subcommands(parent)))}"
+    named = [word for word in rest if word.isidentifier() and word.islower()
+             and word not in alternatives]
+    assert not (subcommands(command) and named), \
+        f"{where}: {command.prog} has no subcommand {named[0]}"
     options = {option for action in command._actions  # noqa: SLF001
                for option in action.option_strings}
     flags = {word.strip("[]").split("=")[0] for word in rest if word.lstrip("[").startswith("--")}

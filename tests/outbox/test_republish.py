@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 
-from outbox import inbox
+from outbox import inbox, relay
 from outbox.relay import Readers, republish_window
 from outbox.runner import OUTBOX_SCHEMA, apply_schema
 from outbox.testing import RecordingProducer
@@ -22,12 +23,23 @@ pytestmark = pytest.mark.postgres
 
 
 
+@contextmanager
+def own_database(settings: StackSettings) -> Iterator[psycopg.Connection[Any]]:
+    """A database of its own, dropped afterwards: no other test's consumers read it."""
+    name = f"republish_{uuid.uuid4().hex[:8]}"
+    url = scratch_database(settings, name)
+    apply_schema(url, OUTBOX_SCHEMA)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+    finally:
+        with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database(running_postgres: StackSettings) -> Iterator[psycopg.Connection[Any]]:
-    """A database of this test's own: no other test's consumers read its topics."""
-    url = scratch_database(running_postgres, f"republish_{uuid.uuid4().hex[:8]}")
-    apply_schema(url, OUTBOX_SCHEMA)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with own_database(running_postgres) as conn:
         yield conn
 
 
@@ -70,3 +82,39 @@ def test_without_subscriptions_the_whole_window_is_sent(database: psycopg.Connec
 
     assert [headers["ce_id"] for _, _, _, headers in producer.records] == [str(i) for i in ids]
     assert (result.published, result.left_out) == (3, 0)
+
+
+def test_readers_in_two_databases_across_chunks(running_postgres: StackSettings,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window read in chunks of 2: each chunk asks the consumers of both databases."""
+    monkeypatch.setattr(relay, "CHUNK_ROWS", 2)
+    key = f"rp-{uuid.uuid4().hex[:8]}"
+    with own_database(running_postgres) as orders, own_database(running_postgres) as other:
+        ids = [emitted(orders, "OrderConfirmed", key, {"total_cents": n}) for n in range(5)]
+        inbox.subscribe(orders, "audit", ["OrderConfirmed"])
+        inbox.subscribe(other, "inventory", ["OrderConfirmed"])
+        for event_id in ids[:4]:
+            inbox.claim(orders, "audit", event_id)
+        for event_id in (ids[0], ids[2], ids[3]):
+            inbox.claim(other, "inventory", event_id)
+        producer = RecordingProducer()
+
+        result = republish_window(orders.info.dsn, producer, 600.0, Readers.of([orders, other]))
+
+        assert [h["ce_id"] for _, _, _, h in producer.records] == [str(ids[1]), str(ids[4])]
+        assert (result.published, result.left_out) == (2, 3)
+
+
+def test_a_topic_read_by_a_consumer_that_never_said_what_it_handles_is_sent_whole(
+        database: psycopg.Connection[Any]) -> None:
+    key = f"rp-{uuid.uuid4().hex[:8]}"
+    first = emitted(database, "OrderConfirmed", key, {"total_cents": 1})
+    inbox.subscribe(database, "inventory", ["OrderConfirmed"])
+    inbox.claim(database, "inventory", first)
+    database.execute("INSERT INTO consumer_positions (consumer, topic, partition, next_offset,"
+                     " log_id) VALUES ('older', 'order.events', 0, 1, 'a lost log')")
+    producer = RecordingProducer()
+
+    result = republish_window(database.info.dsn, producer, 600.0, Readers.of([database]))
+
+    assert (result.published, result.left_out) == (1, 0)

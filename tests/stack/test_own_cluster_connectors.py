@@ -53,5 +53,10 @@ def test_a_commit_between_slots_and_deploy_is_published(running_stack: StackSett
                         accept=lambda m: m.key() == key.encode(), timeout_s=60)
         assert len(found) == 1
     finally:
-        ConnectClient(running_stack.connect_url).delete(f"{database}-outbox")
-        drop_slot(dsn, slot)
+        try:
+            ConnectClient(running_stack.connect_url).delete(f"{database}-outbox")
+        finally:
+            drop_slot(dsn, slot)
+            with psycopg.connect(running_stack.database_dsn("postgres"),
+                                 autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -218,7 +218,7 @@ def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_ne
     registry = launcher.registry_for(settings)
     sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
     database = Component("database", free_port(), sleeper,
-                         lambda: registry.running("database") is not None)
+                         lambda: registry.running("database") is not None, needed_first=True)
     service = Component("service", free_port() + 1, sleeper,
                         lambda: registry.running("database") is not None)
     lines: list[str] = []
