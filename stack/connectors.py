@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from stack.errors import ConfigError, ConnectorError
+from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
 
 CONNECTOR_DIR = REPO_ROOT / "connectors"
@@ -57,19 +58,28 @@ def render(template: Path, values: Mapping[str, str]) -> dict[str, Any]:
 class ConnectClient:
     """The few Connect REST calls the launcher needs, with the retries Connect requires."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 30.0,
+                 alive: Callable[[], bool] = lambda: True) -> None:
+        """``alive`` says whether the worker process still runs, where that is known (the
+        embedded stack): a refused connection to a dead worker then fails at once."""
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.alive = alive
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Retry 409 (rebalance in progress) and connection errors for a bounded time."""
+        """Retry 409 (rebalance in progress) and connection errors for a bounded time,
+        unless the worker is known to be dead: waiting the minute out for a worker killed
+        mid-deployment held a supervised restart of Connect up for 60 s in a storm."""
         deadline = time.monotonic() + 60
         while True:
             try:
                 response = requests.request(
                     method, f"{self.base_url}{path}", timeout=self.timeout_s, **kwargs
                 )
-            except (requests.ConnectionError, requests.Timeout):
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if not self.alive():
+                    raise ConnectorError(f"the Connect worker at {self.base_url} exited"
+                                         f" ({method} {path})") from error
                 if time.monotonic() > deadline:
                     raise
             else:
@@ -216,7 +226,10 @@ def deploy_outbox_connectors(
 ) -> bool:
     """The embedded stack's connectors, one per service database."""
     rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in databases]
-    return deploy(ConnectClient(settings.connect_url), rendered, report, timeout_s)
+    registry = ProcessRegistry(settings.pid_dir, settings.log_dir)
+    client = ConnectClient(settings.connect_url,
+                           alive=lambda: registry.running("connect") is not None)
+    return deploy(client, rendered, report, timeout_s)
 
 
 def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
