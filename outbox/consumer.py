@@ -58,6 +58,7 @@ from outbox.tracing import consumed_span, received, trace_id_of
 log = logging.getLogger(__name__)
 
 Handler = Callable[[ReceivedEvent, psycopg.Connection[Any]], None]
+RunLock = Callable[[psycopg.Connection[Any], list[ReceivedEvent]], None]
 
 
 def claim_and_handle(conn: psycopg.Connection[Any], consumer: str, handler: Handler,
@@ -127,12 +128,17 @@ class ConsumerRuntime:
         topics: list[str] | None = None,
         key_concurrency: int = 1,
         producer: Producer | None = None,
+        lock_first: RunLock | None = None,
     ) -> None:
         """``topics`` defaults to the topics of the handled event types' aggregates.
 
         ``key_concurrency`` above 1 runs the handlers of a batch's different keys side
         by side in that many threads (``outbox.lanes``, which says when that is safe).
         ``producer`` (for the dead-letter topic) is built on first use unless given.
+        ``lock_first(conn, events)`` runs in each run's transaction before its handlers:
+        a service whose events of different keys share rows locks them there, all in
+        one order, so that two replicas' runs cannot deadlock (each handler alone locks
+        only its own event's rows, in an order that differs from run to run).
         """
         self.group_id = group_id
         self.bootstrap = bootstrap
@@ -146,6 +152,7 @@ class ConsumerRuntime:
         self.rebalance_interval_s = rebalance_interval_s
         self._topics = topics
         self.key_concurrency = key_concurrency
+        self.lock_first = lock_first
         self._lanes: Lanes[ReceivedEvent, str] | None = None
         self.stop_event = threading.Event()
         self.blocked: set[str] = set()
@@ -361,6 +368,8 @@ class ConsumerRuntime:
         try:
             conn = self.conn
             with conn.transaction():
+                if self.lock_first is not None:
+                    self.lock_first(conn, [event for _, event in run])
                 outcomes = self._run_all(conn, [event for _, event in run])
         except RetryLater as signal:  # the whole run rolled back: none of it is done
             raise Deferred(run[0][0], signal) from signal

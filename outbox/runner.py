@@ -22,7 +22,7 @@ import psycopg
 
 from outbox import deadletter, inbox, logs
 from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime, Handler
+from outbox.consumer import ConsumerRuntime, Handler, RunLock
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.errors import ConfigError
 from outbox.metrics import serve
@@ -60,6 +60,8 @@ class ServiceDefinition:
     handlers whose keys share no rows (see ``outbox.lanes``)."""
     health: Callable[[], dict[str, object]] | None = None
     """More fields for ``/health`` (a circuit breaker's state, say)."""
+    lock_first: RunLock | None = None
+    """Locks a run's shared rows in one order before its handlers (see ``ConsumerRuntime``)."""
 
 
 def apply_schema(database_url: str, *scripts: Path) -> None:
@@ -117,6 +119,7 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
         backoff=settings.backoff,
         batch_size=settings.batch_size,
         key_concurrency=definition.key_concurrency,
+        lock_first=definition.lock_first,
     )
     return runtime, writer
 

@@ -16,7 +16,7 @@ from outbox import runner
 from outbox.config import DEFAULT_PORTS
 from outbox.settings import ServiceSettings
 from services.inventory.catalog import seed_catalog
-from services.inventory.handlers import build_handlers
+from services.inventory.handlers import build_handlers, lock_run
 from services.inventory.jobs import expiry_job
 from services.inventory.settings import InventorySettings
 from services.inventory.store import SCHEMA_SQL
@@ -31,6 +31,8 @@ def definition(settings: InventorySettings) -> runner.ServiceDefinition:
         build_handlers=partial(build_handlers, reservation_ttl_s=settings.reservation_ttl_s),
         jobs=[expiry_job()],
         on_start=seed_catalog,
+        # Stock rows are shared between orders: replicas' runs lock them in one order.
+        lock_first=lock_run,
     )
 
 

@@ -130,6 +130,23 @@ def _reserved_line(line: PricedLine) -> dict[str, Any]:
             "unit_price_cents": line.unit_price_cents}
 
 
+def lock_run(conn: psycopg.Connection[Any], events: list[ReceivedEvent]) -> None:
+    """Lock every row a run of events will touch, before any handler runs: the orders'
+    reservations, then the stock rows, each in key order, as each handler alone does.
+
+    Alone, each handler locks only its own order's rows; a run of several orders then
+    takes stock rows in an order that depends on the run, and two replicas' runs
+    deadlock (``tests/inventory/test_inventory_replicas.py``). A row inserted later
+    (a new order's reservation) conflicts only with events of that same order.
+    """
+    order_ids = sorted({event.payload["order_id"] for event in events})
+    requested = {item["sku"] for event in events if event.event_type == "OrderPlaced"
+                 for item in event.payload["items"]}
+    store.lock_reservations(conn, order_ids)
+    store.lock_stock(conn, requested | {line.sku for line in store.reserved_lines(conn,
+                                                                                  order_ids)})
+
+
 def build_handlers(writer: OutboxWriter, reservation_ttl_s: float) -> dict[str, Handler]:
     """The handler for each event type the inventory consumes, by CloudEvents type."""
     handlers = InventoryHandlers(writer, reservation_ttl_s)

@@ -74,6 +74,12 @@ def lock_reservation(conn: psycopg.Connection[Any], order_id: str) -> Reservatio
     return Reservation(Status(row[0]), ReleaseReason(row[1]) if row[1] else None)
 
 
+def lock_reservations(conn: psycopg.Connection[Any], order_ids: Sequence[str]) -> None:
+    """The orders' rows that exist, locked in order id order."""
+    conn.execute("SELECT 1 FROM reservations WHERE order_id = ANY(%s) ORDER BY order_id"
+                 " FOR UPDATE", (list(order_ids),))
+
+
 def lock_stock(conn: psycopg.Connection[Any], skus: Iterable[str]) -> dict[str, StockRow]:
     """The catalog rows of ``skus``, locked in SKU order; unknown SKUs are simply absent."""
     rows = conn.execute(
