@@ -275,10 +275,10 @@ def test_a_consumer_cannot_tell_the_relays_apart(running_stack: StackSettings,
     if running_stack.relay_mode("orders") != "cdc":
         pytest.skip("needs the orders database in CDC mode")
     key = f"contract-{uuid.uuid4().hex[:8]}"
-    _, row = WRITER._row("OrderConfirmed", key, confirmed(key, 4200))
-    for url in (running_stack.database_dsn("orders"), empty_outbox):
-        with psycopg.connect(url) as conn:
-            conn.execute(INSERT_ROW, row)
+    with WRITER.writing("OrderConfirmed", key, confirmed(key, 4200)) as row:
+        for url in (running_stack.database_dsn("orders"), empty_outbox):
+            with psycopg.connect(url) as conn:
+                conn.execute(INSERT_ROW, row.params)
     poller = OutboxPoller(poller_settings(running_stack, empty_outbox))
     thread = threading.Thread(target=poller.run, daemon=True)
     thread.start()
