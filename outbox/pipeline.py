@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -85,37 +85,32 @@ class Failure:
     attempts: int
 
 
+@dataclass(eq=False)
 class Pipeline:
-    def __init__(
-        self,
-        *,
-        session: Session,
-        codec: EventCodec,
-        handlers: dict[str, Handler],
-        dedupe: DedupeStore,
-        backoff: Backoff,
-        instruments: Instruments,
-        producer: Callable[[], Producer],
-        stop_event: threading.Event,
-        lock_first: RunLock | None = None,
-    ) -> None:
-        """``producer`` gives the dead-letter topic's producer, built on first use by its
-        owner; ``stop_event`` cuts a retry's wait short (``Interrupted``); ``lock_first``
-        is ``ConsumerRuntime``'s (which says why)."""
-        self.session = session
-        self.group_id = session.group_id
-        self.codec = codec
-        self.handlers = handlers
-        self.dedupe = dedupe
-        self.backoff = backoff
-        self.instruments = instruments
-        self.producer = producer
-        self.stop_event = stop_event
-        self.lock_first = lock_first
-        self.blocked: set[str] = set()
-        """Keys with an active dead letter: their later events are parked behind it."""
-        self.lanes: Lanes[ReceivedEvent, str] | None = None
-        """Set by the loop while it runs with ``key_concurrency`` above 1."""
+    """The batch logic of one consumer, on the session its loop keeps (``session``).
+
+    ``producer`` gives the dead-letter topic's producer, built on first use by its owner;
+    ``stop_event`` cuts a retry's wait short (``Interrupted``); ``lock_first`` is
+    ``ConsumerRuntime``'s (which says why).
+    """
+
+    session: Session
+    codec: EventCodec
+    handlers: dict[str, Handler]
+    dedupe: DedupeStore
+    backoff: Backoff
+    instruments: Instruments
+    producer: Callable[[], Producer]
+    stop_event: threading.Event
+    lock_first: RunLock | None = None
+    blocked: set[str] = field(default_factory=set)
+    """Keys with an active dead letter: their later events are parked behind it."""
+    lanes: Lanes[ReceivedEvent, str] | None = None
+    """Set by the loop while it runs with ``key_concurrency`` above 1."""
+
+    @property
+    def group_id(self) -> str:
+        return self.session.group_id
 
     def reload_blocked(self) -> None:
         """Read the blocked keys again: dead letters of another replica's partitions may
