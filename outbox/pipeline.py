@@ -81,6 +81,8 @@ class Deferred(Exception):
 
 @dataclass(frozen=True)
 class Failure:
+    """An event given up on: what its dead letter records (reason and attempts)."""
+
     reason: str
     attempts: int
 
