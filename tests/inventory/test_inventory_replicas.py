@@ -68,7 +68,7 @@ def test_crossing_runs_of_two_replicas_never_deadlock(
             start.wait(timeout=30)
             outcomes[index] += drive(replicas[index], pair[index])
 
-    caplog.set_level(logging.WARNING, logger="outbox.consumer")
+    caplog.set_level(logging.WARNING, logger="outbox.pipeline")
     threads = [threading.Thread(target=replica, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
