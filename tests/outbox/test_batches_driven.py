@@ -18,7 +18,9 @@ from outbox import deadletter, inbox
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime
 from outbox.dedupe import MemoryDedupe
-from outbox.delivery import Delivery
+from outbox.delivery import Delivery, ReceivedEvent
+from outbox.errors import RetryLater
+from outbox.pipeline import Deferred
 from outbox.retry import Backoff
 from outbox.testing import EventStream, RecordingProducer, drive, release
 from schemas.catalog import SchemaCatalog
@@ -74,7 +76,8 @@ def test_a_poison_event_parks_its_key_only_and_a_replay_releases_it_in_order(
     assert letter["dlq_reason"].startswith("gave up after 2 attempts")
     assert (letter["dlq_attempts"], letter["dlq_consumer"], letter["ce_type"]) == (
         "2", consumer, "OrderConfirmed")
-    assert effects(probe_database, consumer) == [(broken, 1), (healthy, 1), (healthy, 2)]
+    assert sorted(effects(probe_database, consumer)) == [(broken, 1), (healthy, 1),
+                                                         (healthy, 2)]
 
     # A later batch: the key is still blocked, its new event queues behind the others.
     assert drive(runtime, [confirmed(stream, broken, 3)]) == ["parked"]
@@ -202,3 +205,38 @@ def test_a_transient_failure_takes_only_its_key_out_of_the_run(
     rolled_back = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
     assert len(rolled_back) == 1
     assert f"the 3 events of {run}-1 one by one, the other 9 again as a run" in rolled_back[0]
+
+
+def test_a_retry_later_after_a_rollback_leaves_nothing_before_it_undone(
+        probe_database: str) -> None:
+    """The loop takes ``Deferred.at`` as "everything before it is done" and moves the
+    positions past it. A key taken out of a rolled-back run must therefore not be handled
+    before the events ahead of it, or a ``RetryLater`` on its way skips them (an
+    OrderPlaced was lost that way when the psp's breaker opened mid-run)."""
+    run, consumer = f"drv-{uuid.uuid4().hex[:8]}", f"drv-{uuid.uuid4().hex[:8]}"
+    calls: dict[int, int] = {}
+    record = recording_handler(consumer, run)
+
+    def handler(event: ReceivedEvent, conn: psycopg.Connection) -> None:
+        value = event.payload["total_cents"]
+        calls[value] = calls.get(value, 0) + 1
+        if value == 2:  # fails in the run, then the breaker opens on its own try
+            raise RuntimeError("psp down") if calls[value] == 1 else RetryLater("circuit open", 5.0)
+        record(event, conn)
+
+    runtime = ConsumerRuntime(
+        group_id=consumer, bootstrap="unused.invalid:9092", database_url=probe_database,
+        codec=CODEC, handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
+        backoff=Backoff(base_s=0.001, cap_s=0.002, max_attempts=2),
+        producer=RecordingProducer())
+    stream = EventStream(CODEC)
+    batch = [confirmed(stream, f"{run}-{value}", value) for value in (1, 2, 3)]
+    try:
+        with pytest.raises(Deferred) as deferred:
+            drive(runtime, batch)
+    finally:
+        runtime.close()
+
+    ahead = batch[:batch.index(deferred.value.at)]  # taken as done by the loop
+    handled = {value for _, value in effects(probe_database, consumer)}
+    assert {int(d.key.rsplit("-", 1)[1]) for d in ahead} <= handled
