@@ -240,3 +240,21 @@ def test_a_retry_later_after_a_rollback_leaves_nothing_before_it_undone(
     ahead = batch[:batch.index(deferred.value.at)]  # taken as done by the loop
     handled = {value for _, value in effects(probe_database, consumer)}
     assert {int(d.key.rsplit("-", 1)[1]) for d in ahead} <= handled
+
+
+def test_a_run_with_many_failing_keys_is_tried_as_a_run_once_more_then_one_by_one(
+        probe_database: str, runtime_for: Build, caplog: pytest.LogCaptureFixture) -> None:
+    """Not once per failing key: a run of 190 with 28 flaky charges was rolled back and
+    run again 28 times in the 33/s storm."""
+    run, consumer = f"drv-{uuid.uuid4().hex[:8]}", f"drv-{uuid.uuid4().hex[:8]}"
+    stream = EventStream(CODEC)
+    batch = [confirmed(stream, f"{run}-{i}", i) for i in range(20)]
+    runtime = runtime_for(consumer, run, FailsOnce({3, 7, 11, 15}), RecordingProducer())
+    caplog.set_level(logging.WARNING, logger="outbox.pipeline")
+
+    assert drive(runtime, batch) == ["handled"] * 20
+
+    rolled_back = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
+    assert len(rolled_back) == 2, rolled_back
+    assert rolled_back[1].endswith("handling one by one")
+    assert sorted(v for _, v in effects(probe_database, consumer)) == list(range(20))
