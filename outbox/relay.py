@@ -47,6 +47,11 @@ def relay_producer(bootstrap: str, **overrides: Any) -> Producer:
     return build_producer(bootstrap, partitioner="murmur2_random", **overrides)
 
 
+def topic_of(aggregate: str) -> str:
+    """The topic EventRouter routes an aggregate type's rows to (``route.topic.replacement``)."""
+    return f"{aggregate}{c.EVENTS_TOPIC_SUFFIX}"
+
+
 def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, bytes]]]:
     """(topic, key, value, headers) of one outbox row, as the EventRouter routes it."""
     (event_id, aggregate, aggregate_id, event_type, payload, dataschema, source, specversion,
@@ -61,7 +66,7 @@ def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, by
         (c.HEADER_DATASCHEMA, dataschema),
         (c.HEADER_TRACEPARENT, traceparent),
     ]
-    return (f"{aggregate}{c.EVENTS_TOPIC_SUFFIX}", aggregate_id, bytes(payload),
+    return (topic_of(aggregate), aggregate_id, bytes(payload),
             [(name, value.encode()) for name, value in headers])
 
 
@@ -150,7 +155,7 @@ def republish_window(database_url: str, producer: Producer, window_s: float,
 def _handled(readers: Readers, rows: list[tuple[Any, ...]]) -> set[uuid.UUID]:
     by_type: dict[str, list[uuid.UUID]] = defaultdict(list)
     for row in rows:
-        if f"{row[1]}{c.EVENTS_TOPIC_SUFFIX}" not in readers.sent_whole:
+        if topic_of(row[1]) not in readers.sent_whole:
             by_type[row[3]].append(row[0])
     return {event_id for event_type, ids in by_type.items()
             for event_id in readers.handled_by_all(event_type, ids)}
