@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 from stack.connect_offsets import forget_offsets_of_another_cluster
 from stack.errors import StartError
-from stack.install import connect_lib_dir, postgres_bindir, tansu_binary
+from stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir, tansu_binary
 from stack.processes import reap
 from stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
 
@@ -259,14 +259,21 @@ def write_connect_config(settings: StackSettings) -> None:
     ]))
 
 
+def connect_classpath(settings: StackSettings) -> str:
+    """The timer patch first: the JVM takes a class from the first entry that has it."""
+    artifacts = settings.artifact_dir
+    return f"{connect_patch_jar(artifacts)}:{connect_lib_dir(artifacts)}/*"
+
+
 def class_archive(settings: StackSettings) -> Path:
-    """The JVM's class-data archive for this exact set of jars (named by their digest).
+    """The JVM's class-data archive for this exact class path (named by its digest).
 
     Kept beside the jars, so every stack of the machine shares it; a reinstall that
-    changes a jar changes the name, so a stale archive is never used.
+    changes a jar, or a new patch, changes the name, so a stale archive is never used.
     """
     lib_dir = connect_lib_dir(settings.artifact_dir)
     jars = sorted((jar.name, jar.stat().st_size) for jar in lib_dir.glob("*.jar"))
+    jars.append((str(connect_patch_jar(settings.artifact_dir).parent.name), 0))
     digest = hashlib.sha256(repr(jars).encode()).hexdigest()[:12]
     return settings.artifact_dir / "connect-cds" / f"classes-{digest}.jsa"
 
@@ -290,7 +297,7 @@ def class_archive_dump(settings: StackSettings) -> Component | None:
         return None
     partial = archive.with_suffix(".jsa.partial")
     java = shutil.which("java") or "java"
-    classpath = f"{connect_lib_dir(settings.artifact_dir)}/*"
+    classpath = connect_classpath(settings)
     # The running worker may still be appending to the list: dump all but its last line.
     script = ('head -n -1 "$1" > "$1.snapshot" && nice -n 19 "$0" -XX:+UseSerialGC'
               ' -Xshare:dump -XX:SharedClassListFile="$1.snapshot"'
@@ -322,7 +329,7 @@ def connect_component(settings: StackSettings) -> Component:
     worker = settings.connect_dir / "worker.properties"
     log4j = settings.connect_dir / "log4j2.properties"
     java = shutil.which("java") or "java"
-    classpath = f"{connect_lib_dir(settings.artifact_dir)}/*"
+    classpath = connect_classpath(settings)
     command = [
         java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
         *jvm_start_flags(settings),

