@@ -31,7 +31,8 @@ def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
         name=NAME,
         schema_sql=SCHEMA,
         build_handlers=lambda writer: build_handlers(
-            writer, PspClient(settings.psp_url, settings.psp_timeout_s),
+            writer, PspClient(settings.psp_url, settings.psp_timeout_s,
+                              settings.psp_answered_retries),
             AttemptLog(settings.database_url), settings.currency, circuit),
         health=lambda: {"circuits": {circuit.name: circuit.state}},
         # Each order's payment is its own row, and most of a charge is waiting for the

@@ -20,6 +20,10 @@ class PaymentsSettings:
     psp_url: str
     """``CHOREO_PSP_URL``, else the psp of the local stack on ``CHOREO_PSP_PORT``."""
     psp_timeout_s: float = 5.0
+    psp_answered_retries: int = 2
+    """``CHOREO_PSP_ANSWERED_RETRIES``: how often a charge or refund the psp answered with a
+    server error is sent again at once, before the batch transaction is rolled back
+    (``services.payments.psp_client``)."""
     currency: str = "EUR"
     database_url: str = ""
     """For the charge attempts' own connection (``ServiceSettings`` validates it)."""
@@ -37,6 +41,8 @@ class PaymentsSettings:
             psp_url=psp_url,
             psp_timeout_s=config.number(env, "CHOREO_PSP_TIMEOUT_S", cls.psp_timeout_s,
                                         gt=0, le=300),
+            psp_answered_retries=config.integer(env, "CHOREO_PSP_ANSWERED_RETRIES",
+                                                cls.psp_answered_retries, ge=0, le=10),
             database_url=config.text(env, "CHOREO_DATABASE_URL"),
             breaker=CircuitSettings(
                 fail_max=config.integer(env, "CHOREO_PSP_BREAKER_FAILURES", defaults.fail_max,

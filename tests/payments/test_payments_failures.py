@@ -25,7 +25,7 @@ from outbox.errors import PermanentError, TransientError
 from services.payments.attempts import AttemptLog
 from services.payments.domain import ProviderRejected, ProviderUnavailable
 from services.payments.psp_client import PspClient
-from tests.payments.conftest import PSP_SLOW_DELAY_S
+from tests.payments.conftest import PSP_SLOW_DELAY_S, PSP_TIMEOUT_S
 from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
 from tests.psp.support import CLIENT_TIMEOUT_S
 
@@ -43,6 +43,7 @@ def crash_after(harness: Harness, event: ReceivedEvent) -> None:
 
 
 def test_flaky_psp_is_transient_then_captures_once(harness: Harness, events: Events) -> None:
+    """With answered failures not sent again in place (the harness's client)."""
     order_id = new_order_id()
     harness.deliver(events.placed(order_id, "tok_flaky"))
     reserved = events.reserved(order_id, 1250)
@@ -61,6 +62,23 @@ def test_flaky_psp_is_transient_then_captures_once(harness: Harness, events: Eve
     assert harness.emitted_types(order_id) == ["PaymentCaptured"]
     assert harness.emitted(order_id)[0].payload["payment_id"] == charge.id
     assert harness.status(order_id) == "captured"
+
+
+def test_flaky_psp_sent_again_in_place_captures_in_the_first_delivery(
+        harness: Harness, events: Events, payments_dsn: str, payments_psp_url: str) -> None:
+    """As payments runs by default (``CHOREO_PSP_ANSWERED_RETRIES``): no rollback at all."""
+    with PspClient(payments_psp_url, PSP_TIMEOUT_S, answered_retries=2) as psp, \
+            AttemptLog(payments_dsn) as attempt_log:
+        patient = Harness(harness.conn, handlers_for(psp, attempt_log), psp)
+        order_id = new_order_id()
+        patient.deliver(events.placed(order_id, "tok_flaky"))
+
+        assert patient.deliver(events.reserved(order_id, 1250)) == "handled"
+
+        [charge] = patient.charges(order_id)
+        assert [e.payload for e in patient.emitted(order_id)] == [
+            {"order_id": order_id, "payment_id": charge.id, "amount_cents": 1250}]
+        assert patient.status(order_id) == "captured"
 
 
 def test_redelivery_after_a_rollback_captures_once(harness: Harness, events: Events) -> None:

@@ -22,6 +22,12 @@ def test_the_psp_url_defaults_to_the_stack_port() -> None:
     assert PaymentsSettings.from_env({}).psp_url == "http://127.0.0.1:18090"
 
 
+def test_answered_failures_are_sent_again_twice_unless_told_otherwise() -> None:
+    assert PaymentsSettings.from_env({}).psp_answered_retries == 2
+    assert PaymentsSettings.from_env(
+        {"CHOREO_PSP_ANSWERED_RETRIES": "0"}).psp_answered_retries == 0
+
+
 def test_an_explicit_url_wins() -> None:
     settings = PaymentsSettings.from_env({"CHOREO_PSP_URL": "https://psp.example:8443",
                                           "CHOREO_PSP_PORT": "28090",
@@ -48,6 +54,8 @@ def test_the_breaker_has_defaults_and_takes_both_thresholds() -> None:
     ({"CHOREO_PSP_BREAKER_FAILURES": "2.5"}, "CHOREO_PSP_BREAKER_FAILURES='2.5' is not a"),
     ({"CHOREO_PSP_BREAKER_RESET_S": "later"}, "CHOREO_PSP_BREAKER_RESET_S='later' is not a"),
     ({"CHOREO_PSP_BREAKER_RESET_S": "-1"}, "CHOREO_PSP_BREAKER_RESET_S='-1' is outside"),
+    ({"CHOREO_PSP_ANSWERED_RETRIES": "-1"}, "CHOREO_PSP_ANSWERED_RETRIES='-1' is not a whole"),
+    ({"CHOREO_PSP_ANSWERED_RETRIES": "11"}, "CHOREO_PSP_ANSWERED_RETRIES='11' is not a whole"),
 ])
 def test_a_bad_value_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

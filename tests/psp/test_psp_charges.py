@@ -89,6 +89,25 @@ def test_client_retry_after_flaky_yields_one_capture(client: PspClient, ledger: 
     assert ledger.count("charges") == 1
 
 
+def test_an_answered_failure_is_sent_again_in_place_with_the_same_key(
+        api: Api, ledger: Ledger) -> None:
+    with PspClient(api.base_url, timeout_s=5.0, answered_retries=1) as psp:
+        charge = psp.charge("key-flaky-in-place", 1250, "EUR", "tok_flaky", "order-8")
+        assert psp.charges_for("order-8") == [charge]
+    assert ledger.count("charges") == 1
+
+
+def test_a_timeout_is_not_sent_again_in_place(api: Api, ledger: Ledger) -> None:
+    """Sent again, the charge still running would have answered 409 at once."""
+    with PspClient(api.base_url, timeout_s=CLIENT_TIMEOUT_S, answered_retries=2) as psp:
+        with pytest.raises(PspUnavailable) as failure:
+            psp.charge("key-slow-in-place", 1250, "EUR", "tok_slow", "order-9")
+        assert failure.value.status is None
+        charge = retry_until_answered(psp, "key-slow-in-place", "tok_slow", "order-9")
+        assert psp.charges_for("order-9") == [charge]
+    assert ledger.count("charges") == 1
+
+
 def test_tok_slow_after_caller_timeout_retry_captures_once(api: Api, ledger: Ledger) -> None:
     impatient = PspClient(api.base_url, timeout_s=CLIENT_TIMEOUT_S)
     started = time.monotonic()

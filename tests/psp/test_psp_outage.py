@@ -30,6 +30,19 @@ def test_a_failing_psp_answers_503_without_capturing_until_the_outage_ends(
     assert "outage" not in api.get("/health").json()
 
 
+def test_answered_retries_give_up_on_a_psp_that_keeps_failing(
+        api: Api, ledger: Ledger, psp_url: str) -> None:
+    with PspClient(psp_url, timeout_s=5.0, answered_retries=2) as patient:
+        patient.start_outage("fail", 30)
+        try:
+            with pytest.raises(PspUnavailable) as failure:
+                patient.charge("key-outage-retried", 1250, "EUR", "tok_ok", "order-2")
+            assert failure.value.status == 503
+            assert ledger.count("charges") == 0
+        finally:
+            patient.end_outage()
+
+
 def test_a_slow_psp_times_the_caller_out_and_captures_all_the_same(
         api: Api, ledger: Ledger, psp_url: str) -> None:
     with PspClient(psp_url, timeout_s=0.3) as impatient:
