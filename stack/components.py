@@ -273,8 +273,7 @@ def class_archive(settings: StackSettings) -> Path:
     """
     lib_dir = connect_lib_dir(settings.artifact_dir)
     jars = sorted((jar.name, jar.stat().st_size) for jar in lib_dir.glob("*.jar"))
-    jars.append((str(connect_patch_jar(settings.artifact_dir).parent.name), 0))
-    digest = hashlib.sha256(repr(jars).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(repr((connect_classpath(settings), jars)).encode()).hexdigest()[:12]
     return settings.artifact_dir / "connect-cds" / f"classes-{digest}.jsa"
 
 
