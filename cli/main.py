@@ -161,6 +161,15 @@ def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int
     return 0
 
 
+def cmd_bench_broker(args: argparse.Namespace, settings: StackSettings) -> int:
+    from bench import broker
+
+    if min(args.partitions) < 1:
+        raise ConfigError(f"--partitions: every topic needs at least one, got {args.partitions}")
+    broker.main(settings, args.partitions, args.history)
+    return 0
+
+
 def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     from bench import saga
 
@@ -174,6 +183,18 @@ def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
 
     saga.soak(settings, args.sagas, args.rate)
     return 0
+
+
+def counts(text: str) -> list[int]:
+    """A comma-separated list of whole numbers, ``3,12``."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers") from None
+    if min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a negative number")
+    return values
 
 
 def add_event_load(parser: argparse.ArgumentParser, each: str, handler: Handler) -> None:
@@ -246,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
     consumer.add_argument("--events", type=int, default=10000)
     consumer.set_defaults(handler=cmd_bench_consumer)
+    broker = bench_commands.add_parser(
+        "broker", help="a scratch embedded broker: fetch CPU by partition count and history")
+    broker.add_argument("--partitions", type=counts, default=[3, 12],
+                        help="partitions per topic, comma-separated (default 3,12)")
+    broker.add_argument("--history", type=counts, default=[0, 15000],
+                        help="one-record batches written first, comma-separated (default 0,15000)")
+    broker.set_defaults(handler=cmd_bench_broker)
     saga = bench_commands.add_parser("saga", help="orders API -> terminal state: latency, sagas/s")
     saga.add_argument("--rate", type=float, default=50.0,
                       help="steady orders/s (0 skips the steady run)")

@@ -129,6 +129,15 @@ class Assignment:
         if self.owned:
             self.consumer.pause([TopicPartition(t, p) for t, p in sorted(self.owned)])
 
+    def resume(self) -> None:
+        """Fetch again from where fetching stopped, without a seek.
+
+        Only right when everything polled before ``hold`` was handled (``outbox.doze``);
+        after a batch met the pause, ``release`` is the one to call.
+        """
+        if self.owned:
+            self.consumer.resume([TopicPartition(t, p) for t, p in sorted(self.owned)])
+
     def release(self) -> None:
         """Fetch again, each partition from the first event not handled yet.
 

@@ -1,0 +1,129 @@
+"""The embedded broker alone: what its fetches cost by partition count and by history.
+
+Starts a scratch broker of the stack's own binary on a free port (its own process,
+stopped by pid at the end, whatever happens), assigns three consumers every partition
+of two topics with the services' fetch wait, and measures the broker's CPU while they
+poll idle and while 100 records/s go through one topic, first on empty topics and then
+after one-record batches were written to it beforehand. The stack need not run; it
+shows why the stack gets slower with use and why more partitions would not help
+(docs/benchmarks.md, "Slower with use").
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+
+from outbox.kafka import build_consumer, build_producer, ensure_topics
+from stack.cpu import CpuMeter
+from stack.install import tansu_binary
+from stack.settings import StackSettings
+
+CONSUMERS = 3
+RATE = 100
+SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class BrokerCost:
+    partitions: int
+    history: int
+    idle_percent: float
+    loaded_percent: float
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def broker_percent(pid: int, during: Callable[[], None]) -> float:
+    """The broker's share of one core while ``during`` runs."""
+    meter = CpuMeter({"broker": pid})
+    during()
+    return meter.read().percent("broker")
+
+
+def polling(consumers: list[Consumer], stop: threading.Event) -> list[threading.Thread]:
+    def loop(consumer: Consumer) -> None:
+        while not stop.is_set():
+            consumer.poll(0.05)
+
+    threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in consumers]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCost:
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [str(tansu_binary(settings.artifact_dir)), "broker", "--listener-url",
+         f"tcp://{bootstrap}", "--advertised-listener-url", f"tcp://{bootstrap}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+    consumers: list[Consumer] = []
+    try:
+        topics = [f"loaded-{partitions}", f"quiet-{partitions}"]
+        ensure_topics(bootstrap, topics, partitions=partitions)
+        producer = build_producer(bootstrap, **{"linger.ms": 0, "log_level": 0})
+        for n in range(history):  # one batch per record, as Connect writes at these rates
+            producer.produce(topics[0], value=b"x" * 200, partition=n % partitions)
+            producer.flush()
+        for n in range(CONSUMERS):
+            consumer = build_consumer(bootstrap, f"probe-{n}", log_level=0)
+            consumer.assign([TopicPartition(t, p, -1) for t in topics for p in range(partitions)])
+            consumers.append(consumer)
+        polling(consumers, stop)
+        time.sleep(5)
+        idle = broker_percent(broker.pid, lambda: time.sleep(SECONDS))
+
+        def produce_steadily() -> None:
+            start = time.monotonic()
+            for n in range(int(RATE * SECONDS)):
+                if (wait := start + n / RATE - time.monotonic()) > 0:
+                    time.sleep(wait)
+                producer.produce(topics[0], value=b"y" * 200, partition=n % partitions)
+                producer.poll(0)
+            producer.flush(10)
+
+        loaded = broker_percent(broker.pid, produce_steadily)
+        return BrokerCost(partitions, history, idle, loaded)
+    finally:
+        stop.set()
+        for consumer in consumers:
+            consumer.close()
+        broker.terminate()
+        try:
+            broker.wait(10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+
+
+def main(settings: StackSettings, partitions: list[int], histories: list[int]) -> None:
+    print(f"broker benchmark: a scratch broker, {CONSUMERS} consumers assigned every partition"
+          f" of two topics, then {RATE} records/s through one for {SECONDS:.0f}s")
+    print(f"\n{'partitions':>10}{'history':>10}{'idle %':>9}{'loaded %':>10}")
+    results = []
+    for history in histories:
+        for count in partitions:
+            cost = measure(settings, count, history)
+            results.append(cost)
+            print(f"{cost.partitions:>10}{cost.history:>10}{cost.idle_percent:>9.1f}"
+                  f"{cost.loaded_percent:>10.1f}", flush=True)
+    print("\n% of one core used by the broker; history: one-record batches written to the"
+          " loaded topic before the consumers start")
+    first, last = results[0], results[-1]
+    print(f"summary: broker idle {first.idle_percent:.1f}% -> {last.idle_percent:.1f}%,"
+          f" loaded {first.loaded_percent:.1f}% -> {last.loaded_percent:.1f}% from"
+          f" {first.partitions} partitions/{first.history} batches to"
+          f" {last.partitions} partitions/{last.history} batches")
