@@ -129,21 +129,14 @@ class Assignment:
         if self.owned:
             self.consumer.pause([TopicPartition(t, p) for t, p in sorted(self.owned)])
 
-    def resume(self) -> None:
-        """Fetch again from where fetching stopped, without a seek.
-
-        Only right when everything polled before ``hold`` was handled (``outbox.doze``);
-        after a batch met the pause, ``release`` is the one to call.
-        """
-        if self.owned:
-            self.consumer.resume([TopicPartition(t, p) for t, p in sorted(self.owned)])
-
     def release(self) -> None:
         """Fetch again, each partition from the first event not handled yet.
 
         The seek matters: a resumed partition would go on after the last message polled,
         and the batch that met the pause was polled but not handled. So were any
-        messages polled while held (the runtime drops them).
+        messages polled while held (the runtime drops them). It also makes fetching
+        start at once: after a plain resume, librdkafka fetched again only about 700 ms
+        later (measured against the embedded broker), which ``outbox.doze`` cannot afford.
         """
         if not self.owned:
             return

@@ -11,8 +11,10 @@ up to ``pause_s`` longer; a consumer with work never dozes, so load is not slowe
 Kafka holds an empty fetch on the broker instead, so there ``pause_s=0`` (never doze)
 costs nothing.
 
-Pausing keeps the fetch position: the runtime has handled everything it polled before
-a doze begins, so fetching resumes exactly where it stopped (``Assignment.resume``).
+A doze ends with ``Assignment.release``, which resumes each partition and seeks it to
+the first event not handled yet: everything polled before the doze began was handled,
+so that is where fetching stopped. Without the seek, librdkafka fetched a resumed
+partition again only about 700 ms later; with it, at once.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Doze:
     def before_poll(self, assignment: Assignment, now: float, wait_s: float) -> float:
         """Wakes the partitions once a pause is over; returns how long the poll may wait."""
         if self._paused_until and now >= self._paused_until:
-            assignment.resume()
+            assignment.release()
             self._paused_until = 0.0
         if self._paused_until:
             return self._paused_until - now
@@ -60,7 +62,7 @@ class Doze:
 
     def interrupted(self, now: float) -> None:
         """The runtime holds the partitions for its own reason (``RetryLater``) and will
-        resume them itself: the doze starts over from awake."""
+        release them itself: the doze starts over from awake."""
         self._paused_until = 0.0
         self._dozing = False
         self._quiet_since = now

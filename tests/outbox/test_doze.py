@@ -2,7 +2,7 @@
 
 The doze's steps are checked against a recording assignment; on the real stack, events
 written while a probe consumer dozes, in bursts at uneven gaps, must each be handled
-once and in order: a resume that skipped what was fetched before the pause, or a pause
+once and in order: a release that skipped what was fetched before the pause, or a pause
 that never ended, would show as a gap or a timeout.
 """
 
@@ -34,8 +34,8 @@ class RecordingAssignment:
     def hold(self) -> None:
         self.calls.append("hold")
 
-    def resume(self) -> None:
-        self.calls.append("resume")
+    def release(self) -> None:
+        self.calls.append("release")
 
 
 def quiet_polls(doze: Doze, assignment: RecordingAssignment, start: float, until: float,
@@ -60,9 +60,9 @@ def test_a_quiet_consumer_pauses_then_fetches_one_round_then_pauses_again() -> N
 
     doze.after_poll(assignment, False, 1.03)  # type: ignore[arg-type]
     assert doze.before_poll(assignment, 1.05, 0.1) == 0.02  # type: ignore[arg-type]
-    assert assignment.calls == ["hold", "resume"]  # awake for one round
+    assert assignment.calls == ["hold", "release"]  # awake for one round
     doze.after_poll(assignment, False, 1.07)  # type: ignore[arg-type]
-    assert assignment.calls == ["hold", "resume", "hold"]
+    assert assignment.calls == ["hold", "release", "hold"]
 
 
 def test_a_message_ends_the_doze_and_the_quiet_second_starts_over() -> None:
@@ -83,8 +83,8 @@ def test_no_pause_never_dozes() -> None:
     assert assignment.calls == []
 
 
-def test_a_hold_of_the_runtime_wakes_the_doze_without_resuming() -> None:
-    """The runtime's own hold resumes the partitions itself, with a seek, when it ends."""
+def test_a_hold_of_the_runtime_wakes_the_doze_without_releasing() -> None:
+    """The runtime's own hold releases the partitions itself when it ends."""
     doze, assignment = Doze(pause_s=0.05), RecordingAssignment()
     quiet_polls(doze, assignment, 0.0, 1.01)
     doze.interrupted(1.02)
