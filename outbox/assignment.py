@@ -136,7 +136,7 @@ class Assignment:
         and the batch that met the pause was polled but not handled. So were any
         messages polled while held (the runtime drops them). It also makes fetching
         start at once: after a plain resume, librdkafka fetched again only about 700 ms
-        later (measured against the embedded broker), which ``outbox.doze`` cannot afford.
+        later (measured against the embedded broker).
         """
         if not self.owned:
             return

@@ -38,7 +38,6 @@ from outbox.assignment import Assignment
 from outbox.codec import EventCodec
 from outbox.dedupe import DedupeStore
 from outbox.delivery import Delivery
-from outbox.doze import Doze
 from outbox.instruments import Instruments
 from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.lanes import Lanes
@@ -65,9 +64,6 @@ POSITION_SAVE_INTERVAL_S = 0.2
 """Positions are saved at most this often (and before any partition is given up, and at
 a clean stop), not once per batch: at low load every batch is one event, and a second
 commit per event would double the database's work. What a crash loses is read again."""
-POLL_WAIT_S = 0.1
-"""How long a poll waits for a first message when nothing is buffered: the loop's pace
-while idle (rebalances, saved positions, release requests), not a fetch's."""
 BACKLOG_INTERVAL_S = 5.0
 """How often the dead-letter and slot-lag gauges are read (outbox.backlog)."""
 
@@ -90,7 +86,6 @@ class ConsumerRuntime:
         key_concurrency: int = 1,
         producer: Producer | None = None,
         lock_first: RunLock | None = None,
-        idle_fetch_pause_s: float = 0.0,
     ) -> None:
         """``topics`` defaults to the topics of the handled event types' aggregates.
 
@@ -101,8 +96,6 @@ class ConsumerRuntime:
         a service whose events of different keys share rows locks them there, all in
         one order, so that two replicas' runs cannot deadlock (each handler alone locks
         only its own event's rows, in an order that differs from run to run).
-        ``idle_fetch_pause_s`` above 0 pauses fetching that long at a time once nothing
-        has arrived for a second (``outbox.doze``).
         """
         self.group_id = group_id
         self.bootstrap = bootstrap
@@ -127,7 +120,6 @@ class ConsumerRuntime:
         self._broker_trouble = threading.Event()
         self._held_until = 0.0
         """While in the future, every owned partition is paused (``RetryLater``)."""
-        self._doze = Doze(idle_fetch_pause_s)
 
     # -- wiring --------------------------------------------------------------------
 
@@ -182,8 +174,7 @@ class ConsumerRuntime:
         owned = len(self._assignment.owned) if self._assignment else 0
         return {"status": "ok" if ok else "starting", "consumer": self.group_id,
                 "assigned": owned > 0, "partitions": owned, "lag": self._instruments.behind,
-                "blocked_keys": len(self.blocked), "paused": self._held_until > 0,
-                "dozing": self._doze.dozing}
+                "blocked_keys": len(self.blocked), "paused": self._held_until > 0}
 
     # -- the parts, for callers that drive them without the loop ------------------------
     # The runtime stays the one object a service builds and a test drives; the logic is
@@ -212,7 +203,7 @@ class ConsumerRuntime:
         log.warning("kafka client: %s", error, extra=self._instruments.fields)
         self._broker_trouble.set()
 
-    def _poll(self, consumer: Consumer, wait_s: float) -> list[Message]:
+    def _poll(self, consumer: Consumer) -> list[Message]:
         """Whatever is buffered at once; if nothing, wait for the first message, then drain.
 
         Returning on the first message keeps one hop at the broker's latency when load
@@ -222,7 +213,7 @@ class ConsumerRuntime:
         messages = consumer.consume(self.batch_size, timeout=0)
         if messages:
             return messages
-        first = consumer.poll(wait_s)
+        first = consumer.poll(0.1)
         if first is None:
             return []
         return [first, *consumer.consume(self.batch_size - 1, timeout=0)]
@@ -249,15 +240,8 @@ class ConsumerRuntime:
             timers["rebalance"] = now
             self._assigned_at = self._assigned_at or now
         held = self._holding(assignment)
-        if held:
-            self._doze.interrupted(now)
-            wait_s = POLL_WAIT_S
-        else:
-            wait_s = self._doze.before_poll(assignment, now, POLL_WAIT_S)
-        messages = self._poll(consumer, wait_s)
+        messages = self._poll(consumer)
         self._last_poll = time.monotonic()
-        if not held:
-            self._doze.after_poll(assignment, bool(messages), self._last_poll)
         usable = [m for m in messages if m.error() is None]
         for message in messages:
             error = message.error()

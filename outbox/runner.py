@@ -118,7 +118,6 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
         dedupe=dedupe_store(settings),
         backoff=settings.backoff,
         batch_size=settings.batch_size,
-        idle_fetch_pause_s=settings.idle_fetch_pause_s,
         key_concurrency=definition.key_concurrency,
         lock_first=definition.lock_first,
     )

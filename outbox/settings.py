@@ -36,9 +36,6 @@ class ServiceSettings:
     """How long replayed and discarded dead letters stay listed (``choreo dlq list --all``)."""
     telemetry_url: str = ""
     """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
-    idle_fetch_pause_s: float = 0.05
-    """``CHOREO_IDLE_FETCH_PAUSE_MS``: after a quiet second, fetching pauses this long at a
-    time (``outbox.doze``); 0 never pauses, right for a broker that holds empty fetches."""
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str],
@@ -73,8 +70,6 @@ class ServiceSettings:
                                                   30 * 24 * 3600.0, ge=0),
             telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
                                      required=False),
-            idle_fetch_pause_s=config.number(env, "CHOREO_IDLE_FETCH_PAUSE_MS", 50.0,
-                                             ge=0, le=1000) / 1000,
         )
         if settings.inbox_retention_s <= settings.outbox_retention_s:
             raise ConfigError("CHOREO_INBOX_RETENTION_S must be greater than"
