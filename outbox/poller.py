@@ -8,16 +8,20 @@ then moves its position (``outbox_relay``). Rows stay in the table for the reten
 window either way (``outbox.writer.prune`` keeps what a relay has not published yet).
 
 The position, and why no row is skipped (docs/outbox.md, "Polling relay"):
-``after_seq`` and ``in_flight``: every row with ``seq <= after_seq`` has been published,
-except rows of the transactions in ``in_flight``, which were running when the position
-was taken. Each round reads, in one REPEATABLE READ snapshot, the rows of those
-transactions with ``seq <= after_seq`` that have committed since (late rows) and the next
-rows with ``seq > after_seq`` (fresh rows), publishes them in ``seq`` order, and takes
-``after_seq = max(seq)`` and ``in_flight = pg_snapshot_xip(snapshot)``. A row not visible
+``after_seq``, ``in_flight`` and ``xmax``: every row with ``seq <= after_seq`` has been
+published, except rows of the transactions in ``in_flight`` and of transactions whose xid
+is ``xmax`` or above, which were running when the position was taken. Each round reads,
+in one REPEATABLE READ snapshot, the rows of those transactions with ``seq <= after_seq``
+that have committed since (late rows) and the next rows with ``seq > after_seq`` (fresh
+rows), publishes them in ``seq`` order, and takes ``after_seq = max(seq)``, ``in_flight =
+pg_snapshot_xip(snapshot)`` and ``xmax = pg_snapshot_xmax(snapshot)``. A row not visible
 in the snapshot whose seq is at most that maximum was drawn before the snapshot was taken,
-by a transaction that already had its xid (``outbox_next_seq`` in schema.sql), which
-therefore is in the snapshot's running list: it comes as a late row once it commits.
-A naive ``seq > last`` position skips exactly those rows.
+by a transaction that already had its xid (``outbox_next_seq`` in schema.sql), which was
+therefore running: it comes as a late row once it commits. The running list alone is not
+enough: a snapshot's ``xmax`` is one past the latest *completed* xid, and a running
+transaction at or above it is not listed (its xid came after one that committed first);
+the CI's polling rerun lost exactly such rows, the first of their transactions. A naive
+``seq > last`` position skips all of them.
 
 Per key, ``seq`` order is commit order (a service writes one aggregate's events under
 its row lock, so a later event's seq is drawn after the earlier one committed), and a
@@ -64,16 +68,17 @@ WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_datab
 """
 COLUMNS = """SELECT id, aggregatetype, aggregateid, type, payload, dataschema, source,
        specversion, occurred_at, traceparent, seq FROM outbox"""
-LATE = COLUMNS + " WHERE xid = ANY(%s) AND seq <= %s ORDER BY seq"
+LATE = COLUMNS + " WHERE (xid = ANY(%s) OR xid >= %s) AND seq <= %s ORDER BY seq"
 FRESH = COLUMNS + " WHERE seq > %s ORDER BY seq LIMIT %s"
-RUNNING = """SELECT ARRAY(SELECT x::text::bigint
-                         FROM pg_snapshot_xip(pg_current_snapshot()) AS x ORDER BY 1)"""
-AT_END = f"SELECT coalesce(max(seq), 0), ({RUNNING}) FROM outbox"
-LOAD = "SELECT after_seq, in_flight FROM outbox_relay WHERE relay = %s"
+RUNNING = """ARRAY(SELECT x::text::bigint
+                   FROM pg_snapshot_xip(pg_current_snapshot()) AS x ORDER BY 1),
+             pg_snapshot_xmax(pg_current_snapshot())::text::bigint"""
+AT_END = f"SELECT coalesce(max(seq), 0), {RUNNING} FROM outbox"
+LOAD = "SELECT after_seq, in_flight, running_from FROM outbox_relay WHERE relay = %s"
 SAVE = """
-INSERT INTO outbox_relay (relay, after_seq, in_flight) VALUES (%s, %s, %s)
+INSERT INTO outbox_relay (relay, after_seq, in_flight, running_from) VALUES (%s, %s, %s, %s)
 ON CONFLICT (relay) DO UPDATE SET after_seq = excluded.after_seq,
-    in_flight = excluded.in_flight, updated_at = now()
+    in_flight = excluded.in_flight, running_from = excluded.running_from, updated_at = now()
 """
 TRIGGER_EXISTS = "SELECT 1 FROM pg_trigger WHERE tgname = 'outbox_notify' AND NOT tgisinternal"
 POLLING_ON = (
@@ -110,6 +115,10 @@ Row = tuple[Any, ...]
 class Position:
     after_seq: int = 0
     in_flight: tuple[int, ...] = ()
+    xmax: int = 0
+    """Transactions from this xid on were not listed in ``in_flight`` but may have been
+    running (a saved position from before the column has 0: its first round publishes
+    the retained rows again, which the inboxes absorb)."""
 
 
 class PublishError(Exception):
@@ -126,34 +135,34 @@ def read_batch(conn: psycopg.Connection[Any], position: Position,
     fresh rows filled ``limit`` (more are waiting). ``conn`` must be in autocommit mode."""
     begin_snapshot(conn)
     try:
-        late = (conn.execute(LATE, (list(position.in_flight), position.after_seq)).fetchall()
-                if position.in_flight else [])
+        late = conn.execute(LATE, (list(position.in_flight), position.xmax,
+                                   position.after_seq)).fetchall()
         fresh = conn.execute(FRESH, (position.after_seq, limit)).fetchall()
-        running = conn.execute(RUNNING).fetchone()[0]  # type: ignore[index]
+        running, xmax = conn.execute(f"SELECT {RUNNING}").fetchone()  # type: ignore[misc]
     finally:
         conn.execute("COMMIT")
     after = max(position.after_seq, fresh[-1][-1] if fresh else 0)
-    return late + fresh, Position(after, tuple(running)), len(fresh) >= limit
+    return late + fresh, Position(after, tuple(running), xmax), len(fresh) >= limit
 
 
 def load_position(conn: psycopg.Connection[Any], relay: str = RELAY) -> Position | None:
     row = conn.execute(LOAD, (relay,)).fetchone()
-    return Position(row[0], tuple(row[1])) if row else None
+    return Position(row[0], tuple(row[1]), row[2]) if row else None
 
 
 def save_position(conn: psycopg.Connection[Any], position: Position,
                   relay: str = RELAY) -> None:
-    conn.execute(SAVE, (relay, position.after_seq, list(position.in_flight)))
+    conn.execute(SAVE, (relay, position.after_seq, list(position.in_flight), position.xmax))
 
 
 def position_at_end(conn: psycopg.Connection[Any]) -> Position:
     """Everything committed so far counts as published (what CDC has just done)."""
     begin_snapshot(conn)
     try:
-        after, running = conn.execute(AT_END).fetchone()  # type: ignore[misc]
+        after, running, xmax = conn.execute(AT_END).fetchone()  # type: ignore[misc]
     finally:
         conn.execute("COMMIT")
-    return Position(after, tuple(running))
+    return Position(after, tuple(running), xmax)
 
 
 def lock_holders(conn: psycopg.Connection[Any]) -> int:

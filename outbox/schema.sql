@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS outbox_relay (
     in_flight  bigint[]    NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- And of transactions with xid >= running_from (the snapshot's xmax): a snapshot does not
+-- list those (outbox/poller.py).
+ALTER TABLE outbox_relay ADD COLUMN IF NOT EXISTS running_from bigint NOT NULL DEFAULT 0;
 
 -- Wakes the polling relay after each commit that wrote outbox rows (NOTIFY is delivered at
 -- commit, once per transaction). The trigger exists only while the database is in polling
