@@ -8,13 +8,13 @@ then moves its position (``outbox_relay``). Rows stay in the table for the reten
 window either way (``outbox.writer.prune`` keeps what a relay has not published yet).
 
 The position, and why no row is skipped (docs/outbox.md, "Polling relay"):
-``after_seq``, ``in_flight`` and ``xmax``: every row with ``seq <= after_seq`` has been
-published, except rows of the transactions in ``in_flight`` and of transactions whose xid
-is ``xmax`` or above, which were running when the position was taken. Each round reads,
+``after_seq``, ``in_flight`` and ``running_from``: every row with ``seq <= after_seq`` has
+been published, except rows of the transactions in ``in_flight`` and of transactions whose
+xid is ``running_from`` or above, which were running when the position was taken. Each round reads,
 in one REPEATABLE READ snapshot, the rows of those transactions with ``seq <= after_seq``
 that have committed since (late rows) and the next rows with ``seq > after_seq`` (fresh
 rows), publishes them in ``seq`` order, and takes ``after_seq = max(seq)``, ``in_flight =
-pg_snapshot_xip(snapshot)`` and ``xmax = pg_snapshot_xmax(snapshot)``. A row not visible
+pg_snapshot_xip(snapshot)`` and ``running_from = pg_snapshot_xmax(snapshot)``. A row not visible
 in the snapshot whose seq is at most that maximum was drawn before the snapshot was taken,
 by a transaction that already had its xid (``outbox_next_seq`` in schema.sql), which was
 therefore running: it comes as a late row once it commits. The running list alone is not
@@ -115,7 +115,7 @@ Row = tuple[Any, ...]
 class Position:
     after_seq: int = 0
     in_flight: tuple[int, ...] = ()
-    xmax: int = 0
+    running_from: int = 0
     """Transactions from this xid on were not listed in ``in_flight`` but may have been
     running (a saved position from before the column has 0: its first round publishes
     the retained rows again, which the inboxes absorb)."""
@@ -135,14 +135,14 @@ def read_batch(conn: psycopg.Connection[Any], position: Position,
     fresh rows filled ``limit`` (more are waiting). ``conn`` must be in autocommit mode."""
     begin_snapshot(conn)
     try:
-        late = conn.execute(LATE, (list(position.in_flight), position.xmax,
+        late = conn.execute(LATE, (list(position.in_flight), position.running_from,
                                    position.after_seq)).fetchall()
         fresh = conn.execute(FRESH, (position.after_seq, limit)).fetchall()
-        running, xmax = conn.execute(f"SELECT {RUNNING}").fetchone()  # type: ignore[misc]
+        running, running_from = conn.execute(f"SELECT {RUNNING}").fetchone()  # type: ignore[misc]
     finally:
         conn.execute("COMMIT")
     after = max(position.after_seq, fresh[-1][-1] if fresh else 0)
-    return late + fresh, Position(after, tuple(running), xmax), len(fresh) >= limit
+    return late + fresh, Position(after, tuple(running), running_from), len(fresh) >= limit
 
 
 def load_position(conn: psycopg.Connection[Any], relay: str = RELAY) -> Position | None:
@@ -152,17 +152,18 @@ def load_position(conn: psycopg.Connection[Any], relay: str = RELAY) -> Position
 
 def save_position(conn: psycopg.Connection[Any], position: Position,
                   relay: str = RELAY) -> None:
-    conn.execute(SAVE, (relay, position.after_seq, list(position.in_flight), position.xmax))
+    conn.execute(SAVE, (relay, position.after_seq, list(position.in_flight),
+                        position.running_from))
 
 
 def position_at_end(conn: psycopg.Connection[Any]) -> Position:
     """Everything committed so far counts as published (what CDC has just done)."""
     begin_snapshot(conn)
     try:
-        after, running, xmax = conn.execute(AT_END).fetchone()  # type: ignore[misc]
+        after, running, running_from = conn.execute(AT_END).fetchone()  # type: ignore[misc]
     finally:
         conn.execute("COMMIT")
-    return Position(after, tuple(running), xmax)
+    return Position(after, tuple(running), running_from)
 
 
 def lock_holders(conn: psycopg.Connection[Any]) -> int:
