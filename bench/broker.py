@@ -11,18 +11,17 @@ shows why the stack gets slower with use and why more partitions would not help
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, TopicPartition
 
 from outbox.kafka import build_consumer, build_producer, ensure_topics
+from stack.components import broker_component, free_port
 from stack.cpu import CpuMeter
-from stack.install import tansu_binary
 from stack.settings import StackSettings
 
 CONSUMERS = 3
@@ -36,12 +35,6 @@ class BrokerCost:
     history: int
     idle_percent: float
     loaded_percent: float
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def broker_percent(pid: int, during: Callable[[], None]) -> float:
@@ -63,15 +56,21 @@ def polling(consumers: list[Consumer], stop: threading.Event) -> list[threading.
 
 
 def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCost:
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [str(tansu_binary(settings.artifact_dir)), "broker", "--listener-url",
-         f"tcp://{bootstrap}", "--advertised-listener-url", f"tcp://{bootstrap}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = replace(settings, kafka_port=free_port())
+    bootstrap = scratch.kafka_bootstrap
+    # The stack's own broker command (``exec``: the pid is the broker's), on a port of its own.
+    component = broker_component(scratch)
+    broker = subprocess.Popen(component.command,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
     consumers: list[Consumer] = []
+    pollers: list[threading.Thread] = []
     try:
+        started = time.monotonic()
+        while not component.healthy():
+            if broker.poll() is not None or time.monotonic() - started > 30:
+                raise RuntimeError(f"the scratch broker on {bootstrap} did not start")
+            time.sleep(0.2)
         topics = [f"loaded-{partitions}", f"quiet-{partitions}"]
         ensure_topics(bootstrap, topics, partitions=partitions)
         producer = build_producer(bootstrap, **{"linger.ms": 0, "log_level": 0})
@@ -82,7 +81,7 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
             consumer = build_consumer(bootstrap, f"probe-{n}", log_level=0)
             consumer.assign([TopicPartition(t, p, -1) for t in topics for p in range(partitions)])
             consumers.append(consumer)
-        polling(consumers, stop)
+        pollers = polling(consumers, stop)
         time.sleep(5)
         idle = broker_percent(broker.pid, lambda: time.sleep(SECONDS))
 
@@ -99,6 +98,8 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
         return BrokerCost(partitions, history, idle, loaded)
     finally:
         stop.set()
+        for poller in pollers:  # a consumer must not be closed while a thread polls it
+            poller.join()
         for consumer in consumers:
             consumer.close()
         broker.terminate()

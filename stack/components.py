@@ -48,6 +48,14 @@ class Component:
     it is healthy before it restarts anything else, since they would only fail meanwhile."""
 
 
+def free_port() -> int:
+    """A port nobody listens on now, chosen by the kernel: for a scratch server of a test or
+    a benchmark that needs no fixed address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -19,10 +19,11 @@ from schemas.catalog import SchemaCatalog
 from services.payments.attempts import AttemptLog
 from services.payments.psp_client import PspClient
 from services.payments.store import SCHEMA
+from stack.components import free_port
 from stack.processes import ProcessRegistry
 from stack.settings import StackSettings
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
-from tests.psp.support import Ledger, free_port, psp_env, start_psp
+from tests.psp.support import Ledger, psp_env, start_psp
 from tests.support import scratch_database
 
 DATABASE = "payments_tests"

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from services.payments.psp_client import PspClient
+from stack.components import free_port
 from stack.processes import ProcessRegistry
 from stack.settings import StackSettings
-from tests.psp.support import LEDGER_DATABASE, Api, Ledger, free_port, psp_env, start_psp
+from tests.psp.support import LEDGER_DATABASE, Api, Ledger, psp_env, start_psp
 
 
 @pytest.fixture(scope="session")

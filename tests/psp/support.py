@@ -6,7 +6,6 @@ claim the API makes about itself.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -77,12 +76,6 @@ class Ledger:
 def charge_body(token: str, amount_cents: int, reference: str) -> dict[str, Any]:
     return {"amount_cents": amount_cents, "currency": "EUR", "token": token,
             "reference": reference}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 LEDGER_DATABASE = "psp_tests"

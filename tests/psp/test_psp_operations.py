@@ -13,9 +13,10 @@ import pytest
 import requests
 
 from services.payments.psp_client import LedgerSummary, PaymentDeclined, PspClient
+from stack.components import free_port
 from stack.processes import ProcessRegistry
 from stack.settings import StackSettings
-from tests.psp.support import Api, Ledger, free_port, psp_env, retry_until_answered, start_psp
+from tests.psp.support import Api, Ledger, psp_env, retry_until_answered, start_psp
 
 pytestmark = pytest.mark.stack
 
