@@ -21,7 +21,7 @@ from dataclasses import replace
 import pytest
 
 from chaos.resume import events_counted, metrics_url
-from stack import launcher
+from stack import drain, launcher
 from stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
 from testkit.shop import Shop
 from tests.e2e.test_concurrent_orders import (  # noqa: F401 - collected here, with 2 replicas
@@ -47,6 +47,15 @@ topic split 2 + 1, all 30 keys landing on one replica's partitions has odds of a
 (2/3)^30, 5 in a million."""
 
 
+def owned(settings: StackSettings, name: str) -> int:
+    """How many partitions one consumer process owns now (its /health)."""
+    return drain.read(drain.metrics_port(settings, name)).partitions
+
+
+def _assert_equal(actual: object, expected: object) -> None:
+    assert actual == expected
+
+
 def handled(settings: StackSettings) -> dict[str, float]:
     """``choreo_events_total`` of every consumer process, by name."""
     return {name: events_counted(str(metrics_url(settings, name))) for name in PROCESSES}
@@ -63,9 +72,16 @@ def replicated(running_services: StackSettings) -> Iterator[StackSettings]:
         launcher.wait_shared(settings)
         yield settings
     finally:
+        totals = {service: sum(owned(settings, replica_name(service, index)) for index in (1, 2))
+                  for service in CONSUMER_SERVICES}
         registry = launcher.registry_for(settings)
         for name in SECOND:
             registry.stop(name)
+        # The first replicas take the stopped ones' partitions at their next lease tick;
+        # until then those partitions are read by nobody, and the next module's first
+        # saga would wait on them (a CI run saw its StockReserved arrive after the capture).
+        eventually(lambda: _assert_equal(
+            {service: owned(settings, replica_name(service, 1)) for service in totals}, totals))
 
 
 @pytest.fixture(scope="module")
