@@ -7,11 +7,15 @@ not start (one still running from before the supervisor was) is watched by pid t
 its first exit status is ``unknown``: only a parent can know it.
 
 Each exit is restarted after an exponential backoff (0.5 s, 1 s, 2 s, 4 s), and a process
-that exited ``MAX_EXITS`` times within ``WINDOW_S`` is given up on: a crash loop is a bug
-to look at, not something to hammer. ``SIGHUP`` (what a later ``choreo up`` sends) tries
-the given-up ones again. ``choreo restart`` asks through a request file (see
-``stack.restart``): the supervisor then stops that process with SIGTERM, lets it drain and
-starts it again at once, as a requested restart that is not counted as an exit.
+that exited ``MAX_EXITS`` times within ``WINDOW_S``, or whose last ``MAX_EXITS`` restarts
+in a row never became healthy, is given up on: a crash loop is a bug to look at, not
+something to hammer. The second count is what catches a process that stays up but never
+answers its health check: each such try takes the whole start-up timeout (90 s), longer
+than the window, so the window alone would retry it forever. ``SIGHUP`` (what a later
+``choreo up`` sends) tries the given-up ones again. ``choreo restart`` asks through a
+request file (see ``stack.restart``): the supervisor then stops that process with SIGTERM,
+lets it drain and starts it again at once, as a requested restart that is not counted as
+an exit.
 Restarts run in start order: PostgreSQL and Redis, the broker (its topics and the
 outbox window back) and Connect are each brought back whole before anything after them;
 a service is launched and its health watched on later rounds, so one that waits for its
@@ -76,6 +80,8 @@ class Child:
     starting: float | None = None
     """While a restarted process is not healthy yet: when it must be by (monotonic)."""
     started_at: float = 0.0
+    failed_starts: int = 0
+    """Restarts in a row that never became healthy; back to 0 once one does."""
 
 
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
@@ -214,13 +220,19 @@ class Supervisor:
             child.exits.popleft()
         child.record.last_exit = how
         if len(child.exits) >= MAX_EXITS:
-            child.record.gave_up = True
-            self.report(f"giving up on {name}: {len(child.exits)} exits within"
-                        f" {WINDOW_S:.0f}s, the last {how}; `choreo up` tries again")
+            self.give_up(child, f"{len(child.exits)} exits within {WINDOW_S:.0f}s, the"
+                                f" last {how}")
+        elif child.failed_starts >= MAX_EXITS:
+            self.give_up(child, f"{child.failed_starts} restarts in a row never became"
+                                f" healthy, the last {how}")
         else:
-            child.due = now + backoff_s(len(child.exits))
+            child.due = now + backoff_s(max(len(child.exits), child.failed_starts))
             self.report(f"{name} exited ({how}); restart in {child.due - now:.1f}s")
         self.save()
+
+    def give_up(self, child: Child, why: str) -> None:
+        child.record.gave_up = True
+        self.report(f"giving up on {child.component.name}: {why}; `choreo up` tries again")
 
     def restart(self, child: Child) -> None:
         """Start it again. A service is only launched here: its health is watched by
@@ -260,6 +272,7 @@ class Supervisor:
         name = child.component.name
         if self.registry.running(name) is None:
             child.starting = None
+            child.failed_starts += 1
             self.report(f"restart {child.record.restarts} of {name} failed: it exited"
                         " during start-up")
             self.exited(child, self.last_exit(name))
@@ -277,11 +290,13 @@ class Supervisor:
         running = self.registry.running(name) is not None
         if running:
             self.registry.stop(name)
+        child.failed_starts += 1
         self.report(f"restart {child.record.restarts} of {name} failed: {why}")
         self.exited(child, f"restart failed: {why}" if running else self.last_exit(name))
 
     def restarted(self, child: Child) -> None:
         name = child.component.name
+        child.failed_starts = 0
         pid = self.registry.get(name)
         self.report(f"{name} restarted (pid {pid.pid if pid else '?'}, restart"
                     f" {child.record.restarts}) in {time.monotonic() - child.started_at:.1f}s")
@@ -292,6 +307,7 @@ class Supervisor:
             if child.record.gave_up:
                 child.record.gave_up = False
                 child.exits.clear()
+                child.failed_starts = 0
                 child.due = time.monotonic()
                 self.report(f"trying {child.component.name} again")
         self.save()

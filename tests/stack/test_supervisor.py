@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import stack.supervisor as supervisor_module
 from stack import launcher
 from stack.components import Component, port_is_free
 from stack.processes import TrackedProcess
@@ -206,6 +207,46 @@ def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Pa
         watcher.join()
         registry.stop(crasher.name)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_process_that_never_becomes_healthy_is_given_up_on_however_slow_each_try(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alive but never healthy: each restart fails only at the start-up timeout (90 s on a
+    real stack), longer than the crash-loop window, so counting exits in the window alone
+    retried it forever. The window is shrunk below one try here to stand for that."""
+    monkeypatch.setattr(supervisor_module, "WINDOW_S", 0.05)
+    state = REPO_ROOT / ".choreo-test-sulker"
+    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state),
+                                       "CHOREO_START_TIMEOUT_S": "0.3", **OWN_PORTS})
+    sulker = Component("sulker", free_port(),
+                       [sys.executable, "-c", "import time; time.sleep(600)"], lambda: False)
+    lines: list[str] = []
+    state.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings, [sulker], lines.append, tmp_path / "state.json", {})
+    registry = launcher.registry_for(settings)
+    registry.start(sulker.name, sulker.command)
+    watcher = threading.Thread(target=supervisor.run, daemon=True)
+    watcher.start()
+    try:
+        registry.kill(sulker.name)
+        record = supervisor.state.processes["sulker"]
+        eventually(lambda: _assert(record.gave_up, lines), timeout_s=40)
+        assert record.restarts == 5, lines
+        assert (record.last_exit or "").startswith("restart failed: not healthy"), lines
+        assert any(line.startswith("giving up on sulker: 5 restarts in a row never became"
+                                   " healthy") for line in lines), lines
+        assert registry.running(sulker.name) is None, "left running after giving up"
+        time.sleep(1)
+        assert record.restarts == 5, "restarted after giving up"
+    finally:
+        supervisor.stop_requested.set()
+        watcher.join()
+        registry.stop(sulker.name)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _assert(condition: bool, context: object) -> None:
+    assert condition, context
 
 
 def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_needs(
