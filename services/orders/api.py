@@ -201,8 +201,9 @@ async def place_order(request: web.Request) -> web.Response:
         payload = {"order_id": str(order_id), "customer_id": order.customer_id,
                    "items": order.items_json(), "payment_token": order.payment_token,
                    "deadline_at": row[1].isoformat()}
-        for statement in event_statements(writer, order_id, "OrderPlaced", payload):
-            await conn.execute(*statement)
+        with event_statements(writer, order_id, "OrderPlaced", payload) as statements:
+            for statement in statements:
+                await conn.execute(*statement)
     ORDERS.labels("false").inc()
     return accepted(order_id, Status.PENDING, row[1], replayed=False)
 
@@ -240,9 +241,10 @@ async def cancel_order(request: web.Request) -> web.Response:
             return error(404, "not_found", "no such order", "order_id")
         if not may_cancel(Status(row[0])):
             return error(409, "not_cancellable", f"the order is already {row[0]}")
-        with continued_span("customer cancels order", row[1], trace.SpanKind.INTERNAL):
-            for statement in transition_statements(
-                    writer, order_id, Transition.cancel(str(order_id), "customer")):
+        cancel = Transition.cancel(str(order_id), "customer")
+        with (continued_span("customer cancels order", row[1], trace.SpanKind.INTERNAL),
+              transition_statements(writer, order_id, cancel) as statements):
+            for statement in statements:
                 await conn.execute(*statement)
     return web.json_response({"id": str(order_id), "status": Status.CANCELLED,
                               "status_url": f"/orders/{order_id}"}, status=202)

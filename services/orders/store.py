@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,22 +75,30 @@ def history_statement(order_id: uuid.UUID, event_type: str, event_id: uuid.UUID,
     return INSERT_HISTORY, (order_id, event_type, event_id, source, json.dumps(detail))
 
 
+@contextmanager
 def event_statements(writer: OutboxWriter, order_id: uuid.UUID, event_type: str,
-                     payload: Mapping[str, Any]) -> Iterator[Statement]:
-    """The order's own event: its outbox row, then its history row.
+                     payload: Mapping[str, Any]) -> Iterator[list[Statement]]:
+    """The order's own event: its outbox row, then its history row, for the caller to run
+    inside the block.
 
-    A generator, so the outbox write's span is current while the caller runs the insert.
+    A context manager, so the outbox write's span is current while the caller runs them
+    and records the error if one fails. (Yielded one by one from a generator, a failed
+    insert reached the span only as the generator's close, and the span ended OK.)
     """
     with writer.writing(event_type, str(order_id), payload) as event:
-        yield INSERT_ROW, event.params
-    yield history_statement(order_id, event_type, event.event_id, writer.source, payload)
+        yield [(INSERT_ROW, event.params),
+               history_statement(order_id, event_type, event.event_id, writer.source,
+                                 payload)]
 
 
+@contextmanager
 def transition_statements(writer: OutboxWriter, order_id: uuid.UUID,
-                          transition: Transition) -> Iterator[Statement]:
+                          transition: Transition) -> Iterator[list[Statement]]:
     """Move the (already locked) order on and emit the event that says so."""
-    yield SET_STATUS, (transition.status, transition.reason, transition.total_cents, order_id)
-    yield from event_statements(writer, order_id, transition.event_type, transition.payload)
+    with event_statements(writer, order_id, transition.event_type,
+                          transition.payload) as statements:
+        yield [(SET_STATUS, (transition.status, transition.reason, transition.total_cents,
+                             order_id)), *statements]
 
 
 def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status | None:
@@ -100,8 +109,9 @@ def locked_status(conn: psycopg.Connection[Any], order_id: uuid.UUID) -> Status 
 def finish(conn: psycopg.Connection[Any], writer: OutboxWriter, order_id: uuid.UUID,
            transition: Transition) -> None:
     """Move the (already locked) order on and emit the event that says so."""
-    for statement in transition_statements(writer, order_id, transition):
-        conn.execute(*statement)
+    with transition_statements(writer, order_id, transition) as statements:
+        for statement in statements:
+            conn.execute(*statement)
 
 
 CUSTOMER_ORDERS = """
