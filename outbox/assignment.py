@@ -31,6 +31,9 @@ class Assignment:
         """Next offset to read per owned partition, as handled so far."""
         self._unsaved: dict[TopicPartitionKey, int] = {}
         self.log_id = ""
+        self.partitions_in_topics = 0
+        """How many partitions our topics had at the last look: with ``owned``, tells a
+        replica that owns all of them from one that waits for a stopped one's share."""
 
     @property
     def owned(self) -> set[TopicPartitionKey]:
@@ -48,6 +51,7 @@ class Assignment:
         partitions = sorted((topic, number) for topic in self.topics
                             if topic in metadata.topics
                             for number in metadata.topics[topic].partitions)
+        self.partitions_in_topics = len(partitions)
         same = not self.owned or log_id == self.log_id
         if not same:
             self.restart_log(log_id)

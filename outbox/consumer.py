@@ -172,8 +172,10 @@ class ConsumerRuntime:
         ok = (polling and self._session.alive() and self._assigned_at > 0
               and not self.stop_event.is_set())
         owned = len(self._assignment.owned) if self._assignment else 0
+        of = self._assignment.partitions_in_topics if self._assignment else 0
         return {"status": "ok" if ok else "starting", "consumer": self.group_id,
-                "assigned": owned > 0, "partitions": owned, "lag": self._instruments.behind,
+                "assigned": owned > 0, "partitions": owned, "partitions_in_topics": of,
+                "lag": self._instruments.behind,
                 "blocked_keys": len(self.blocked), "paused": self._held_until > 0}
 
     # -- the parts, for callers that drive them without the loop ------------------------

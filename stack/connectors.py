@@ -146,9 +146,7 @@ class ConnectClient:
                         restarts += 1
                         next_restart = time.monotonic() + backoff
                         backoff = min(backoff * 2, 5.0)
-                elif status.get("tasks") and all(
-                    state == "RUNNING" for state in states_of(status)
-                ):
+                elif is_running(status):
                     return restarts
             time.sleep(0.25)
         raise ConnectorError(
@@ -165,6 +163,12 @@ class ConnectClient:
 
 def states_of(status: Mapping[str, Any]) -> list[str]:
     return [status["connector"]["state"]] + [task["state"] for task in status.get("tasks", [])]
+
+
+def is_running(status: Mapping[str, Any] | None) -> bool:
+    """The connector and every one of its tasks (at least one) RUNNING."""
+    return bool(status and status.get("tasks")
+                and all(state == "RUNNING" for state in states_of(status)))
 
 
 def failed_parts(status: Mapping[str, Any]) -> list[str]:
@@ -248,9 +252,19 @@ def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
         changed.append(connector)
     for connector in changed:
         client.put_config(connector["name"], connector["config"])
-    for connector in rendered:
-        restarts = client.wait_running(connector["name"], timeout_s)
-        if connector in changed or restarts:
-            again = f" after {restarts} restart(s) of failed tasks" if restarts else ""
-            report(f"connector  {connector['name']} RUNNING{again}")
+    names = [connector["name"] for connector in rendered]
+    reported = {connector["name"] for connector in rendered if connector not in changed}
+    deadline = time.monotonic() + timeout_s * len(names)
+    waiting = names
+    while waiting:
+        for name in waiting:
+            restarts = client.wait_running(name, max(deadline - time.monotonic(), 1.0))
+            if name not in reported or restarts:
+                again = f" after {restarts} restart(s) of failed tasks" if restarts else ""
+                report(f"connector  {name} RUNNING{again}")
+                reported.add(name)
+        # One seen RUNNING can fail while the next is waited for (its own retry, right
+        # after PostgreSQL came back): done only once all of them run at the same time.
+        statuses = client.statuses()
+        waiting = [name for name in names if not is_running(statuses.get(name))]
     return bool(changed)

@@ -33,6 +33,13 @@ meet a stack a developer runs; a second checkout can test at the same time with 
 offset. Keep every port below the kernel's ephemeral range (32768 and up), where client
 connections' source ports would now and then occupy it."""
 
+# tok_slow's capture must come after a 1 s deadline's cancellation, which the deadline job
+# (every second) makes up to 2 s after placing: 3 s keeps a second in between on a busy
+# machine, where the default 2 s left a tenth of one in the worst tick phase. Not a stack
+# setting, so it reaches the test stack's psp through the environment every process the
+# tests start inherits (the psp and payments tests set their own).
+os.environ.setdefault("CHOREO_PSP_SLOW_DELAY_S", "3")
+
 TEST_ENV = {
     "CHOREO_STATE_DIR": str(REPO_ROOT / ".choreo-test"),
     "CHOREO_ARTIFACT_CACHE": str(REPO_ROOT / ".choreo" / "artifacts"),

@@ -40,6 +40,9 @@ def slow_order(running_services: StackSettings) -> str:
     shop = Shop(running_services)
     order_id = shop.place(shop.new_sku(available=5), 1, token="tok_slow")
     assert shop.wait_terminal(order_id)["status"] == "CONFIRMED"
+    # The StockReserved comes on another topic than the capture: its history row can
+    # land after the confirmation (docs/saga.md), so wait for all four rows.
+    shop.wait_for(order_id, lambda order: len(order["history"]) == 4)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         spans = waterfall.saga_spans(running_services, order_id, wait_s=0)

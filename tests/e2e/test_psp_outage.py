@@ -16,7 +16,11 @@ from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-OUTAGE_S = 8.0
+OUTAGE_S = 30.0
+"""The psp ends the outage by itself after this long at most; the test ends it earlier,
+once the breaker was seen open (how soon that is depends on the machine's load)."""
+HOLD_S = 2.0
+"""How long the outage goes on after the pause was seen: charges stay held meanwhile."""
 TOKENS = ["tok_ok", "tok_decline", "tok_ok", "tok_ok", "tok_decline", "tok_ok"]
 
 
@@ -33,11 +37,11 @@ def test_psp_outage_pauses_payments_and_every_order_settles_after(shop: Shop) ->
     try:
         orders = {shop.place(sku, 1 + i % 2, token=token): token
                   for i, token in enumerate(TOKENS)}
-        seen = eventually(lambda: _paused(payments_health(shop)), timeout_s=OUTAGE_S)
+        seen = eventually(lambda: _paused(payments_health(shop)), timeout_s=OUTAGE_S - 10)
         assert seen["partitions"] > 0, "paused, not given up: the leases stay"
         assert seen["status"] == "ok"
+        time.sleep(HOLD_S)
         assert time.monotonic() < outage_ends, "the breaker opened during the outage"
-        time.sleep(max(0.0, outage_ends - time.monotonic()))
     finally:
         shop.psp.end_outage()
     back = time.monotonic()

@@ -44,7 +44,11 @@ def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[dict[str, str]]:
-    env = {**os.environ, **TEST_ENV, **OWN_PORTS, "CHOREO_STATE_DIR": str(STATE_DIR)}
+    # Deadlines far beyond a down and up on two busy cores: a saga in flight across them
+    # must settle by its own path, and the 30 s default could run out while Connect
+    # starts again, cancelling it as "timeout" although nothing was lost.
+    env = {**os.environ, **TEST_ENV, **OWN_PORTS, "CHOREO_STATE_DIR": str(STATE_DIR),
+           "CHOREO_ORDER_DEADLINE_S": "300", "CHOREO_RESERVATION_TTL_S": "600"}
     try:
         started = choreo(env, "up")
         assert started.returncode == 0, started.stdout + started.stderr
