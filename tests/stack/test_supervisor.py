@@ -13,8 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import pytest
 import stack.supervisor as supervisor_module
 from stack import launcher
 from stack.components import Component, port_is_free
-from stack.processes import TrackedProcess
+from stack.processes import ProcessRegistry, TrackedProcess
 from stack.settings import REPO_ROOT, StackSettings
 from stack.supervisor import Supervisor, backoff_s
 from testkit.orders_client import saga_settled
@@ -180,37 +182,60 @@ def free_port() -> int:
                 if port_is_free(port))
 
 
-def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Path) -> None:
-    """A real process that exits with code 3 on every start: five exits, then no more."""
-    state = REPO_ROOT / ".choreo-test-crashloop"
-    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS})
-    crasher = Component("crasher", free_port(),
-                        [sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"],
-                        lambda: False)
+@dataclass(frozen=True)
+class Supervised:
+    supervisor: Supervisor
+    registry: ProcessRegistry
+    lines: list[str]
+    """What the supervisor reported."""
+
+
+@contextmanager
+def supervising(tmp_path: Path, name: str,
+                components_of: Callable[[ProcessRegistry], list[Component]],
+                env: dict[str, str] | None = None) -> Iterator[Supervised]:
+    """A supervisor thread over real processes of its own (state in ``.choreo-test-NAME``),
+    each started first; everything stopped by pid and removed at the end."""
+    state = REPO_ROOT / f".choreo-test-{name}"
+    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS,
+                                       **(env or {})})
+    registry = launcher.registry_for(settings)
+    components = components_of(registry)
     lines: list[str] = []
     state.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(settings, [crasher], lines.append, tmp_path / "state.json", {})
-    registry = launcher.registry_for(settings)
-    registry.start(crasher.name, crasher.command)
+    supervisor = Supervisor(settings, components, lines.append, tmp_path / "state.json", {})
+    for component in components:
+        registry.start(component.name, component.command)
     watcher = threading.Thread(target=supervisor.run, daemon=True)
     watcher.start()
     try:
-        record = supervisor.state.processes["crasher"]
-        deadline = time.monotonic() + 60
-        while not record.gave_up and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert record.gave_up, lines
-        assert (record.restarts, record.last_exit) == (4, "code 3")
-        time.sleep(1)
-        assert record.restarts == 4, "restarted after giving up"
-        assert any(line.startswith("giving up on crasher: 5 exits within 60s") for line in lines)
-        saved = json.loads((tmp_path / "state.json").read_text())
-        assert saved["processes"]["crasher"]["gave_up"] is True
+        yield Supervised(supervisor, registry, lines)
     finally:
         supervisor.stop_requested.set()
         watcher.join()
-        registry.stop(crasher.name)
+        for component in components:
+            registry.stop(component.name)
         shutil.rmtree(state, ignore_errors=True)
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
+def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Path) -> None:
+    """A real process that exits with code 3 on every start: five exits, then no more."""
+    crasher = Component("crasher", free_port(),
+                        [sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"],
+                        lambda: False)
+    with supervising(tmp_path, "crashloop", lambda registry: [crasher]) as run:
+        record = run.supervisor.state.processes["crasher"]
+        eventually(lambda: _assert(record.gave_up, run.lines), timeout_s=60)
+        assert (record.restarts, record.last_exit) == (4, "code 3")
+        time.sleep(1)
+        assert record.restarts == 4, "restarted after giving up"
+        assert any(line.startswith("giving up on crasher: 5 exits within 60s")
+                   for line in run.lines)
+        saved = json.loads((tmp_path / "state.json").read_text())
+        assert saved["processes"]["crasher"]["gave_up"] is True
 
 
 def test_a_process_that_never_becomes_healthy_is_given_up_on_however_slow_each_try(
@@ -219,34 +244,19 @@ def test_a_process_that_never_becomes_healthy_is_given_up_on_however_slow_each_t
     real stack), longer than the crash-loop window, so counting exits in the window alone
     retried it forever. The window is shrunk below one try here to stand for that."""
     monkeypatch.setattr(supervisor_module, "WINDOW_S", 0.05)
-    state = REPO_ROOT / ".choreo-test-sulker"
-    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state),
-                                       "CHOREO_START_TIMEOUT_S": "0.3", **OWN_PORTS})
-    sulker = Component("sulker", free_port(),
-                       [sys.executable, "-c", "import time; time.sleep(600)"], lambda: False)
-    lines: list[str] = []
-    state.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(settings, [sulker], lines.append, tmp_path / "state.json", {})
-    registry = launcher.registry_for(settings)
-    registry.start(sulker.name, sulker.command)
-    watcher = threading.Thread(target=supervisor.run, daemon=True)
-    watcher.start()
-    try:
-        registry.kill(sulker.name)
-        record = supervisor.state.processes["sulker"]
-        eventually(lambda: _assert(record.gave_up, lines), timeout_s=40)
-        assert record.restarts == 5, lines
-        assert (record.last_exit or "").startswith("restart failed: not healthy"), lines
+    sulker = Component("sulker", free_port(), SLEEPER, lambda: False)
+    with supervising(tmp_path, "sulker", lambda registry: [sulker],
+                     {"CHOREO_START_TIMEOUT_S": "0.3"}) as run:
+        run.registry.kill(sulker.name)
+        record = run.supervisor.state.processes["sulker"]
+        eventually(lambda: _assert(record.gave_up, run.lines), timeout_s=40)
+        assert record.restarts == 5, run.lines
+        assert (record.last_exit or "").startswith("restart failed: not healthy"), run.lines
         assert any(line.startswith("giving up on sulker: 5 restarts in a row never became"
-                                   " healthy") for line in lines), lines
-        assert registry.running(sulker.name) is None, "left running after giving up"
+                                   " healthy") for line in run.lines), run.lines
+        assert run.registry.running(sulker.name) is None, "left running after giving up"
         time.sleep(1)
         assert record.restarts == 5, "restarted after giving up"
-    finally:
-        supervisor.stop_requested.set()
-        watcher.join()
-        registry.stop(sulker.name)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _assert(condition: bool, context: object) -> None:
@@ -258,35 +268,22 @@ def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_ne
     """The storm's stall: psp restarted, then PostgreSQL killed while psp waited to be
     healthy (it never is without its database). PostgreSQL must come back at once, not
     after psp's start-up timeout."""
-    state = REPO_ROOT / ".choreo-test-dependency"
-    settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS})
-    registry = launcher.registry_for(settings)
-    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
-    database = Component("database", free_port(), sleeper,
-                         lambda: registry.running("database") is not None, needed_first=True)
-    service = Component("service", free_port() + 1, sleeper,
-                        lambda: registry.running("database") is not None)
-    lines: list[str] = []
-    state.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(settings, [database, service], lines.append,
-                            tmp_path / "state.json", {})
-    for component in (database, service):
-        registry.start(component.name, component.command)
-    watcher = threading.Thread(target=supervisor.run, daemon=True)
-    watcher.start()
-    try:
-        registry.kill("service")
+    def components(registry: ProcessRegistry) -> list[Component]:
+        def database_runs() -> bool:
+            return registry.running("database") is not None
+
+        return [Component("database", free_port(), SLEEPER, database_runs, needed_first=True),
+                Component("service", free_port() + 1, SLEEPER, database_runs)]
+
+    with supervising(tmp_path, "dependency", components) as run:
+        run.registry.kill("service")
         time.sleep(0.3)
-        registry.kill("database")  # while the service's restart is due or waiting
+        run.registry.kill("database")  # while the service's restart is due or waiting
 
         def both_back() -> None:
-            assert registry.running("database") and registry.running("service"), lines
-            assert all(c.due is None and c.starting is None for c in supervisor.children), lines
+            assert run.registry.running("database") and run.registry.running("service"), \
+                run.lines
+            assert all(c.due is None and c.starting is None
+                       for c in run.supervisor.children), run.lines
         eventually(both_back, timeout_s=15)
-        assert supervisor.state.processes["database"].restarts == 1, lines
-    finally:
-        supervisor.stop_requested.set()
-        watcher.join()
-        for component in (database, service):
-            registry.stop(component.name)
-        shutil.rmtree(state, ignore_errors=True)
+        assert run.supervisor.state.processes["database"].restarts == 1, run.lines
