@@ -253,18 +253,17 @@ def deploy(client: ConnectClient, rendered: list[dict[str, Any]],
     for connector in changed:
         client.put_config(connector["name"], connector["config"])
     names = [connector["name"] for connector in rendered]
-    reported = {connector["name"] for connector in rendered if connector not in changed}
+    unreported = {connector["name"] for connector in changed}
     deadline = time.monotonic() + timeout_s * len(names)
     waiting = names
     while waiting:
         for name in waiting:
             restarts = client.wait_running(name, max(deadline - time.monotonic(), 1.0))
-            if name not in reported or restarts:
+            if name in unreported or restarts:
                 again = f" after {restarts} restart(s) of failed tasks" if restarts else ""
                 report(f"connector  {name} RUNNING{again}")
-                reported.add(name)
+                unreported.discard(name)
         # One seen RUNNING can fail while the next is waited for (its own retry, right
         # after PostgreSQL came back): done only once all of them run at the same time.
-        statuses = client.statuses()
-        waiting = [name for name in names if not is_running(statuses.get(name))]
+        waiting = [name for name in names if not is_running(client.status(name))]
     return bool(changed)
