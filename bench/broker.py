@@ -4,9 +4,11 @@ Starts a scratch broker of the stack's own binary on a free port (its own proces
 stopped by pid at the end, whatever happens), assigns three consumers every partition
 of two topics with the services' fetch wait, and measures the broker's CPU while they
 poll idle and while 100 records/s go through one topic, first on empty topics and then
-after one-record batches were written to it beforehand. The stack need not run; it
-shows why the stack gets slower with use and why more partitions would not help
-(docs/benchmarks.md, "Slower with use").
+after one-record batches were written to it beforehand; then how fast a new consumer
+reads that topic from its start, which is what a consumer that fell behind does. The
+stack need not run; it shows why the stack gets slower with use, why a backlog on it
+hardly drains, and why more partitions would not help (docs/benchmarks.md, "Slower with
+use").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from outbox.kafka import build_consumer, build_producer, ensure_topics
 from stack.components import broker_component, free_port
@@ -35,6 +37,8 @@ class BrokerCost:
     history: int
     idle_percent: float
     loaded_percent: float
+    catch_up_per_s: float
+    """Records a second a new consumer reads from the start of the loaded topic."""
 
 
 def broker_percent(pid: int, during: Callable[[], None]) -> float:
@@ -53,6 +57,20 @@ def polling(consumers: list[Consumer], stop: threading.Event) -> list[threading.
     for thread in threads:
         thread.start()
     return threads
+
+
+def catch_up_rate(bootstrap: str, topic: str, partitions: int, records: int) -> float:
+    """Records a second read from the start of ``topic`` (all ``records`` of it, or for
+    ``SECONDS`` at most): reading behind the end, as a consumer with a backlog does."""
+    consumer = build_consumer(bootstrap, "catch-up", log_level=0)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    read, started = 0, time.monotonic()
+    try:
+        while read < records and time.monotonic() - started < SECONDS:
+            read += sum(1 for message in consumer.consume(500, 0.1) if not message.error())
+    finally:
+        consumer.close()
+    return read / (time.monotonic() - started)
 
 
 def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCost:
@@ -95,7 +113,9 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
             producer.flush(10)
 
         loaded = broker_percent(broker.pid, produce_steadily)
-        return BrokerCost(partitions, history, idle, loaded)
+        catch_up = catch_up_rate(bootstrap, topics[0], partitions,
+                                 history + int(RATE * SECONDS))
+        return BrokerCost(partitions, history, idle, loaded, catch_up)
     finally:
         stop.set()
         for poller in pollers:  # a consumer must not be closed while a thread polls it
@@ -113,18 +133,21 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
 def main(settings: StackSettings, partitions: list[int], histories: list[int]) -> None:
     print(f"broker benchmark: a scratch broker, {CONSUMERS} consumers assigned every partition"
           f" of two topics, then {RATE} records/s through one for {SECONDS:.0f}s")
-    print(f"\n{'partitions':>10}{'history':>10}{'idle %':>9}{'loaded %':>10}")
+    print(f"\n{'partitions':>10}{'history':>10}{'idle %':>9}{'loaded %':>10}"
+          f"{'catch-up/s':>12}")
     results = []
     for history in histories:
         for count in partitions:
             cost = measure(settings, count, history)
             results.append(cost)
             print(f"{cost.partitions:>10}{cost.history:>10}{cost.idle_percent:>9.1f}"
-                  f"{cost.loaded_percent:>10.1f}", flush=True)
+                  f"{cost.loaded_percent:>10.1f}{cost.catch_up_per_s:>12.0f}", flush=True)
     print("\n% of one core used by the broker; history: one-record batches written to the"
-          " loaded topic before the consumers start")
+          " loaded topic before the consumers start; catch-up: records/s a new consumer"
+          " reads from the loaded topic's start")
     first, last = results[0], results[-1]
     print(f"summary: broker idle {first.idle_percent:.1f}% -> {last.idle_percent:.1f}%,"
-          f" loaded {first.loaded_percent:.1f}% -> {last.loaded_percent:.1f}% from"
+          f" loaded {first.loaded_percent:.1f}% -> {last.loaded_percent:.1f}%, catch-up"
+          f" {first.catch_up_per_s:.0f} -> {last.catch_up_per_s:.0f} records/s from"
           f" {first.partitions} partitions/{first.history} batches to"
           f" {last.partitions} partitions/{last.history} batches")
