@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     consumer.add_argument("--events", type=int, default=10000)
     consumer.set_defaults(handler=cmd_bench_consumer)
     broker = bench_commands.add_parser(
-        "broker", help="a scratch embedded broker: fetch CPU by partition count and history")
+        "broker", help="a scratch embedded broker: fetch CPU and catch-up by partition count"
+        " and history")
     broker.add_argument("--partitions", type=counts, default=[3, 12],
                         help="partitions per topic, comma-separated (default 3,12)")
     broker.add_argument("--history", type=counts, default=[0, 15000],
