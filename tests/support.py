@@ -119,6 +119,11 @@ def answers(url: str) -> bool:
         return False
 
 
+def holds(condition: object, context: object = "") -> None:
+    """``assert`` as a call, for the lambdas ``eventually`` retries."""
+    assert condition, context
+
+
 def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
     """Retry an assertion until the saga's compensations have caught up."""
     deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ import requests
 
 from outbox import deadletter
 from testkit.shop import Shop
-from tests.support import eventually
+from tests.support import eventually, holds
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -62,14 +62,10 @@ def test_psp_outage_pauses_payments_and_every_order_settles_after(shop: Shop) ->
     with psycopg.connect(shop.settings.database_dsn("payments"), autocommit=True) as conn:
         dead = [e for e in deadletter.list_entries(conn) if e.aggregate_key in orders]
     assert dead == [], "an outage is not a poison event"
-    eventually(lambda: _assert(payments_health(shop)["circuits"] == {"psp": "closed"}
-                               and not payments_health(shop)["paused"]))
+    eventually(lambda: holds(payments_health(shop)["circuits"] == {"psp": "closed"}
+                             and not payments_health(shop)["paused"]))
 
 
 def _paused(health: dict) -> dict:
     assert health.get("circuits", {}).get("psp") == "open" and health.get("paused"), health
     return health
-
-
-def _assert(condition: object) -> None:
-    assert condition

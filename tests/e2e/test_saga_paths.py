@@ -9,7 +9,7 @@ import requests
 
 from stack import launcher
 from testkit.shop import Shop
-from tests.support import eventually
+from tests.support import eventually, holds
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ def test_confirmed(shop: Shop) -> None:
                                    "OrderConfirmed"]), seen
     assert seen[0] == "OrderPlaced"
     assert seen.index("OrderConfirmed") == seen.index("PaymentCaptured") + 1, seen
-    eventually(lambda: _assert(shop.stock(sku) == {"available": 7, "reserved": 0, "sold": 3}))
+    eventually(lambda: holds(shop.stock(sku) == {"available": 7, "reserved": 0, "sold": 3}))
     assert shop.net_paid(order_id) == (3750, 0)
 
 
@@ -55,7 +55,7 @@ def test_cancelled_on_decline_releases_stock(shop: Shop) -> None:
     order = shop.wait_terminal(order_id)
     assert order["status"] == "CANCELLED"
     assert order["reason"] == "payment_declined"
-    eventually(lambda: _assert(shop.stock(sku) == {"available": 4, "reserved": 0, "sold": 0}))
+    eventually(lambda: holds(shop.stock(sku) == {"available": 4, "reserved": 0, "sold": 0}))
     assert shop.net_paid(order_id) == (0, 0)
     # Inventory releases on the PaymentDeclined itself, so its StockReleased (inventory's
     # topic) and the PaymentDeclined (payments' topic) reach orders-worker in either order.
@@ -76,7 +76,7 @@ def test_customer_cancel_after_confirm_refunds_and_restocks(shop: Shop) -> None:
                           <= set(events(o)))
     assert order["status"] == "CANCELLED"
     assert shop.net_paid(order_id) == (1800, 1800)
-    eventually(lambda: _assert(shop.stock(sku) == {"available": 5, "reserved": 0, "sold": 0}))
+    eventually(lambda: holds(shop.stock(sku) == {"available": 5, "reserved": 0, "sold": 0}))
 
 
 def test_timeout_releases_and_refunds_a_late_capture(shop: Shop) -> None:
@@ -85,17 +85,13 @@ def test_timeout_releases_and_refunds_a_late_capture(shop: Shop) -> None:
     order_id = shop.place(sku, 1, token="tok_slow", deadline_s=1)
     order = shop.wait_terminal(order_id)
     assert (order["status"], order["reason"]) == ("CANCELLED", "timeout")
-    eventually(lambda: _assert(shop.stock(sku) == {"available": 3, "reserved": 0, "sold": 0}))
+    eventually(lambda: holds(shop.stock(sku) == {"available": 3, "reserved": 0, "sold": 0}))
 
     def money_returned() -> None:
         captured, refunded = shop.net_paid(order_id)
         assert captured == refunded
 
     eventually(money_returned)
-
-
-def _assert(condition: bool) -> None:
-    assert condition
 
 
 def test_consumers_expose_health_metrics_and_json_logs_with_ids(shop: Shop) -> None:

@@ -22,7 +22,7 @@ from schemas.catalog import SchemaCatalog
 from stack.settings import StackSettings
 from tests.outbox.probe import effects, recording_handler
 from tests.outbox.test_dead_letters import emit
-from tests.support import eventually
+from tests.support import eventually, holds
 
 pytestmark = pytest.mark.stack
 
@@ -60,7 +60,7 @@ def test_retry_later_pauses_then_handles_every_event_once_without_dead_letters(
     stopper.start()
     consuming.start()
     try:
-        eventually(lambda: _assert(runtime.health().get("paused")), timeout_s=60)
+        eventually(lambda: holds(runtime.health().get("paused")), timeout_s=60)
         paused_at = time.monotonic()
         while time.monotonic() - paused_at < OUTAGE_S:
             health = runtime.health()
@@ -84,7 +84,3 @@ def test_retry_later_pauses_then_handles_every_event_once_without_dead_letters(
     # One probe per pause, not a retry storm: every 0.5 s over 3 s, plus the lanes'
     # own first calls (at most one per key at a time).
     assert len(asked_while_down) <= len(keys) * (OUTAGE_S / PAUSE_S + 2)
-
-
-def _assert(condition: object) -> None:
-    assert condition

@@ -32,6 +32,7 @@ from tests.support import (
     collect,
     confirmed,
     eventually,
+    holds,
     keyed,
     scratch_database,
 )
@@ -209,7 +210,7 @@ def pollers(running_stack: StackSettings, empty_outbox: str) -> Iterator[list[Ou
 def test_two_relays_one_publisher_and_a_takeover(running_stack: StackSettings,
                                                  empty_outbox: str,
                                                  pollers: list[OutboxPoller]) -> None:
-    eventually(lambda: _assert(sum(p.owner.is_set() for p in pollers) == 1), 10)
+    eventually(lambda: holds(sum(p.owner.is_set() for p in pollers) == 1), 10)
     with psycopg.connect(empty_outbox, autocommit=True) as conn:
         assert lock_holders(conn) == 1
     run, keys, per_key = f"two-{uuid.uuid4().hex[:8]}", 5, 40
@@ -222,7 +223,7 @@ def test_two_relays_one_publisher_and_a_takeover(running_stack: StackSettings,
                 conn.commit()
             if n == per_key // 2:
                 owner.stop.set()           # hand over in the middle of the stream
-                eventually(lambda: _assert(other.owner.is_set()), 15)
+                eventually(lambda: holds(other.owner.is_set()), 15)
     assert not owner.owner.is_set()
     messages = collect(running_stack.kafka_bootstrap, "order.events",
                        lambda m: len({x.value() + x.key() for x in m}) >= keys * per_key,
@@ -240,13 +241,13 @@ def test_wakes_on_notify_not_on_its_fallback_poll(running_stack: StackSettings,
     thread = threading.Thread(target=poller.run, daemon=True)
     thread.start()
     try:
-        eventually(lambda: _assert(poller.owner.is_set()), 10)
+        eventually(lambda: holds(poller.owner.is_set()), 10)
         time.sleep(0.3)  # into its 10 s wait
         key = f"notify-{uuid.uuid4().hex[:8]}"
         with psycopg.connect(empty_outbox) as conn:
             emit(conn, key)
         started = time.monotonic()
-        eventually(lambda: _assert(poller.published == 1), 9)
+        eventually(lambda: holds(poller.published == 1), 9)
         # Well before the 10 s wait would have ended (a first produce fetches metadata,
         # which a busy machine can stretch to seconds).
         assert time.monotonic() - started < 6.0
@@ -314,7 +315,3 @@ def test_a_consumer_cannot_tell_the_relays_apart(running_stack: StackSettings,
     first, second = messages  # one from each relay: the same bytes, so either order
     for field in ("topic", "partition", "key", "value", "headers"):
         assert getattr(first, field)() == getattr(second, field)(), field
-
-
-def _assert(condition: bool) -> None:
-    assert condition

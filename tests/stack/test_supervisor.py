@@ -30,7 +30,7 @@ from stack.supervisor import Supervisor, backoff_s
 from testkit.orders_client import saga_settled
 from testkit.shop import Shop
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
-from tests.support import eventually
+from tests.support import eventually, holds
 
 pytestmark = pytest.mark.stack
 
@@ -228,7 +228,7 @@ def test_a_process_that_crashes_at_once_is_given_up_on_and_reported(tmp_path: Pa
                         lambda: False)
     with supervising(tmp_path, "crashloop", lambda registry: [crasher]) as run:
         record = run.supervisor.state.processes["crasher"]
-        eventually(lambda: _assert(record.gave_up, run.lines), timeout_s=60)
+        eventually(lambda: holds(record.gave_up, run.lines), timeout_s=60)
         assert (record.restarts, record.last_exit) == (4, "code 3")
         time.sleep(1)
         assert record.restarts == 4, "restarted after giving up"
@@ -249,7 +249,7 @@ def test_a_process_that_never_becomes_healthy_is_given_up_on_however_slow_each_t
                      {"CHOREO_START_TIMEOUT_S": "0.3"}) as run:
         run.registry.kill(sulker.name)
         record = run.supervisor.state.processes["sulker"]
-        eventually(lambda: _assert(record.gave_up, run.lines), timeout_s=40)
+        eventually(lambda: holds(record.gave_up, run.lines), timeout_s=40)
         assert record.restarts == 5, run.lines
         assert (record.last_exit or "").startswith("restart failed: not healthy"), run.lines
         assert any(line.startswith("giving up on sulker: 5 restarts in a row never became"
@@ -257,10 +257,6 @@ def test_a_process_that_never_becomes_healthy_is_given_up_on_however_slow_each_t
         assert run.registry.running(sulker.name) is None, "left running after giving up"
         time.sleep(1)
         assert record.restarts == 5, "restarted after giving up"
-
-
-def _assert(condition: bool, context: object) -> None:
-    assert condition, context
 
 
 def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_needs(
