@@ -34,6 +34,7 @@ DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
     "postgres": 15432,
     "redis": 16379,
     "kafka": 19092,
+    "kafka_controller": 19093,
     "connect": 18083,
     "orders": 18080,
     "psp": 18090,

@@ -1,4 +1,5 @@
-"""The four servers of the embedded stack: how each is prepared, started and probed.
+"""PostgreSQL, Redis and Connect: how each is prepared, started and probed (the broker:
+``stack.broker``).
 
 Each component is a command plus a health probe. The launcher (``stack/launcher.py``)
 starts them in order and waits on the probe, so this module knows nothing about
@@ -22,11 +23,10 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
-from confluent_kafka.admin import AdminClient
 
 from stack.connect_offsets import forget_offsets_of_another_cluster
 from stack.errors import StartError
-from stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir, tansu_binary
+from stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir
 from stack.processes import reap
 from stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
 
@@ -194,28 +194,6 @@ def redis_component(settings: StackSettings) -> Component:
     return Component("redis", settings.redis_port, command, quietly(healthy), needed_first=True)
 
 
-# Kafka-protocol broker -------------------------------------------------------------------
-
-def broker_component(settings: StackSettings) -> Component:
-    url = f"tcp://127.0.0.1:{settings.kafka_port}"
-    # A fresh cluster id on every start names the new, empty in-memory log, so that
-    # consumers can tell a restarted broker from a reconnect (outbox/assignment.py).
-    # `exec` keeps the broker's pid the one the registry recorded.
-    command = [
-        "sh", "-c",
-        f'exec "$0" broker --cluster-id "choreo-$(date +%s%N)" --listener-url {url}'
-        f" --advertised-listener-url {url} --storage-engine memory://tansu/",
-        str(tansu_binary(settings.artifact_dir)),
-    ]
-
-    def healthy() -> bool:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
-        admin.list_topics(timeout=2)
-        return True
-
-    return Component("broker", settings.kafka_port, command, quietly(healthy))
-
-
 # Kafka Connect with Debezium ---------------------------------------------------------------
 
 def connect_offsets_file(settings: StackSettings) -> Path:
@@ -224,14 +202,13 @@ def connect_offsets_file(settings: StackSettings) -> Path:
 
 
 def write_connect_config(settings: StackSettings) -> None:
-    """Standalone mode: no worker group on the broker, offsets in a file of the state dir.
+    """Standalone mode: one worker, no worker group, offsets in a file of the state dir.
 
-    Distributed mode needs the broker's group coordinator to hand the worker its
-    connectors, and the embedded broker's coordinator can keep a dead member forever
-    (issue 13): the worker then never gets its assignment. It also keeps offsets in a
-    topic, which the in-memory broker loses with every restart. A standalone worker has
-    neither dependency; its connector configs live in memory only, so whoever starts it
-    must deploy them again (``stack.cdc.ensure_connect``).
+    One worker is all the embedded stack runs, and a standalone one starts without a
+    group rebalance and restarts after a SIGKILL without waiting out a dead member's
+    session: Connect is back in about 2 s. Its connector configs live in memory only, so
+    whoever starts it deploys them again (``stack.cdc.ensure_connect``). A team's own
+    cluster runs Connect distributed; the connector JSON is the same.
     """
     folder = settings.connect_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,7 +220,7 @@ def write_connect_config(settings: StackSettings) -> None:
         # flushed, so this bounds how much a SIGKILL makes it send again.
         "offset.flush.interval.ms=500",
         f"listeners=http://127.0.0.1:{settings.connect_port}",
-        # The scanning discovery modes need a newer `reflections` than the wheel ships.
+        # Debezium's jars declare their plugins for the ServiceLoader: no class scan.
         "plugin.discovery=service_load",
         "enable.metrics.push=false",
         "key.converter=org.apache.kafka.connect.storage.StringConverter",
@@ -342,8 +319,8 @@ def connect_component(settings: StackSettings) -> Component:
         *jvm_start_flags(settings),
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp", classpath,
-        # 3.9 accepts the worker file alone (connector files are optional): the
-        # connectors are deployed over REST, validated first, like on any cluster.
+        # The worker file alone (connector files are optional): the connectors are
+        # deployed over REST, validated first, like on any cluster.
         "org.apache.kafka.connect.cli.ConnectStandalone", str(worker),
     ]
 

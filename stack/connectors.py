@@ -97,10 +97,11 @@ class ConnectClient:
             raise ConfigError(f"{source}: Connect rejected the config: {response.text[:2000]}")
         result = response.json()
         known = {entry["definition"]["name"] for entry in result["configs"]}
+        # Debezium 3.6 lists some internal fields with no value at all (``"value": null``).
         problems = [
             f"{entry['value']['name']}: {'; '.join(entry['value']['errors'])}"
             for entry in result["configs"]
-            if entry["value"]["errors"]
+            if entry["value"] and entry["value"]["errors"]
         ]
         problems += [f"{key}: unknown field" for key in sorted(set(config) - known)]
         if problems:

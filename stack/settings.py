@@ -64,6 +64,8 @@ class StackSettings:
     postgres_port: int = DEFAULT_PORTS["postgres"]
     redis_port: int = DEFAULT_PORTS["redis"]
     kafka_port: int = DEFAULT_PORTS["kafka"]
+    kafka_controller_port: int = DEFAULT_PORTS["kafka_controller"]
+    """The KRaft controller's listener of the embedded broker (one process, both roles)."""
     connect_port: int = DEFAULT_PORTS["connect"]
     orders_port: int = DEFAULT_PORTS["orders"]
     psp_port: int = DEFAULT_PORTS["psp"]
@@ -223,6 +225,11 @@ class StackSettings:
     @property
     def postgres_data_dir(self) -> Path:
         return self.state_dir / "postgres"
+
+    @property
+    def kafka_dir(self) -> Path:
+        """The broker's configuration and, under ``data``, its log: kept across ``down``."""
+        return self.state_dir / "kafka"
 
     @property
     def connect_dir(self) -> Path:

@@ -16,8 +16,8 @@ than the window, so the window alone would retry it forever. ``SIGHUP`` (what a 
 request file (see ``stack.restart``): the supervisor then stops that process with SIGTERM,
 lets it drain and starts it again at once, as a requested restart that is not counted as
 an exit.
-Restarts run in start order: PostgreSQL and Redis, the broker (its topics and the
-outbox window back) and Connect are each brought back whole before anything after them;
+Restarts run in start order: PostgreSQL and Redis, the broker (its topics, and for a
+new log the outbox window) and Connect are each brought back whole before anything after them;
 a service is launched and its health watched on later rounds, so one that waits for its
 database never holds up the database's own restart. Every few seconds it also restarts
 FAILED connector tasks.
@@ -43,13 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from outbox.kafka import ensure_topics
 from stack import launcher, metrics, restart
 from stack.cdc import ensure_connect
-from stack.components import Component, broker_component
+from stack.components import Component
 from stack.connectors import connector_statuses, restart_failed_tasks
 from stack.processes import describe_exit, exit_status
-from stack.recovery import republish_lost_log, stop_connect_for_new_log
 from stack.services import service_components
 from stack.settings import StackSettings
 from stack.supervision import ProcessRecord, SupervisorState, state_file
@@ -87,23 +85,17 @@ class Child:
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
     """How a component whose restart needs more than its process is brought back.
 
-    The embedded broker keeps topics in memory, so Connect is stopped before it starts
-    (it must not publish into the new log before the outbox window), the topics are
-    created again before anything else and the window is published again; Connect is then
-    restarted as a planned restart of its own (see ``Supervisor.restart``), so a failure
-    of Connect does not count against the broker. The standalone Connect worker keeps its connectors
-    in memory, so every start of it deploys them again (``ensure_connect``, which also
-    waits for a just-killed worker's port).
+    The broker's topics are created again if missing, and a new log (its data folder was
+    deleted) gets the outbox window before Connect streams into it (``launcher.start_broker``
+    stops Connect for that; Connect is then restarted as a planned restart of its own,
+    see ``Supervisor.restart``, so a failure of Connect does not count against the
+    broker). The standalone Connect worker keeps its connectors in memory, so every start
+    of it deploys them again (``ensure_connect``, which also waits for a just-killed
+    worker's port).
     """
     registry = launcher.registry_for(settings)
-
-    def broker() -> None:
-        stop_connect_for_new_log(registry, report)
-        launcher.start_component(broker_component(settings), registry, settings, report)
-        ensure_topics(settings.kafka_bootstrap, launcher.event_topics())
-        republish_lost_log(settings, registry, report)
-
-    return {"broker": broker, "connect": lambda: ensure_connect(settings, report)}
+    return {"broker": lambda: launcher.start_broker(settings, registry, report),
+            "connect": lambda: ensure_connect(settings, report)}
 
 
 class Supervisor:
@@ -259,7 +251,7 @@ class Supervisor:
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
             self.restart_failed(child, str(error))
             return
-        if name == "broker":  # it stopped Connect and the relays for the new log: back now
+        if name == "broker":  # for a new log it stopped Connect and the relays: back now
             for other in self.children:
                 other_name = other.component.name
                 if ((other_name == "connect" or other_name.startswith("relay-"))

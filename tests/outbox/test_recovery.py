@@ -5,6 +5,7 @@ dead letters at reused offsets are driven without a broker: test_batches_driven.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ from outbox.codec import EventCodec
 from outbox.kafka import build_producer, ensure_topics
 from schemas.catalog import SchemaCatalog
 from stack import launcher
-from stack.components import broker_component
+from stack.broker import broker_component, data_dir
 from stack.processes import ProcessRegistry
 from stack.settings import REPO_ROOT, StackSettings
 from tests.outbox.probe import assert_each_once, effects, probe_runtime
@@ -83,9 +84,10 @@ class ScratchBroker:
 
 @pytest.fixture
 def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[ScratchBroker]:
-    """A broker of this test's own, so restarting it does not empty the suite's topics."""
+    """A broker of this test's own, so replacing its log does not empty the suite's topics."""
     settings = dataclasses.replace(running_stack, kafka_port=running_stack.kafka_port + 7,
-                                   state_dir=tmp_path)
+                                   kafka_controller_port=running_stack.kafka_port + 8,
+                                   state_dir=tmp_path, artifact_cache=running_stack.artifact_dir)
     registry = ProcessRegistry(tmp_path / "pids", tmp_path / "logs")
     component = broker_component(settings)
 
@@ -95,7 +97,9 @@ def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[Scr
         ensure_topics(settings.kafka_bootstrap, ["order.events"])
 
     def restart() -> None:
+        """SIGKILLed and started on a deleted data folder: a new log, a new cluster id."""
         registry.kill("broker")
+        shutil.rmtree(data_dir(settings))
         start()  # launch waits for the killed broker to let go of its port
 
     start()
@@ -108,8 +112,8 @@ def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[Scr
 def test_broker_restarted_with_an_empty_log_is_read_again_from_the_start(
     scratch_broker: ScratchBroker, probe_database: str
 ) -> None:
-    """Stored positions beyond the new log's end must not make the consumer wait forever
-    (the embedded broker answers such fetches with nothing, not OFFSET_OUT_OF_RANGE)."""
+    """A broker whose data folder was lost comes back with a new cluster id and an empty
+    log: positions stored for the old log must not skip the new one's first records."""
     run, consumer = f"log-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
     bootstrap = scratch_broker.bootstrap
     produce(bootstrap, f"{run}-a", range(10))
