@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import requests
 
-from stack import consumer_readings
+from stack import drain
 from stack.services import consumer_processes
 from stack.settings import StackSettings
 from testkit.observer import Observer, Snapshot
@@ -52,7 +52,7 @@ def consumers_behind(settings: StackSettings) -> list[str]:
     left = []
     for name in consumer_processes(settings):
         try:
-            lag = consumer_readings.read(consumer_readings.metrics_port(settings, name)).lag
+            lag = drain.read(drain.metrics_port(settings, name)).lag
         except (requests.RequestException, ValueError):
             left.append(f"{name} not answering")
             continue

@@ -13,7 +13,7 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.consumer_readings import metrics_port
+from stack.drain import metrics_port
 from stack.settings import StackSettings, is_consumer
 
 POLL_S = 0.2

@@ -44,7 +44,7 @@ def cmd_install(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: StackSettings) -> int:
-    launcher.down(settings)
+    launcher.down(settings, drain_timeout_s=args.drain_timeout)
     return 0
 
 
@@ -221,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=cmd_up)
     commands.add_parser("install", help="install Debian packages and stack artifacts only"
                         ).set_defaults(handler=cmd_install)
-    commands.add_parser("down", help="stop the supervisor, the intake, then every process the"
-                        " stack started, by pid (the broker's log stays on disk)"
-                        ).set_defaults(handler=cmd_down)
+    down = commands.add_parser("down", help="stop the supervisor and the intake, let the"
+                               " consumers drain, then stop every process the stack started")
+    down.add_argument("--drain-timeout", type=float, default=launcher.DRAIN_TIMEOUT_S,
+                      help="seconds to wait for the consumers to catch up (default: %(default)s)")
+    down.set_defaults(handler=cmd_down)
     rolling = commands.add_parser(
         "restart", help="restart services one at a time, each drained (SIGTERM by pid) and"
         " back consuming before the next")

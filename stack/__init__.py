@@ -1,1 +1,1 @@
-"""The embedded stack: install, start, supervise and stop every process by pid."""
+"""The embedded stack: install, start, supervise, drain and stop every process by pid."""

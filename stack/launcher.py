@@ -22,7 +22,7 @@ from outbox import span_store
 from outbox.kafka import ensure_topics
 from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
-from stack import consumer_readings
+from stack import drain
 from stack.broker import broker_component, log_is_formatted
 from stack.components import (
     Component,
@@ -51,6 +51,7 @@ from stack.supervision import (
 )
 
 Report = Callable[[str], None]
+DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 CONNECT_STOP_TIMEOUT_S = 30.0
 """Connect commits its source offsets while it stops: give it time rather than SIGKILL."""
@@ -337,18 +338,29 @@ def stop(registry: ProcessRegistry, name: str, report: Report, timeout_s: float 
                else f"{name:<13} was not running")
 
 
-def down(settings: StackSettings, report: Report = print) -> None:
+def down(settings: StackSettings, report: Report = print,
+         drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
     """Stop every process this state directory started, by pid.
 
-    The supervisor goes first, so nothing is restarted while stopping; then the intake
-    (orders-api), so no order is accepted that nobody handles; then everything else,
-    newest first: the consumers stop between two batches (SIGTERM), Connect flushes its
-    offsets while it stops. Nothing needs draining: the broker keeps its log on disk, and
-    every consumer goes on from its own position at the next ``up``.
+    The supervisor goes first, so nothing is restarted while stopping. Then the intake
+    (orders-api); the consumers catch up on what is in the topics, Connect stops with
+    SIGTERM, which flushes its offsets, and the consumers catch up once more on what it
+    published last; then the rest, newest first. The catching up is a courtesy, bounded
+    by ``drain_timeout_s``: the sagas in flight settle now rather than after their
+    deadline ran out during the downtime. Nothing depends on it: the broker keeps its log
+    on disk, and each consumer goes on from its own position at the next ``up``.
     """
     registry = registry_for(settings)
     stop(registry, SUPERVISOR, report)
     stop(registry, "orders-api", report)
+    consumers = [name for name in consumer_processes(settings) if registry.running(name)]
+    if consumers and registry.running("broker"):
+        drain.drain(settings, consumers, report, drain_timeout_s)
+        for name in [n for n in registry.names() if n.startswith("relay-")]:
+            stop(registry, name, report)
+        if registry.running("connect"):
+            stop(registry, "connect", report, timeout_s=CONNECT_STOP_TIMEOUT_S)
+            drain.drain(settings, consumers, report, drain_timeout_s)
     known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
     for name in order:
@@ -408,8 +420,7 @@ def wait_shared(settings: StackSettings, timeout_s: float = 60.0) -> None:
         owned = {}
         for name in consumer_processes(settings):
             try:
-                port = consumer_readings.metrics_port(settings, name)
-                owned[name] = consumer_readings.read(port).partitions
+                owned[name] = drain.read(drain.metrics_port(settings, name)).partitions
             except (requests.RequestException, ValueError):
                 owned[name] = 0
         if all(owned.values()):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from stack import consumer_readings, launcher
+from stack import drain, launcher
 from stack.components import Component
 from stack.errors import ConfigError, StackError
 from stack.processes import ProcessRegistry, describe_exit, exit_status
@@ -191,7 +191,7 @@ def await_answer(settings: StackSettings, registry: ProcessRegistry, name: str,
 def consuming(settings: StackSettings, name: str, idle_since: list[float]) -> bool:
     """Counted an event since its start, or no lag for ``IDLE_CONSUMING_S``."""
     try:
-        reading = consumer_readings.read(consumer_readings.metrics_port(settings, name))
+        reading = drain.read(drain.metrics_port(settings, name))
     except (requests.RequestException, ValueError):
         idle_since.clear()
         return False

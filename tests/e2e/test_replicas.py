@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from chaos.resume import events_counted, metrics_url
-from stack import consumer_readings, launcher
+from stack import drain, launcher
 from stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
 from testkit.shop import Shop
 from tests.e2e.test_concurrent_orders import (  # noqa: F401 - collected here, with 2 replicas
@@ -52,8 +52,8 @@ def _assert_owns_all(settings: StackSettings, names: list[str]) -> None:
     """Each named consumer process owns every partition of its topics (its /health)."""
     owned = {}
     for name in names:
-        port = consumer_readings.metrics_port(settings, name)
-        health = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+        health = requests.get(f"http://127.0.0.1:{drain.metrics_port(settings, name)}/health",
+                              timeout=2).json()
         owned[name] = (health["partitions"], health["partitions_in_topics"])
     assert all(mine == total > 0 for mine, total in owned.values()), owned
 

@@ -144,17 +144,22 @@ def test_lost_database_session_is_survived_and_nothing_is_lost(
     runtime.batch_size = 5
     thread = in_thread(runtime)
     terminations = 0
-    try:
-        wait_for(lambda: runtime.health()["status"] == "ok", what="the consumer to start")
-        emit_confirmed(running_stack, run, keys, per_key)
-        while len(effects(probe_database, consumer)) < keys * per_key and terminations < 5:
+
+    def terminate_sessions(sequence: int) -> None:
+        """Every tenth round of commits, while the stream is mid-flight (not after it: the
+        consumer can be faster than a loop that waits for it to fall behind)."""
+        nonlocal terminations
+        if sequence % 10 == 9 and sequence < per_key - 1:
             with psycopg.connect(probe_database, autocommit=True) as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN"
                     " (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
                     " AND datname = current_database() AND pid <> pg_backend_pid()")
             terminations += 1
-            time.sleep(0.3)
+
+    try:
+        wait_for(lambda: runtime.health()["status"] == "ok", what="the consumer to start")
+        emit_confirmed(running_stack, run, keys, per_key, on_progress=terminate_sessions)
         wait_for(lambda: len(effects(probe_database, consumer)) >= keys * per_key,
                  what="every event after the terminations")
         assert thread.is_alive(), "the consumer loop died with its session"

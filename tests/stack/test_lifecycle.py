@@ -83,8 +83,8 @@ def test_port_in_use_fails_fast_naming_the_port(own_env: dict[str, str]) -> None
 
 def test_missing_binary_fails_fast_naming_it(tmp_path: Path) -> None:
     settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(tmp_path), **OWN_PORTS})
-    broken = Component("broker", 39999, ["/nonexistent/tansu", "broker"], lambda: True)
-    with pytest.raises(ConfigError, match="broker: executable '/nonexistent/tansu' not found"):
+    broken = Component("broker", 39999, ["/nonexistent/java", "broker"], lambda: True)
+    with pytest.raises(ConfigError, match="broker: executable '/nonexistent/java' not found"):
         launcher.start_component(broken, launcher.registry_for(settings), settings, print)
 
 
