@@ -24,8 +24,8 @@ after a delay longer than payments' timeout, for the fault's pause (chaos/faults
 
 OPTIONAL_TARGETS = ("redis", "broker", "postgres", *OUTAGE_TARGETS)
 """Faults to choose, but not by default. Redis only speeds up dedupe, so its loss must cost
-nothing. The broker loses its in-memory log on every restart: the outbox window is
-published again and consumers read the new log from its start (docs/stack.md).
+nothing. The broker (Apache Kafka, its log on disk) comes back with every record it
+acknowledged: producers and consumers stall while it is down, nothing is published again.
 PostgreSQL is every service's database at once: services ride it out or are restarted,
 orders-api answers 503 meanwhile, Connect's tasks come back on their own."""
 
