@@ -15,6 +15,7 @@ import requests
 from chaos import command as chaos_command
 from cli import connectors, dlq, orders, trace
 from stack import cpu, launcher, restart
+from stack.broker import KAFKA_TOOLS, kafka_tool_command
 from stack.errors import ConfigError, StackError
 from stack.install import ensure_installed
 from stack.services import CONSOLE, service_specs
@@ -24,7 +25,11 @@ Handler = Callable[[argparse.Namespace, StackSettings], int]
 
 
 def cmd_up(args: argparse.Namespace, settings: StackSettings) -> int:
-    launcher.up(with_replicas(settings, args.replicas), supervised=not args.no_supervisor)
+    chosen = with_replicas(settings, args.replicas)
+    if args.brokers is not None:
+        chosen = replace(chosen, brokers=args.brokers)
+        chosen.validate()
+    launcher.up(chosen, supervised=not args.no_supervisor)
     return 0
 
 
@@ -95,6 +100,10 @@ def circuit_lines(settings: StackSettings) -> list[str]:
                                                       in sorted(circuits.items()))
                          + f"; {paused}")
     return lines
+
+
+def cmd_kafka(args: argparse.Namespace, settings: StackSettings) -> int:
+    return subprocess.call(kafka_tool_command(settings, args.tool, args.arguments))
 
 
 def cmd_logs(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -218,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="processes per consumer service (inventory, payments, orders-worker),"
                     " sharing its database and partitions: payments=2,inventory=2 (sets"
                     " CHOREO_REPLICAS; replicas a running stack already has are kept)")
+    up.add_argument("--brokers", type=int, default=None, metavar="N",
+                    help="Kafka nodes on loopback (sets CHOREO_BROKERS; default: as the log"
+                    " was made, else 1); 3 replicates every topic three times with"
+                    " min.insync.replicas=2")
     up.set_defaults(handler=cmd_up)
     commands.add_parser("install", help="install Debian packages and stack artifacts only"
                         ).set_defaults(handler=cmd_install)
@@ -243,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--cpu-window", type=float, default=2.0,
                         help="seconds over which CPU is measured (default: %(default)s)")
     status.set_defaults(handler=cmd_status)
+    kafka = commands.add_parser(
+        "kafka", help="one of Kafka's own tools against the embedded broker (from its jars;"
+        " --bootstrap-server is added): choreo kafka consumer-groups --list")
+    kafka.add_argument("tool", choices=sorted(KAFKA_TOOLS))
+    kafka.add_argument("arguments", nargs=argparse.REMAINDER,
+                       help="passed to the tool as they are")
+    kafka.set_defaults(handler=cmd_kafka)
     logs = commands.add_parser("logs", help="show a component's log")
     logs.add_argument("component")
     logs.add_argument("-n", "--lines", type=int, default=50)

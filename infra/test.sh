@@ -10,6 +10,11 @@ if ! command -v promtool >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
+# Debian's kcat: a third-party Kafka client the tests point at the embedded broker.
+if ! command -v kcat >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat
+fi
 # The console's browser test drives Debian's chromium with Playwright (the PyPI package
 # only: it is pointed at /usr/bin/chromium, no browser is downloaded).
 if ! command -v chromium >/dev/null; then

@@ -1,7 +1,7 @@
 """The only module that builds Kafka clients; the rest of choreo gets them from here.
 
-Settings are tuned for the embedded broker as well as for real Kafka: a short fetch wait
-keeps one hop in the tens of milliseconds (see docs/benchmarks.md). The services'
+Settings are tuned for Apache Kafka, embedded or a team's own: a short fetch wait keeps
+one hop in the tens of milliseconds (see docs/benchmarks.md). The services'
 consumers are only ever assigned partitions (``build_unmanaged_consumer``); the group
 settings serve the throw-away readers of tests and benchmarks, where a short session
 timeout and heartbeat make a join take seconds instead of tens of seconds.
@@ -65,10 +65,15 @@ def build_producer(bootstrap: str, **overrides: Any) -> Producer:
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
 ) -> None:
-    """Create missing topics; an existing topic is fine, whatever its partition count."""
+    """Create missing topics; an existing topic is fine, whatever its partition count.
+
+    The replication factor is the cluster's own ``default.replication.factor`` (-1 asks
+    the broker, KIP-464): 1 on the embedded single node, 3 on ``choreo up --brokers 3``
+    or a team's cluster, rather than a number that is wrong on one of them.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1)
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=-1)
               for t in sorted(set(topics) - existing)]
     if not wanted:
         return

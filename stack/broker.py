@@ -1,17 +1,26 @@
-"""The embedded Apache Kafka broker: one KRaft process, broker and controller, its log on disk.
+"""The embedded Apache Kafka: KRaft nodes, each broker and controller, their logs on disk.
 
-The jars come from Maven Central (``infra/kafka/pom.xml``, ``stack.install``). The log
-lives in ``<state>/kafka/data`` and is kept across ``down``/``up`` and crashes, like any
-Kafka's: a SIGKILLed broker comes back with every record it acknowledged (they were in
-the page cache; only a machine crash could lose the unflushed tail, as on any Kafka with
-default flush settings). The data folder is formatted on the first start with a cluster
-id drawn then. A start that finds no formatted log (first start, or the folder was
-deleted) begins a *new* log, and only then is the outbox window published again
-(``stack.recovery``): that is recorded before the format, so an interrupted start still
-knows it on the next try.
+The jars come from Maven Central (``infra/kafka/pom.xml``, ``stack.install``). Node N's
+log lives in ``<state>/kafka/node-N/data`` and is kept across ``down``/``up`` and
+crashes, like any Kafka's: a SIGKILLed broker comes back with every record it
+acknowledged (they were in the page cache; only a machine crash could lose the
+unflushed tail, as on any Kafka with default flush settings).
 
-Sized for two cores: two network and two I/O threads, a 512 MB heap at most, the serial
-collector (a small heap gains nothing from G1's concurrent threads).
+One node by default; ``choreo up --brokers 3`` (``CHOREO_BROKERS``) runs three on
+loopback with every topic replicated three times and ``min.insync.replicas=2``, so one
+node at a time, the active controller included, can die without losing an acknowledged
+record or stopping producers. The node count is part of the log (the controllers'
+quorum is written into it), so a log made with another count is refused, not mixed.
+
+Every node is formatted on its first start with the cluster's id. A start that finds no
+node formatted (first start, or every data folder deleted) begins a *new* log, and only
+then is the outbox window published again (``stack.recovery``): that is recorded before
+the format, so an interrupted start still knows it on the next try. A single node of
+several that lost its folder is formatted with the cluster's id and copies its replicas
+back from the others: not a new log.
+
+Sized for two cores: two network and two I/O threads per node, a 512 MB heap at most,
+the serial collector (a small heap gains nothing from G1's concurrent threads).
 """
 
 from __future__ import annotations
@@ -25,12 +34,11 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from stack.components import Component, quietly
-from stack.errors import StartError
+from stack.errors import ConfigError, StartError
 from stack.install import broker_lib_dir
 from stack.recovery import note_new_log
 from stack.settings import StackSettings
 
-NODE_ID = 1
 KAFKA_TOOLS = {
     "topics": "org.apache.kafka.tools.TopicCommand",
     "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
@@ -44,32 +52,64 @@ KAFKA_TOOLS = {
 name ``choreo kafka`` takes; they are in the broker's jars."""
 
 
-def data_dir(settings: StackSettings) -> Path:
-    return settings.kafka_dir / "data"
+def node_name(node: int) -> str:
+    """``broker`` for node 1, ``broker-2`` for node 2: its name in the pid registry."""
+    return "broker" if node == 1 else f"broker-{node}"
+
+
+def node_dir(settings: StackSettings, node: int) -> Path:
+    return settings.kafka_dir / f"node-{node}"
+
+
+def data_dir(settings: StackSettings, node: int = 1) -> Path:
+    return node_dir(settings, node) / "data"
+
+
+def meta_properties(settings: StackSettings, node: int) -> Path:
+    return data_dir(settings, node) / "meta.properties"
+
+
+def formatted_nodes(settings: StackSettings) -> list[int]:
+    return [node for node in settings.broker_nodes() if meta_properties(settings, node).exists()]
 
 
 def log_is_formatted(settings: StackSettings) -> bool:
-    return (data_dir(settings) / "meta.properties").exists()
+    """Whether some node still has the log: only none at all means a new log."""
+    return bool(formatted_nodes(settings))
 
 
-def server_properties(settings: StackSettings) -> str:
-    listener = f"127.0.0.1:{settings.kafka_port}"
-    controller = f"127.0.0.1:{settings.kafka_controller_port}"
+def replication(settings: StackSettings) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas): 1/1 alone, 3/2 from three nodes on."""
+    factor = min(3, settings.brokers)
+    return factor, max(1, factor - 1)
+
+
+def server_properties(settings: StackSettings, node: int) -> str:
+    listener = f"127.0.0.1:{settings.broker_port(node)}"
+    controller = f"127.0.0.1:{settings.controller_port(node)}"
+    voters = ",".join(f"{n}@127.0.0.1:{settings.controller_port(n)}"
+                      for n in settings.broker_nodes())
+    factor, min_insync = replication(settings)
     return "\n".join([
         "process.roles=broker,controller",
-        f"node.id={NODE_ID}",
-        f"controller.quorum.voters={NODE_ID}@{controller}",
+        f"node.id={node}",
+        f"controller.quorum.voters={voters}",
         f"listeners=PLAINTEXT://{listener},CONTROLLER://{controller}",
         f"advertised.listeners=PLAINTEXT://{listener}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data_dir(settings)}",
-        # One node: every internal topic has one replica.
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"log.dirs={data_dir(settings, node)}",
+        f"default.replication.factor={factor}",
+        f"min.insync.replicas={min_insync}",
+        f"offsets.topic.replication.factor={factor}",
+        f"transaction.state.log.replication.factor={factor}",
+        f"transaction.state.log.min.isr={min_insync}",
+        f"share.coordinator.state.topic.replication.factor={factor}",
+        f"share.coordinator.state.topic.min.isr={min_insync}",
+        # A SIGKILLed node is fenced, and its partitions led by another, after this session
+        # rather than Kafka's 9 s: on loopback a heartbeat is never late by seconds.
+        "broker.heartbeat.interval.ms=1000",
+        "broker.session.timeout.ms=4000",
         # A consumer group of one forms at once instead of after 3 s.
         "group.initial.rebalance.delay.ms=0",
         # Topics are created by the stack with their partition count (``ensure_topics``);
@@ -96,9 +136,13 @@ LOG4J = "\n".join([
 ])
 
 
-def write_broker_config(settings: StackSettings) -> None:
-    settings.kafka_dir.mkdir(parents=True, exist_ok=True)
-    (settings.kafka_dir / "server.properties").write_text(server_properties(settings))
+def config_file(settings: StackSettings, node: int) -> Path:
+    return node_dir(settings, node) / "server.properties"
+
+
+def write_node_config(settings: StackSettings, node: int) -> None:
+    node_dir(settings, node).mkdir(parents=True, exist_ok=True)
+    config_file(settings, node).write_text(server_properties(settings, node))
     (settings.kafka_dir / "log4j2.properties").write_text(LOG4J)
 
 
@@ -110,45 +154,85 @@ def java_command(settings: StackSettings, main_class: str, *args: str,
             "-cp", f"{broker_lib_dir(settings.artifact_dir)}/*", main_class, *args]
 
 
-def new_cluster_id() -> str:
-    """What ``kafka-storage.sh random-uuid`` prints: a UUID in URL-safe base64."""
+def read_properties(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines()
+             if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def cluster_id(settings: StackSettings) -> str:
+    """The id the formatted nodes carry; a new one (as ``kafka-storage.sh random-uuid``
+    prints it) when none is formatted."""
+    for node in formatted_nodes(settings):
+        return read_properties(meta_properties(settings, node))["cluster.id"]
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def prepare_broker(settings: StackSettings) -> None:
-    """Write the configuration; format the log folder if it holds no log yet."""
-    write_broker_config(settings)
-    if log_is_formatted(settings):
+def check_node_count(settings: StackSettings) -> None:
+    """A log's quorum is fixed at format: refuse to start it with another node count."""
+    recorded = settings.kafka_dir / "brokers"  # read back by ``settings.recorded_brokers``
+    if log_is_formatted(settings) and recorded.exists():
+        made_with = int(recorded.read_text())
+        if made_with != settings.brokers:
+            raise ConfigError(
+                f"CHOREO_BROKERS={settings.brokers}, but the broker log in"
+                f" {settings.kafka_dir} was made by {made_with} node(s); `choreo down`,"
+                f" then delete {settings.kafka_dir} to change it (a new log: the outbox"
+                " window is published again), or keep the count")
+    elif not log_is_formatted(settings):
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(f"{settings.brokers}\n")
+
+
+def prepare_node(settings: StackSettings, node: int) -> None:
+    """Write the node's configuration; format its log folder if it holds no log yet."""
+    check_node_count(settings)
+    write_node_config(settings, node)
+    if meta_properties(settings, node).exists():
         return
-    note_new_log(settings)
-    shutil.rmtree(data_dir(settings), ignore_errors=True)  # a format cut short
+    if not log_is_formatted(settings):
+        note_new_log(settings)
+    cluster = cluster_id(settings)
+    shutil.rmtree(data_dir(settings, node), ignore_errors=True)  # a format cut short
     command = java_command(settings, "kafka.tools.StorageTool", "format",
-                           "--cluster-id", new_cluster_id(),
-                           "--config", str(settings.kafka_dir / "server.properties"))
+                           "--cluster-id", cluster, "--config", str(config_file(settings, node)))
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise StartError(f"formatting the broker's log failed:\n{result.stderr[-2000:]}")
+        raise StartError(f"formatting {node_name(node)}'s log failed:\n{result.stderr[-2000:]}")
+
+
+def node_component(settings: StackSettings, node: int) -> Component:
+    command = java_command(settings, "kafka.Kafka", str(config_file(settings, node)),
+                           heap=("-Xms128m", "-Xmx512m"))
+    listener = f"127.0.0.1:{settings.broker_port(node)}"
+
+    def healthy() -> bool:
+        admin = AdminClient({"bootstrap.servers": listener, "log_level": 0})
+        return node in {broker.id for broker in admin.list_topics(timeout=2).brokers.values()}
+
+    return Component(node_name(node), settings.broker_port(node), command, quietly(healthy),
+                     prepare=lambda: prepare_node(settings, node))
+
+
+def broker_components(settings: StackSettings) -> list[Component]:
+    return [node_component(settings, node) for node in settings.broker_nodes()]
 
 
 def broker_component(settings: StackSettings) -> Component:
-    command = java_command(settings, "kafka.Kafka", str(settings.kafka_dir / "server.properties"),
-                           heap=("-Xms128m", "-Xmx512m"))
-
-    def healthy() -> bool:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
-        admin.list_topics(timeout=2)
-        return True
-
-    return Component("broker", settings.kafka_port, command, quietly(healthy),
-                     prepare=lambda: prepare_broker(settings))
+    """Node 1 alone: the whole broker of a single-node stack (and of scratch brokers)."""
+    return node_component(settings, 1)
 
 
 def kafka_tool_command(settings: StackSettings, tool: str, args: list[str]) -> list[str]:
     """One of Kafka's tools against the embedded broker; ``--bootstrap-server`` is added
     unless given."""
     if tool not in KAFKA_TOOLS:
-        raise StartError(f"unknown Kafka tool {tool!r}; one of: {', '.join(KAFKA_TOOLS)}")
+        raise ConfigError(f"unknown Kafka tool {tool!r}; one of: {', '.join(KAFKA_TOOLS)}")
+    if not broker_lib_dir(settings.artifact_dir).exists():
+        raise ConfigError(f"Kafka's jars are not in {settings.artifact_dir}: `choreo install`"
+                          " (or set CHOREO_ARTIFACT_CACHE to where they are)")
     if not any(arg.startswith("--bootstrap-server") for arg in args):
         args = ["--bootstrap-server", settings.kafka_bootstrap, *args]
-    write_broker_config(settings)
+    settings.kafka_dir.mkdir(parents=True, exist_ok=True)
+    (settings.kafka_dir / "log4j2.properties").write_text(LOG4J)
     return java_command(settings, KAFKA_TOOLS[tool], *args)

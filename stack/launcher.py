@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from outbox.kafka import ensure_topics
 from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
 from stack import drain
-from stack.broker import broker_component, log_is_formatted
+from stack.broker import broker_components, log_is_formatted
 from stack.components import (
     Component,
     class_archive_dump,
@@ -62,7 +63,7 @@ def infrastructure(settings: StackSettings) -> list[Component]:
     return [
         postgres_component(settings),
         redis_component(settings),
-        broker_component(settings),
+        *broker_components(settings),
         connect_component(settings),
         *relay_components(settings),
     ]
@@ -174,12 +175,12 @@ def event_topics() -> list[str]:
 
 
 def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Report) -> bool:
-    """Start the broker unless it runs, create the event topics, and give a new log the
-    outbox window (``stack.recovery``): also when the broker already runs but an earlier
-    republish did not finish. Returns whether the broker was started."""
-    if registry.running("broker") is None and not log_is_formatted(settings):
+    """Start the broker's nodes that are not running, create the event topics, and give a
+    new log the outbox window (``stack.recovery``): also when the broker already runs but
+    an earlier republish did not finish. Returns whether a node was started."""
+    if not log_is_formatted(settings):
         stop_connect_for_new_log(registry, report)
-    started = start_component(broker_component(settings), registry, settings, report)
+    started = start_components(broker_components(settings), registry, settings, report)
     ensure_topics(settings.kafka_bootstrap, event_topics())
     if log_needs_window(settings):
         republish_lost_log(settings, registry, report)
@@ -195,6 +196,8 @@ def start_stack(settings: StackSettings, report: Report, with_services: bool = T
     registry = registry_for(settings)
     started_any = False
     for component in infrastructure(settings):
+        if component.name.startswith("broker-"):
+            continue  # started with node 1, all at once: a quorum needs most of them
         if component.name == "broker":
             started_any |= start_broker(settings, registry, report)
             continue
@@ -363,9 +366,20 @@ def down(settings: StackSettings, report: Report = print,
             drain.drain(settings, consumers, report, drain_timeout_s)
     known = [c.name for c in infrastructure(settings) + service_components(settings)]
     order = [n for n in registry.names() if n not in known] + list(reversed(known))
+    nodes = [c.name for c in broker_components(settings)]
     for name in order:
-        stop(registry, name, report,
-             CONNECT_STOP_TIMEOUT_S if name == "connect" else STOP_TIMEOUT_S)
+        if name == nodes[-1]:
+            stop_together(registry, nodes, report)
+        elif name not in nodes:
+            stop(registry, name, report,
+                 CONNECT_STOP_TIMEOUT_S if name == "connect" else STOP_TIMEOUT_S)
+
+
+def stop_together(registry: ProcessRegistry, names: list[str], report: Report) -> None:
+    """The broker's nodes all at once: one by one, the last would wait out its timeout,
+    its controlled shutdown needing a controller quorum that left before it."""
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda name: stop(registry, name, report), names))  # raises what it raised
 
 
 @dataclass(frozen=True)

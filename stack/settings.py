@@ -39,6 +39,20 @@ MAX_REPLICAS = 8
 ports (+100 per replica) clear of the next thousand."""
 
 
+MAX_BROKERS = 5
+BROKER_PORT_STEP = 2
+"""Node N's ports are node 1's plus 2(N-1): 19092/19093, 19094/19095, 19096/19097."""
+
+
+def recorded_brokers(state_dir: Path) -> int | None:
+    """How many nodes the broker log in ``state_dir`` was made by (``stack.broker`` writes
+    it at format), so ``choreo status`` or ``down`` after ``up --brokers 3`` need no flag."""
+    try:
+        return int((state_dir / "kafka" / "brokers").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def replica_name(service: str, index: int) -> str:
     """``payments`` for the first replica, ``payments-2`` for the second: its name in the
     pid registry, the logs and ``choreo status``."""
@@ -66,6 +80,10 @@ class StackSettings:
     kafka_port: int = DEFAULT_PORTS["kafka"]
     kafka_controller_port: int = DEFAULT_PORTS["kafka_controller"]
     """The KRaft controller's listener of the embedded broker (one process, both roles)."""
+    brokers: int = 1
+    """``CHOREO_BROKERS`` (``choreo up --brokers 3``): Kafka nodes, each broker and
+    controller; node N listens on ``kafka_port + 2(N-1)``, its controller on
+    ``kafka_controller_port + 2(N-1)``."""
     connect_port: int = DEFAULT_PORTS["connect"]
     orders_port: int = DEFAULT_PORTS["orders"]
     psp_port: int = DEFAULT_PORTS["psp"]
@@ -100,9 +118,10 @@ class StackSettings:
         than as a confusing bind error minutes later.
         """
         artifact_cache = config.text(env, "CHOREO_ARTIFACT_CACHE")
+        state_dir = Path(config.text(env, "CHOREO_STATE_DIR",
+                                     str(REPO_ROOT / ".choreo"))).resolve()
         settings = cls(
-            state_dir=Path(config.text(env, "CHOREO_STATE_DIR",
-                                       str(REPO_ROOT / ".choreo"))).resolve(),
+            state_dir=state_dir,
             artifact_cache=Path(artifact_cache).resolve() if artifact_cache else None,
             cdc_poll_interval_ms=config.integer(env, "CHOREO_CDC_POLL_INTERVAL_MS",
                                                 cls.cdc_poll_interval_ms, ge=1),
@@ -116,6 +135,9 @@ class StackSettings:
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
             replicas=config.text(env, "CHOREO_REPLICAS", cls.replicas),
+            brokers=config.integer(env, "CHOREO_BROKERS",
+                                   recorded_brokers(state_dir) or cls.brokers,
+                                   ge=1, le=MAX_BROKERS),
             **{field.name: config.port(env, f"CHOREO_{field.name.upper()}",
                                        DEFAULT_PORTS[field.name.removesuffix("_port")])
                for field in fields(cls) if field.name.endswith("_port")},
@@ -134,8 +156,10 @@ class StackSettings:
                 f"CHOREO_RESERVATION_TTL_S={self.reservation_ttl_s} must be greater than"
                 f" CHOREO_ORDER_DEADLINE_S={self.order_deadline_s}"
             )
+        if not 1 <= self.brokers <= MAX_BROKERS:
+            raise ConfigError(f"CHOREO_BROKERS={self.brokers}: expected 1 to {MAX_BROKERS}")
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
-        ports += self.replica_ports()
+        ports += self.replica_ports() + self.extra_broker_ports()
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
 
@@ -180,7 +204,25 @@ class StackSettings:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """Every node's listener, so a client can start while any one of them is down."""
+        return ",".join(f"127.0.0.1:{self.broker_port(node)}" for node in self.broker_nodes())
+
+    def broker_nodes(self) -> range:
+        return range(1, self.brokers + 1)
+
+    def broker_port(self, node: int) -> int:
+        return self.kafka_port + BROKER_PORT_STEP * (node - 1)
+
+    def controller_port(self, node: int) -> int:
+        return self.kafka_controller_port + BROKER_PORT_STEP * (node - 1)
+
+    def extra_broker_ports(self) -> list[int]:
+        """The listener and controller ports of nodes 2 and up, each checked to be a port."""
+        return [config.check_port(f"{variable} + {BROKER_PORT_STEP * (node - 1)} (node {node})",
+                                  port(node))
+                for node in self.broker_nodes()[1:]
+                for variable, port in (("CHOREO_KAFKA_PORT", self.broker_port),
+                                       ("CHOREO_KAFKA_CONTROLLER_PORT", self.controller_port))]
 
     @property
     def redis_url(self) -> str:
