@@ -21,16 +21,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chaos.plan import Fault, Plan
-from chaos.resume import metrics_url, wait_consuming
+from chaos.resume import longest_stall, metrics_url, wait_consuming
 from services.payments.psp_client import PspClient, PspError
 from stack import launcher
+from stack.broker import is_broker_node
 from stack.processes import ProcessRegistry
-from stack.services import service_components
+from stack.services import consumer_processes, service_components
 from stack.settings import StackSettings
 
 Report = Callable[[str], None]
 RESTART_ATTEMPTS = 3
 REJOIN_TIMEOUT_S = 60.0
+STALL_WINDOW_S = 30.0
+"""How long after a broker node's kill the consumers' flow is watched for its stall."""
 OUTAGES = {"psp-fail": "fail", "psp-slow": "slow"}
 OUTAGE_SLOW_DELAY_S = 6.0
 """Longer than payments' psp timeout (5 s by default): each call times out, and is
@@ -50,6 +53,8 @@ class FaultRecord:
     restarted_at_s: float | None = None
     consuming_at_s: float | None = None
     """When the restarted consumer counted its first event (consumers only)."""
+    stall_s: float | None = None
+    """Broker nodes only: the longest time a consumer counted no event after the kill."""
     restart_error: str | None = None
     supervised: bool = False
     """Restarted by the supervisor, without the planned pause."""
@@ -115,6 +120,8 @@ class FaultInjector(threading.Thread):
             record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
                                  tracked.pid if tracked else None, supervised=self.supervised)
             self.records.append(record)
+            if is_broker_node(fault.target):
+                self.watch_stall(record)
             if self.supervised:
                 self.report(f"  t={record.killed_at_s:6.1f}s  SIGKILL {fault.target}"
                             f" (pid {record.pid}), the supervisor restarts it")
@@ -167,6 +174,21 @@ class FaultInjector(threading.Thread):
                             " consuming again")
 
         watcher = threading.Thread(target=watch, name=f"chaos-rejoin-{record.fault.target}",
+                                   daemon=True)
+        self._watchers.append(watcher)
+        watcher.start()
+
+    def watch_stall(self, record: FaultRecord) -> None:
+        """From the kill on, beside the run: how long the flow through the broker stopped."""
+        urls = [url for name in consumer_processes(self.settings)
+                if (url := metrics_url(self.settings, name)) is not None]
+
+        def watch() -> None:
+            record.stall_s = longest_stall(urls, STALL_WINDOW_S)
+            self.report(f"  {record.fault.target} at t={record.killed_at_s:6.1f}s: consumers"
+                        f" stalled for {record.stall_s:.1f}s at most")
+
+        watcher = threading.Thread(target=watch, name=f"chaos-stall-{record.fault.target}",
                                    daemon=True)
         self._watchers.append(watcher)
         watcher.start()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from stack.broker import is_broker_node
 from stack.settings import is_consumer
 
 TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
@@ -25,7 +26,9 @@ after a delay longer than payments' timeout, for the fault's pause (chaos/faults
 OPTIONAL_TARGETS = ("redis", "broker", "postgres", *OUTAGE_TARGETS)
 """Faults to choose, but not by default. Redis only speeds up dedupe, so its loss must cost
 nothing. The broker (Apache Kafka, its log on disk) comes back with every record it
-acknowledged: producers and consumers stall while it is down, nothing is published again.
+acknowledged: producers and consumers stall while it is down, nothing is published again;
+with ``choreo up --brokers 3``, ``broker-2`` and ``broker-3`` are its other nodes, and one
+node down stalls only the partitions it led, until another takes them over.
 PostgreSQL is every service's database at once: services ride it out or are restarted,
 orders-api answers 503 meanwhile, Connect's tasks come back on their own."""
 
@@ -85,10 +88,11 @@ def check_targets(targets: tuple[str, ...]) -> None:
     """Known targets only: the defaults, the optional ones, and the replicas of a consumer
     service (``payments-2``; whether it runs is checked once the stack is up)."""
     for target in targets:
-        if target not in TARGETS + OPTIONAL_TARGETS and not is_consumer(target):
+        if (target not in TARGETS + OPTIONAL_TARGETS and not is_consumer(target)
+                and not is_broker_node(target)):
             raise PlanError(f"unknown target {target!r}; choose from"
-                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)} or a replica of a"
-                            " consumer service (payments-2)")
+                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)}, a replica of a"
+                            " consumer service (payments-2) or a broker node (broker-2)")
     if not targets:
         raise PlanError("give at least one target")
 

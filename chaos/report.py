@@ -59,15 +59,17 @@ class ChaosReport:
                "stock: " + ", ".join(f"{sku}={units}"
                                      for sku, units in self.initial_stock.items()),
                "", "faults (SIGKILL; restarted by launcher.up after the pause, or by the supervisor"
-                   " (pause -); healthy and consuming again, counted from the kill):",
+                   " (pause -); healthy and consuming again, counted from the kill; for a"
+                   " broker node, the longest a consumer handled nothing after it:",
                f"  {'#':>2}  {'killed at (UTC)':<15} {'t':>7}  {'target':<14}{'pid':>8}"
-               f"  {'pause':>6}  {'healthy':>8}  {'consuming':>9}"]
+               f"  {'pause':>6}  {'healthy':>8}  {'consuming':>9}  {'stalled':>8}"]
         for number, record in enumerate(self.faults, 1):
             out.append(f"  {number:>2}  {clock(record.killed_at):<15} {record.killed_at_s:6.1f}s"
                        f"  {record.fault.target:<14}{record.pid or '-':>8}"
                        f"  {'     -' if record.supervised else f'{record.fault.down_s:5.1f}s'}"
                        f"  {seconds(record.outage_s):>8}"
-                       f"  {seconds(record.consuming_after_s):>9}")
+                       f"  {seconds(record.consuming_after_s):>9}"
+                       f"  {seconds(record.stall_s):>8}")
         out += ["", f"orders: {len(self.orders)}"]
         out += [f"  {outcome:<28}{count:>6}" for outcome, count in
                 sorted(self.outcomes().items(), key=lambda item: -item[1])]

@@ -33,6 +33,31 @@ def events_counted(url: str) -> float:
                for sample in family.samples if sample.name == "choreo_events_total")
 
 
+def longest_stall(urls: list[str], window_s: float, poll_s: float = 0.1) -> float:
+    """The longest time any one consumer counted no event, over ``window_s`` from now.
+
+    What a broker fault costs the flow: while a node is down, the partitions it led stall
+    (producers cannot write them, consumers cannot read them) until another node leads
+    them. Under the chaos load each consumer handles events every few tens of
+    milliseconds, so a gap of seconds is that stall, not a quiet moment."""
+    started = time.monotonic()
+    last_count: dict[str, float] = {}
+    last_change = dict.fromkeys(urls, started)
+    longest = 0.0
+    while (now := time.monotonic()) - started < window_s:
+        for url in urls:
+            try:
+                count = events_counted(url)
+            except requests.RequestException:
+                continue
+            if count != last_count.get(url):
+                last_count[url] = count
+                longest = max(longest, now - last_change[url])
+                last_change[url] = now
+        time.sleep(poll_s)
+    return max([longest, *(time.monotonic() - changed for changed in last_change.values())])
+
+
 def wait_consuming(url: str, timeout_s: float) -> float | None:
     """``time.monotonic()`` of the first poll that saw an event counted; None on timeout."""
     deadline = time.monotonic() + timeout_s

@@ -57,6 +57,12 @@ def node_name(node: int) -> str:
     return "broker" if node == 1 else f"broker-{node}"
 
 
+def is_broker_node(name: str) -> bool:
+    """``broker``, ``broker-2``, ...: a registry name of one of the broker's nodes."""
+    head, _, number = name.partition("-")
+    return head == "broker" and (not number or number.isdigit())
+
+
 def node_dir(settings: StackSettings, node: int) -> Path:
     return settings.kafka_dir / f"node-{node}"
 
