@@ -80,6 +80,7 @@ def catch_up_rate(bootstrap: str, topic: str, partitions: int, records: int) -> 
 
 def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCost:
     scratch = replace(settings, kafka_port=free_port(), kafka_controller_port=free_port(),
+                      brokers=1,
                       state_dir=Path(tempfile.mkdtemp(prefix="choreo-bench-broker-")),
                       artifact_cache=settings.artifact_dir)
     bootstrap = scratch.kafka_bootstrap

@@ -21,6 +21,7 @@ from chaos.quiescence import wait_quiescent
 from chaos.report import ChaosReport
 from chaos.sampler import StockSampler
 from stack import launcher
+from stack.broker import is_broker_node
 from stack.settings import StackSettings, split_replica
 from stack.supervision import SUPERVISOR
 from testkit.observer import Observer
@@ -83,14 +84,16 @@ def drive(settings: StackSettings, load: Load, observer: Observer, initial: dict
 
 
 def check_running(settings: StackSettings, targets: Sequence[str]) -> None:
-    """A replica named as a target must run (``choreo up --replicas``): killing nothing
-    would pass every check and prove nothing."""
+    """A replica or a broker node named as a target must run (``choreo up --replicas``,
+    ``--brokers``): killing nothing would pass every check and prove nothing."""
     registry = launcher.registry_for(settings)
-    missing = [target for target in targets if split_replica(target)[1] > 1
+    missing = [target for target in targets
+               if (split_replica(target)[1] > 1 or is_broker_node(target))
                and registry.running(target) is None]
     if missing:
         raise PlanError(f"{', '.join(missing)} not running; start the replicas with"
-                        " `choreo up --replicas SERVICE=N,...` (CHOREO_REPLICAS)")
+                        " `choreo up --replicas SERVICE=N,...` (CHOREO_REPLICAS), the broker's"
+                        " nodes with `choreo up --brokers N` (CHOREO_BROKERS)")
 
 
 def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,

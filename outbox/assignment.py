@@ -42,9 +42,9 @@ class Assignment:
     def check_log(self) -> tuple[bool, list[TopicPartitionKey]]:
         """Is it still the log we were reading? Also returns the partitions of our topics.
 
-        The broker's cluster id names the log: the embedded broker gets a new one on
-        every start, because it starts with nothing. If it changed, every owned
-        partition is read again from the start and this returns False.
+        The broker's cluster id names the log: a broker whose data was lost is formatted
+        with a new one. If it changed, every owned partition is read again from the
+        start and this returns False.
         """
         metadata = self.consumer.list_topics(timeout=10)
         log_id = metadata.cluster_id or ""

@@ -1,11 +1,13 @@
 """A consumer's position in each partition, stored in its own database.
 
-Positions live next to the inbox rather than in the broker's group coordinator: on the
-embedded broker that coordinator can keep a dead member forever (issue 13), and its
-offsets vanish with the broker's in-memory log. Here a restarted consumer seeks to
-what its database says, and a position that belongs to another incarnation of the
-log (another broker cluster id) means "read from the start": the inbox turns what is
-read twice into duplicates, never into a second effect.
+Positions live next to the inbox rather than in the broker's group coordinator, so a
+position advances in the same database as the effects it covers (Kafka's own docs call
+this storing offsets outside Kafka; it was also forced by the old embedded broker, whose
+coordinator could keep a dead member forever, issue 13). A restarted consumer seeks to
+what its database says, and a position that belongs to another incarnation of the log
+(another broker cluster id: a broker whose data was lost and formatted anew) means
+"read from the start": the inbox turns what is read twice into duplicates, never into a
+second effect.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ class Position:
     def resume_offset(self, log_id: str) -> int | None:
         """Where to continue in the current log, or None to read it from the start.
 
-        Only the log's name decides. The embedded broker gets a new cluster id with
-        every start, which is the only way it loses a log. Its high watermark is no
-        test: it was seen reporting 11,669 on a partition it served up to offset 11,676,
-        and reading from the start there re-read whole topics at every restart. On real
-        Kafka a topic recreated under the same cluster id answers a fetch beyond its end
-        with OFFSET_OUT_OF_RANGE, and ``auto.offset.reset=earliest`` starts it over.
+        Only the log's name decides: a broker formatted anew has a new cluster id. The
+        high watermark is no test: the old embedded broker was seen reporting 11,669 on
+        a partition it served up to offset 11,676, and reading from the start there
+        re-read whole topics at every restart. A topic recreated under the same cluster
+        id answers a fetch beyond its end with OFFSET_OUT_OF_RANGE, and
+        ``auto.offset.reset=earliest`` starts it over.
         """
         return self.next_offset if self.log_id == log_id else None
 

@@ -1,7 +1,7 @@
 """Publish outbox rows to Kafka from Python, exactly as Debezium's EventRouter does.
 
-Used to publish the retention window again after the embedded broker lost its log
-(its topics live in memory). The record a row becomes is the one the connector in
+Used to publish the retention window again into a broker log that is new (its data
+folder was lost), and by the polling relay. The record a row becomes is the one the connector in
 ``connectors/outbox-postgres.json`` makes: topic ``<aggregatetype>.events``, key the
 aggregate id, the Avro payload as value, and the CloudEvents attributes plus the
 ``traceparent`` as headers. A consumer cannot tell the two apart, and its inbox turns

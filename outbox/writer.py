@@ -2,9 +2,9 @@
 
 Debezium reads the inserted row from the write-ahead log, so the event is delivered
 exactly when the state change commits. Rows stay in the table for a retention window
-(pruned by ``prune``): the embedded broker keeps its log in memory, and after it is lost
-the window is published again from these rows (``outbox.relay``), so nothing committed
-within it is lost. Consumers' inboxes absorb the copies.
+(pruned by ``prune``): if the broker's log is lost (its data folder deleted), the window
+is published again from these rows (``outbox.relay``), so nothing committed within it
+is lost. Consumers' inboxes absorb the copies.
 """
 
 from __future__ import annotations

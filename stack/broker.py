@@ -12,12 +12,11 @@ node at a time, the active controller included, can die without losing an acknow
 record or stopping producers. The node count is part of the log (the controllers'
 quorum is written into it), so a log made with another count is refused, not mixed.
 
-Every node is formatted on its first start with the cluster's id. A start that finds no
-node formatted (first start, or every data folder deleted) begins a *new* log, and only
-then is the outbox window published again (``stack.recovery``): that is recorded before
-the format, so an interrupted start still knows it on the next try. A single node of
-several that lost its folder is formatted with the cluster's id and copies its replicas
-back from the others: not a new log.
+All nodes are formatted together, with one cluster id drawn then, by the first start that
+finds no node formatted (the first start, or every data folder deleted): a *new* log,
+and only then is the outbox window published again (``stack.recovery``). That is
+recorded before the format, so an interrupted start still knows it on the next try. A
+single node of several that lost its folder is refused (``prepare_node``).
 
 Sized for two cores: two network and two I/O threads per node, a 512 MB heap at most,
 the serial collector (a small heap gains nothing from G1's concurrent threads).
@@ -37,7 +36,7 @@ from stack.components import Component, quietly
 from stack.errors import ConfigError, StartError
 from stack.install import broker_lib_dir
 from stack.recovery import note_new_log
-from stack.settings import StackSettings
+from stack.settings import BROKER_PORT_STEP, StackSettings
 
 KAFKA_TOOLS = {
     "topics": "org.apache.kafka.tools.TopicCommand",
@@ -132,6 +131,7 @@ LOG4J = "\n".join([
     "status=warn",
     "appender.out.type=Console",
     "appender.out.name=out",
+    "appender.out.target=SYSTEM_ERR",  # a tool's output stays its own (choreo kafka)
     "appender.out.layout.type=PatternLayout",
     "appender.out.layout.pattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n",
     "rootLogger.level=WARN",
@@ -160,51 +160,70 @@ def java_command(settings: StackSettings, main_class: str, *args: str,
             "-cp", f"{broker_lib_dir(settings.artifact_dir)}/*", main_class, *args]
 
 
-def read_properties(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines()
-             if "=" in line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def cluster_id(settings: StackSettings) -> str:
-    """The id the formatted nodes carry; a new one (as ``kafka-storage.sh random-uuid``
-    prints it) when none is formatted."""
-    for node in formatted_nodes(settings):
-        return read_properties(meta_properties(settings, node))["cluster.id"]
+def new_cluster_id() -> str:
+    """What ``kafka-storage.sh random-uuid`` prints: a UUID in URL-safe base64."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def check_node_count(settings: StackSettings) -> None:
     """A log's quorum is fixed at format: refuse to start it with another node count."""
     recorded = settings.kafka_dir / "brokers"  # read back by ``settings.recorded_brokers``
-    if log_is_formatted(settings) and recorded.exists():
-        made_with = int(recorded.read_text())
-        if made_with != settings.brokers:
-            raise ConfigError(
-                f"CHOREO_BROKERS={settings.brokers}, but the broker log in"
-                f" {settings.kafka_dir} was made by {made_with} node(s); `choreo down`,"
-                f" then delete {settings.kafka_dir} to change it (a new log: the outbox"
-                " window is published again), or keep the count")
-    elif not log_is_formatted(settings):
-        recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    if not log_is_formatted(settings):
         recorded.write_text(f"{settings.brokers}\n")
+        return
+    if not recorded.exists():
+        recorded.write_text(f"{len(formatted_nodes(settings))}\n")
+    made_with = int(recorded.read_text())
+    if made_with != settings.brokers:
+        raise ConfigError(
+            f"CHOREO_BROKERS={settings.brokers}, but the broker log in {settings.kafka_dir}"
+            f" was made by {made_with} node(s); `choreo down`, then delete"
+            f" {settings.kafka_dir} to change it (a new log: the outbox window is published"
+            " again), or keep the count")
+
+
+def formatting_marker(settings: StackSettings) -> Path:
+    return settings.kafka_dir / "formatting"
+
+
+def format_new_log(settings: StackSettings) -> None:
+    """Every node at once, with one new cluster id. The marker says "a format is under
+    way": a start that finds it formats again from scratch, since nothing ran on a log
+    whose format was cut short."""
+    note_new_log(settings)
+    formatting_marker(settings).touch()
+    cluster = new_cluster_id()
+    for node in settings.broker_nodes():
+        write_node_config(settings, node)
+        shutil.rmtree(data_dir(settings, node), ignore_errors=True)
+        command = java_command(settings, "kafka.tools.StorageTool", "format",
+                               "--cluster-id", cluster,
+                               "--config", str(config_file(settings, node)))
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StartError(f"formatting {node_name(node)}'s log failed:\n"
+                             f"{result.stderr[-2000:]}")
+    formatting_marker(settings).unlink()
 
 
 def prepare_node(settings: StackSettings, node: int) -> None:
-    """Write the node's configuration; format its log folder if it holds no log yet."""
+    """Write the node's configuration; format the log if no node holds it yet.
+
+    A node that lost its folder while the others kept theirs is refused rather than
+    formatted alone: with a static quorum, a controller rebuilt from nothing can vote a
+    leader into office that misses committed metadata (KIP-853).
+    """
     check_node_count(settings)
     write_node_config(settings, node)
-    if meta_properties(settings, node).exists():
-        return
-    if not log_is_formatted(settings):
-        note_new_log(settings)
-    cluster = cluster_id(settings)
-    shutil.rmtree(data_dir(settings, node), ignore_errors=True)  # a format cut short
-    command = java_command(settings, "kafka.tools.StorageTool", "format",
-                           "--cluster-id", cluster, "--config", str(config_file(settings, node)))
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise StartError(f"formatting {node_name(node)}'s log failed:\n{result.stderr[-2000:]}")
+    if not log_is_formatted(settings) or formatting_marker(settings).exists():
+        format_new_log(settings)
+    elif not meta_properties(settings, node).exists():
+        raise StartError(
+            f"{node_name(node)}'s log folder {data_dir(settings, node)} is gone while other"
+            " nodes kept theirs; a node rebuilt from nothing could elect a controller that"
+            f" misses committed metadata. `choreo down`, then delete {settings.kafka_dir}"
+            " (a new log: the outbox window is published again)")
 
 
 def node_component(settings: StackSettings, node: int) -> Component:
@@ -216,8 +235,10 @@ def node_component(settings: StackSettings, node: int) -> Component:
         admin = AdminClient({"bootstrap.servers": listener, "log_level": 0})
         return node in {broker.id for broker in admin.list_topics(timeout=2).brokers.values()}
 
+    moved_by = "CHOREO_KAFKA_PORT" + (f" (node {node}: + {BROKER_PORT_STEP * (node - 1)})"
+                                      if node > 1 else "")
     return Component(node_name(node), settings.broker_port(node), command, quietly(healthy),
-                     prepare=lambda: prepare_node(settings, node))
+                     port_setting=moved_by, prepare=lambda: prepare_node(settings, node))
 
 
 def broker_components(settings: StackSettings) -> list[Component]:

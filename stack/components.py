@@ -43,6 +43,9 @@ class Component:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     prepare: Callable[[], None] | None = None
+    port_setting: str = ""
+    """The variable that moves its port, for the "port in use" error; by default
+    ``CHOREO_<NAME>_PORT``."""
     needed_first: bool = False
     """A server the others need (PostgreSQL, Redis): a supervisor restarting it waits until
     it is healthy before it restarts anything else, since they would only fail meanwhile."""

@@ -112,6 +112,10 @@ def port_freed(port: int, timeout_s: float) -> bool:
     return True
 
 
+def default_port_setting(component: Component) -> str:
+    return f"CHOREO_{component.name.upper().replace('-', '_')}_PORT"
+
+
 def launch(component: Component, registry: ProcessRegistry) -> bool:
     """Start one component unless it runs already, without waiting for it to be healthy."""
     if registry.running(component.name):
@@ -122,7 +126,7 @@ def launch(component: Component, registry: ProcessRegistry) -> bool:
     if not port_freed(component.port, PORT_RELEASE_S if registry.get(component.name) else 0.0):
         raise ConfigError(
             f"port {component.port} for {component.name} is in use by another program;"
-            f" choose another with CHOREO_{component.name.upper().replace('-', '_')}_PORT"
+            f" choose another with {component.port_setting or default_port_setting(component)}"
             " or free it"
         )
     if component.prepare:
@@ -178,13 +182,20 @@ def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Rep
     """Start the broker's nodes that are not running, create the event topics, and give a
     new log the outbox window (``stack.recovery``): also when the broker already runs but
     an earlier republish did not finish. Returns whether a node was started."""
-    if not log_is_formatted(settings):
+    if not log_is_formatted(settings) or log_needs_window(settings):
         stop_connect_for_new_log(registry, report)
     started = start_components(broker_components(settings), registry, settings, report)
     ensure_topics(settings.kafka_bootstrap, event_topics())
+    publish_owed_window(settings, registry, report)
+    return started
+
+
+def publish_owed_window(settings: StackSettings, registry: ProcessRegistry,
+                        report: Report) -> None:
+    """Before anything may publish into the broker's log: the window of a new log, if it
+    is still owed (an earlier republish failed or was cut short)."""
     if log_needs_window(settings):
         republish_lost_log(settings, registry, report)
-    return started
 
 
 def start_stack(settings: StackSettings, report: Report, with_services: bool = True) -> bool:

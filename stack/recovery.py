@@ -56,6 +56,16 @@ def log_needs_window(settings: StackSettings) -> bool:
     return new_log_marker(settings).exists()
 
 
+def window_s(settings: StackSettings) -> float:
+    """The retention window counted back from when the log was lost, not from now: a
+    republish that succeeds only an hour later still covers what the lost log held."""
+    try:
+        lost_at = float(new_log_marker(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return settings.outbox_retention_s
+    return settings.outbox_retention_s + max(0.0, time.time() - lost_at)
+
+
 def stop_connect_for_new_log(registry: ProcessRegistry, report: Callable[[str], None]) -> None:
     """Before a new log gets its window: a worker (or polling relay) still running would
     publish newer events into it first, out of order per aggregate."""
@@ -71,7 +81,7 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
                        report: Callable[[str], None]) -> int:
     """Returns how many events were published again; clears the marker only when done."""
     stop_connect_for_new_log(registry, report)
-    window_s = settings.outbox_retention_s
+    window = window_s(settings)
     started = time.monotonic()
     producer = relay_producer(settings.kafka_bootstrap)  # partitions as Connect does
     total = left_out = 0
@@ -81,11 +91,11 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
             psycopg.connect(settings.database_dsn(database), autocommit=True))
             for database in OUTBOX_DATABASES)
         for database in OUTBOX_DATABASES:
-            result = republish_window(settings.database_dsn(database), producer, window_s,
+            result = republish_window(settings.database_dsn(database), producer, window,
                                       readers)
             total, left_out = total + result.published, left_out + result.left_out
     report(f"broker        new log: re-published {total} events of the last"
-           f" {window_s:.0f}s in {time.monotonic() - started:.1f}s ({left_out} that every"
+           f" {window:.0f}s in {time.monotonic() - started:.1f}s ({left_out} that every"
            " handler had handled left out)")
     new_log_marker(settings).unlink(missing_ok=True)
     return total

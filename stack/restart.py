@@ -16,8 +16,8 @@ backoff, not counted as an exit, and writes the outcome beside it. There is neve
 moment when both could start the process. Without a supervisor this module does it.
 
 The infrastructure (PostgreSQL, Redis, the broker, Connect) is left out: each runs as a
-single instance, so restarting one is an outage of everything that uses it, not a rolling
-restart, and the embedded broker keeps its log in memory only.
+single instance (or, for the broker, nodes the supervisor brings back one by one), so
+restarting one is an outage of everything that uses it, not a rolling restart.
 """
 
 from __future__ import annotations

@@ -44,10 +44,12 @@ from pathlib import Path
 from types import FrameType
 
 from stack import launcher, metrics, restart
+from stack.broker import is_broker_node, node_name
 from stack.cdc import ensure_connect
 from stack.components import Component
 from stack.connectors import connector_statuses, restart_failed_tasks
 from stack.processes import describe_exit, exit_status
+from stack.relays import relay_components
 from stack.services import service_components
 from stack.settings import StackSettings
 from stack.supervision import ProcessRecord, SupervisorState, state_file
@@ -85,17 +87,31 @@ class Child:
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
     """How a component whose restart needs more than its process is brought back.
 
-    The broker's topics are created again if missing, and a new log (its data folder was
-    deleted) gets the outbox window before Connect streams into it (``launcher.start_broker``
-    stops Connect for that; Connect is then restarted as a planned restart of its own,
-    see ``Supervisor.restart``, so a failure of Connect does not count against the
-    broker). The standalone Connect worker keeps its connectors in memory, so every start
-    of it deploys them again (``ensure_connect``, which also waits for a just-killed
+    Any node of the broker: its topics are created again if missing, and a new log (its
+    data folders were deleted) gets the outbox window before Connect streams into it
+    (``launcher.start_broker`` stops Connect for that; Connect is then restarted as a
+    planned restart of its own, see ``Supervisor.restart``, so a failure of Connect does
+    not count against the broker). Connect and the polling relays publish the window
+    first if it is still owed (a republish that failed), so nothing newer reaches a new
+    log before it. The standalone Connect worker keeps its connectors in memory, so every
+    start of it deploys them again (``ensure_connect``, which also waits for a just-killed
     worker's port).
     """
     registry = launcher.registry_for(settings)
-    return {"broker": lambda: launcher.start_broker(settings, registry, report),
-            "connect": lambda: ensure_connect(settings, report)}
+
+    def publisher(start: Callable[[], object]) -> Callable[[], None]:
+        """Connect or a relay: never into a new log before its window is out."""
+        def restart_it() -> None:
+            launcher.publish_owed_window(settings, registry, report)
+            start()
+        return restart_it
+
+    nodes = {node_name(node): lambda: launcher.start_broker(settings, registry, report)
+             for node in settings.broker_nodes()}
+    relays = {relay.name: publisher(lambda relay=relay: launcher.start_component(
+                  relay, registry, settings, lambda line: None))
+              for relay in relay_components(settings)}
+    return {**nodes, "connect": publisher(lambda: ensure_connect(settings, report)), **relays}
 
 
 class Supervisor:
@@ -251,7 +267,7 @@ class Supervisor:
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
             self.restart_failed(child, str(error))
             return
-        if name == "broker":  # for a new log it stopped Connect and the relays: back now
+        if is_broker_node(name):  # for a new log it stopped Connect and the relays: back now
             for other in self.children:
                 other_name = other.component.name
                 if ((other_name == "connect" or other_name.startswith("relay-"))

@@ -44,6 +44,7 @@ TEST_ENV = {
     "CHOREO_STATE_DIR": str(REPO_ROOT / ".choreo-test"),
     "CHOREO_ARTIFACT_CACHE": str(REPO_ROOT / ".choreo" / "artifacts"),
     "CHOREO_CDC_POLL_INTERVAL_MS": "10",
+    "CHOREO_BROKERS": "1",  # whatever a developer's environment says: the suite's stack
     # CHOREO_TEST_RELAY=polling runs the suites with the polling relay instead of Debezium.
     "CHOREO_RELAY": os.environ.get("CHOREO_TEST_RELAY", "cdc"),
     **ports_shifted_by(PORT_OFFSET),

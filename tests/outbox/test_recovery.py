@@ -86,7 +86,7 @@ class ScratchBroker:
 def scratch_broker(running_stack: StackSettings, tmp_path: Path) -> Iterator[ScratchBroker]:
     """A broker of this test's own, so replacing its log does not empty the suite's topics."""
     settings = dataclasses.replace(running_stack, kafka_port=running_stack.kafka_port + 7,
-                                   kafka_controller_port=running_stack.kafka_port + 8,
+                                   kafka_controller_port=running_stack.kafka_port + 8, brokers=1,
                                    state_dir=tmp_path, artifact_cache=running_stack.artifact_dir)
     registry = ProcessRegistry(tmp_path / "pids", tmp_path / "logs")
     component = broker_component(settings)

@@ -3,13 +3,14 @@ and the node count that belongs to a log."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from stack import broker
-from stack.errors import ConfigError
+from stack.errors import ConfigError, StartError
 from stack.settings import StackSettings
 
 
@@ -70,12 +71,15 @@ def test_the_count_a_log_was_made_by_is_the_default(tmp_path: Path) -> None:
     assert settings_in(tmp_path, CHOREO_BROKERS="1").brokers == 1  # refused at start
 
 
-def test_only_a_log_no_node_has_is_new(tmp_path: Path) -> None:
+def test_a_node_that_lost_its_folder_alone_is_refused_not_formatted(tmp_path: Path) -> None:
     settings = settings_in(tmp_path, CHOREO_BROKERS="3")
     assert not broker.log_is_formatted(settings)
-    fake_formatted_log(settings, nodes=1)  # nodes 2 and 3 lost their folders
-    assert broker.log_is_formatted(settings)
-    assert broker.cluster_id(settings) == "abc"
+    fake_formatted_log(settings, nodes=3)
+    shutil.rmtree(broker.data_dir(settings, 2))
+    assert broker.log_is_formatted(settings)  # not a new log: nodes 1 and 3 hold it
+    with pytest.raises(StartError, match="broker-2's log folder .* is gone"):
+        broker.prepare_node(settings, 2)
+    assert not broker.data_dir(settings, 2).exists()
 
 
 @pytest.mark.parametrize(("name", "is_node"), [("broker", True), ("broker-2", True),

@@ -82,8 +82,8 @@ class Load:
         self.producer_stall_s = self.consumer_stall_s = 0.0
         self.errors: list[str] = []
         """Failed deliveries and anything a thread raised: the test asserts there is none."""
-        self.threads = [threading.Thread(target=self.noting_errors(self.produce)),
-                        threading.Thread(target=self.noting_errors(self.consume))]
+        self.threads = [threading.Thread(target=self.noting_errors(self.produce), daemon=True),
+                        threading.Thread(target=self.noting_errors(self.consume), daemon=True)]
 
     def noting_errors(self, body: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -135,7 +135,7 @@ class Load:
         consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
         last = time.monotonic()
         try:
-            while not self.stop.is_set() or self.behind():
+            while not self.stop.is_set() or (self.behind() and time.monotonic() - last < 60):
                 for message in consumer.consume(500, 0.2):
                     if message.error():
                         continue

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,10 +24,13 @@ from stack import launcher
 from stack.cdc import ensure_connect
 from stack.components import connect_offsets_file, postgres_component
 from stack.connectors import (
+    OUTBOX_TEMPLATE,
     ConnectClient,
-    deploy_outbox_connectors,
+    deploy,
+    render,
     restart_failed_tasks,
     states_of,
+    template_values,
 )
 from stack.settings import OUTBOX_DATABASES, StackSettings
 from stack.slots import ensure_outbox_slots, outbox_slot
@@ -189,8 +193,23 @@ def test_postgres_sigkill_tasks_come_back_and_rows_arrive(
     assert seen == set(keys)
 
 
+def failing_fast(settings: StackSettings, client: ConnectClient) -> list[dict[str, Any]]:
+    """The outbox connectors deployed with Debezium's retries off; returns their configs.
+
+    Debezium 3.6 retries a lost PostgreSQL connection for as long as it takes (the
+    template's ``errors.max.retries=-1``), so its tasks no longer fail while PostgreSQL
+    is down (3.0.7's did). A task that fails is still possible (a dropped publication,
+    an error Debezium does not retry): this is how a test gets one. ``connect_restored``
+    deploys the template again afterwards."""
+    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in OUTBOX_DATABASES]
+    for connector in rendered:
+        connector["config"]["errors.max.retries"] = "0"
+    deploy(client, rendered, lambda line: None)
+    return rendered
+
+
 def fail_tasks_by_stopping_postgres(settings: StackSettings, client: ConnectClient) -> None:
-    """SIGKILL the postmaster and keep it down until Debezium's own retry has failed."""
+    """SIGKILL the postmaster and keep it down until a task without retries has failed."""
     launcher.registry_for(settings).kill("postgres")
     deadline = time.monotonic() + RUNNING_BOUND_S
     while not any(state == "FAILED" for status in client.statuses().values()
@@ -204,6 +223,7 @@ def test_restart_failed_tasks_names_and_restarts_what_failed(
 ) -> None:
     settings = connect_restored
     client = ConnectClient(settings.connect_url)
+    failing_fast(settings, client)
     fail_tasks_by_stopping_postgres(settings, client)
     registry = launcher.registry_for(settings)
     launcher.start_component(postgres_component(settings), registry, settings,
@@ -222,15 +242,17 @@ def test_restart_failed_tasks_names_and_restarts_what_failed(
 def test_up_restarts_tasks_that_failed_while_postgres_was_down(
     connect_restored: StackSettings,
 ) -> None:
-    """``choreo up`` used to stop at the first FAILED task; now it restarts it."""
+    """``choreo up`` used to stop at the first FAILED task; now it restarts it. (The
+    deployment ``up`` runs, given the configs deployed, so that it changes none.)"""
     settings = connect_restored
     registry = launcher.registry_for(settings)
     client = ConnectClient(settings.connect_url)
+    deployed = failing_fast(settings, client)
     fail_tasks_by_stopping_postgres(settings, client)
     launcher.start_component(postgres_component(settings), registry, settings,
                           report=lambda line: None)
     lines: list[str] = []
-    deploy_outbox_connectors(settings, OUTBOX_DATABASES, lines.append)
+    assert not deploy(client, deployed, lines.append)  # nothing redeployed: restarted
     assert all_running(client)
     print("up after failed tasks: " + "; ".join(lines))
     assert any("restart" in line for line in lines)
