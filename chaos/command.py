@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decides the orders, the stock and the fault schedule")
     parser.add_argument("--targets", type=targets, default=TARGETS,
                         help=f"comma-separated processes to kill (default: {','.join(TARGETS)};"
-                             " redis, broker, postgres, psp-fail and psp-slow may be added)")
+                             " redis, broker, postgres, psp-fail and psp-slow may be added, and"
+                             " replicas (payments-2) and broker nodes (broker-2) that run)")
     parser.add_argument("--faults", type=int, default=None,
                         help="how many SIGKILLs (default: one per ~6 s, at least one per target)")
     parser.add_argument("--deadline", type=float, default=30.0,
