@@ -24,7 +24,7 @@ from outbox.kafka import ensure_topics
 from outbox.runner import OUTBOX_SCHEMA
 from schemas.catalog import SchemaCatalog
 from stack import drain
-from stack.broker import broker_components, log_is_formatted
+from stack.broker import broker_components, log_is_formatted, node_component
 from stack.components import (
     Component,
     class_archive_dump,
@@ -188,6 +188,18 @@ def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Rep
     ensure_topics(settings.kafka_bootstrap, event_topics())
     publish_owed_window(settings, registry, report)
     return started
+
+
+def restart_broker_node(settings: StackSettings, registry: ProcessRegistry, node: int,
+                        report: Report) -> None:
+    """The supervisor's restart of one node. On a log that is not new, the node only has
+    to rejoin: the topics are there, and asking for them on a cluster busy taking the
+    node back timed out (seen in a three-node storm), which made the supervisor kill the
+    node it had just brought back, while the storm killed another: no quorum."""
+    if log_is_formatted(settings) and not log_needs_window(settings):
+        start_component(node_component(settings, node), registry, settings, report)
+    else:
+        start_broker(settings, registry, report)
 
 
 def publish_owed_window(settings: StackSettings, registry: ProcessRegistry,

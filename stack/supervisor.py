@@ -106,7 +106,8 @@ def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[]
             start()
         return restart_it
 
-    nodes = {node_name(node): lambda: launcher.start_broker(settings, registry, report)
+    nodes = {node_name(node): lambda node=node: launcher.restart_broker_node(
+                 settings, registry, node, report)
              for node in settings.broker_nodes()}
     relays = {relay.name: publisher(lambda relay=relay: launcher.start_component(
                   relay, registry, settings, lambda line: None))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import broker
+from stack import broker, launcher, recovery
 from stack.errors import ConfigError, StartError
 from stack.settings import StackSettings
 
@@ -87,3 +87,24 @@ def test_a_node_that_lost_its_folder_alone_is_refused_not_formatted(tmp_path: Pa
                                                ("payments-2", False)])
 def test_broker_node_names(name: str, is_node: bool) -> None:
     assert broker.is_broker_node(name) is is_node
+
+
+@pytest.mark.parametrize(("window_owed", "expected"), [(False, ["node broker-2"]),
+                                                       (True, ["the whole broker"])])
+def test_the_supervisor_brings_back_one_node_of_a_kept_log_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window_owed: bool, expected: list[str],
+) -> None:
+    """A node of a log that is kept only rejoins: no topic creation, which on a cluster
+    busy taking it back timed out and made the supervisor kill it again. A log that still
+    owes its window goes through ``start_broker`` (window first, Connect held back)."""
+    settings = settings_in(tmp_path, CHOREO_BROKERS="3")
+    fake_formatted_log(settings, nodes=3)
+    if window_owed:
+        recovery.note_new_log(settings)
+    called: list[str] = []
+    monkeypatch.setattr(launcher, "start_component",
+                        lambda component, *args: called.append(f"node {component.name}"))
+    monkeypatch.setattr(launcher, "start_broker",
+                        lambda *args: called.append("the whole broker"))
+    launcher.restart_broker_node(settings, launcher.registry_for(settings), 2, print)
+    assert called == expected

@@ -101,7 +101,7 @@ def test_sigkilled_service_is_restarted_and_status_says_how_it_ended(
 
 def test_sigkilled_broker_is_restarted_with_its_topics_and_connect_and_sagas_go_on(
         settings: StackSettings) -> None:
-    """The broker's restart has side effects: topics, the outbox window, Connect again."""
+    """The broker comes back with its log and Connect keeps running: sagas go on."""
     registry = launcher.registry_for(settings)
     launcher.registry_for(settings).kill("broker")
 
