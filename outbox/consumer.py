@@ -47,6 +47,7 @@ from outbox.pipeline import (
     Handler,
     Interrupted,
     Pipeline,
+    Postponed,
     RunLock,
     claim_and_handle,
     handle_once,
@@ -182,7 +183,7 @@ class ConsumerRuntime:
     # The runtime stays the one object a service builds and a test drives; the logic is
     # in the parts (``outbox.pipeline``, ``outbox.release``).
 
-    def attempt(self, delivery: Delivery) -> str | Failure:
+    def attempt(self, delivery: Delivery) -> str | Failure | Postponed:
         """``Pipeline.attempt``: one delivery's handler with its retries."""
         return self._pipeline.attempt(delivery)
 

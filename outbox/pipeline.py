@@ -8,8 +8,11 @@ For each delivery, in order: missing ids dead-letter it, an unhandled type is ig
 a key behind a dead letter parks it, Redis skips what is known to be handled, and the
 rest is decoded and handled in one transaction with its inbox claim. Runs of such plain
 events share one transaction; a run that fails is rolled back and each of its events
-is handled alone, with its own retries and, once they are spent, its dead letter, which
-blocks the key until ``choreo dlq replay|discard`` (``outbox.release``).
+is handled alone, with its own retries. A transient failure that outlasts a second of
+retries in place leaves the batch: the event is recorded ``retrying``, which blocks its
+key only, and ``outbox.release`` tries it again on the key's own schedule. Once the
+retries are spent it is dead-lettered, which blocks the key until ``choreo dlq
+replay|discard``.
 """
 
 from __future__ import annotations
@@ -96,6 +99,16 @@ class Failure:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Postponed:
+    """A transient failure outlasting the retries in place: the event is tried again
+    after ``after_s`` on its key's own schedule, while the rest of the batch goes on."""
+
+    reason: str
+    attempts: int
+    after_s: float
+
+
 @dataclass(eq=False)
 class Pipeline:
     """The batch logic of one consumer, on the session its loop keeps (``session``).
@@ -148,8 +161,16 @@ class Pipeline:
             origin=delivery.origin,
         )
 
-    def attempt(self, delivery: Delivery) -> str | Failure:
-        """Decode and run the handler with retries. Returns the outcome or why it failed."""
+    def attempt(self, delivery: Delivery, retrying_for_s: float | None = None,
+                attempts_before: int = 0) -> str | Failure | Postponed:
+        """Decode and run the handler with retries. Returns the outcome, or why it failed,
+        or that it is to be tried again later.
+
+        ``retrying_for_s``: for an event already retrying on its key's schedule, how long
+        its transient failures have lasted (the window counts them too); such an event is
+        tried once per turn, since its retries in place would hold up the loop each turn.
+        ``attempts_before``: its attempts so far, which set the next delay.
+        """
         try:
             event = self._event(delivery)
         except PermanentError as error:
@@ -165,12 +186,20 @@ class Pipeline:
                 raise
             except Exception as error:  # noqa: BLE001 - retried, then dead-lettered
                 self._raise_if_session_lost(error)
-                if self.backoff.gives_up(error, attempt, time.monotonic() - started):
+                elapsed = time.monotonic() - started
+                attempts = attempts_before + attempt
+                if self.backoff.gives_up(error, attempts, (retrying_for_s or 0.0) + elapsed):
                     reason = f"{type(error).__name__}: {error}" if is_permanent(error) \
-                        else f"gave up after {attempt} attempts: {error!r}"
+                        else f"gave up after {attempts} attempts: {error!r}"
                     return Failure(reason, attempt)
                 self.instruments.retried(delivery.event_type)
-                delay = self.backoff.delay(attempt)
+                delay = self.backoff.delay(attempts)
+                if retrying_for_s is not None or not self.backoff.retries_in_place(error,
+                                                                                   elapsed):
+                    log.warning("attempt %d failed, retrying its key in %.3fs: %r", attempts,
+                                delay, error, extra=context)
+                    return Postponed(f"retrying after {attempts} attempts: {error!r}",
+                                     attempt, delay)
                 log.warning("attempt %d failed, retrying in %.3fs: %r", attempt, delay, error,
                             extra=context)
                 if self.stop_event.wait(delay):
@@ -194,8 +223,12 @@ class Pipeline:
             outcome = "duplicate"
         else:
             result = self.attempt(delivery)
-            outcome = self._dead_letter(delivery, result) if isinstance(result, Failure) \
-                else result
+            if isinstance(result, Failure):
+                outcome = self._dead_letter(delivery, result)
+            elif isinstance(result, Postponed):
+                outcome = self._postpone(delivery, result)
+            else:
+                outcome = result
         self.instruments.outcome(delivery.event_type, outcome)
         return outcome
 
@@ -206,11 +239,24 @@ class Pipeline:
                               reason="parked behind a dead letter of the same key", attempts=0)
         return "parked"
 
-    def _dead_letter(self, delivery: Delivery, failure: Failure) -> str:
+    def _postpone(self, delivery: Delivery, postponed: Postponed) -> str:
+        conn = self.session.conn
+        with conn.transaction():
+            deadletter.record(conn, self.group_id, delivery, status="retrying",
+                              reason=postponed.reason, attempts=postponed.attempts,
+                              retry_after_s=postponed.after_s)
+        self.blocked.add(delivery.key)
+        return "retrying"
+
+    def announce_dead(self, delivery: Delivery, failure: Failure) -> None:
+        """The log line and the record on the dead-letter topic, once per dead letter."""
         log.error("dead-lettered: %s", failure.reason, extra=self.instruments.log_context(
             delivery, delivery.headers.get(HEADER_TRACEPARENT, "")))
         deadletter.publish(self.producer(), self.group_id, delivery, failure.reason,
                            failure.attempts)
+
+    def _dead_letter(self, delivery: Delivery, failure: Failure) -> str:
+        self.announce_dead(delivery, failure)
         conn = self.session.conn
         with conn.transaction():
             deadletter.record(conn, self.group_id, delivery, status="dead",

@@ -1,8 +1,10 @@
-"""``choreo dlq replay|discard`` carried out: a blocked key's dead letter, then what it parked.
+"""A blocked key released: its retrying event tried again when due, or its dead letter
+replayed or discarded as ``choreo dlq replay|discard`` asked, then what it parked.
 
-Only the owner of the partition of a key's head entry acts on it
-(``deadletter.keys_to_release``), so a key is released by one member of the group. A
-replayed entry takes exactly the path of a fresh delivery (``Pipeline.attempt``).
+Each entry is acted on by the owner of its own partition only: a key's entries can span
+topics whose partitions belong to different members, and a member that went on past
+its own partitions ran the same entries as the next head's owner. A replayed or retried
+entry takes exactly the path of a fresh delivery (``Pipeline.attempt``).
 
 Resumable: each entry's new status is committed as it is done, and a key whose head is
 a ``parked`` entry (a release stopped half-way) is picked up again, also after a
@@ -14,8 +16,9 @@ from __future__ import annotations
 import logging
 
 from outbox import deadletter, inbox
+from outbox.deadletter import DeadLetter
 from outbox.errors import RetryLater
-from outbox.pipeline import Failure, Pipeline
+from outbox.pipeline import Failure, Pipeline, Postponed
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +37,37 @@ def _release_requested(pipeline: Pipeline, owned: set[tuple[str, int]]) -> None:
     conn, group_id = pipeline.session.conn, pipeline.group_id
     for key in deadletter.keys_to_release(conn, group_id, owned):
         for entry in deadletter.active_for_key(conn, group_id, key):
-            if entry.status == "dead":
+            if entry.status == "dead" or not entry.due or entry.partition not in owned:
                 break
             if entry.status == "discard":
                 _discard(pipeline, entry)
                 continue
-            result = pipeline.attempt(entry.delivery)
-            if isinstance(result, Failure):
-                deadletter.set_status(conn, entry.seq, "dead", reason=result.reason,
-                                      attempts=entry.attempts + result.attempts)
+            if not _settled(pipeline, entry):
                 break
-            deadletter.set_status(conn, entry.seq, "replayed")
-            pipeline.instruments.outcome(entry.delivery.event_type, "replayed")
         if not deadletter.active_for_key(conn, group_id, key):
             pipeline.blocked.discard(key)
+
+
+def _settled(pipeline: Pipeline, entry: DeadLetter) -> bool:
+    """Try the entry's event once more; returns whether it is done with."""
+    conn = pipeline.session.conn
+    retrying = entry.status == "retrying"
+    result = pipeline.attempt(entry.delivery, entry.retrying_for_s if retrying else None,
+                              entry.attempts if retrying else 0)
+    attempts = entry.attempts + (0 if isinstance(result, str) else result.attempts)
+    if isinstance(result, Postponed):
+        deadletter.set_status(conn, entry.seq, "retrying", reason=result.reason,
+                              attempts=attempts, retry_after_s=result.after_s)
+        return False
+    if isinstance(result, Failure):
+        if retrying:  # dead for the first time: say so where people look
+            pipeline.announce_dead(entry.delivery, Failure(result.reason, attempts))
+        deadletter.set_status(conn, entry.seq, "dead", reason=result.reason, attempts=attempts)
+        return False
+    settled = "retried" if retrying else "replayed"
+    deadletter.set_status(conn, entry.seq, settled)
+    pipeline.instruments.outcome(entry.delivery.event_type, settled)
+    return True
 
 
 def _discard(pipeline: Pipeline, entry: deadletter.DeadLetter) -> None:

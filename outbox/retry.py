@@ -41,11 +41,12 @@ class Backoff:
     cap_s: float = 5.0
     max_attempts: int = 5
     transient_window_s: float = 120.0
-    """How long transient failures of one event are retried before it is dead-lettered.
-
-    Kept well under the consumer's ``max.poll.interval.ms`` (300 s), past which the group
-    would consider the consumer dead while it waits.
-    """
+    """How long transient failures of one event are retried before it is dead-lettered."""
+    inline_window_s: float = 1.0
+    """How long an event's transient failures are retried in place, holding up its batch:
+    long enough for a deadlock or a dropped connection, short against a saga's deadline.
+    After that the event is retried on its key's own schedule (``retrying``) and every
+    other key goes on."""
 
     def gives_up(self, error: BaseException, attempt: int, elapsed_s: float) -> bool:
         if is_permanent(error):
@@ -53,6 +54,10 @@ class Backoff:
         if is_transient(error):
             return elapsed_s >= self.transient_window_s
         return attempt >= self.max_attempts
+
+    def retries_in_place(self, error: BaseException, elapsed_s: float) -> bool:
+        """Whether the next attempt may hold the batch up (else: retry on the key's own)."""
+        return not is_transient(error) or elapsed_s < self.inline_window_s
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay after failed ``attempt`` (1-based): uniform in [0, min(cap, base·2^(n-1))]."""

@@ -8,6 +8,7 @@ metrics/health, the consumer runtime and SIGTERM handling around them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import sys
@@ -26,6 +27,7 @@ from outbox.consumer import ConsumerRuntime, Handler, RunLock
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.errors import ConfigError
 from outbox.metrics import serve
+from outbox.retry import Backoff
 from outbox.settings import ServiceSettings
 from outbox.telemetry import configure_tracing
 from outbox.writer import OutboxWriter, prune
@@ -36,6 +38,11 @@ log = logging.getLogger(__name__)
 OUTBOX_SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 
 Job = Callable[[psycopg.Connection[Any], OutboxWriter], None]
+
+START_BACKOFF = Backoff(base_s=0.25, cap_s=5.0)
+"""Between tries to reach the database at start-up: quick at first, every 5 s at most."""
+
+STARTING = {"status": "starting", "waiting_for": "database"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,23 @@ class ServiceDefinition:
     """More fields for ``/health`` (a circuit breaker's state, say)."""
     lock_first: RunLock | None = None
     """Locks a run's shared rows in one order before its handlers (see ``ConsumerRuntime``)."""
+
+
+def wait_for_database(database_url: str, backoff: Backoff = START_BACKOFF) -> None:
+    """Until PostgreSQL answers. A service started during an outage used to exit at
+    once; five quick exits and the supervisor gave it up, and it stayed down after the
+    database was back. Waiting instead (``/health`` says so, 503) costs nothing: there is
+    nothing to consume before the database is there. SIGTERM still ends the wait (its
+    handler is only installed once there is something to drain)."""
+    for attempt in itertools.count(1):
+        try:
+            with psycopg.connect(database_url, connect_timeout=5):
+                return
+        except psycopg.OperationalError as error:
+            delay = backoff.cap_s if attempt > 8 else backoff.delay(attempt)
+            log.warning("database unreachable, trying again in %.1fs: %s", delay,
+                        str(error).strip().splitlines()[0] if str(error).strip() else error)
+            time.sleep(delay)
 
 
 def apply_schema(database_url: str, *scripts: Path) -> None:
@@ -129,21 +153,22 @@ def prepare_process(name: str, settings: ServiceSettings, schema_sql: Path) -> N
     (before any instrumented library is used), and its tables."""
     logs.configure(name)
     configure_tracing(name, settings.telemetry_url)
+    wait_for_database(settings.database_url)
     apply_schema(settings.database_url, OUTBOX_SCHEMA, schema_sql)
 
 
 def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     """Run a consumer service with the settings its ``__main__`` read; returns after
     SIGTERM, once drained."""
+    health: list[Callable[[], dict[str, object]]] = [lambda: STARTING]
+    server = serve(settings.metrics_port, lambda: health[0](), settings.bind_host)
     prepare_process(definition.name, settings, definition.schema_sql)
     if definition.on_start is not None:
         with psycopg.connect(settings.database_url) as conn:
             definition.on_start(conn)
     runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
     extra = definition.health
-    server = serve(settings.metrics_port,
-                   runtime.health if extra is None else lambda: {**runtime.health(), **extra()},
-                   settings.bind_host)
+    health[0] = runtime.health if extra is None else lambda: {**runtime.health(), **extra()}
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
     pruning = [

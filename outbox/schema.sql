@@ -120,8 +120,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     aggregate_key  text        NOT NULL,
     event_id       text,
     event_type     text,
-    status         text        NOT NULL CHECK (status IN
-                       ('dead', 'parked', 'replay', 'discard', 'replayed', 'discarded')),
+    status         text        NOT NULL CONSTRAINT dead_letters_status_check CHECK (status IN
+                       ('retrying', 'dead', 'parked', 'replay', 'discard',
+                        'retried', 'replayed', 'discarded')),
     reason         text        NOT NULL,
     attempts       int         NOT NULL,
     topic          text        NOT NULL,
@@ -130,11 +131,31 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     headers        jsonb       NOT NULL,
     value          bytea,
     created_at     timestamptz NOT NULL DEFAULT now(),
-    updated_at     timestamptz NOT NULL DEFAULT now()
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    retry_at       timestamptz,
+    retry_since    timestamptz
 );
-CREATE INDEX IF NOT EXISTS dead_letters_active
+-- `retrying`: a transient failure of one event, tried again on its key's own schedule
+-- (`retry_at`) for the transient window counted from `retry_since`, while every other
+-- key flows (outbox/pipeline.py). Databases made before it get the columns, the status
+-- and the index of active entries that includes it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'dead_letters'
+                     AND column_name = 'retry_at') THEN
+        ALTER TABLE dead_letters ADD COLUMN retry_at timestamptz,
+                                 ADD COLUMN retry_since timestamptz,
+                                 DROP CONSTRAINT IF EXISTS dead_letters_status_check,
+                                 ADD CONSTRAINT dead_letters_status_check CHECK (status IN
+                                     ('retrying', 'dead', 'parked', 'replay', 'discard',
+                                      'retried', 'replayed', 'discarded'));
+        DROP INDEX IF EXISTS dead_letters_active;
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS dead_letters_open
     ON dead_letters (consumer, aggregate_key, seq)
-    WHERE status IN ('dead', 'parked', 'replay', 'discard');
+    WHERE status IN ('retrying', 'dead', 'parked', 'replay', 'discard');
 
 -- Where each consumer is in each partition, kept in the consumer's own database rather
 -- than in the broker (Kafka's "storing offsets outside Kafka"): no broker group

@@ -49,6 +49,7 @@ class ServiceSettings:
             max_attempts=config.integer(env, "CHOREO_RETRY_MAX_ATTEMPTS", 5, ge=1),
             transient_window_s=config.number(env, "CHOREO_RETRY_TRANSIENT_WINDOW_S", 120.0,
                                              ge=0),
+            inline_window_s=config.number(env, "CHOREO_RETRY_INLINE_WINDOW_S", 1.0, ge=0),
         )
         settings = cls(
             service=service,
