@@ -13,7 +13,7 @@ import psycopg
 import requests
 
 from chaos import command as chaos_command
-from cli import connectors, dlq, orders, trace
+from cli import connectors, dlq, orders, reach, trace
 from stack import cpu, launcher, restart
 from stack.broker import KAFKA_TOOLS, kafka_tool_command
 from stack.errors import ConfigError, StackError
@@ -332,15 +332,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = StackSettings.from_env(os.environ)
+        reach.require(settings, reach.needs(args))
         handler: Handler = args.handler
         return handler(args, settings)
     except (ConfigError, StackError) as error:
         print(f"choreo: {error}", file=sys.stderr)
         return 2
-    except psycopg.OperationalError as error:
-        print(f"choreo: cannot reach PostgreSQL ({error}); is the stack up? (choreo up)",
+    except psycopg.OperationalError as error:  # went away while the command ran
+        print(f"choreo: lost PostgreSQL ({first_line(error)}); is the stack up? (choreo up)",
               file=sys.stderr)
         return 2
+    except requests.ConnectionError as error:
+        where = error.request.url if error.request is not None else "a service"
+        print(f"choreo: no answer from {where}; is the stack up? (choreo up)", file=sys.stderr)
+        return 2
+
+
+def first_line(error: Exception) -> str:
+    """Drivers explain over several lines; one is enough to say what failed."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)
 
 
 if __name__ == "__main__":
