@@ -37,7 +37,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from outbox.tracing import continued_span, current_traceparent
 from outbox.writer import OutboxWriter
-from services.orders.admission import SHED, Backlog, RateLimiter, client_of, retry_after
+from services.orders.admission import (
+    API_KEY_HEADER,
+    SHED,
+    Backlog,
+    RateLimiter,
+    client_of,
+    retry_after,
+)
 from services.orders.domain import (
     InvalidRequest,
     Status,
@@ -168,21 +175,52 @@ def refusal(request: web.Request, customer_id: str) -> web.Response | None:
     return None
 
 
+def answer_to_a_retry(existing: tuple[Any, ...] | None, fingerprint: str
+                      ) -> web.Response | None:
+    """What a request whose Idempotency-Key is already taken gets: the stored order, or
+    422 when the key came with another request; None when the key is new."""
+    if existing is None:
+        return None
+    if existing[1] != fingerprint:
+        return error(422, "idempotency_key_reused",
+                     "this Idempotency-Key was used with a different request",
+                     "Idempotency-Key")
+    ORDERS.labels("true").inc()
+    return accepted(existing[0], existing[3], existing[2], replayed=True)
+
+
+async def retried_or(request: web.Request, key: str, fingerprint: str,
+                     refused: web.Response) -> web.Response:
+    """A refusal is for new orders: the retry of one already committed (its first 202
+    lost, say) is answered as the replay it is, overloaded or not. Only refusals pay
+    for the look-up, and a database that does not answer it leaves the refusal as it
+    was: refusing is what protects the database."""
+    try:
+        async with request.app[POOL].connection(DB_WAIT_S) as conn:
+            existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
+    except psycopg.Error:
+        return refused
+    return answer_to_a_retry(existing, fingerprint) or refused
+
+
 async def place_order(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > MAX_KEY_LENGTH:
         return error(400, "idempotency_key_required",
                      f"send an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters",
                      "Idempotency-Key")
+    if request.headers.get(API_KEY_HEADER) == "":  # every header checked, replay or not
+        return error(400, "validation_failed", f"{API_KEY_HEADER}, when sent, must not be"
+                     " empty", API_KEY_HEADER)
     try:
         order = parse_order_request(await read_json(request),
                                     request.app[SETTINGS].reservation_ttl_s)
     except InvalidRequest as exc:
         status = 400 if exc.field in ("$", "Content-Type") else 422
         return error(status, "validation_failed", exc.message, exc.field)
-    if (refused := refusal(request, order.customer_id)) is not None:
-        return refused
     fingerprint = order.fingerprint()
+    if (refused := refusal(request, order.customer_id)) is not None:
+        return await retried_or(request, key, fingerprint, refused)
     order_id = uuid.uuid4()
     writer = request.app[WRITER]
     async with request.app[POOL].connection(DB_WAIT_S) as conn, conn.transaction():
@@ -192,12 +230,8 @@ async def place_order(request: web.Request) -> web.Response:
             current_traceparent()))).fetchone()
         if row is None:
             existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
-            if existing[1] != fingerprint:
-                return error(422, "idempotency_key_reused",
-                             "this Idempotency-Key was used with a different request",
-                             "Idempotency-Key")
-            ORDERS.labels("true").inc()
-            return accepted(existing[0], existing[3], existing[2], replayed=True)
+            return answer_to_a_retry(existing, fingerprint) or error(
+                500, "internal_error", "the order's Idempotency-Key vanished", "Idempotency-Key")
         payload = {"order_id": str(order_id), "customer_id": order.customer_id,
                    "items": order.items_json(), "payment_token": order.payment_token,
                    "deadline_at": row[1].isoformat()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 
 import pytest
 
@@ -25,16 +26,20 @@ FAILING_DEADLINE_S = 10
 def test_a_failing_charge_does_not_hold_up_the_orders_after_it(shop: Shop) -> None:
     sku = shop.new_sku(available=20)
     failing = shop.place(sku, 1, token="tok_error", deadline_s=FAILING_DEADLINE_S)
+    # Payments charges once the stock is reserved: the ten come while it is failing (in
+    # the same batch as the failing charge, they would be committed before its retries).
+    shop.wait_for(failing, lambda o: "StockReserved" in [e["event_type"] for e in o["history"]])
+    time.sleep(1)
     placed = {}
     for _ in range(10):
         placed[shop.place(sku, 1)] = time.monotonic()
-    took = {}
+    took, ended = {}, {}
     for order_id, at in placed.items():
-        order = shop.wait_terminal(order_id)
+        ended[order_id] = shop.wait_terminal(order_id)["status"]
         took[order_id] = time.monotonic() - at
-        assert order["status"] == "CONFIRMED", order
-    print(f"\nten orders after a tok_error order: CONFIRMED after p50"
-          f" {statistics.median(took.values()):.2f}s, max {max(took.values()):.2f}s")
+    print(f"\nten orders after a tok_error order: {Counter(ended.values())}, terminal after"
+          f" p50 {statistics.median(took.values()):.2f}s, max {max(took.values()):.2f}s")
+    assert set(ended.values()) == {"CONFIRMED"}
 
     order = shop.wait_terminal(failing)
     assert (order["status"], order["reason"]) == ("CANCELLED", "timeout"), order

@@ -110,6 +110,34 @@ def test_a_burst_from_one_client_gets_429_while_another_is_served(api: str, dsn:
     assert rows_with_key(dsn, key) == 1
 
 
+def test_a_retry_of_a_committed_order_is_a_replay_even_while_refusing(api: str,
+                                                                       dsn: str) -> None:
+    """Issue 21: refusals came before the key's look-up, so a client whose 202 was lost
+    and who retried during a shed got 429/503 for an order that exists; and a replay was
+    answered before its headers were checked (an empty X-API-Key got the stored 202)."""
+    client, key = f"retrier-{uuid.uuid4()}", f"committed-{uuid.uuid4()}"
+    first = post(api, client, key)
+    assert first.status_code == 202, first.text
+    while post(api, client).status_code != 429:  # spend the client's tokens
+        pass
+
+    again = post(api, client, key)
+    assert again.status_code == 202, again.text
+    assert (again.json()["id"], again.json()["replayed"]) == (first.json()["id"], True)
+    assert rows_with_key(dsn, key) == 1
+    reused = requests.post(f"{api}/orders", json={**body(client), "payment_token": "tok_decline"},
+                           headers={"Idempotency-Key": key}, timeout=10)
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422,
+                                                                  "idempotency_key_reused")
+    assert_refused(post(api, client), 429, "rate_limited")  # a new order is still refused
+
+    other, other_key = f"other-{uuid.uuid4()}", f"checked-{uuid.uuid4()}"
+    assert post(api, other, other_key).status_code == 202
+    empty_api_key = post(api, other, other_key, **{"X-API-Key": ""})
+    assert empty_api_key.status_code == 400, empty_api_key.text
+    assert empty_api_key.json()["error"]["field"] == "X-API-Key"
+
+
 def test_an_api_key_is_the_client_whatever_the_customer(api: str) -> None:
     api_key = f"key-{uuid.uuid4()}"
     answers = [post(api, f"c-{n}-{uuid.uuid4()}", **{"X-API-Key": api_key})
