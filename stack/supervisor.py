@@ -16,11 +16,15 @@ than the window, so the window alone would retry it forever. ``SIGHUP`` (what a 
 request file (see ``stack.restart``): the supervisor then stops that process with SIGTERM,
 lets it drain and starts it again at once, as a requested restart that is not counted as
 an exit.
-Restarts run in start order: PostgreSQL and Redis, the broker (its topics, and for a
-new log the outbox window) and Connect are each brought back whole before anything after them;
-a service is launched and its health watched on later rounds, so one that waits for its
-database never holds up the database's own restart. Every few seconds it also restarts
-FAILED connector tasks.
+The loop itself never waits for long: PostgreSQL and Redis are started in it (a second
+or less), a service is launched and its health watched on later rounds, and what waits
+for minutes at worst runs on threads. The broker's nodes (their topics, and for a new
+log the outbox window), Connect (its connectors RUNNING) and the relays are restarted one
+at a time in the order they were due on one thread of their own (the chain); a
+requested restart drains and starts its process on a thread of its own. So PostgreSQL,
+Redis and the services come back within seconds whatever else is restarting (a Connect
+restart once held the loop for up to 90 s per connector while a killed PostgreSQL
+waited). Every few seconds it also restarts FAILED connector tasks.
 
 Every child is still written to the pid registry, so ``choreo down`` stops everything by
 pid even when this process was SIGKILLed; ``down`` stops the supervisor first, so nothing
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import sys
 import threading
@@ -82,6 +87,31 @@ class Child:
     started_at: float = 0.0
     failed_starts: int = 0
     """Restarts in a row that never became healthy; back to 0 once one does."""
+    busy: Job | None = None
+    """A restart running off the loop (a broker node, Connect, a relay, a requested
+    restart); the loop leaves the child alone until it is done, then takes the outcome."""
+
+
+@dataclass(eq=False)
+class Job:
+    """Work the loop hands to a thread because it waits for minutes at worst (Connect's
+    connectors to be RUNNING, a service to drain); the loop looks at ``done`` each round
+    and takes the outcome itself, so only the loop changes the children's state."""
+
+    work: Callable[[], object]
+    finish: Callable[[Job], None]
+    """Run by the loop once ``done`` is set."""
+    done: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    error: Exception | None = None
+
+    def __call__(self) -> None:
+        try:
+            self.result = self.work()
+        except Exception as error:  # noqa: BLE001 - the loop reports it as the outcome
+            self.error = error
+        finally:
+            self.done.set()
 
 
 def restarters(settings: StackSettings, report: Report) -> dict[str, Callable[[], None]]:
@@ -132,6 +162,15 @@ class Supervisor:
         self.tasks_checked = 0.0
         self.retry_requested = threading.Event()
         self.stop_requested = threading.Event()
+        self.chain: queue.Queue[Job] = queue.Queue()
+        """Restarts of the broker's nodes, Connect and the relays, one at a time in the
+        order they were due (start order: the broker before Connect), on one thread, so
+        that a broker restart that stops Connect never races Connect's own restart."""
+        threading.Thread(target=self._run_chain, name="restarts", daemon=True).start()
+
+    def _run_chain(self) -> None:
+        while True:
+            self.chain.get()()
 
     def save(self, phase: str | None = None, error: str | None = None) -> None:
         if phase is not None:
@@ -168,10 +207,12 @@ class Supervisor:
                                                             f"restart failed: {error}"))
 
     def take_restart_request(self, name: str, pid: int, drain_timeout_s: float) -> None:
+        """Checked here, carried out on a thread of its own: draining and waiting for
+        health took up to ~110 s, and the loop restarted nothing else meanwhile."""
         child = next((c for c in self.children if c.component.name == name), None)
         tracked = self.registry.running(name)
         if (child is None or child.due is not None or child.starting is not None
-                or child.record.gave_up):
+                or child.busy is not None or child.record.gave_up):
             why = "is not watched" if child is None else "is down, restart pending"
             outcome = restart.Cycle(name, pid, None, "unknown", 0.0,
                                     f"{name} {why} by the supervisor")
@@ -180,15 +221,25 @@ class Supervisor:
                                     0.0, f"pid {pid} is no longer {name}'s process")
         else:
             self.report(f"{name}: restart requested; draining pid {pid}")
-            outcome = restart.cycle(child.component, self.registry, self.settings,
-                                    drain_timeout_s)
-            child.record.requested_restarts += 1
-            child.record.last_exit = f"{outcome.exit} (requested restart)"
-            if outcome.new_pid is None:  # did not start: the usual backoff takes over
-                self.exited(child, f"requested restart failed: {outcome.error}")
-            else:
-                self.report(f"{name} restarted on request (pid {outcome.new_pid}; the"
-                            f" old one exited {outcome.exit} after {outcome.stopped_s:.1f}s)")
+            child.busy = Job(lambda: restart.cycle(child.component, self.registry,
+                                                   self.settings, drain_timeout_s),
+                             lambda job: self.requested_restart_done(child, pid, job))
+            threading.Thread(target=child.busy, name=f"restart-{name}", daemon=True).start()
+            return
+        restart.answer(self.settings, outcome)
+        self.save()
+
+    def requested_restart_done(self, child: Child, pid: int, job: Job) -> None:
+        name = child.component.name
+        outcome = job.result if isinstance(job.result, restart.Cycle) else restart.Cycle(
+            name, pid, None, "unknown", 0.0, f"restart failed: {job.error}")
+        child.record.requested_restarts += 1
+        child.record.last_exit = f"{outcome.exit} (requested restart)"
+        if outcome.new_pid is None:  # did not start: the usual backoff takes over
+            self.exited(child, f"requested restart failed: {outcome.error}")
+        else:
+            self.report(f"{name} restarted on request (pid {outcome.new_pid}; the"
+                        f" old one exited {outcome.exit} after {outcome.stopped_s:.1f}s)")
         restart.answer(self.settings, outcome)
         self.save()
 
@@ -205,7 +256,12 @@ class Supervisor:
             self.report(f"restarted FAILED connector tasks: {', '.join(restarted)}")
 
     def check(self, child: Child) -> None:
-        if child.record.gave_up:
+        if child.busy is not None:
+            if child.busy.done.is_set():
+                job, child.busy = child.busy, None
+                job.finish(job)
+            return
+        if child.record.gave_up or self.waits_for_broker(child):
             return
         if child.starting is not None:
             self.watch_start(child)
@@ -255,10 +311,12 @@ class Supervisor:
         child.record.restarts += 1
         metrics.RESTARTS.labels(name).inc()
         child.started_at = time.monotonic()
+        if name in self.restart_with:
+            child.busy = Job(self.restart_with[name], lambda job: self.chain_done(child, job))
+            self.chain.put(child.busy)
+            return
         try:
-            if name in self.restart_with:
-                self.restart_with[name]()
-            elif child.component.needed_first:
+            if child.component.needed_first:
                 launcher.start_component(child.component, self.registry, self.settings,
                                          lambda line: None)
             else:
@@ -268,11 +326,26 @@ class Supervisor:
         except Exception as error:  # noqa: BLE001 - any failure is reported and retried
             self.restart_failed(child, str(error))
             return
-        if is_broker_node(name):  # for a new log it stopped Connect and the relays: back now
+        self.restarted(child)
+
+    def waits_for_broker(self, child: Child) -> bool:
+        """Connect and the relays are left alone while a broker node restarts: for a new
+        log it stops them on purpose, which is no exit of theirs to count."""
+        name = child.component.name
+        return (name == "connect" or name.startswith("relay-")) and any(
+            other.busy is not None and is_broker_node(other.component.name)
+            for other in self.children)
+
+    def chain_done(self, child: Child, job: Job) -> None:
+        """The outcome of a restart that ran on the chain's thread, taken by the loop."""
+        if job.error is not None:
+            self.restart_failed(child, str(job.error))
+            return
+        if is_broker_node(child.component.name):  # a new log stopped Connect and the relays
             for other in self.children:
                 other_name = other.component.name
                 if ((other_name == "connect" or other_name.startswith("relay-"))
-                        and not self.registry.running(other_name)):
+                        and other.busy is None and not self.registry.running(other_name)):
                     other.due, other.starting = time.monotonic(), None  # stopped for it
         self.restarted(child)
 

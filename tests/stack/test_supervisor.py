@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import stack.supervisor as supervisor_module
-from stack import launcher
+from stack import launcher, restart
 from stack.components import Component, port_is_free
 from stack.processes import ProcessRegistry, TrackedProcess
 from stack.settings import REPO_ROOT, StackSettings
@@ -177,9 +177,13 @@ def test_backoff_doubles_from_half_a_second() -> None:
     assert [backoff_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
 
 
-def free_port() -> int:
-    return next(port for port in range(20500 + PORT_OFFSET, 21000 + PORT_OFFSET)
-                if port_is_free(port))
+def free_port(skip: int = 0) -> int:
+    """The first free port of this test's range, or the one ``skip`` free ports later."""
+    free = (port for port in range(20500 + PORT_OFFSET, 21000 + PORT_OFFSET)
+            if port_is_free(port))
+    for _ in range(skip):
+        next(free)
+    return next(free)
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,12 @@ class Supervised:
 @contextmanager
 def supervising(tmp_path: Path, name: str,
                 components_of: Callable[[ProcessRegistry], list[Component]],
-                env: dict[str, str] | None = None) -> Iterator[Supervised]:
+                env: dict[str, str] | None = None,
+                restart_with: Callable[[ProcessRegistry], dict[str, Callable[[], None]]]
+                | None = None) -> Iterator[Supervised]:
     """A supervisor thread over real processes of its own (state in ``.choreo-test-NAME``),
-    each started first; everything stopped by pid and removed at the end."""
+    each started first; everything stopped by pid and removed at the end.
+    ``restart_with``: restarters by name, as the broker's nodes and Connect have."""
     state = REPO_ROOT / f".choreo-test-{name}"
     settings = StackSettings.from_env({"CHOREO_STATE_DIR": str(state), **OWN_PORTS,
                                        **(env or {})})
@@ -203,7 +210,8 @@ def supervising(tmp_path: Path, name: str,
     components = components_of(registry)
     lines: list[str] = []
     state.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(settings, components, lines.append, tmp_path / "state.json", {})
+    supervisor = Supervisor(settings, components, lines.append, tmp_path / "state.json",
+                            restart_with(registry) if restart_with else {})
     for component in components:
         registry.start(component.name, component.command)
     watcher = threading.Thread(target=supervisor.run, daemon=True)
@@ -283,3 +291,68 @@ def test_a_restart_waiting_for_health_does_not_hold_up_the_restart_of_what_it_ne
                        for c in run.supervisor.children), run.lines
         eventually(both_back, timeout_s=15)
         assert run.supervisor.state.processes["database"].restarts == 1, run.lines
+
+
+def database_and(other: Component) -> Callable[[ProcessRegistry], list[Component]]:
+    """A database the supervisor restarts in its loop, and ``other``."""
+    def components(registry: ProcessRegistry) -> list[Component]:
+        return [Component("database", free_port(), SLEEPER,
+                          lambda: registry.running("database") is not None, needed_first=True),
+                other]
+    return components
+
+
+def back_within(run: Supervised, name: str, timeout_s: float) -> float:
+    killed = time.monotonic()
+    run.registry.kill(name)
+    eventually(lambda: holds(run.registry.running(name) is not None, run.lines),
+               timeout_s=timeout_s)
+    return time.monotonic() - killed
+
+
+SLOW_S = 20.0
+"""How long the slow restart or drain below takes: far beyond the database's restart."""
+
+
+def test_a_slow_connect_restart_does_not_hold_up_the_database(tmp_path: Path) -> None:
+    """Issue 21: Connect's restart waits up to 90 s per connector for RUNNING, and the
+    loop restarted nothing else meanwhile: a PostgreSQL killed then stayed down."""
+    connect = Component("connect", free_port(skip=1), SLEEPER, lambda: True)
+
+    def restarters(registry: ProcessRegistry) -> dict[str, Callable[[], None]]:
+        def slow_connect() -> None:
+            time.sleep(SLOW_S)  # its connectors coming up
+            registry.start("connect", SLEEPER)
+        return {"connect": slow_connect}
+
+    with supervising(tmp_path, "slowchain", database_and(connect),
+                     restart_with=restarters) as run:
+        run.registry.kill("connect")
+        eventually(lambda: holds(run.supervisor.children[1].busy is not None, run.lines))
+        took = back_within(run, "database", SLOW_S / 2)
+        assert run.supervisor.children[1].busy is not None, "Connect's restart is not slow"
+        print(f"\ndatabase back {took:.1f}s after its kill, during a {SLOW_S:.0f}s Connect"
+              " restart")
+        eventually(lambda: holds(run.registry.running("connect") is not None
+                                 and run.supervisor.children[1].busy is None, run.lines),
+                   timeout_s=SLOW_S * 2)
+        assert run.supervisor.state.processes["connect"].restarts == 1, run.lines
+
+
+def test_a_requested_restart_draining_does_not_hold_up_the_database(tmp_path: Path) -> None:
+    slow_to_drain = [sys.executable, "-c", "import signal, sys, time; signal.signal("
+                     f"signal.SIGTERM, lambda *_: (time.sleep({SLOW_S}), sys.exit(0)));"
+                     " time.sleep(600)"]
+    service = Component("service", free_port(skip=1), slow_to_drain, lambda: True)
+    with supervising(tmp_path, "slowdrain", database_and(service)) as run:
+        settings = run.supervisor.settings
+        pid = run.registry.running("service").pid
+        time.sleep(0.5)  # its SIGTERM handler is in place
+        restart.request(settings, "service", pid, drain_timeout_s=SLOW_S * 2)
+        eventually(lambda: holds(run.supervisor.children[1].busy is not None, run.lines))
+        took = back_within(run, "database", SLOW_S / 2)
+        assert run.supervisor.children[1].busy is not None, "the drain is not slow"
+        print(f"\ndatabase back {took:.1f}s after its kill, during a {SLOW_S:.0f}s drain")
+        answer = restart.await_answer(settings, run.registry, "service", SLOW_S * 3)
+        assert answer.error is None and answer.new_pid not in (None, pid), answer
+        assert run.supervisor.state.processes["service"].requested_restarts == 1
