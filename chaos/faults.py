@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from chaos.plan import Fault, Plan
+import requests
+
+from chaos.plan import Fault, Plan, is_link
 from chaos.resume import longest_stall, metrics_url, wait_consuming
 from services.payments.psp_client import PspClient, PspError
-from stack import launcher
+from stack import launcher, links
 from stack.broker import is_broker_node
 from stack.processes import ProcessRegistry
 from stack.services import consumer_processes, service_components
@@ -115,6 +117,9 @@ class FaultInjector(threading.Thread):
             if fault.target in OUTAGES:
                 self.outage(registry, fault)
                 continue
+            if is_link(fault.target):
+                self.partition(registry, fault)
+                continue
             tracked = registry.running(fault.target)
             registry.kill(fault.target)
             record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
@@ -160,9 +165,34 @@ class FaultInjector(threading.Thread):
         record.restarted_at_s = self.elapsed()
         self.report(f"  t={record.restarted_at_s:6.1f}s  psp outage over")
 
+    def partition(self, registry: ProcessRegistry, fault: Fault) -> None:
+        """A link cut for the fault's pause (``stack.links``); both ends stay up, and the
+        service must ride it out: nothing to restart, nothing may die."""
+        service = fault.target.partition(">")[0]
+        tracked = registry.running(service)
+        record = FaultRecord(fault, datetime.now(UTC), self.elapsed(),
+                             tracked.pid if tracked else None)
+        self.records.append(record)
+        try:
+            links.set_mode(self.settings, fault.target, fault.mode)
+        except requests.RequestException as error:
+            record.restart_error = f"link not cut: {error}"
+        self.report(f"  t={record.killed_at_s:6.1f}s  {fault.target} {fault.mode}"
+                    f" for {fault.down_s:.1f}s")
+        self._halt.wait(fault.down_s)
+        try:
+            links.set_mode(self.settings, fault.target, "pass")
+        except requests.RequestException as error:
+            record.restart_error = f"link not restored: {error}"
+        record.restarted_at_s = self.elapsed()
+        record.collateral = [name for name in self._components
+                             if registry.running(name) is None]
+        self.report(f"  t={record.restarted_at_s:6.1f}s  {fault.target} passes again")
+        self.watch_rejoin(record)
+
     def watch_rejoin(self, record: FaultRecord) -> None:
         """Time the consumer's return beside the run, so the next fault is not delayed."""
-        url = metrics_url(self.settings, record.fault.target)
+        url = metrics_url(self.settings, record.fault.target.partition(">")[0])
         if url is None or record.restart_error:
             return
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from stack.broker import is_broker_node
-from stack.settings import is_consumer
+from stack.settings import LINK_DEPENDENCIES, LINKED_SERVICES, is_consumer
 
 TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
 """The processes a run may SIGKILL, by their names in the launcher's registry."""
@@ -31,6 +31,19 @@ with ``choreo up --brokers 3``, ``broker-2`` and ``broker-3`` are its other node
 node down stalls only the partitions it led, until another takes them over.
 PostgreSQL is every service's database at once: services ride it out or are restarted,
 orders-api answers 503 meanwhile, Connect's tasks come back on their own."""
+
+LINK_MODES = ("blackhole", "reset", "slow")
+"""Partitions: a link (``payments>postgres``, routed through a fault proxy with
+``CHOREO_LINKS``) is cut in one of these ways for the fault's pause, both ends alive."""
+LINK_DOWN_S = (3.0, 12.0)
+"""A partition lasts longer than a crash's pause: long enough to meet every timeout that
+a hang runs into (a blackholed connect, a query, a psp call)."""
+
+
+def is_link(target: str) -> bool:
+    service, _, dependency = target.partition(">")
+    return service in LINKED_SERVICES and dependency in LINK_DEPENDENCIES
+
 
 PRICES_CENTS = (500, 1250, 1999, 4900, 15000)
 """One SKU per price: a handful of SKUs, so orders compete for the same units."""
@@ -62,7 +75,9 @@ class Fault:
     """Seconds after the load starts."""
     target: str
     down_s: float
-    """How long the process stays dead before it is restarted."""
+    """How long the process stays dead before it is restarted (a link: stays cut)."""
+    mode: str = ""
+    """For a link: how it is cut (``LINK_MODES``)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +104,11 @@ def check_targets(targets: tuple[str, ...]) -> None:
     service (``payments-2``; whether it runs is checked once the stack is up)."""
     for target in targets:
         if (target not in TARGETS + OPTIONAL_TARGETS and not is_consumer(target)
-                and not is_broker_node(target)):
+                and not is_broker_node(target) and not is_link(target)):
             raise PlanError(f"unknown target {target!r}; choose from"
                             f" {', '.join(TARGETS + OPTIONAL_TARGETS)}, a replica of a"
-                            " consumer service (payments-2) or a broker node (broker-2)")
+                            " consumer service (payments-2), a broker node (broker-2) or a"
+                            " link (payments>postgres)")
     if not targets:
         raise PlanError("give at least one target")
 
@@ -130,11 +146,14 @@ def plan_faults(rng: random.Random, duration_s: float, targets: tuple[str, ...],
     order: list[str] = []
     while len(order) < count:
         order += rng.sample(targets, len(targets))
-    return tuple(
-        Fault(round(start + k * slot + rng.uniform(0, slot / 2), 2), order[k],
-              round(rng.uniform(0.5, 2.5), 2))
-        for k in range(count)
-    )
+    return tuple(fault(rng, round(start + k * slot + rng.uniform(0, slot / 2), 2), order[k])
+                 for k in range(count))
+
+
+def fault(rng: random.Random, at_s: float, target: str) -> Fault:
+    if is_link(target):
+        return Fault(at_s, target, round(rng.uniform(*LINK_DOWN_S), 2), rng.choice(LINK_MODES))
+    return Fault(at_s, target, round(rng.uniform(0.5, 2.5), 2))
 
 
 def make_plan(seed: int, duration_s: float, rate: float, targets: tuple[str, ...],

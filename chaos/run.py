@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from chaos.faults import FaultInjector, FaultRecord
 from chaos.invariants import Evidence, check_all
 from chaos.load import Load, Placed
-from chaos.plan import PRICES_CENTS, TARGETS, PlanError, make_plan
+from chaos.plan import PRICES_CENTS, TARGETS, PlanError, is_link, make_plan
 from chaos.quiescence import wait_quiescent
 from chaos.report import ChaosReport
 from chaos.sampler import StockSampler
@@ -94,6 +94,12 @@ def check_running(settings: StackSettings, targets: Sequence[str]) -> None:
         raise PlanError(f"{', '.join(missing)} not running; start the replicas with"
                         " `choreo up --replicas SERVICE=N,...` (CHOREO_REPLICAS), the broker's"
                         " nodes with `choreo up --brokers N` (CHOREO_BROKERS)")
+    routed = [f"{service}>{dependency}" for service, dependency in settings.link_pairs()]
+    unrouted = [target for target in targets if is_link(target) and target not in routed]
+    if unrouted:
+        raise PlanError(f"{', '.join(unrouted)} not routed through a fault proxy; start the"
+                        f" stack with CHOREO_LINKS={','.join(routed + unrouted)} (`choreo up`"
+                        " restarts what it changes)")
 
 
 def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,

@@ -43,6 +43,7 @@ DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
     "orders_worker_metrics": 18084,
     "supervisor_metrics": 18085,
     "console": 18087,
+    "links": 18060,
 })
 """Every port the stack and its services listen on by default, in one table.
 
@@ -50,7 +51,9 @@ The keys are ``StackSettings``' port fields without ``_port`` (so ``CHOREO_<KEY>
 moves one). They avoid the well-known ports (5432/6379/9092/8083) so the stack can run
 beside a developer's own servers. ``orders`` is the orders API; the consumers' health and
 metrics are on their ``*_metrics`` port, the psp's on its own port, the stack
-supervisor's metrics on ``supervisor_metrics``."""
+supervisor's metrics on ``supervisor_metrics``. ``links`` is the control endpoint of
+the fault proxies a chaos run cuts links with (``stack.links``); the proxies listen on the
+ports right after it."""
 
 REPLICA_PORT_STEP = 100
 """Replica k (k >= 2) of a consumer service serves its health and metrics on the

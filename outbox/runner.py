@@ -28,8 +28,10 @@ from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from outbox.errors import ConfigError
 from outbox.metrics import serve
 from outbox.retry import Backoff
+from outbox.session import ANSWER_TIMEOUT_S
 from outbox.settings import ServiceSettings
 from outbox.telemetry import configure_tracing
+from outbox.watchdog import AnswerWatchdog
 from outbox.writer import OutboxWriter, prune
 from schemas.catalog import SchemaCatalog
 
@@ -110,6 +112,7 @@ def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,
     if not jobs:
         return
     next_run = {job.name: 0.0 for job in jobs}
+    watchdog = AnswerWatchdog(ANSWER_TIMEOUT_S)  # a job's statement unanswered: reconnect
     conn: psycopg.Connection[Any] | None = None
     while not stop.wait(0.2):
         for job in jobs:
@@ -119,7 +122,8 @@ def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,
             next_run[job.name] = now + job.interval_s
             try:
                 if conn is None or conn.closed or conn.broken:
-                    conn = psycopg.connect(database_url)
+                    conn = psycopg.connect(database_url, connect_timeout=5)
+                    watchdog.watch(conn)
                 job.run(conn, writer)
                 conn.commit()
             except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval

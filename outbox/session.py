@@ -14,17 +14,26 @@ from typing import Any
 import psycopg
 
 from outbox import inbox
+from outbox.watchdog import AnswerWatchdog
 
 
 class SessionLost(Exception):
     """The database session broke: its partition leases are gone, so must the batch be."""
 
 
+ANSWER_TIMEOUT_S = 30.0
+"""How long a statement of the session may go unanswered before its connection is
+dropped (``outbox.watchdog``); the server ends a merely slow one at two thirds of it."""
+
+
 class Session:
-    def __init__(self, database_url: str, group_id: str, handled_types: Iterable[str]) -> None:
+    def __init__(self, database_url: str, group_id: str, handled_types: Iterable[str],
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         self.database_url = database_url
         self.group_id = group_id
         self.handled_types = handled_types
+        self.answer_timeout_s = answer_timeout_s
+        self._watchdog = AnswerWatchdog(answer_timeout_s)
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -46,7 +55,10 @@ class Session:
         """A new session, after closing any old one; it records the types this consumer
         handles (``inbox.subscribe``), which the relay's recovery reads."""
         self.close()
-        self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+        statement_timeout_ms = int(self.answer_timeout_s * 2 / 3 * 1000)
+        self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5,
+                                     options=f"-c statement_timeout={statement_timeout_ms}")
+        self._watchdog.watch(self._conn)
         inbox.subscribe(self._conn, self.group_id, self.handled_types)
         return self._conn
 

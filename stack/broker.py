@@ -161,8 +161,13 @@ def java_command(settings: StackSettings, main_class: str, *args: str,
 
 
 def new_cluster_id() -> str:
-    """What ``kafka-storage.sh random-uuid`` prints: a UUID in URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """What ``kafka-storage.sh random-uuid`` prints: a UUID in URL-safe base64, never one
+    that starts with ``-`` (Kafka's ``Uuid.randomUuid`` draws again too): a command line
+    takes it for an option. One CI run in 64 failed to format the log on it."""
+    while (cluster := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+           ).startswith("-"):
+        pass
+    return cluster
 
 
 def check_node_count(settings: StackSettings) -> None:
@@ -198,7 +203,7 @@ def format_new_log(settings: StackSettings) -> None:
         write_node_config(settings, node)
         shutil.rmtree(data_dir(settings, node), ignore_errors=True)
         command = java_command(settings, "kafka.tools.StorageTool", "format",
-                               "--cluster-id", cluster,
+                               f"--cluster-id={cluster}",
                                "--config", str(config_file(settings, node)))
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:

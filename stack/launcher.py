@@ -37,6 +37,7 @@ from stack.components import (
 from stack.connectors import deploy_outbox_connectors
 from stack.errors import ConfigError, StartError
 from stack.install import ensure_installed
+from stack.links import links_component
 from stack.processes import ProcessRegistry, resident_bytes
 from stack.recovery import log_needs_window, republish_lost_log, stop_connect_for_new_log
 from stack.relays import relay_components, retire_cdc, retire_polling
@@ -63,6 +64,7 @@ def infrastructure(settings: StackSettings) -> list[Component]:
     return [
         postgres_component(settings),
         redis_component(settings),
+        *([links_component(settings)] if settings.links else []),
         *broker_components(settings),
         connect_component(settings),
         *relay_components(settings),

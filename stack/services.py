@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import requests
 
 from stack.components import Component, quietly
+from stack.links import routed
 from stack.processes import ProcessRegistry
 from stack.settings import (
     CONSUMER_PORT_FIELDS,
@@ -102,9 +103,9 @@ def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:
 
     # Every replica shares its service's name in traces and its consumer name (and so
     # its partition leases, positions and inbox); only the port and the process differ.
+    env = routed(settings, spec.name, settings.service_env(spec.database, port))
     return Component(spec.process, port, [sys.executable, "-m", *spec.args], quietly(healthy),
-                     env={**settings.service_env(spec.database, port),
-                          "OTEL_SERVICE_NAME": spec.name})
+                     env={**env, "OTEL_SERVICE_NAME": spec.name})
 
 
 CONSOLE = "console"

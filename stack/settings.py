@@ -72,6 +72,12 @@ def split_replica(name: str) -> tuple[str, int]:
     return name, 1
 
 
+LINKED_SERVICES = ("inventory", "payments", "orders-worker", "orders-api")
+LINK_DEPENDENCIES = ("postgres", "redis", "psp")
+"""What ``CHOREO_LINKS`` may route through a fault proxy (``stack.links`` says why not the
+broker)."""
+
+
 @dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
@@ -94,6 +100,11 @@ class StackSettings:
     """The supervisor's /metrics: Connect's connector and task states, restarts."""
     console_port: int = DEFAULT_PORTS["console"]
     """The web console (``choreo console``), on 127.0.0.1 only."""
+    links_port: int = DEFAULT_PORTS["links"]
+    """The fault proxies' control endpoint (``stack.links``); the proxies follow it."""
+    links: str = ""
+    """``CHOREO_LINKS``: ``payments>postgres,...``, connections of a service routed through
+    a fault proxy that a chaos run can blackhole, reset or slow (``stack.links``)."""
     cdc_poll_interval_ms: int = 10
     order_deadline_s: float = 30.0
     reservation_ttl_s: float = 120.0
@@ -134,6 +145,7 @@ class StackSettings:
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
+            links=config.text(env, "CHOREO_LINKS", cls.links),
             replicas=config.text(env, "CHOREO_REPLICAS", cls.replicas),
             brokers=config.integer(env, "CHOREO_BROKERS",
                                    recorded_brokers(state_dir) or cls.brokers,
@@ -160,11 +172,27 @@ class StackSettings:
             raise ConfigError(f"CHOREO_BROKERS={self.brokers}: expected 1 to {MAX_BROKERS}")
         ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
         ports += self.replica_ports() + self.extra_broker_ports()
+        ports += [self.links_port + n for n in range(1, len(self.link_pairs()) + 1)]
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
 
         for database in OUTBOX_DATABASES:
             self.relay_mode(database)
+
+    def link_pairs(self) -> list[tuple[str, str]]:
+        """(service, dependency) of each link ``CHOREO_LINKS`` names, in order; the
+        proxies' ports follow ``links_port`` in this order (``stack.links``)."""
+        pairs: list[tuple[str, str]] = []
+        for part in (p.strip() for p in self.links.split(",") if p.strip()):
+            service, _, dependency = part.partition(">")
+            if service not in LINKED_SERVICES or dependency not in LINK_DEPENDENCIES:
+                raise ConfigError(f"CHOREO_LINKS: {part!r} is not SERVICE>DEPENDENCY with a"
+                                  f" service of {', '.join(LINKED_SERVICES)} and a dependency"
+                                  f" of {', '.join(LINK_DEPENDENCIES)}")
+            if (service, dependency) in pairs:
+                raise ConfigError(f"CHOREO_LINKS: {part!r} is named twice")
+            pairs.append((service, dependency))
+        return pairs
 
     def relay_mode(self, database: str) -> str:
         """``cdc`` or ``polling`` for one outbox database."""

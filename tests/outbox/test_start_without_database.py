@@ -2,7 +2,7 @@
 
 It used to exit at once; five quick exits and the supervisor gave it up, and it stayed
 down after PostgreSQL was back. The database sits behind a fault proxy
-(``testkit.proxy``) so that it can be unreachable in each way a network fails, while the
+(``stack.proxy``) so that it can be unreachable in each way a network fails, while the
 real PostgreSQL keeps running for the rest of the suite.
 """
 
@@ -22,8 +22,8 @@ import requests
 
 from outbox.retry import Backoff
 from outbox.runner import wait_for_database
+from stack.proxy import TcpProxy
 from stack.settings import REPO_ROOT, StackSettings
-from testkit.proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 

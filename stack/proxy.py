@@ -38,13 +38,18 @@ class TcpProxy:
         threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True).start()
 
     def set_mode(self, mode: str) -> None:
-        """A change cuts the connections open now, as a real partition would: clients
-        find out on their next read or write and connect again into the new mode."""
+        """Connections open now go on in the new mode, as in a real partition: a
+        blackhole freezes them (nothing forwarded, nothing closed), slow slows them.
+        ``reset`` closes them, and so does the end of a blackhole: by then each end has
+        given up on them, or should have (``outbox.watchdog``)."""
         if mode not in MODES:
             raise ValueError(f"proxy mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.mode = mode
         with self._lock:
-            links, self._links = self._links, []
+            closing = mode == "reset" or self.mode == "blackhole"
+            self.mode = mode
+            links = self._links if closing else []
+            if closing:
+                self._links = []
         for link in links:
             with contextlib.suppress(OSError):
                 link.close()
@@ -52,7 +57,11 @@ class TcpProxy:
     def close(self) -> None:
         self._stopped.set()
         self._server.close()
-        self.set_mode(self.mode)
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            with contextlib.suppress(OSError):
+                link.close()
 
     def __enter__(self) -> TcpProxy:
         return self
@@ -66,13 +75,15 @@ class TcpProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            if self.mode == "reset":
+            with self._lock:  # the mode read and the link kept at once: a switch in
+                mode = self.mode  # between left a blackholed link open for ever
+                if mode != "reset":
+                    self._links.append(client)
+            if mode == "reset":
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
                 client.close()
                 continue
-            with self._lock:
-                self._links.append(client)
-            if self.mode == "blackhole":
+            if mode == "blackhole":
                 continue  # held open, never read from or answered
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -88,6 +99,8 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                while self.mode == "blackhole" and not self._stopped.is_set():
+                    time.sleep(0.05)  # frozen: held until the link is closed
                 if self.mode == "slow":
                     time.sleep(self.delay_s)
                 sink.sendall(chunk)
