@@ -50,18 +50,14 @@ class TcpProxy:
             links = self._links if closing else []
             if closing:
                 self._links = []
-        for link in links:
-            with contextlib.suppress(OSError):
-                link.close()
+        end(links)
 
     def close(self) -> None:
         self._stopped.set()
         self._server.close()
         with self._lock:
             links, self._links = self._links, []
-        for link in links:
-            with contextlib.suppress(OSError):
-                link.close()
+        end(links)
 
     def __enter__(self) -> TcpProxy:
         return self
@@ -110,3 +106,14 @@ class TcpProxy:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
+
+
+def end(links: list[socket.socket]) -> None:
+    """Shut down, then close: a close alone leaves a connection open while another thread
+    is blocked reading it (the pump), and PostgreSQL kept a session, and the partition
+    leases it held, behind a link long given up."""
+    for link in links:
+        with contextlib.suppress(OSError):
+            link.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            link.close()
