@@ -26,6 +26,8 @@ PROCESS_MODULES: dict[str, str] = {
                            " (python -m stack.supervisor): it builds StackSettings once",
     "outbox/poller.py": "its main() is the polling relay's entry point"
                         " (python -m outbox.poller): it builds PollerSettings once",
+    "stack/links.py": "its main() is the fault proxies' entry point"
+                      " (python -m stack.links): it builds StackSettings once",
 }
 """Modules that are a process's entry point without being a ``__main__.py``."""
 
