@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from outbox import deadletter, inbox, logs
+from outbox import deadletter, inbox, logs, watchdog
 from outbox.codec import EventCodec
 from outbox.consumer import ConsumerRuntime, Handler, RunLock
 from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
@@ -31,7 +31,6 @@ from outbox.retry import Backoff
 from outbox.session import ANSWER_TIMEOUT_S
 from outbox.settings import ServiceSettings
 from outbox.telemetry import configure_tracing
-from outbox.watchdog import AnswerWatchdog
 from outbox.writer import OutboxWriter, prune
 from schemas.catalog import SchemaCatalog
 
@@ -112,7 +111,6 @@ def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,
     if not jobs:
         return
     next_run = {job.name: 0.0 for job in jobs}
-    watchdog = AnswerWatchdog(ANSWER_TIMEOUT_S)  # a job's statement unanswered: reconnect
     conn: psycopg.Connection[Any] | None = None
     while not stop.wait(0.2):
         for job in jobs:
@@ -123,7 +121,7 @@ def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(database_url, connect_timeout=5)
-                    watchdog.watch(conn)
+                    watchdog.watch(conn, ANSWER_TIMEOUT_S)  # unanswered: reconnect
                 job.run(conn, writer)
                 conn.commit()
             except Exception:  # noqa: BLE001 - a failed sweep is retried at the next interval

@@ -13,8 +13,7 @@ from typing import Any
 
 import psycopg
 
-from outbox import inbox
-from outbox.watchdog import AnswerWatchdog
+from outbox import inbox, watchdog
 
 
 class SessionLost(Exception):
@@ -33,7 +32,6 @@ class Session:
         self.group_id = group_id
         self.handled_types = handled_types
         self.answer_timeout_s = answer_timeout_s
-        self._watchdog = AnswerWatchdog(answer_timeout_s)
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -58,7 +56,7 @@ class Session:
         statement_timeout_ms = int(self.answer_timeout_s * 2 / 3 * 1000)
         self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5,
                                      options=f"-c statement_timeout={statement_timeout_ms}")
-        self._watchdog.watch(self._conn)
+        watchdog.watch(self._conn, self.answer_timeout_s)
         inbox.subscribe(self._conn, self.group_id, self.handled_types)
         return self._conn
 

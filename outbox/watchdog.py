@@ -32,43 +32,56 @@ CHECK_INTERVAL_S = 1.0
 
 
 class AnswerWatchdog:
-    def __init__(self, answer_timeout_s: float) -> None:
-        self.answer_timeout_s = answer_timeout_s
-        self._active_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary())
-        self._lock = threading.Lock()
-        threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
+    """One thread per process looks at every watched connection, each with its own
+    deadline (``watch``); started on first use."""
 
-    def watch(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self) -> None:
+        self._watched: weakref.WeakKeyDictionary[psycopg.Connection[Any], list[float]] = (
+            weakref.WeakKeyDictionary())
+        """Each connection's deadline, and since when it has had a command in progress."""
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: psycopg.Connection[Any], answer_timeout_s: float) -> None:
         with self._lock:
-            self._active_since[conn] = 0.0
+            self._watched[conn] = [answer_timeout_s, 0.0]
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="db-watchdog",
+                                                daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
             time.sleep(CHECK_INTERVAL_S)
             with self._lock:
-                conns = list(self._active_since.items())
-            for conn, since in conns:
-                self._look_at(conn, since)
+                watched = list(self._watched.items())
+            for conn, state in watched:
+                self._look_at(conn, state)
 
-    def _look_at(self, conn: psycopg.Connection[Any], since: float) -> None:
+    def _look_at(self, conn: psycopg.Connection[Any], state: list[float]) -> None:
         if conn.closed or conn.broken:
             with self._lock:
-                self._active_since.pop(conn, None)
+                self._watched.pop(conn, None)
             return
+        timeout_s, since = state
         now = time.monotonic()
         if conn.info.transaction_status != TransactionStatus.ACTIVE:
-            since = 0.0
+            state[1] = 0.0
         elif not since:
-            since = now
-        elif now - since > self.answer_timeout_s:
+            state[1] = now
+        elif now - since > timeout_s:
             log.warning("no answer from the database for %.0fs: dropping the connection",
                         now - since)
             cut(conn)
-            since = 0.0
-        with self._lock:
-            if conn in self._active_since:
-                self._active_since[conn] = since
+            state[1] = 0.0
+
+
+WATCHDOG = AnswerWatchdog()
+
+
+def watch(conn: psycopg.Connection[Any], answer_timeout_s: float) -> None:
+    """Shut ``conn`` down once a command of it has gone unanswered for ``answer_timeout_s``."""
+    WATCHDOG.watch(conn, answer_timeout_s)
 
 
 def cut(conn: psycopg.Connection[Any]) -> None:

@@ -15,8 +15,8 @@ import time
 import psycopg
 import pytest
 
+from outbox import watchdog
 from outbox.session import Session
-from outbox.watchdog import AnswerWatchdog
 from stack.proxy import TcpProxy
 from stack.settings import StackSettings
 from tests.outbox.test_start_without_database import through
@@ -29,7 +29,7 @@ def test_an_unanswered_statement_loses_its_connection_at_the_deadline(
     target = ("127.0.0.1", running_postgres.postgres_port)
     with TcpProxy(target) as proxy, psycopg.connect(
             through(proxy, running_postgres.database_dsn("postgres")), autocommit=True) as conn:
-        AnswerWatchdog(2.0).watch(conn)
+        watchdog.watch(conn, 2.0)
         assert conn.execute("SELECT 1").fetchone() == (1,)
         outcome: list[BaseException] = []
 
