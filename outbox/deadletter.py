@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,11 +149,15 @@ def publish(producer: Producer, consumer: str, delivery: Delivery, reason: str,
         raise TransientError(f"dead-letter topic {dead_letter_topic(consumer)} unreachable")
 
 
-def blocked_keys(conn: psycopg.Connection[Any], consumer: str) -> set[str]:
-    rows = conn.execute(
-        "SELECT DISTINCT aggregate_key FROM dead_letters WHERE consumer = %s"
-        " AND status = ANY(%s)", (consumer, list(ACTIVE)),
-    ).fetchall()
+def blocked_keys(conn: psycopg.Connection[Any], consumer: str,
+                 among: Collection[str] | None = None) -> set[str]:
+    """Keys with an active entry; ``among``: only these (one batch's keys)."""
+    query = ("SELECT DISTINCT aggregate_key FROM dead_letters WHERE consumer = %(consumer)s"
+             " AND status = ANY(%(active)s)")
+    if among is not None:
+        query += " AND aggregate_key = ANY(%(among)s)"
+    rows = conn.execute(query, {"consumer": consumer, "active": list(ACTIVE),
+                                "among": list(among or ())}).fetchall()
     return {row[0] for row in rows}
 
 

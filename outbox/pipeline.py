@@ -141,6 +141,15 @@ class Pipeline:
         have been recorded or released since."""
         self.blocked = deadletter.blocked_keys(self.session.conn, self.group_id)
 
+    def _refresh_blocked(self, keys: set[str]) -> None:
+        """What the table says now of one batch's keys. Another replica may have blocked
+        a key since this one last looked (a round of ``reload_blocked`` is ~0.5 s apart)
+        or released one; an indexed lookup per batch costs next to nothing, handling an
+        event of a blocked key would break that key's order."""
+        if keys:
+            self.blocked = (self.blocked - keys) | deadletter.blocked_keys(
+                self.session.conn, self.group_id, among=keys)
+
     # -- one delivery ------------------------------------------------------------------
 
     def _event(self, delivery: Delivery) -> ReceivedEvent:
@@ -284,6 +293,7 @@ class Pipeline:
         """
         outcomes: list[str] = []
         run: Run = []
+        self._refresh_blocked({d.key for d in deliveries if d.event_type in self.handlers})
         seen = self.dedupe.seen_many(self.group_id, [d.event_id for d in deliveries
                                                      if d.parsed_event_id() is not None])
         for delivery in deliveries:

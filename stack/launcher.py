@@ -49,6 +49,7 @@ from stack.supervision import (
     ProcessRecord,
     SupervisorState,
     settings_env,
+    shape_changes,
     state_file,
 )
 
@@ -303,6 +304,11 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
         return True
     names = supervised_names(settings, with_services)
     state = SupervisorState.load(state_file(settings))
+    changes = shape_changes(state, settings) if state else []
+    if changes:
+        raise StartError(f"the running supervisor was started with other settings"
+                         f" ({'; '.join(changes)}); `choreo down` first, then `choreo up`"
+                         " with the new ones")
     unwatched = [name for name in names if state and name not in state.processes]
     if unwatched:
         raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"

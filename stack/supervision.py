@@ -34,6 +34,8 @@ class SupervisorState:
     """``starting`` the stack, ``supervising`` it, ``failed`` to start it, or ``stopped``."""
     error: str | None = None
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    shape: dict[str, str] = field(default_factory=dict)
+    """The settings that decide which processes run (``shape_of``), as it was started."""
 
     def save(self, path: Path) -> None:
         temporary = path.with_suffix(".tmp")
@@ -47,11 +49,30 @@ class SupervisorState:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         processes = {name: ProcessRecord(**record) for name, record in data["processes"].items()}
-        return cls(data["phase"], data["error"], processes)
+        return cls(data["phase"], data["error"], processes, data.get("shape", {}))
 
 
 def state_file(settings: StackSettings) -> Path:
     return settings.state_dir / "supervisor.json"
+
+
+SHAPE_VARIABLES = ("CHOREO_RELAY", "CHOREO_LINKS", "CHOREO_REPLICAS", "CHOREO_BROKERS")
+"""What a running supervisor cannot change: which processes it starts."""
+
+
+def shape_of(settings: StackSettings) -> dict[str, str]:
+    env = settings_env(settings)
+    return {name: env[name] for name in SHAPE_VARIABLES}
+
+
+def shape_changes(running: SupervisorState, settings: StackSettings) -> list[str]:
+    """``NAME=running -> asked`` for each setting that differs between a running
+    supervisor and these settings: ``up`` would otherwise leave it unchanged, silently
+    (the old behaviour for a changed ``CHOREO_RELAY``)."""
+    asked = shape_of(settings)
+    return [f"{name}={running.shape.get(name, '')!r} -> {asked[name]!r}"
+            for name in SHAPE_VARIABLES
+            if running.shape and running.shape.get(name) != asked[name]]
 
 
 def settings_env(settings: StackSettings) -> dict[str, str]:

@@ -57,7 +57,7 @@ from stack.processes import describe_exit, exit_status
 from stack.relays import relay_components
 from stack.services import service_components
 from stack.settings import StackSettings
-from stack.supervision import ProcessRecord, SupervisorState, state_file
+from stack.supervision import ProcessRecord, SupervisorState, shape_of, state_file
 
 MAX_EXITS = 5
 WINDOW_S = 60.0
@@ -154,7 +154,8 @@ class Supervisor:
         self.children = [Child(component) for component in components]
         self.report = report
         self.state = SupervisorState(processes={c.component.name: c.record
-                                                for c in self.children})
+                                                for c in self.children},
+                                     shape=shape_of(settings))
         self.state_path = state_path or state_file(settings)
         self.restart_with = (restart_with if restart_with is not None
                              else restarters(settings, report))

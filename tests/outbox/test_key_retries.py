@@ -182,3 +182,28 @@ def test_each_entry_of_a_key_is_released_by_its_own_partition_owner(
     release(runtime, {(behind.topic, 1)})
     assert [e.status for e in entries(probe_database, consumer)] == ["retried", "replayed"]
     assert [v for k, v in effects(probe_database, consumer) if k == key] == [1, 2]
+
+
+def test_a_key_blocked_by_one_replica_is_parked_at_once_by_another(
+        probe_database: str, consumer: str, handler: FlakyDependency,
+        runtime: ConsumerRuntime, producer: RecordingProducer) -> None:
+    """Finding 6: replica B kept the blocked keys it read at its last rebalance or
+    release round (up to ~0.5 s old), so an event of a key replica A had just blocked,
+    arriving on B's partition, was handled instead of parked behind A's entry."""
+    stream = EventStream(CODEC)
+    key = f"{consumer}-shared"
+    other = ConsumerRuntime(group_id=consumer, bootstrap="unused.invalid:9092",
+                            database_url=probe_database, codec=CODEC,
+                            handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
+                            backoff=BACKOFF, producer=producer)
+    try:
+        assert drive(other, [confirmed(stream, f"{consumer}-warm", 1, partition=1)]) == [
+            "handled"]
+        handler.down.add(key)
+        assert drive(runtime, [confirmed(stream, key, 1, partition=0)]) == ["retrying"]
+        handler.down.clear()
+
+        assert drive(other, [confirmed(stream, key, 2, partition=1)]) == ["parked"]
+        assert [v for k, v in effects(probe_database, consumer) if k == key] == []
+    finally:
+        other.close()

@@ -10,6 +10,7 @@ import pytest
 from outbox import deadletter, inbox
 from outbox.delivery import Delivery
 from outbox.errors import ConfigError
+from outbox.runner import pruning_jobs
 from outbox.settings import ServiceSettings
 from outbox.writer import prune
 from tests.support import WRITER
@@ -66,3 +67,27 @@ def test_settled_dead_letters_are_pruned_and_active_ones_kept(probe_database: st
             "SELECT aggregate_key FROM dead_letters WHERE consumer = %s", (consumer,))}
     assert kept == {f"{status}-{age}" for status in statuses for age in (40, 1)} \
         - {"replayed-40", "discarded-40"}
+
+
+@pytest.mark.postgres
+def test_one_pruning_round_keeps_up_with_more_than_a_batch(probe_database: str) -> None:
+    """Finding 7: a round deleted at most 5,000 rows (every 30 s for the outbox), which an
+    outbox writing over ~170 rows/s outgrows for ever. A round now deletes batch after
+    batch, each committed on its own, until a batch comes back short."""
+    key = f"bulk-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(probe_database) as conn:
+        WRITER.emit(conn, "OrderConfirmed", key, {"order_id": key, "total_cents": 1})
+        conn.execute(
+            "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema,"
+            " source, occurred_at, created_at)"
+            " SELECT gen_random_uuid(), aggregatetype, aggregateid, type, payload, dataschema,"
+            " source, occurred_at, now() - interval '20 minutes'"
+            " FROM outbox, generate_series(1, 12000) WHERE aggregateid = %s", (key,))
+        conn.commit()
+        job = next(job for job in pruning_jobs(ServiceSettings.from_env(
+            "test", {"CHOREO_DATABASE_URL": probe_database})) if job.name == "prune-outbox")
+        job.run(conn, WRITER)
+        conn.commit()
+        left = conn.execute("SELECT count(*) FROM outbox WHERE aggregateid = %s",
+                            (key,)).fetchone()
+    assert left == (1,)

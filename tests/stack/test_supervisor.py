@@ -26,6 +26,7 @@ from stack import launcher, restart
 from stack.components import Component, port_is_free
 from stack.processes import ProcessRegistry, TrackedProcess
 from stack.settings import REPO_ROOT, StackSettings
+from stack.supervision import SupervisorState, shape_changes, state_file
 from stack.supervisor import Supervisor, backoff_s
 from testkit.orders_client import saga_settled
 from testkit.shop import Shop
@@ -77,6 +78,22 @@ def test_up_runs_a_supervisor_and_a_second_up_changes_nothing(
     again = choreo(env, "up")
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
+    assert all(row.healthy and row.restarts == 0 for row in launcher.status(settings))
+
+
+def test_up_with_another_relay_or_shape_is_refused_naming_the_variable(
+        env: dict[str, str], settings: StackSettings) -> None:
+    """Finding 7: with a supervisor running, ``up`` with a changed ``CHOREO_RELAY`` left
+    the stack as it was and said nothing (from polling back to cdc, say)."""
+    running = SupervisorState.load(state_file(settings))
+    assert running is not None and running.shape["CHOREO_RELAY"] == "cdc"
+    polled = SupervisorState(shape={**running.shape, "CHOREO_RELAY": "polling"})
+    assert shape_changes(polled, settings) == ["CHOREO_RELAY='polling' -> 'cdc'"]
+    assert shape_changes(running, settings) == []
+
+    refused = choreo({**env, "CHOREO_RELAY": "polling"}, "up")
+    assert refused.returncode == 2
+    assert "CHOREO_RELAY='cdc' -> 'polling'" in refused.stderr, refused.stderr
     assert all(row.healthy and row.restarts == 0 for row in launcher.status(settings))
 
 
