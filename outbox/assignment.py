@@ -12,7 +12,15 @@ import logging
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from outbox import positions
 from outbox.leases import PartitionLeases
@@ -22,15 +30,20 @@ log = logging.getLogger(__name__)
 
 
 class Assignment:
-    def __init__(self, consumer_name: str, consumer: Consumer, topics: list[str]) -> None:
+    def __init__(self, consumer_name: str, consumer: Consumer, topics: list[str],
+                 admin: AdminClient) -> None:
         self.consumer_name = consumer_name
         self.consumer = consumer
+        self.admin = admin
         self.topics = topics
         self.leases = PartitionLeases(consumer_name)
         self.next_offsets: dict[TopicPartitionKey, int] = {}
         """Next offset to read per owned partition, as handled so far."""
         self._unsaved: dict[TopicPartitionKey, int] = {}
         self.log_id = ""
+        """The broker cluster's id."""
+        self.topic_ids: dict[str, str] = {}
+        """Each topic's id as it was when its partitions were acquired (``log_ids``)."""
         self.partitions_in_topics = 0
         """How many partitions our topics had at the last look: with ``owned``, tells a
         replica that owns all of them from one that waits for a stopped one's share."""
@@ -90,16 +103,32 @@ class Assignment:
                      len(released), extra={"consumer": self.consumer_name})
         return bool(acquired or released)
 
+    def log_ids(self) -> dict[str, str]:
+        return {topic: positions.log_id_of(self.log_id, topic_id)
+                for topic, topic_id in self.topic_ids.items()}
+
+    def _learn_topic_ids(self, topics: set[str]) -> None:
+        """Asked when partitions are acquired (rare), not each round: a topic recreated
+        under a running consumer keeps its old id here, so its positions are stored under
+        the old name and read from the start at the next acquisition (duplicates, which
+        the inbox absorbs; never a skip)."""
+        described = self.admin.describe_topics(TopicCollection(sorted(topics)),
+                                                request_timeout=10)
+        for topic, future in described.items():
+            self.topic_ids[topic] = str(future.result().topic_id)
+
     def _start(self, conn: psycopg.Connection[Any], acquired: list[TopicPartitionKey]) -> None:
+        self._learn_topic_ids({topic for topic, _ in acquired})
+        log_ids = self.log_ids()
         stored = positions.load(conn, self.consumer_name)
         starts = []
         for topic, number in acquired:
             position = stored.get((topic, number))
-            offset = position.resume_offset(self.log_id) if position else None
+            offset = position.resume_offset(log_ids[topic]) if position else None
             if position is not None and offset is None:
                 log.warning("%s/%d: stored offset %d belongs to log %s, not %s; reading it"
                             " from the start", topic, number, position.next_offset,
-                            position.log_id, self.log_id,
+                            position.log_id, log_ids[topic],
                             extra={"consumer": self.consumer_name})
             starts.append(TopicPartition(topic, number,
                                          OFFSET_BEGINNING if offset is None else offset))
@@ -113,6 +142,7 @@ class Assignment:
                     self.log_id, log_id, len(self.owned), extra={"consumer": self.consumer_name})
         self.log_id = log_id
         owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
+        self._learn_topic_ids({tp.topic for tp in owned})
         self.consumer.incremental_unassign(owned)
         self.consumer.incremental_assign([TopicPartition(tp.topic, tp.partition,
                                                          OFFSET_BEGINNING) for tp in owned])
@@ -151,7 +181,7 @@ class Assignment:
             self.consumer.seek(start)
 
     def save(self, conn: psycopg.Connection[Any]) -> None:
-        positions.save(conn, self.consumer_name, self._unsaved, self.log_id)
+        positions.save(conn, self.consumer_name, self._unsaved, self.log_ids())
         self._unsaved = {}
 
     def lag(self) -> dict[TopicPartitionKey, int]:

@@ -39,7 +39,7 @@ from outbox.codec import EventCodec
 from outbox.dedupe import DedupeStore
 from outbox.delivery import Delivery
 from outbox.instruments import Instruments
-from outbox.kafka import build_producer, build_unmanaged_consumer, ensure_topics
+from outbox.kafka import build_admin, build_producer, build_unmanaged_consumer, ensure_topics
 from outbox.lanes import Lanes
 from outbox.pipeline import (
     Deferred,
@@ -316,7 +316,8 @@ class ConsumerRuntime:
         self._wait_for_topics()
         consumer = build_unmanaged_consumer(self.bootstrap, self.group_id,
                                             error_cb=self._on_client_error)
-        assignment = Assignment(self.group_id, consumer, self.topics)
+        assignment = Assignment(self.group_id, consumer, self.topics,
+                                build_admin(self.bootstrap))
         self._assignment = assignment
         if self.key_concurrency > 1:
             self._pipeline.lanes = Lanes(self.key_concurrency)

@@ -64,6 +64,10 @@ def build_producer(bootstrap: str, **overrides: Any) -> Producer:
     })
 
 
+def build_admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+
+
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
 ) -> None:
@@ -73,7 +77,7 @@ def ensure_topics(
     the broker, KIP-464): 1 on the embedded single node, 3 on ``choreo up --brokers 3``
     or a team's cluster, rather than a number that is wrong on one of them.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    admin = build_admin(bootstrap)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(t, num_partitions=partitions, replication_factor=-1)
               for t in sorted(set(topics) - existing)]

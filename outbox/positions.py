@@ -5,9 +5,9 @@ position advances in the same database as the effects it covers (Kafka's own doc
 this storing offsets outside Kafka; it was also forced by the old embedded broker, whose
 coordinator could keep a dead member forever, issue 13). A restarted consumer seeks to
 what its database says, and a position that belongs to another incarnation of the log
-(another broker cluster id: a broker whose data was lost and formatted anew) means
-"read from the start": the inbox turns what is read twice into duplicates, never into a
-second effect.
+(another broker cluster id: a broker whose data was lost and formatted anew; another
+topic id: a topic deleted and created again) means "read from the start": the inbox
+turns what is read twice into duplicates, never into a second effect.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ SET next_offset = excluded.next_offset, log_id = excluded.log_id, updated_at = n
 """
 
 
+def log_id_of(cluster_id: str, topic_id: str) -> str:
+    """The name of one topic's log: the broker cluster's id and the topic's own id
+    (KIP-516), which a topic deleted and created again under the same name changes."""
+    return f"{cluster_id}/{topic_id}"
+
+
 @dataclass(frozen=True)
 class Position:
     next_offset: int
@@ -36,14 +42,16 @@ class Position:
     def resume_offset(self, log_id: str) -> int | None:
         """Where to continue in the current log, or None to read it from the start.
 
-        Only the log's name decides: a broker formatted anew has a new cluster id. The
-        high watermark is no test: the old embedded broker was seen reporting 11,669 on
-        a partition it served up to offset 11,676, and reading from the start there
-        re-read whole topics at every restart. A topic recreated under the same cluster
-        id answers a fetch beyond its end with OFFSET_OUT_OF_RANGE, and
-        ``auto.offset.reset=earliest`` starts it over.
+        Only the log's name decides: a broker formatted anew has a new cluster id, a topic
+        deleted and created again a new topic id. Its end offset is no test: a recreated
+        topic that already holds more records than the stored offset would answer a
+        fetch there without an error, and the first records would be skipped (before the
+        topic id was part of the name, that is what happened). A position stored before
+        topic ids were (the cluster id alone) resumes when the cluster is the same.
         """
-        return self.next_offset if self.log_id == log_id else None
+        same = self.log_id == log_id or ("/" not in self.log_id
+                                         and log_id.startswith(f"{self.log_id}/"))
+        return self.next_offset if same else None
 
 
 def load(conn: psycopg.Connection[Any], consumer: str) -> dict[TopicPartitionKey, Position]:
@@ -56,8 +64,9 @@ def load(conn: psycopg.Connection[Any], consumer: str) -> dict[TopicPartitionKey
 
 
 def save(conn: psycopg.Connection[Any], consumer: str,
-         offsets: Mapping[TopicPartitionKey, int], log_id: str) -> None:
-    """Record the next offsets to read; durable at the next WAL flush, not at once.
+         offsets: Mapping[TopicPartitionKey, int], log_ids: Mapping[str, str]) -> None:
+    """Record the next offsets to read, each with its topic's log id; durable at the next
+    WAL flush, not at once.
 
     ``synchronous_commit = off`` makes this commit free of a disk flush. Losing the
     last positions in a PostgreSQL crash only means reading a few events again, which
@@ -68,5 +77,5 @@ def save(conn: psycopg.Connection[Any], consumer: str,
     with conn.transaction():
         conn.execute("SET LOCAL synchronous_commit = off")
         with conn.cursor() as cur:
-            cur.executemany(UPSERT, [(consumer, topic, partition, offset, log_id)
+            cur.executemany(UPSERT, [(consumer, topic, partition, offset, log_ids[topic])
                                      for (topic, partition), offset in sorted(offsets.items())])

@@ -115,7 +115,7 @@ class FakeConsumer:
 
 def test_a_held_assignment_keeps_its_partitions_and_resumes_from_the_first_unhandled() -> None:
     consumer = FakeConsumer()
-    assignment = Assignment("c", consumer, ["t"])  # type: ignore[arg-type]
+    assignment = Assignment("c", consumer, ["t"], admin=None)  # type: ignore[arg-type]
     assignment.leases.owned.update({("t", 0), ("t", 1)})
     assignment.next_offsets[("t", 0)] = 7  # partition 1: nothing handled yet
     assignment.hold()

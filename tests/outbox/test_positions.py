@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outbox.positions import Position
+from outbox.positions import Position, log_id_of
 
 
 def test_a_position_in_the_same_log_is_resumed_even_past_the_reported_high_watermark():
@@ -15,3 +15,16 @@ def test_a_position_in_the_same_log_is_resumed_even_past_the_reported_high_water
 
 def test_a_position_of_another_log_means_reading_from_the_start():
     assert Position(10, "log-a").resume_offset("log-b") is None
+
+
+def test_a_topic_created_again_under_the_same_cluster_is_read_from_the_start():
+    """Finding 7 of issue 21: a recreated topic has a new topic id, not a new cluster id."""
+    stored = Position(10, log_id_of("cluster-a", "topic-1"))
+    assert stored.resume_offset(log_id_of("cluster-a", "topic-1")) == 10
+    assert stored.resume_offset(log_id_of("cluster-a", "topic-2")) is None
+    assert stored.resume_offset(log_id_of("cluster-b", "topic-1")) is None
+
+
+def test_a_position_stored_before_topic_ids_resumes_in_the_same_cluster():
+    assert Position(10, "cluster-a").resume_offset(log_id_of("cluster-a", "topic-1")) == 10
+    assert Position(10, "cluster-a").resume_offset(log_id_of("cluster-b", "topic-1")) is None

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from outbox.codec import EventCodec
-from outbox.kafka import build_producer, ensure_topics
+from outbox.kafka import build_admin, build_producer, ensure_topics
 from schemas.catalog import SchemaCatalog
 from stack import launcher
 from stack.broker import broker_component, data_dir
@@ -131,6 +131,34 @@ def test_broker_restarted_with_an_empty_log_is_read_again_from_the_start(
         thread.join(20)
     values = [v for k, v in effects(probe_database, consumer) if k == f"{run}-b"]
     assert values == list(range(20))
+
+
+def test_a_topic_created_again_is_read_from_its_start_by_a_restarted_consumer(
+    scratch_broker: ScratchBroker, probe_database: str
+) -> None:
+    """Finding 7 of issue 21: the cluster id stays when a topic is deleted and created
+    again; the stored position (10) was applied to the new topic, which already held more
+    records than that, and its first ten were never handled."""
+    run, consumer = f"topic-{uuid.uuid4().hex[:8]}", f"probe-{uuid.uuid4().hex[:8]}"
+    bootstrap = scratch_broker.bootstrap
+    produce(bootstrap, f"{run}-a", range(10))
+    first = probe_runtime(bootstrap, probe_database, consumer, run)
+    first.run(idle_exit_s=2.0)
+    first.close()
+    assert len(effects(probe_database, consumer)) == 10
+
+    admin = build_admin(bootstrap)
+    admin.delete_topics(["order.events"])["order.events"].result(timeout=30)
+    wait_for(lambda: "order.events" not in admin.list_topics(timeout=10).topics,
+             what="the topic to go")
+    ensure_topics(bootstrap, ["order.events"])
+    produce(bootstrap, f"{run}-b", range(15))
+
+    second = probe_runtime(bootstrap, probe_database, consumer, run)
+    second.run(idle_exit_s=3.0)
+    second.close()
+    assert [v for k, v in effects(probe_database, consumer) if k == f"{run}-b"] == list(
+        range(15))
 
 
 def test_lost_database_session_is_survived_and_nothing_is_lost(
