@@ -18,6 +18,7 @@ provider.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum, StrEnum
 
 from outbox.errors import PermanentError, TransientError
@@ -58,6 +59,8 @@ class Payment:
     refunded_cents: int | None = None
     decline_reason: str | None = None
     cancel_reason: str | None = None
+    deadline_at: datetime | None = None
+    """From ``OrderPlaced``: when orders cancels the order if it is still pending."""
     attempt: ChargeAttempt | None = None
     """Kept in ``charge_attempts``, not in the payments row (see ``attempts.py``)."""
 
@@ -75,9 +78,25 @@ class Payment:
         """Token and total known: the point at which the order would be charged."""
         return self.token is not None and self.reserved_cents is not None
 
-    def with_token(self, token: str) -> Payment:
+    def with_token(self, token: str, deadline_at: datetime) -> Payment:
         """The first token wins; a re-emitted OrderPlaced cannot change what was charged."""
-        return self if self.token is not None else replace(self, token=token)
+        return self if self.token is not None else replace(self, token=token,
+                                                           deadline_at=deadline_at)
+
+    def lapsed(self, now: datetime) -> Payment:
+        """Past the order's deadline with nothing sent: cancelled here, never charged.
+
+        The orders service cancels such an order whatever payments does (it confirms
+        only on a capture, and there is none), so a charge now would only be refunded:
+        two psp calls for nothing. Behind a backlog that is every order, and the work
+        doubles just when there is least time for it (a storm at 15/s once ended with
+        every order timed out, captured, then refunded). A charging payment is not
+        touched: its request may be in flight, and only the psp's answer tells.
+        """
+        if (self.deadline_at is None or now < self.deadline_at or self.cancelled
+                or self.status is not PaymentStatus.AWAITING or self.attempt is not None):
+            return self
+        return self.cancel(DEADLINE_PASSED)
 
     def with_reservation(self, total_cents: int) -> Payment:
         if total_cents <= 0:
@@ -115,6 +134,9 @@ class Payment:
     def refunded(self, charge_id: str, captured_cents: int, refunded_cents: int) -> Payment:
         return replace(self, status=PaymentStatus.REFUNDED, charge_id=charge_id,
                        captured_cents=captured_cents, refunded_cents=refunded_cents)
+
+
+DEADLINE_PASSED = "deadline passed"
 
 
 class Step(Enum):

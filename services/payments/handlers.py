@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -43,7 +44,8 @@ class PaymentsHandlers:
 
     def order_placed(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
         payment = store.lock(conn, event.payload["order_id"])
-        self._carry_out(conn, payment.with_token(event.payload["payment_token"]))
+        self._carry_out(conn, payment.with_token(
+            event.payload["payment_token"], datetime.fromisoformat(event.payload["deadline_at"])))
 
     def stock_reserved(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
         payment = store.lock(conn, event.payload["order_id"])
@@ -54,6 +56,7 @@ class PaymentsHandlers:
         self._carry_out(conn, payment.cancel(event.payload["reason"]))
 
     def _carry_out(self, conn: psycopg.Connection[Any], payment: Payment) -> None:
+        payment = payment.lapsed(datetime.now(UTC))
         if next_step(payment) is Step.CHARGE:
             payment = self._charge(conn, payment)
         if next_step(payment) is Step.REFUND:  # cancelled before or while it captured

@@ -10,7 +10,8 @@
 --   captured   charged once through the psp (key charge:<order_id>)
 --   declined   the psp declined; nothing captured
 --   refunded   cancelled after a capture and refunded in full (key refund:<order_id>)
---   cancelled  cancelled before any charge: a late reservation never charges
+--   cancelled  cancelled before any charge: a late reservation never charges, nor one
+--              read after the order's deadline (deadline_at), when orders cancels anyway
 CREATE TABLE IF NOT EXISTS payments (
     order_id        text        PRIMARY KEY,
     status          text        NOT NULL DEFAULT 'awaiting' CHECK (status IN
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS payments (
     decline_reason  text,
     cancel_reason   text,
     cancelled_at    timestamptz,
+    deadline_at     timestamptz,  -- from OrderPlaced: past it, nothing is charged any more
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     -- The statuses in constraints, so a slip in the code aborts instead of lying.
@@ -33,6 +35,16 @@ CREATE TABLE IF NOT EXISTS payments (
     CHECK (status NOT IN ('refunded', 'cancelled') OR cancel_reason IS NOT NULL),
     CHECK ((cancel_reason IS NULL) = (cancelled_at IS NULL))
 );
+
+-- Added after the first release (checked first: ALTER TABLE takes an exclusive lock even
+-- when there is nothing to do, and every start applies this file).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns
+                   WHERE table_name = 'payments' AND column_name = 'deadline_at') THEN
+        ALTER TABLE payments ADD COLUMN deadline_at timestamptz;
+    END IF;
+END $$;
 
 -- The charging state: one row per order whose charge request may have reached the psp.
 -- It is committed on a connection of its own *before* the request is sent, so it

@@ -19,7 +19,7 @@ SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 CREATE = "INSERT INTO payments (order_id) VALUES (%s) ON CONFLICT (order_id) DO NOTHING"
 LOCK = """
 SELECT order_id, status, token, reserved_cents, charge_id, captured_cents, refunded_cents,
-       decline_reason, cancel_reason
+       decline_reason, cancel_reason, deadline_at
 FROM payments WHERE order_id = %s FOR UPDATE
 """
 UPDATE = """
@@ -27,6 +27,7 @@ UPDATE payments SET status = %(status)s, token = %(token)s,
        reserved_cents = %(reserved_cents)s, charge_id = %(charge_id)s,
        captured_cents = %(captured_cents)s, refunded_cents = %(refunded_cents)s,
        decline_reason = %(decline_reason)s, cancel_reason = %(cancel_reason)s,
+       deadline_at = %(deadline_at)s,
        cancelled_at = CASE WHEN %(cancel_reason)s::text IS NULL THEN NULL
                            ELSE coalesce(cancelled_at, now()) END,
        updated_at = now()

@@ -76,11 +76,12 @@ class Events:
             traceparent="", origin="test",
         )
 
-    def placed(self, order_id: str, token: str) -> ReceivedEvent:
+    def placed(self, order_id: str, token: str,
+               deadline_at: str = "2030-01-01T00:15:00Z") -> ReceivedEvent:
         return self.event("OrderPlaced", "orders", {
             "order_id": order_id, "customer_id": "customer-1",
             "items": [{"sku": "sku-1", "quantity": 1}], "payment_token": token,
-            "deadline_at": "2030-01-01T00:15:00Z",
+            "deadline_at": deadline_at,
         })
 
     def reserved(self, order_id: str, total_cents: int) -> ReceivedEvent:

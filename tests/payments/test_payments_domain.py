@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from services.payments.domain import (
+    DEADLINE_PASSED,
     ChargeAttempt,
     InvalidReservation,
     Payment,
@@ -13,8 +16,9 @@ from services.payments.domain import (
     next_step,
 )
 
+DEADLINE = datetime(2030, 1, 1, 0, 15, tzinfo=UTC)
 NEW = Payment("order-1")
-HAS_TOKEN = NEW.with_token("tok_ok")
+HAS_TOKEN = NEW.with_token("tok_ok", DEADLINE)
 HAS_TOTAL = NEW.with_reservation(500)
 HAS_BOTH = HAS_TOKEN.with_reservation(500)
 ATTEMPT = ChargeAttempt("tok_ok", 500)
@@ -62,14 +66,14 @@ def test_the_attempt_fills_what_rolled_back() -> None:
 
 
 def test_cancelling_an_uncharged_payment_forbids_the_charge() -> None:
-    cancelled = HAS_TOTAL.cancel("customer").with_token("tok_ok")
+    cancelled = HAS_TOTAL.cancel("customer").with_token("tok_ok", DEADLINE)
 
     assert cancelled.status is PaymentStatus.CANCELLED
     assert cancelled.cancel_reason == "customer"
 
 
 def test_the_first_token_total_and_cancellation_win() -> None:
-    payment = HAS_TOKEN.with_token("tok_other").with_reservation(500).with_reservation(1)
+    payment = HAS_TOKEN.with_token("tok_other", DEADLINE).with_reservation(500).with_reservation(1)
 
     assert (payment.token, payment.reserved_cents) == ("tok_ok", 500)
     assert payment.cancel("customer").cancel("timeout").cancel_reason == "customer"
@@ -78,3 +82,20 @@ def test_the_first_token_total_and_cancellation_win() -> None:
 def test_a_reservation_without_a_positive_total_is_refused() -> None:
     with pytest.raises(InvalidReservation, match="order-1: reserved total 0"):
         NEW.with_reservation(0)
+
+
+def test_past_its_deadline_an_uncharged_payment_is_cancelled_and_never_charged() -> None:
+    after = DEADLINE + timedelta(milliseconds=1)
+    assert HAS_BOTH.lapsed(DEADLINE - timedelta(seconds=1)) is HAS_BOTH
+    lapsed = HAS_BOTH.lapsed(after)
+    assert (lapsed.status, lapsed.cancel_reason) == (PaymentStatus.CANCELLED, DEADLINE_PASSED)
+    assert next_step(lapsed) is Step.NOTHING
+    assert next_step(lapsed.cancel("timeout")) is Step.NOTHING  # orders' own cancel after
+    assert HAS_TOKEN.lapsed(after).with_reservation(500).cancelled
+
+
+@pytest.mark.parametrize("payment", [CHARGING, CAPTURED, DECLINED, NEW, HAS_TOTAL])
+def test_the_deadline_leaves_alone_what_may_be_charged_or_has_no_deadline(
+        payment: Payment) -> None:
+    """A charging payment's request may be in flight: only the psp's answer ends it."""
+    assert payment.lapsed(DEADLINE + timedelta(days=1)) is payment

@@ -285,3 +285,23 @@ def test_a_batched_run_charges_without_waiting_for_itself(harness: Harness,
     [charge] = harness.charges(order_id)
     assert charge.amount_refunded_cents == 800
     assert harness.emitted_types(order_id) == ["PaymentCaptured", "PaymentRefunded"]
+
+
+def test_a_reservation_read_after_the_deadline_charges_nothing(harness: Harness,
+                                                              events: Events) -> None:
+    """Behind a backlog every StockReserved came after its order's deadline: each was
+    captured, the orders service cancelled the order (timeout) and each was refunded,
+    two psp calls per order just when payments had least time (storm at 15/s, issue 21)."""
+    order_id = new_order_id()
+    harness.deliver(events.placed(order_id, "tok_ok", deadline_at="2020-01-01T00:00:00Z"))
+    assert harness.deliver(events.reserved(order_id, 1250)) == "handled"
+    assert harness.charges(order_id) == []
+    assert harness.attempt(order_id) is None
+    assert harness.emitted_types(order_id) == []
+    payment = harness.payment(order_id)
+    assert payment is not None
+    assert (payment["status"], payment["cancel_reason"]) == ("cancelled", "deadline passed")
+
+    assert harness.deliver(events.cancelled(order_id, "timeout")) == "handled"
+    assert harness.emitted_types(order_id) == []
+    assert harness.charges(order_id) == []
