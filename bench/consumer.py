@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import DedupeStore, InboxOnly, RedisDedupe
-from outbox.delivery import Delivery, ReceivedEvent
-from outbox.kafka import build_producer, ensure_topics
-from outbox.retry import Backoff
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from schemas.catalog import SchemaCatalog
-from stack.components import ensure_database
-from stack.settings import StackSettings
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import DedupeStore, InboxOnly, RedisDedupe
+from choreo.outbox.delivery import Delivery, ReceivedEvent
+from choreo.outbox.kafka import build_producer, ensure_topics
+from choreo.outbox.retry import Backoff
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack.components import ensure_database
+from choreo.stack.settings import StackSettings
 
 AGGREGATES = 50
 DATABASE = "bench_consumer"

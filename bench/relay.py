@@ -2,7 +2,7 @@
 
 One database of the benchmark's own (``bench_relay``, the outbox schema only) is relayed
 first by a Debezium connector of its own, then by a polling relay process
-(``python -m outbox.poller``), each for a steady run (hop latency, commit -> consumer) and
+(``python -m choreo.outbox.poller``), each for a steady run (hop latency, commit -> consumer) and
 a max run (events/s with four writers). For each relay it reads the CPU of the relay
 process (Connect, whose other three tasks idle meanwhile, or the relay), PostgreSQL and
 the broker, and the database's load from ``pg_stat_database`` and
@@ -17,17 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
-
-from bench.hop import HopResult, flood, steady
-from outbox.poller import lock_holders
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from stack import launcher
-from stack.components import ensure_database
-from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
-from stack.cpu import CpuMeter
-from stack.relays import drop_slot, remove_connector
-from stack.settings import REPO_ROOT, StackSettings
-from stack.slots import ensure_replication_slot, outbox_slot
+from choreo.bench.hop import HopResult, flood, steady
+from choreo.outbox.poller import lock_holders
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.stack import launcher
+from choreo.stack.components import ensure_database
+from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from choreo.stack.cpu import CpuMeter
+from choreo.stack.relays import drop_slot, remove_connector
+from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.slots import ensure_replication_slot, outbox_slot
 
 DATABASE = "bench_relay"
 RELAY = "relay-bench"
@@ -95,7 +94,7 @@ def with_polling(settings: StackSettings, dsn: str,
                  body: Callable[[dict[str, int]], RelayRun]) -> RelayRun:
     registry = launcher.registry_for(settings)
     env = {"CHOREO_DATABASE_URL": dsn, "CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
-    tracked = registry.start(RELAY, [sys.executable, "-m", "outbox.poller", "--from-end"],
+    tracked = registry.start(RELAY, [sys.executable, "-m", "choreo.outbox.poller", "--from-end"],
                              env=env, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 30

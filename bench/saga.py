@@ -41,15 +41,14 @@ from typing import Any
 
 import aiohttp
 import psycopg
-
-from services.inventory import catalog
-from services.inventory.catalog import CatalogItem
-from services.orders import store as orders_store
-from stack import launcher
-from stack.cpu import CpuMeter, CpuUsage, print_per_unit
-from stack.errors import ConfigError
-from stack.services import service_components
-from stack.settings import StackSettings, split_replica
+from choreo.services.inventory import catalog
+from choreo.services.inventory.catalog import CatalogItem
+from choreo.services.orders import store as orders_store
+from choreo.stack import launcher
+from choreo.stack.cpu import CpuMeter, CpuUsage, print_per_unit
+from choreo.stack.errors import ConfigError
+from choreo.stack.services import service_components
+from choreo.stack.settings import StackSettings, split_replica
 
 SKUS = tuple(f"bench-saga-{i:02d}" for i in range(16))
 """Several SKUs, so that concurrent reservations do not all queue on one stock row lock."""

@@ -4,7 +4,7 @@
 restarted, waits for quiescence, then checks the invariants listed in docs/chaos.md.
 """
 
-from chaos.report import ChaosReport
-from chaos.run import run_chaos
+from choreo.chaos.report import ChaosReport
+from choreo.chaos.run import run_chaos
 
 __all__ = ["ChaosReport", "run_chaos"]

@@ -1,4 +1,4 @@
-"""``python -m chaos``: the same run as ``choreo chaos``, without the rest of the CLI."""
+"""``python -m choreo.chaos``: the same run as ``choreo chaos``, without the rest of the CLI."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 
-from chaos.command import add_arguments, cmd_chaos
-from stack.errors import ConfigError, StackError
-from stack.settings import StackSettings
+from choreo.chaos.command import add_arguments, cmd_chaos
+from choreo.stack.errors import ConfigError, StackError
+from choreo.stack.settings import StackSettings
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m choreo.chaos", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args()
     try:

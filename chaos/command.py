@@ -1,4 +1,4 @@
-"""``choreo chaos`` (and ``python -m chaos``): a chaos run from the command line.
+"""``choreo chaos`` (and ``python -m choreo.chaos``): a chaos run from the command line.
 
 Exits 0 when every invariant holds, 1 when any fails, so CI can run it as a gate.
 """
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from chaos.plan import TARGETS, PlanError
-from chaos.run import run_chaos
-from stack.settings import StackSettings
+from choreo.chaos.plan import TARGETS, PlanError
+from choreo.chaos.run import run_chaos
+from choreo.stack.settings import StackSettings
 
 
 def targets(value: str) -> tuple[str, ...]:

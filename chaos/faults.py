@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
-
-from chaos.plan import Fault, Plan, is_link
-from chaos.resume import longest_stall, metrics_url, wait_consuming
-from services.payments.psp_client import PspClient, PspError
-from stack import launcher, links
-from stack.broker import is_broker_node
-from stack.processes import ProcessRegistry
-from stack.services import consumer_processes, service_components
-from stack.settings import StackSettings
+from choreo.chaos.plan import Fault, Plan, is_link
+from choreo.chaos.resume import longest_stall, metrics_url, wait_consuming
+from choreo.services.payments.psp_client import PspClient, PspError
+from choreo.stack import launcher, links
+from choreo.stack.broker import is_broker_node
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.services import consumer_processes, service_components
+from choreo.stack.settings import StackSettings
 
 Report = Callable[[str], None]
 RESTART_ATTEMPTS = 3

@@ -11,11 +11,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.faults import FaultRecord
-from chaos.load import Placed
-from services.payments.psp_client import Charge
-from testkit.observer import Snapshot
-from testkit.orders_client import saga_settled
+from choreo.chaos.faults import FaultRecord
+from choreo.chaos.load import Placed
+from choreo.services.payments.psp_client import Charge
+from choreo.testkit.observer import Snapshot
+from choreo.testkit.orders_client import saga_settled
 
 SHOWN_FAILURES = 8
 

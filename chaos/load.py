@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.plan import OrderRequest, Plan
-from testkit.orders_client import Attempts, OrdersClient
+from choreo.chaos.plan import OrderRequest, Plan
+from choreo.testkit.orders_client import Attempts, OrdersClient
 
 WORKERS = 64
 """Requests in flight at once. During a long orders-api outage the rest queue up and go

@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from stack.broker import is_broker_node
-from stack.settings import LINK_DEPENDENCIES, LINKED_SERVICES, is_consumer
+from choreo.stack.broker import is_broker_node
+from choreo.stack.settings import LINK_DEPENDENCIES, LINKED_SERVICES, is_consumer
 
 TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
 """The processes a run may SIGKILL, by their names in the launcher's registry."""

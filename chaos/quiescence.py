@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 
 import requests
-
-from stack import drain
-from stack.services import consumer_processes
-from stack.settings import StackSettings
-from testkit.observer import Observer, Snapshot
-from testkit.orders_client import saga_settled
+from choreo.stack import drain
+from choreo.stack.services import consumer_processes
+from choreo.stack.settings import StackSettings
+from choreo.testkit.observer import Observer, Snapshot
+from choreo.testkit.orders_client import saga_settled
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 5.0

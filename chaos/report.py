@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from chaos.faults import FaultRecord
-from chaos.invariants import Check
-from chaos.load import Placed
-from testkit.observer import OrderState
+from choreo.chaos.faults import FaultRecord
+from choreo.chaos.invariants import Check
+from choreo.chaos.load import Placed
+from choreo.testkit.observer import OrderState
 
 
 def clock(moment: datetime) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 
 import requests
+from choreo.stack.drain import metrics_port
+from choreo.stack.settings import StackSettings, is_consumer
 from prometheus_client.parser import text_string_to_metric_families
-
-from stack.drain import metrics_port
-from stack.settings import StackSettings, is_consumer
 
 POLL_S = 0.2
 

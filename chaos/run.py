@@ -13,20 +13,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chaos.faults import FaultInjector, FaultRecord
-from chaos.invariants import Evidence, check_all
-from chaos.load import Load, Placed
-from chaos.plan import PRICES_CENTS, TARGETS, PlanError, is_link, make_plan
-from chaos.quiescence import wait_quiescent
-from chaos.report import ChaosReport
-from chaos.sampler import StockSampler
-from stack import launcher
-from stack.broker import is_broker_node
-from stack.settings import StackSettings, split_replica
-from stack.supervision import SUPERVISOR
-from testkit.observer import Observer
-from testkit.orders_client import OrdersClient
-from testkit.shop import Shop
+from choreo.chaos.faults import FaultInjector, FaultRecord
+from choreo.chaos.invariants import Evidence, check_all
+from choreo.chaos.load import Load, Placed
+from choreo.chaos.plan import PRICES_CENTS, TARGETS, PlanError, is_link, make_plan
+from choreo.chaos.quiescence import wait_quiescent
+from choreo.chaos.report import ChaosReport
+from choreo.chaos.sampler import StockSampler
+from choreo.stack import launcher
+from choreo.stack.broker import is_broker_node
+from choreo.stack.settings import StackSettings, split_replica
+from choreo.stack.supervision import SUPERVISOR
+from choreo.testkit.observer import Observer
+from choreo.testkit.orders_client import OrdersClient
+from choreo.testkit.shop import Shop
 
 Report = Callable[[str], None]
 SETTLE_MARGIN_S = 40.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from testkit.observer import Observer
+from choreo.testkit.observer import Observer
 
 INTERVAL_S = 0.5
 

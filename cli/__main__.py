@@ -1,7 +1,7 @@
-"""``python -m cli``: ``choreo`` without the installed script (the set-up scripts use it)."""
+"""``python -m choreo.cli``: ``choreo`` without the installed script (the set-up scripts use it)."""
 
 import sys
 
-from cli.main import main
+from choreo.cli.main import main
 
 sys.exit(main())

@@ -15,25 +15,26 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import services
-from outbox.codec import EventCodec
-from outbox.retry import Backoff
-from outbox.runner import ServiceDefinition, build_runtime
-from outbox.settings import ServiceSettings
-from schemas.catalog import SCHEMA_DIR, SchemaCatalog
-from schemas.contracts import (
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.retry import Backoff
+from choreo.outbox.runner import ServiceDefinition, build_runtime
+from choreo.outbox.settings import ServiceSettings
+from choreo.schemas.catalog import SCHEMA_DIR, SchemaCatalog
+from choreo.schemas.contracts import (
     ConsumerContracts,
     Subscription,
     check_consumers,
     producer_problems,
     scan_emits,
 )
-from schemas.parsing import parse_tree
-from services.inventory import __main__ as inventory_entry
-from services.inventory.settings import InventorySettings
-from services.orders import __main__ as orders_entry
-from services.payments import __main__ as payments_entry
-from services.payments.settings import PaymentsSettings
+from choreo.schemas.parsing import parse_tree
+from choreo.services.inventory import __main__ as inventory_entry
+from choreo.services.inventory.settings import InventorySettings
+from choreo.services.orders import __main__ as orders_entry
+from choreo.services.payments import __main__ as payments_entry
+from choreo.services.payments.settings import PaymentsSettings
+
+from choreo import services
 
 SERVICES_ROOT = Path(services.__file__).resolve().parent
 

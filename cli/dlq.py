@@ -10,9 +10,8 @@ import argparse
 import json
 
 import psycopg
-
-from outbox import deadletter
-from stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.outbox import deadletter
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def _connect(settings: StackSettings, service: str) -> psycopg.Connection:

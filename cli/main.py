@@ -11,15 +11,14 @@ from dataclasses import replace
 
 import psycopg
 import requests
-
-from chaos import command as chaos_command
-from cli import connectors, dlq, orders, reach, trace
-from stack import cpu, launcher, restart
-from stack.broker import KAFKA_TOOLS, kafka_tool_command
-from stack.errors import ConfigError, StackError
-from stack.install import ensure_installed
-from stack.services import CONSOLE, service_specs
-from stack.settings import REPO_ROOT, StackSettings
+from choreo.chaos import command as chaos_command
+from choreo.cli import connectors, dlq, orders, reach, trace
+from choreo.stack import cpu, launcher, restart
+from choreo.stack.broker import KAFKA_TOOLS, kafka_tool_command
+from choreo.stack.errors import ConfigError, StackError
+from choreo.stack.install import ensure_installed
+from choreo.stack.services import CONSOLE, service_specs
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
 Handler = Callable[[argparse.Namespace, StackSettings], int]
 
@@ -119,7 +118,7 @@ def cmd_console(args: argparse.Namespace, settings: StackSettings) -> int:
     """The web console in the foreground (``choreo up`` runs one already, supervised)."""
     import asyncio
 
-    from console.app import serve
+    from choreo.console.app import serve
 
     if launcher.registry_for(settings).running(CONSOLE) is not None:
         print(f"the console already runs at http://127.0.0.1:{settings.console_port}/"
@@ -137,41 +136,41 @@ def cmd_schemas(args: argparse.Namespace, settings: StackSettings) -> int:
     """The project's own schemas are also held to its services' contracts; another
     ``--root`` is someone else's folder (``choreo schemas contracts --root`` checks one
     against these services on request)."""
-    from cli.contracts import contract_problems
-    from schemas.check import run_check
+    from choreo.cli.contracts import contract_problems
+    from choreo.schemas.check import run_check
 
     return run_check(args, None if args.root else contract_problems)
 
 
 def cmd_contracts(args: argparse.Namespace, settings: StackSettings) -> int:
-    from cli.contracts import cmd_contracts as run_contracts
+    from choreo.cli.contracts import cmd_contracts as run_contracts
 
     return run_contracts(args, settings)
 
 
 def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import hop
+    from choreo.bench import hop
 
     hop.main(settings, args.rate, args.seconds, args.total)
     return 0
 
 
 def cmd_bench_relay(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import relay
+    from choreo.bench import relay
 
     relay.main(settings, args.rate, args.seconds, args.total)
     return 0
 
 
 def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import consumer
+    from choreo.bench import consumer
 
     consumer.main(settings, args.events)
     return 0
 
 
 def cmd_bench_broker(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import broker
+    from choreo.bench import broker
 
     if min(args.partitions) < 1:
         raise ConfigError(f"--partitions: every topic needs at least one, got {args.partitions}")
@@ -180,7 +179,7 @@ def cmd_bench_broker(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import saga
+    from choreo.bench import saga
 
     saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency,
               args.replicas)
@@ -188,7 +187,7 @@ def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
-    from bench import saga
+    from choreo.bench import saga
 
     saga.soak(settings, args.sagas, args.rate)
     return 0

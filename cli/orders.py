@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from stack.settings import StackSettings
-from testkit.orders_client import TERMINAL, OrdersClient, saga_settled
+from choreo.stack.settings import StackSettings
+from choreo.testkit.orders_client import TERMINAL, OrdersClient, saga_settled
 
 
 def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
@@ -121,8 +120,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def cmd_stock(args: argparse.Namespace, settings: StackSettings) -> int:
     """Show the catalog's counters; ``--set SKU=N`` restocks (or writes off) first."""
-    from services.inventory.catalog import set_stock, stock_levels
-    from services.inventory.domain import InvalidStockLevel, UnknownSku
+    from choreo.services.inventory.catalog import set_stock, stock_levels
+    from choreo.services.inventory.domain import InvalidStockLevel, UnknownSku
 
     with psycopg.connect(settings.database_dsn("inventory")) as conn:
         for assignment in args.set or []:

@@ -13,8 +13,8 @@ import argparse
 import socket
 from collections.abc import Callable
 
-from stack.errors import StackError
-from stack.settings import StackSettings
+from choreo.stack.errors import StackError
+from choreo.stack.settings import StackSettings
 
 Endpoint = Callable[[StackSettings], tuple[str, int]]
 

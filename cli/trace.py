@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from console.waterfall import Line, hops, is_sql, label, lines, saga_spans, slowest, total_ms
-from outbox.span_store import StoredSpan
-from stack.settings import StackSettings
+from choreo.console.waterfall import Line, hops, is_sql, label, lines, saga_spans, slowest, total_ms
+from choreo.outbox.span_store import StoredSpan
+from choreo.stack.settings import StackSettings
 
 BAR_MIN_WIDTH = 20
 

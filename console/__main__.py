@@ -1,4 +1,4 @@
-"""``python -m console``: serve the web console on 127.0.0.1 until SIGTERM or SIGINT.
+"""``python -m choreo.console``: serve the web console on 127.0.0.1 until SIGTERM or SIGINT.
 
 What ``choreo up`` starts (and the supervisor restarts); ``choreo console`` runs the same
 in the foreground. Exit status 2 means bad settings, 1 that the port was unavailable.
@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 
-from console.app import serve
-from outbox import logs
-from stack.errors import ConfigError
-from stack.settings import StackSettings
+from choreo.console.app import serve
+from choreo.outbox import logs
+from choreo.stack.errors import ConfigError
+from choreo.stack.settings import StackSettings
 
 log = logging.getLogger("console")
 

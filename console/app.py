@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 
 import psycopg
 from aiohttp import web
-
-from console import pages, reads
-from console.pages import CSRF_FIELD
-from services.orders.domain import Status
-from services.orders.store import parse_order_id
-from stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.console import pages, reads
+from choreo.console.pages import CSRF_FIELD
+from choreo.services.orders.domain import Status
+from choreo.services.orders.store import parse_order_id
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 
 log = logging.getLogger("console")
 

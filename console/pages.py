@@ -15,12 +15,12 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from console import waterfall
-from console.reads import BlockedKey, Overview, Saga, ServiceEntry, Stuck
-from outbox.deadletter import DeadLetter
-from services.inventory.catalog import StockLevel
-from services.orders.domain import TERMINAL
-from services.orders.store import OrderView, parse_order_id
+from choreo.console import waterfall
+from choreo.console.reads import BlockedKey, Overview, Saga, ServiceEntry, Stuck
+from choreo.outbox.deadletter import DeadLetter
+from choreo.services.inventory.catalog import StockLevel
+from choreo.services.orders.domain import TERMINAL
+from choreo.services.orders.store import OrderView, parse_order_id
 
 CSRF_FIELD = "csrf_token"
 

@@ -16,23 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from console import waterfall
-from outbox import constants as c
-from outbox import deadletter
-from outbox.codec import EventCodec
-from outbox.deadletter import DeadLetter
-from outbox.errors import PoisonMessage
-from outbox.span_store import StoredSpan
-from schemas.catalog import SchemaCatalog
-from services.inventory import catalog
-from services.inventory import store as inventory_store
-from services.inventory.catalog import StockLevel
-from services.inventory.store import HeldReservation
-from services.orders import store as orders_store
-from services.orders.store import HistoryEntry, OrderView
-from stack.errors import StackError
-from stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.console import waterfall
+from choreo.outbox import constants as c
+from choreo.outbox import deadletter
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.deadletter import DeadLetter
+from choreo.outbox.errors import PoisonMessage
+from choreo.outbox.span_store import StoredSpan
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.inventory import catalog
+from choreo.services.inventory import store as inventory_store
+from choreo.services.inventory.catalog import StockLevel
+from choreo.services.inventory.store import HeldReservation
+from choreo.services.orders import store as orders_store
+from choreo.services.orders.store import HistoryEntry, OrderView
+from choreo.stack.errors import StackError
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 
 LIST_LIMIT = 100
 

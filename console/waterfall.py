@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psycopg
-
-from outbox import span_store
-from outbox.span_store import StoredSpan
-from outbox.tracing import trace_id_of
-from services.orders import store as orders_store
-from stack.errors import StackError
-from stack.settings import TELEMETRY_DATABASE, StackSettings
+from choreo.outbox import span_store
+from choreo.outbox.span_store import StoredSpan
+from choreo.outbox.tracing import trace_id_of
+from choreo.services.orders import store as orders_store
+from choreo.stack.errors import StackError
+from choreo.stack.settings import TELEMETRY_DATABASE, StackSettings
 
 RELAY_PREFIX = "relay "
 

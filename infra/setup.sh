@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source infra/venv.sh
-python -m cli up
-python -m cli status
-python -m cli order --sku mug-white --quantity 2
+python -m choreo.cli up
+python -m choreo.cli status
+python -m choreo.cli order --sku mug-white --quantity 2
 echo "choreo is installed in $VIRTUAL_ENV: '. .venv/bin/activate' puts it on your PATH"

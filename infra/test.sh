@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source infra/venv.sh
-python -m cli install
+python -m choreo.cli install
 # promtool (Debian's prometheus package) checks the shipped alert rules; nothing is started.
 if ! command -v promtool >/dev/null; then
     apt-get update -qq
@@ -22,7 +22,7 @@ if ! command -v chromium >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi
 python -m ruff check .
-python -m cli schemas check
+python -m choreo.cli schemas check
 python -m pytest "$@"
 # The end-to-end and chaos suites and the relay's tests once more, with the polling relay
 # in place of Debezium (CHOREO_RELAY=polling on the test stack; about three minutes more).

@@ -29,9 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pybreaker
-
-from outbox.errors import RetryLater
-from outbox.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
+from choreo.outbox.errors import RetryLater
+from choreo.outbox.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,8 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import psycopg
+from choreo.outbox.errors import ConfigError
 from psycopg.conninfo import conninfo_to_dict
-
-from outbox.errors import ConfigError
 
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
     "postgres": 15432,

@@ -31,17 +31,15 @@ import time
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-
-from outbox import backlog, deadletter, release
-from outbox.assignment import Assignment
-from outbox.codec import EventCodec
-from outbox.dedupe import DedupeStore
-from outbox.delivery import Delivery
-from outbox.instruments import Instruments
-from outbox.kafka import build_admin, build_producer, build_unmanaged_consumer, ensure_topics
-from outbox.lanes import Lanes
-from outbox.pipeline import (
+from choreo.outbox import backlog, deadletter, release
+from choreo.outbox.assignment import Assignment
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.dedupe import DedupeStore
+from choreo.outbox.delivery import Delivery
+from choreo.outbox.instruments import Instruments
+from choreo.outbox.kafka import build_admin, build_producer, build_unmanaged_consumer, ensure_topics
+from choreo.outbox.lanes import Lanes
+from choreo.outbox.pipeline import (
     Deferred,
     Failure,
     Handler,
@@ -52,8 +50,9 @@ from outbox.pipeline import (
     claim_and_handle,
     handle_once,
 )
-from outbox.retry import Backoff
-from outbox.session import Session
+from choreo.outbox.retry import Backoff
+from choreo.outbox.session import Session
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 __all__ = ["ConsumerRuntime", "Handler", "RunLock", "claim_and_handle", "handle_once"]
 """The handler types and the effectively-once unit live in ``outbox.pipeline``; services

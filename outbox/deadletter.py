@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from choreo.outbox import constants as c
+from choreo.outbox.delivery import Delivery
+from choreo.outbox.errors import TransientError
 from confluent_kafka import Producer
 from psycopg.rows import dict_row
-
-from outbox import constants as c
-from outbox.delivery import Delivery
-from outbox.errors import TransientError
 
 ACTIVE = ("retrying", "dead", "parked", "replay", "discard")
 SETTLED = ("retried", "replayed", "discarded")

@@ -13,8 +13,7 @@ from collections import OrderedDict
 from typing import Protocol
 
 import redis
-
-from outbox.constants import REDIS_DEDUPE_PREFIX
+from choreo.outbox.constants import REDIS_DEDUPE_PREFIX
 
 log = logging.getLogger(__name__)
 

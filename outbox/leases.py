@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-
-from outbox.positions import TopicPartitionKey
+from choreo.outbox.positions import TopicPartitionKey
 
 MAX_MEMBERS = 64
 

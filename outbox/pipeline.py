@@ -26,18 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from choreo.outbox import deadletter, inbox
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.constants import (
+    HEADER_DATASCHEMA,
+    HEADER_SOURCE,
+    HEADER_TIME,
+    HEADER_TRACEPARENT,
+)
+from choreo.outbox.dedupe import DedupeStore
+from choreo.outbox.delivery import Delivery, ReceivedEvent
+from choreo.outbox.errors import PermanentError, RetryLater
+from choreo.outbox.instruments import Instruments
+from choreo.outbox.lanes import Lanes
+from choreo.outbox.retry import Backoff, is_permanent
+from choreo.outbox.session import Session, SessionLost
 from confluent_kafka import Producer
-
-from outbox import deadletter, inbox
-from outbox.codec import EventCodec
-from outbox.constants import HEADER_DATASCHEMA, HEADER_SOURCE, HEADER_TIME, HEADER_TRACEPARENT
-from outbox.dedupe import DedupeStore
-from outbox.delivery import Delivery, ReceivedEvent
-from outbox.errors import PermanentError, RetryLater
-from outbox.instruments import Instruments
-from outbox.lanes import Lanes
-from outbox.retry import Backoff, is_permanent
-from outbox.session import Session, SessionLost
 
 log = logging.getLogger(__name__)
 

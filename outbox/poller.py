@@ -48,11 +48,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from choreo.outbox import config, logs
+from choreo.outbox.errors import ConfigError
+from choreo.outbox.relay import record_of, relay_producer
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
-from outbox import config, logs
-from outbox.errors import ConfigError
-from outbox.relay import record_of, relay_producer
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from choreo.outbox import constants as c
+from choreo.outbox.kafka import build_producer
 from confluent_kafka import Producer
-
-from outbox import constants as c
-from outbox.kafka import build_producer
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 
-from outbox import deadletter, inbox
-from outbox.deadletter import DeadLetter
-from outbox.errors import RetryLater
-from outbox.pipeline import Failure, Pipeline, Postponed
+from choreo.outbox import deadletter, inbox
+from choreo.outbox.deadletter import DeadLetter
+from choreo.outbox.errors import RetryLater
+from choreo.outbox.pipeline import Failure, Pipeline, Postponed
 
 log = logging.getLogger(__name__)
 

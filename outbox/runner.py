@@ -20,19 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
-from outbox import deadletter, inbox, logs, watchdog
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime, Handler, RunLock
-from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
-from outbox.errors import ConfigError
-from outbox.metrics import serve
-from outbox.retry import Backoff
-from outbox.session import ANSWER_TIMEOUT_S
-from outbox.settings import ServiceSettings
-from outbox.telemetry import configure_tracing
-from outbox.writer import OutboxWriter, prune
-from schemas.catalog import SchemaCatalog
+from choreo.outbox import deadletter, inbox, logs, watchdog
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime, Handler, RunLock
+from choreo.outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
+from choreo.outbox.errors import ConfigError
+from choreo.outbox.metrics import serve
+from choreo.outbox.retry import Backoff
+from choreo.outbox.session import ANSWER_TIMEOUT_S
+from choreo.outbox.settings import ServiceSettings
+from choreo.outbox.telemetry import configure_tracing
+from choreo.outbox.writer import OutboxWriter, prune
+from choreo.schemas.catalog import SchemaCatalog
 
 log = logging.getLogger(__name__)
 

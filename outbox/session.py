@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-
-from outbox import inbox, watchdog
+from choreo.outbox import inbox, watchdog
 
 
 class SessionLost(Exception):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox import config
-from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
-from outbox.retry import Backoff
+from choreo.outbox import config
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.errors import ConfigError
+from choreo.outbox.retry import Backoff
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from outbox import constants as c
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.delivery import Delivery
-from outbox.writer import OutboxRow, OutboxWriter
+from choreo.outbox import constants as c
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.delivery import Delivery
+from choreo.outbox.writer import OutboxRow, OutboxWriter
 
 
 @dataclass(frozen=True)

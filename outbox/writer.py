@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.constants import CLOUDEVENTS_SPECVERSION
+from choreo.outbox.tracing import TRACER, current_traceparent
 from opentelemetry import trace
-
-from outbox.codec import EventCodec
-from outbox.constants import CLOUDEVENTS_SPECVERSION
-from outbox.tracing import TRACER, current_traceparent
 
 INSERT_ROW = """
 INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema, source,

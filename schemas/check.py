@@ -14,12 +14,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas.catalog import SCHEMA_DIR
-from schemas.compatibility import EventTypeResult, check_event_type
-from schemas.conventions import convention_problems, version_problems
-from schemas.history import GitRefError, check_released
-from schemas.parsing import ParsedSchema, parse_tree
-from schemas.policy import POLICY_FILE, Policies, PolicyFileError
+from choreo.schemas.catalog import SCHEMA_DIR
+from choreo.schemas.compatibility import EventTypeResult, check_event_type
+from choreo.schemas.conventions import convention_problems, version_problems
+from choreo.schemas.history import GitRefError, check_released
+from choreo.schemas.parsing import ParsedSchema, parse_tree
+from choreo.schemas.policy import POLICY_FILE, Policies, PolicyFileError
 
 OK, BROKEN, CANNOT_RUN = 0, 1, 2
 

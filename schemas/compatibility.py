@@ -14,9 +14,8 @@ from enum import StrEnum
 
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from avro.schema import ArraySchema, MapSchema, RecordSchema, Schema
-
-from schemas.parsing import ParsedSchema
-from schemas.policy import Policy
+from choreo.schemas.parsing import ParsedSchema
+from choreo.schemas.policy import Policy
 
 ROOT = ReaderWriterCompatibilityChecker.ROOT_REFERENCE_TOKEN
 

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.compatibility import ReadFailure, read_failure
-from schemas.parsing import ParsedSchema, ParsedTree
+from choreo.schemas.compatibility import ReadFailure, read_failure
+from choreo.schemas.parsing import ParsedSchema, ParsedTree
 
 EVENT_TYPE = "event_type"
 EMITTERS = (("emit", 1), ("writing", 0))

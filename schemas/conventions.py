@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from avro.schema import ArraySchema, MapSchema, RecordSchema, Schema, UnionSchema
-
-from schemas.catalog import FILE_NAME
-from schemas.parsing import SCHEMA_GLOB, ParsedSchema
+from choreo.schemas.catalog import FILE_NAME
+from choreo.schemas.parsing import SCHEMA_GLOB, ParsedSchema
 
 
 def convention_problems(schemas: list[ParsedSchema]) -> list[str]:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import avro.errors
 import avro.schema
-
-from schemas.catalog import EventSchema, SchemaFileError, load_schema_file
+from choreo.schemas.catalog import EventSchema, SchemaFileError, load_schema_file
 
 SCHEMA_GLOB = "*/*.avsc"
 """The catalog's layout: ``<aggregate>/<EventType>.v<N>.avsc``."""

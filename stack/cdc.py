@@ -8,10 +8,10 @@ call it after restarting Connect, or instead of restarting it yourself.
 
 from __future__ import annotations
 
-from stack import launcher
-from stack.components import connect_component
-from stack.connectors import deploy_outbox_connectors
-from stack.settings import StackSettings
+from choreo.stack import launcher
+from choreo.stack.components import connect_component
+from choreo.stack.connectors import deploy_outbox_connectors
+from choreo.stack.settings import StackSettings
 
 Report = launcher.Report
 

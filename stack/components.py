@@ -23,12 +23,11 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
-
-from stack.connect_offsets import forget_offsets_of_another_cluster
-from stack.errors import StartError
-from stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir
-from stack.processes import reap
-from stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
+from choreo.stack.connect_offsets import forget_offsets_of_another_cluster
+from choreo.stack.errors import StartError
+from choreo.stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir
+from choreo.stack.processes import reap
+from choreo.stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
 
 log = logging.getLogger(__name__)
 

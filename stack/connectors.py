@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-from stack.errors import ConfigError, ConnectorError
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.errors import ConfigError, ConnectorError
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
 CONNECTOR_DIR = REPO_ROOT / "connectors"
 OUTBOX_TEMPLATE = CONNECTOR_DIR / "outbox-postgres.json"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stack.processes import cpu_seconds
+from choreo.stack.processes import cpu_seconds
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+from choreo.stack.services import spec_of
+from choreo.stack.settings import CONSUMER_SERVICES, StackSettings
 from prometheus_client.parser import text_string_to_metric_families
-
-from stack.services import spec_of
-from stack.settings import CONSUMER_SERVICES, StackSettings
 
 CONSUMERS = CONSUMER_SERVICES
 """The consumer services; ``stack.services.consumer_processes`` names each of their

@@ -5,7 +5,7 @@ A wrong setting, port or template is the project's one ``ConfigError``
 one place; the command line prints it, like a ``StackError``, without a traceback.
 """
 
-from outbox.errors import ConfigError
+from choreo.outbox.errors import ConfigError
 
 __all__ = ["ConfigError", "ConnectorError", "InstallError", "StackError", "StartError"]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.errors import InstallError
+from choreo.stack.errors import InstallError
 
 INFRA_DIR = Path(__file__).resolve().parent.parent / "infra"
 CONNECT_PATCH_SOURCES = INFRA_DIR / "connect-patch"

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import psycopg
 import requests
-
-from outbox import span_store
-from outbox.kafka import ensure_topics
-from outbox.runner import OUTBOX_SCHEMA
-from schemas.catalog import SchemaCatalog
-from stack import drain
-from stack.broker import broker_components, log_is_formatted, node_component
-from stack.components import (
+from choreo.outbox import span_store
+from choreo.outbox.kafka import ensure_topics
+from choreo.outbox.runner import OUTBOX_SCHEMA
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack import drain
+from choreo.stack.broker import broker_components, log_is_formatted, node_component
+from choreo.stack.components import (
     Component,
     class_archive_dump,
     connect_component,
@@ -34,17 +33,17 @@ from stack.components import (
     postgres_component,
     redis_component,
 )
-from stack.connectors import deploy_outbox_connectors
-from stack.errors import ConfigError, StartError
-from stack.install import ensure_installed
-from stack.links import links_component
-from stack.processes import ProcessRegistry, resident_bytes
-from stack.recovery import log_needs_window, republish_lost_log, stop_connect_for_new_log
-from stack.relays import relay_components, retire_cdc, retire_polling
-from stack.services import consumer_processes, service_components
-from stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
-from stack.slots import ensure_outbox_slots
-from stack.supervision import (
+from choreo.stack.connectors import deploy_outbox_connectors
+from choreo.stack.errors import ConfigError, StartError
+from choreo.stack.install import ensure_installed
+from choreo.stack.links import links_component
+from choreo.stack.processes import ProcessRegistry, resident_bytes
+from choreo.stack.recovery import log_needs_window, republish_lost_log, stop_connect_for_new_log
+from choreo.stack.relays import relay_components, retire_cdc, retire_polling
+from choreo.stack.services import consumer_processes, service_components
+from choreo.stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
+from choreo.stack.slots import ensure_outbox_slots
+from choreo.stack.supervision import (
     SUPERVISOR,
     ProcessRecord,
     SupervisorState,
@@ -296,7 +295,7 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
     tracked = registry.running(SUPERVISOR)
     if tracked is None:
         state_file(settings).unlink(missing_ok=True)
-        command = [sys.executable, "-m", "stack.supervisor"]
+        command = [sys.executable, "-m", "choreo.stack.supervisor"]
         registry.start(SUPERVISOR, command + ([] if with_services else ["--infra-only"]),
                        env=settings_env(settings), cwd=REPO_ROOT)
         report(f"{SUPERVISOR:<13} started; it starts the stack and restarts what exits")

@@ -2,7 +2,7 @@
 proxy so that a chaos run can cut it without killing either end.
 
 ``CHOREO_LINKS=payments>postgres,payments>psp`` (``choreo up`` with it) starts one more
-supervised process, ``links`` (``python -m stack.links``): a ``stack.proxy.TcpProxy``
+supervised process, ``links`` (``python -m choreo.stack.links``): a ``stack.proxy.TcpProxy``
 per link on ``links_port + 1``, ``+ 2``, ... in the order given, and a control endpoint on
 ``links_port`` (``GET /links``; ``PUT /links/payments>postgres`` with ``{"mode":
 "blackhole"}``). The named service gets the proxy's address in place of the real one
@@ -23,11 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
-
-from stack.components import Component, quietly
-from stack.proxy import MODES, TcpProxy
-from stack.settings import StackSettings
-from stack.supervision import settings_env
+from choreo.stack.components import Component, quietly
+from choreo.stack.proxy import MODES, TcpProxy
+from choreo.stack.settings import StackSettings
+from choreo.stack.supervision import settings_env
 
 DEPENDENCIES = {"postgres": ("CHOREO_DATABASE_URL", "CHOREO_TELEMETRY_URL"),
                 "redis": ("CHOREO_REDIS_URL",), "psp": ("CHOREO_PSP_URL",)}
@@ -78,7 +77,7 @@ def links_component(settings: StackSettings) -> Component:
     def healthy() -> bool:
         return requests.get(control_url(settings), timeout=2).status_code == 200
 
-    return Component(LINKS, settings.links_port, [sys.executable, "-m", "stack.links"],
+    return Component(LINKS, settings.links_port, [sys.executable, "-m", "choreo.stack.links"],
                      quietly(healthy), env=settings_env(settings), needed_first=True)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.errors import StartError
+from choreo.stack.errors import StartError
 
 
 def process_start_ticks(pid: int) -> int | None:

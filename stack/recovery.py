@@ -27,10 +27,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
-
-from outbox.relay import Readers, relay_producer, republish_window
-from stack.processes import ProcessRegistry
-from stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.outbox.relay import Readers, relay_producer, republish_window
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 
 CONNECT_STOP_WITHOUT_BROKER_S = 1.0
 """SIGTERM first, so the worker writes its offsets file, but not the graceful minute: its

@@ -22,14 +22,13 @@ from collections.abc import Callable
 
 import psycopg
 import requests
-
-from outbox.poller import catch_up, lock_holders
-from outbox.relay import relay_producer
-from stack.components import Component, quietly
-from stack.connectors import ConnectClient
-from stack.processes import ProcessRegistry
-from stack.settings import StackSettings
-from stack.slots import outbox_slot
+from choreo.outbox.poller import catch_up, lock_holders
+from choreo.outbox.relay import relay_producer
+from choreo.stack.components import Component, quietly
+from choreo.stack.connectors import ConnectClient
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import StackSettings
+from choreo.stack.slots import outbox_slot
 
 Report = Callable[[str], None]
 
@@ -46,7 +45,7 @@ def relay_component(settings: StackSettings, database: str) -> Component:
             return lock_holders(conn) == 1
 
     env = {"CHOREO_DATABASE_URL": dsn, "CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
-    return Component(relay_name(database), 0, [sys.executable, "-m", "outbox.poller"],
+    return Component(relay_name(database), 0, [sys.executable, "-m", "choreo.outbox.poller"],
                      quietly(healthy), env=env)
 
 

@@ -30,14 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
-
-from stack import drain, launcher
-from stack.components import Component
-from stack.errors import ConfigError, StackError
-from stack.processes import ProcessRegistry, describe_exit, exit_status
-from stack.services import service_components
-from stack.settings import StackSettings, is_consumer, split_replica
-from stack.supervision import SUPERVISOR
+from choreo.stack import drain, launcher
+from choreo.stack.components import Component
+from choreo.stack.errors import ConfigError, StackError
+from choreo.stack.processes import ProcessRegistry, describe_exit, exit_status
+from choreo.stack.services import service_components
+from choreo.stack.settings import StackSettings, is_consumer, split_replica
+from choreo.stack.supervision import SUPERVISOR
 
 ORDER = ("psp", "inventory", "payments", "orders-worker", "orders-api", "console")
 """``--all``: the psp first (payments retries it), the consumers (each replica after the

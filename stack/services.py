@@ -1,8 +1,8 @@
 """The saga's service processes as the launcher sees them: command, ports, health URL.
 
-Each is a plain ``python -m services.<name>`` process, started and stopped by pid like
+Each is a plain ``python -m choreo.services.<name>`` process, started and stopped by pid like
 the servers under it, with the environment that tells it where the stack is. The web
-console (``python -m console``) is started, supervised and stopped beside them; it is
+console (``python -m choreo.console``) is started, supervised and stopped beside them; it is
 named here only by its command, so nothing in the stack imports it.
 """
 
@@ -12,18 +12,17 @@ import sys
 from dataclasses import dataclass, replace
 
 import requests
-
-from stack.components import Component, quietly
-from stack.links import routed
-from stack.processes import ProcessRegistry
-from stack.settings import (
+from choreo.stack.components import Component, quietly
+from choreo.stack.links import routed
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import (
     CONSUMER_PORT_FIELDS,
     CONSUMER_SERVICES,
     StackSettings,
     replica_name,
     split_replica,
 )
-from stack.supervision import settings_env
+from choreo.stack.supervision import settings_env
 
 
 @dataclass(frozen=True)
@@ -49,14 +48,14 @@ class ServiceSpec:
 
 
 SERVICES = (
-    ServiceSpec("psp", ("services.psp",), "psp", "psp_port"),
-    ServiceSpec("inventory", ("services.inventory",), "inventory",
+    ServiceSpec("psp", ("choreo.services.psp",), "psp", "psp_port"),
+    ServiceSpec("inventory", ("choreo.services.inventory",), "inventory",
                 CONSUMER_PORT_FIELDS["inventory"]),
-    ServiceSpec("payments", ("services.payments",), "payments",
+    ServiceSpec("payments", ("choreo.services.payments",), "payments",
                 CONSUMER_PORT_FIELDS["payments"]),
-    ServiceSpec("orders-worker", ("services.orders", "worker"), "orders",
+    ServiceSpec("orders-worker", ("choreo.services.orders", "worker"), "orders",
                 CONSUMER_PORT_FIELDS["orders-worker"]),
-    ServiceSpec("orders-api", ("services.orders", "api"), "orders", "orders_port"),
+    ServiceSpec("orders-api", ("choreo.services.orders", "api"), "orders", "orders_port"),
 )
 """One process each; the consumers (``CONSUMER_SERVICES``) as many as ``replicas`` says."""
 
@@ -118,7 +117,7 @@ def console_component(settings: StackSettings) -> Component:
     def healthy() -> bool:
         return requests.get(health_url, timeout=2).status_code == 200
 
-    return Component(CONSOLE, settings.console_port, [sys.executable, "-m", "console"],
+    return Component(CONSOLE, settings.console_port, [sys.executable, "-m", "choreo.console"],
                      quietly(healthy), env=settings_env(settings))
 
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from outbox import config
-from outbox.config import DEFAULT_PORTS, REPLICA_PORT_STEP
-from stack.errors import ConfigError
+from choreo.outbox import config
+from choreo.outbox.config import DEFAULT_PORTS, REPLICA_PORT_STEP
+from choreo.stack.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,11 +12,10 @@ position instead of from "now".
 from __future__ import annotations
 
 import psycopg
+from choreo.stack.connectors import OUTBOX_TEMPLATE, render, template_values
+from choreo.stack.errors import ConfigError
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 from psycopg import errors
-
-from stack.connectors import OUTBOX_TEMPLATE, render, template_values
-from stack.errors import ConfigError
-from stack.settings import OUTBOX_DATABASES, StackSettings
 
 
 def ensure_replication_slot(dsn: str, database: str, slot: str, plugin: str) -> bool:

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stack.settings import StackSettings
+from choreo.stack.settings import StackSettings
 
 SUPERVISOR = "supervisor"
 """Its name in the pid registry, beside the processes it watches."""

@@ -1,6 +1,6 @@
 """The supervisor: start the stack, then bring back any process of it that exits.
 
-``choreo up`` starts this module as a detached process (``python -m stack.supervisor``),
+``choreo up`` starts this module as a detached process (``python -m choreo.stack.supervisor``),
 tracked by pid like everything else. It starts the stack itself, so it is the parent of
 what it starts and learns how each process ended (exit code or signal). A process it did
 not start (one still running from before the supervisor was) is watched by pid too, but
@@ -48,16 +48,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from stack import launcher, metrics, restart
-from stack.broker import is_broker_node, node_name
-from stack.cdc import ensure_connect
-from stack.components import Component
-from stack.connectors import connector_statuses, restart_failed_tasks
-from stack.processes import describe_exit, exit_status
-from stack.relays import relay_components
-from stack.services import service_components
-from stack.settings import StackSettings
-from stack.supervision import ProcessRecord, SupervisorState, shape_of, state_file
+from choreo.stack import launcher, metrics, restart
+from choreo.stack.broker import is_broker_node, node_name
+from choreo.stack.cdc import ensure_connect
+from choreo.stack.components import Component
+from choreo.stack.connectors import connector_statuses, restart_failed_tasks
+from choreo.stack.processes import describe_exit, exit_status
+from choreo.stack.relays import relay_components
+from choreo.stack.services import service_components
+from choreo.stack.settings import StackSettings
+from choreo.stack.supervision import ProcessRecord, SupervisorState, shape_of, state_file
 
 MAX_EXITS = 5
 WINDOW_S = 60.0

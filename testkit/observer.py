@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from outbox import deadletter
-from services.inventory import catalog
-from services.inventory import store as inventory_store
-from services.orders import store as orders_store
-from services.payments import store as payments_store
-from services.payments.psp_client import Charge
-from stack.settings import OUTBOX_DATABASES, StackSettings
-from testkit.shop import Shop
+from choreo.outbox import deadletter
+from choreo.services.inventory import catalog
+from choreo.services.inventory import store as inventory_store
+from choreo.services.orders import store as orders_store
+from choreo.services.payments import store as payments_store
+from choreo.services.payments.psp_client import Charge
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.testkit.shop import Shop
 
 
 @dataclass(frozen=True)

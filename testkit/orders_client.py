@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-
-from stack.errors import StackError
+from choreo.stack.errors import StackError
 
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 """No answer, or half of one: the request may or may not have taken effect."""

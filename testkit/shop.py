@@ -13,12 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-
-from services.inventory import catalog
-from services.inventory.catalog import CatalogItem
-from services.payments.psp_client import PspClient
-from stack.settings import StackSettings
-from testkit.orders_client import TERMINAL, OrdersClient
+from choreo.services.inventory import catalog
+from choreo.services.inventory.catalog import CatalogItem
+from choreo.services.payments.psp_client import PspClient
+from choreo.stack.settings import StackSettings
+from choreo.testkit.orders_client import TERMINAL, OrdersClient
 
 
 class Shop:

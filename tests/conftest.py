@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 import pytest
-
-from stack import launcher
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
+from choreo.stack import launcher
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
 
 def ports_shifted_by(offset: int) -> dict[str, str]:

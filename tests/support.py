@@ -11,18 +11,17 @@ from typing import Any
 
 import psycopg
 import requests
+from choreo.chaos.report import ChaosReport
+from choreo.chaos.run import run_chaos
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.kafka import build_unmanaged_consumer
+from choreo.outbox.writer import OutboxWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack import launcher
+from choreo.stack.components import ensure_database
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import REPO_ROOT, StackSettings
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
-
-from chaos.report import ChaosReport
-from chaos.run import run_chaos
-from outbox.codec import EventCodec
-from outbox.kafka import build_unmanaged_consumer
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
-from stack import launcher
-from stack.components import ensure_database
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
 
 
 def collect(
@@ -97,7 +96,7 @@ def started_orders_api(settings: StackSettings, name: str, port: int,
     port), healthy, recorded by pid and stopped by pid afterwards; yields its base URL."""
     registry = ProcessRegistry(settings.pid_dir, settings.log_dir)
     registry.stop(name)  # a leftover of an interrupted run, recognised by its pid file
-    registry.start(name, [sys.executable, "-m", "services.orders", "api"], cwd=REPO_ROOT,
+    registry.start(name, [sys.executable, "-m", "choreo.services.orders", "api"], cwd=REPO_ROOT,
                    env={"CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                         "CHOREO_ORDERS_PORT": str(port), **env})
     base = f"http://127.0.0.1:{port}"

@@ -14,8 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
-from stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
 ORDER_ID = "00000000-0000-4000-8000-000000000001"
 COMMANDS = [
@@ -58,7 +57,7 @@ def nothing_listening(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str
 def test_a_command_with_the_stack_down_says_what_it_could_not_reach(
         argv: list[str], nothing_listening: dict[str, str], tmp_path: Path) -> None:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cli", *argv], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "choreo.cli", *argv], cwd=tmp_path,
                           env={**nothing_listening, "PYTHONPATH": str(REPO_ROOT)},
                           capture_output=True, text=True, timeout=60, check=False)
     took = time.monotonic() - started

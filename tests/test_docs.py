@@ -17,9 +17,8 @@ import shlex
 from collections.abc import Iterator
 
 import pytest
-
-from cli.main import build_parser
-from stack.settings import REPO_ROOT
+from choreo.cli.main import build_parser
+from choreo.stack.settings import REPO_ROOT
 
 DOCS = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")])
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -23,11 +23,11 @@ PACKAGES = ("schemas", "outbox", "services", "stack", "testkit", "console", "cha
 
 PROCESS_MODULES: dict[str, str] = {
     "stack/supervisor.py": "its main() is the supervisor process's entry point"
-                           " (python -m stack.supervisor): it builds StackSettings once",
+                           " (python -m choreo.stack.supervisor): it builds StackSettings once",
     "outbox/poller.py": "its main() is the polling relay's entry point"
-                        " (python -m outbox.poller): it builds PollerSettings once",
+                        " (python -m choreo.outbox.poller): it builds PollerSettings once",
     "stack/links.py": "its main() is the fault proxies' entry point"
-                      " (python -m stack.links): it builds StackSettings once",
+                      " (python -m choreo.stack.links): it builds StackSettings once",
 }
 """Modules that are a process's entry point without being a ``__main__.py``."""
 
@@ -112,11 +112,11 @@ DSN = "postgresql://nobody@127.0.0.1:1/none"
     (["cli", "status"], "CHOREO_REDIS_PORT", "six"),
     (["cli", "down"], "CHOREO_REPLICAS", "payments=0"),
     (["chaos"], "CHOREO_ORDER_DEADLINE_S", "soon"),
-    (["services.psp"], "CHOREO_PSP_PORT", "80"),
-    (["services.inventory"], "CHOREO_RESERVATION_TTL_S", "0"),
-    (["services.payments"], "CHOREO_PSP_BREAKER_FAILURES", "many"),
-    (["services.orders", "worker"], "CHOREO_METRICS_PORT", "http"),
-    (["services.orders", "api"], "CHOREO_ORDERS_MAX_PENDING", "-1"),
+    (["choreo.services.psp"], "CHOREO_PSP_PORT", "80"),
+    (["choreo.services.inventory"], "CHOREO_RESERVATION_TTL_S", "0"),
+    (["choreo.services.payments"], "CHOREO_PSP_BREAKER_FAILURES", "many"),
+    (["choreo.services.orders", "worker"], "CHOREO_METRICS_PORT", "http"),
+    (["choreo.services.orders", "api"], "CHOREO_ORDERS_MAX_PENDING", "-1"),
 ])
 def test_every_entry_point_exits_2_naming_a_bad_setting(command: list[str], variable: str,
                                                         value: str) -> None:

@@ -1,4 +1,4 @@
-"""``python -m services.inventory``: the inventory participant, until SIGTERM.
+"""``python -m choreo.services.inventory``: the inventory participant, until SIGTERM.
 
 The settings are read here, once; the shared consumer runner then applies the schema,
 seeds the catalog if it is empty, consumes order and payment events, runs the expiry
@@ -12,14 +12,14 @@ import sys
 from collections.abc import Mapping
 from functools import partial
 
-from outbox import runner
-from outbox.config import DEFAULT_PORTS
-from outbox.settings import ServiceSettings
-from services.inventory.catalog import seed_catalog
-from services.inventory.handlers import build_handlers, lock_run
-from services.inventory.jobs import expiry_job
-from services.inventory.settings import InventorySettings
-from services.inventory.store import SCHEMA_SQL
+from choreo.outbox import runner
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.settings import ServiceSettings
+from choreo.services.inventory.catalog import seed_catalog
+from choreo.services.inventory.handlers import build_handlers, lock_run
+from choreo.services.inventory.jobs import expiry_job
+from choreo.services.inventory.settings import InventorySettings
+from choreo.services.inventory.store import SCHEMA_SQL
 
 NAME = "inventory"
 

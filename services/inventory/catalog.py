@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from services.inventory.domain import InvalidStockLevel, UnknownSku
+from choreo.services.inventory.domain import InvalidStockLevel, UnknownSku
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-
-from outbox.consumer import Handler
-from outbox.delivery import ReceivedEvent
-from outbox.writer import OutboxWriter
-from services.inventory import domain, store
-from services.inventory.domain import (
+from choreo.outbox.consumer import Handler
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.inventory import domain, store
+from choreo.services.inventory.domain import (
     Line,
     PricedLine,
     Shortage,
@@ -38,7 +37,7 @@ from services.inventory.domain import (
     Status,
     Step,
 )
-from services.inventory.store import Counter
+from choreo.services.inventory.store import Counter
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,13 @@ import logging
 from typing import Any
 
 import psycopg
+from choreo.outbox.runner import PeriodicJob
+from choreo.outbox.tracing import continued_span
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.inventory import domain, store
+from choreo.services.inventory.domain import ReleaseReason, Status
+from choreo.services.inventory.store import Counter
 from opentelemetry.trace import SpanKind
-
-from outbox.runner import PeriodicJob
-from outbox.tracing import continued_span
-from outbox.writer import OutboxWriter
-from services.inventory import domain, store
-from services.inventory.domain import ReleaseReason, Status
-from services.inventory.store import Counter
 
 log = logging.getLogger(__name__)
 

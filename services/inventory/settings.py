@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox import config
+from choreo.outbox import config
 
 TTL_VARIABLE = "CHOREO_RESERVATION_TTL_S"
 

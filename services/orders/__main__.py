@@ -1,4 +1,4 @@
-"""``python -m services.orders api|worker``: the HTTP intake, or the saga consumer.
+"""``python -m choreo.services.orders api|worker``: the HTTP intake, or the saga consumer.
 
 Two processes so that a burst of HTTP traffic and a backlog of events do not slow each
 other down, and either can be restarted (or killed by a chaos run) on its own. Both read
@@ -17,19 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.runner import ServiceDefinition, exit_status, main, prepare_process
+from choreo.outbox.settings import ServiceSettings
+from choreo.outbox.writer import OutboxWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.orders.api import create_app
+from choreo.services.orders.handlers import build_handlers
+from choreo.services.orders.jobs import DEADLINE_JOB
+from choreo.services.orders.outcomes import outcomes_job
+from choreo.services.orders.settings import ApiSettings
 from psycopg_pool import AsyncConnectionPool
-
-from outbox.codec import EventCodec
-from outbox.config import DEFAULT_PORTS
-from outbox.runner import ServiceDefinition, exit_status, main, prepare_process
-from outbox.settings import ServiceSettings
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
-from services.orders.api import create_app
-from services.orders.handlers import build_handlers
-from services.orders.jobs import DEADLINE_JOB
-from services.orders.outcomes import outcomes_job
-from services.orders.settings import ApiSettings
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()])
@@ -88,7 +87,7 @@ ROLES = {"api": start_api, "worker": start_worker}
 def run(argv: list[str]) -> int:
     role = ROLES.get(argv[0] if argv else "")
     if role is None:
-        print("usage: python -m services.orders api|worker", file=sys.stderr)
+        print("usage: python -m choreo.services.orders api|worker", file=sys.stderr)
         return 2
     return exit_status("orders", role, os.environ)
 

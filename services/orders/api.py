@@ -30,14 +30,9 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
-from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-
-from outbox.tracing import continued_span, current_traceparent
-from outbox.writer import OutboxWriter
-from services.orders.admission import (
+from choreo.outbox.tracing import continued_span, current_traceparent
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.orders.admission import (
     API_KEY_HEADER,
     SHED,
     Backlog,
@@ -45,15 +40,15 @@ from services.orders.admission import (
     client_of,
     retry_after,
 )
-from services.orders.domain import (
+from choreo.services.orders.domain import (
     InvalidRequest,
     Status,
     Transition,
     may_cancel,
     parse_order_request,
 )
-from services.orders.settings import ApiSettings
-from services.orders.store import (
+from choreo.services.orders.settings import ApiSettings
+from choreo.services.orders.store import (
     FIND_BY_KEY,
     GET_HISTORY,
     GET_ORDER,
@@ -63,6 +58,10 @@ from services.orders.store import (
     parse_order_id,
     transition_statements,
 )
+from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 MAX_BODY_BYTES = 64 * 1024

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from outbox.consumer import Handler
-from outbox.delivery import ReceivedEvent
-from outbox.writer import OutboxWriter
-from services.orders.domain import Status, Transition
-from services.orders.store import finish, locked_status, parse_order_id, record_history
+from choreo.outbox.consumer import Handler
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.orders.domain import Status, Transition
+from choreo.services.orders.store import finish, locked_status, parse_order_id, record_history
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from choreo.outbox.runner import PeriodicJob
+from choreo.outbox.tracing import continued_span
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.orders.domain import Transition
+from choreo.services.orders.store import OVERDUE, finish
 from opentelemetry.trace import SpanKind
-
-from outbox.runner import PeriodicJob
-from outbox.tracing import continued_span
-from outbox.writer import OutboxWriter
-from services.orders.domain import Transition
-from services.orders.store import OVERDUE, finish
 
 BATCH = 200
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox import config
-from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
+from choreo.outbox import config
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.errors import ConfigError
 
 PORT_VARIABLE = "CHOREO_ORDERS_PORT"
 TTL_VARIABLE = "CHOREO_RESERVATION_TTL_S"

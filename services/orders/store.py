@@ -17,9 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-
-from outbox.writer import INSERT_ROW, OutboxWriter
-from services.orders.domain import Status, Transition
+from choreo.outbox.writer import INSERT_ROW, OutboxWriter
+from choreo.services.orders.domain import Status, Transition
 
 INSERT_ORDER = """
 INSERT INTO orders (id, idempotency_key, request_hash, customer_id, items, payment_token,

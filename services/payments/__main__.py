@@ -1,4 +1,4 @@
-"""``python -m services.payments``: consume orders and reservations, charge and refund.
+"""``python -m choreo.services.payments``: consume orders and reservations, charge and refund.
 
 The settings (``services.payments.settings`` and the shared ``ServiceSettings``) are
 read here and only here, once, failing before anything starts with the variable's name.
@@ -11,16 +11,16 @@ import os
 import sys
 from collections.abc import Mapping
 
-from outbox import runner
-from outbox.breaker import Circuit
-from outbox.config import DEFAULT_PORTS
-from outbox.settings import ServiceSettings
-from services.payments.attempts import AttemptLog
-from services.payments.handlers import build_handlers
-from services.payments.provider import psp_down
-from services.payments.psp_client import PspClient
-from services.payments.settings import PaymentsSettings
-from services.payments.store import SCHEMA
+from choreo.outbox import runner
+from choreo.outbox.breaker import Circuit
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.settings import ServiceSettings
+from choreo.services.payments.attempts import AttemptLog
+from choreo.services.payments.handlers import build_handlers
+from choreo.services.payments.provider import psp_down
+from choreo.services.payments.psp_client import PspClient
+from choreo.services.payments.settings import PaymentsSettings
+from choreo.services.payments.store import SCHEMA
 
 NAME = "payments"
 

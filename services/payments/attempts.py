@@ -24,8 +24,7 @@ import threading
 from typing import Any
 
 import psycopg
-
-from services.payments.domain import ChargeAttempt
+from choreo.services.payments.domain import ChargeAttempt
 
 INSERT = """
 INSERT INTO charge_attempts (order_id, token, amount_cents) VALUES (%s, %s, %s)

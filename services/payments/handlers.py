@@ -22,16 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-
-from outbox.breaker import Circuit
-from outbox.consumer import Handler
-from outbox.delivery import ReceivedEvent
-from outbox.writer import OutboxWriter
-from services.payments import store
-from services.payments.attempts import AttemptLog
-from services.payments.domain import ChargeAttempt, Payment, Step, next_step
-from services.payments.provider import Declined, Provider
-from services.payments.psp_client import PspClient
+from choreo.outbox.breaker import Circuit
+from choreo.outbox.consumer import Handler
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.writer import OutboxWriter
+from choreo.services.payments import store
+from choreo.services.payments.attempts import AttemptLog
+from choreo.services.payments.domain import ChargeAttempt, Payment, Step, next_step
+from choreo.services.payments.provider import Declined, Provider
+from choreo.services.payments.psp_client import PspClient
 
 log = logging.getLogger(__name__)
 

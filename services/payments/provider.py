@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
-from outbox.breaker import Circuit
-from services.payments.domain import (
+from choreo.outbox.breaker import Circuit
+from choreo.services.payments.domain import (
     ProviderRejected,
     ProviderUnavailable,
     charge_key,
     refund_key,
 )
-from services.payments.psp_client import (
+from choreo.services.payments.psp_client import (
     Charge,
     PaymentDeclined,
     PspClient,

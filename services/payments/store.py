@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from choreo.services.payments import attempts
+from choreo.services.payments.domain import Payment, PaymentStatus
 from psycopg.rows import dict_row
-
-from services.payments import attempts
-from services.payments.domain import Payment, PaymentStatus
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 """The DDL of the table, applied at start-up."""

@@ -4,5 +4,5 @@ It is the external side effect that chaos runs audit, so it is exact: one captur
 idempotency key however many identical requests arrive, concurrently or after a
 timeout. The API follows Stripe's idempotency semantics (see README.md); the test
 tokens that make it decline, stall or fail are described in ``tokens.py``. Callers use
-``services.payments.psp_client.PspClient``; run it with ``python -m services.psp``.
+``services.payments.psp_client.PspClient``; run it with ``python -m choreo.services.psp``.
 """

@@ -1,4 +1,5 @@
-"""``python -m services.psp``: serve the psp (on 127.0.0.1 by default) until SIGTERM or SIGINT.
+"""``python -m choreo.services.psp``: serve the psp (on 127.0.0.1 by default) until SIGTERM
+or SIGINT.
 
 The process reads its settings once, logs JSON lines to stdout, and on SIGTERM stops
 accepting connections, lets requests in flight finish (a ``tok_slow`` capture commits
@@ -16,13 +17,12 @@ import sys
 
 import psycopg
 from aiohttp import web
+from choreo.outbox import logs
+from choreo.outbox.errors import ConfigError
+from choreo.outbox.telemetry import configure_tracing
+from choreo.services.psp.app import create_app
+from choreo.services.psp.settings import PspSettings
 from psycopg_pool import PoolTimeout
-
-from outbox import logs
-from outbox.errors import ConfigError
-from outbox.telemetry import configure_tracing
-from services.psp.app import create_app
-from services.psp.settings import PspSettings
 
 log = logging.getLogger("psp")
 

@@ -17,16 +17,15 @@ from typing import Any
 import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from choreo.outbox.tracing import trace_id_of
+from choreo.services.psp import idempotency, ledger, operations, payloads
+from choreo.services.psp.errors import ApiError, ApiResponse, error_response, not_found
+from choreo.services.psp.idempotency import Disposition, Outcome
+from choreo.services.psp.metrics import PspMetrics
+from choreo.services.psp.outage import LOOPBACK, OutageSwitch
+from choreo.services.psp.settings import PspSettings
 from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
-from outbox.tracing import trace_id_of
-from services.psp import idempotency, ledger, operations, payloads
-from services.psp.errors import ApiError, ApiResponse, error_response, not_found
-from services.psp.idempotency import Disposition, Outcome
-from services.psp.metrics import PspMetrics
-from services.psp.outage import LOOPBACK, OutageSwitch
-from services.psp.settings import PspSettings
 
 log = logging.getLogger("psp")
 

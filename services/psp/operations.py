@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from choreo.services.psp import ledger, tokens
+from choreo.services.psp.errors import ApiResponse, error_response, not_found
+from choreo.services.psp.payloads import ChargeRequest, RefundRequest
 from psycopg import AsyncConnection
-
-from services.psp import ledger, tokens
-from services.psp.errors import ApiResponse, error_response, not_found
-from services.psp.payloads import ChargeRequest, RefundRequest
 
 
 async def charge(conn: AsyncConnection[Any], key: str, request: ChargeRequest, attempt: int,

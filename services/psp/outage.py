@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.psp.errors import ApiResponse, error_response, invalid_request
+from choreo.services.psp.errors import ApiResponse, error_response, invalid_request
 
 MODES = ("fail", "slow")
 MAX_SECONDS = 3600.0

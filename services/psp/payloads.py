@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.psp.errors import invalid_request
-from services.psp.tokens import Token
+from choreo.services.psp.errors import invalid_request
+from choreo.services.psp.tokens import Token
 
 MAX_AMOUNT_CENTS = 10_000_000_000
 """A hundred million euros: larger is a caller bug, and sums stay far from bigint's limit."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from outbox import config
-from outbox.config import DEFAULT_PORTS
+from choreo.outbox import config
+from choreo.outbox.config import DEFAULT_PORTS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from enum import StrEnum
 
-from services.psp.errors import ApiResponse, error_response
+from choreo.services.psp.errors import ApiResponse, error_response
 
 
 class Token(StrEnum):

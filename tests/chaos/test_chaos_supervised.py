@@ -9,10 +9,9 @@ restart has a side effect the supervisor must do: deploy the connectors again.
 from __future__ import annotations
 
 import pytest
-
-from chaos.run import run_chaos
-from stack import launcher
-from stack.settings import StackSettings
+from choreo.chaos.run import run_chaos
+from choreo.stack import launcher
+from choreo.stack.settings import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 

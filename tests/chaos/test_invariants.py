@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from chaos.faults import FaultRecord
-from chaos.invariants import Evidence, check_all
-from chaos.load import Placed
-from chaos.plan import Fault, OrderRequest
-from chaos.report import ChaosReport
-from services.payments.psp_client import Charge
-from testkit.observer import OrderState, Snapshot, Stock
-from testkit.orders_client import Attempts
+from choreo.chaos.faults import FaultRecord
+from choreo.chaos.invariants import Evidence, check_all
+from choreo.chaos.load import Placed
+from choreo.chaos.plan import Fault, OrderRequest
+from choreo.chaos.report import ChaosReport
+from choreo.services.payments.psp_client import Charge
+from choreo.testkit.observer import OrderState, Snapshot, Stock
+from choreo.testkit.orders_client import Attempts
 
 SETTLED = {
     "CONFIRMED": ("OrderPlaced", "StockReserved", "PaymentCaptured", "OrderConfirmed"),

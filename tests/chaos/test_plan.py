@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from chaos.plan import TARGETS, PlanError, make_plan
+from choreo.chaos.plan import TARGETS, PlanError, make_plan
 
 
 def test_same_seed_same_plan_other_seed_other_plan() -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from cli.main import main as choreo
-from stack.components import port_is_free
+from choreo.cli.main import main as choreo
+from choreo.stack.components import port_is_free
 
 
 def test_slots_wait_for_the_database_then_fail_with_its_name(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cli.trace import render
-from console.waterfall import own_time_ms
-from outbox.span_store import StoredSpan
+from choreo.cli.trace import render
+from choreo.console.waterfall import own_time_ms
+from choreo.outbox.span_store import StoredSpan
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-
-from console import waterfall
-from outbox import constants as c
-from outbox import deadletter
-from outbox.codec import EventCodec
-from outbox.delivery import Delivery
-from schemas.catalog import SchemaCatalog
-from stack.settings import StackSettings
-from testkit.shop import Shop
+from choreo.console import waterfall
+from choreo.outbox import constants as c
+from choreo.outbox import deadletter
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.delivery import Delivery
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 
 TOKEN = "test-token-" + "x" * 20
 SAGA_SERVICES = {"orders-api", "inventory", "payments", "psp", "orders-worker"}

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from choreo.console.app import create_app
+from choreo.outbox import deadletter
+from choreo.services.inventory import store as inventory_store
+from choreo.services.inventory.domain import ReleaseReason
+from choreo.services.inventory.domain import Status as ReservationStatus
+from choreo.services.orders import store as orders_store
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 
-from console.app import create_app
-from outbox import deadletter
-from services.inventory import store as inventory_store
-from services.inventory.domain import ReleaseReason
-from services.inventory.domain import Status as ReservationStatus
-from services.orders import store as orders_store
-from stack.settings import StackSettings
-from testkit.shop import Shop
 from tests.console.conftest import TOKEN, Letter
 
 pytestmark = pytest.mark.stack

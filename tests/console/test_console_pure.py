@@ -8,15 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
-
-from console import pages
-from console.app import create_app
-from console.reads import ServiceEntry, Stuck, blocked_keys
-from outbox.deadletter import DeadLetter
-from outbox.delivery import Delivery
-from services.inventory.store import HeldReservation
-from services.orders.store import OrderView
-from stack.settings import StackSettings
+from choreo.console import pages
+from choreo.console.app import create_app
+from choreo.console.reads import ServiceEntry, Stuck, blocked_keys
+from choreo.outbox.deadletter import DeadLetter
+from choreo.outbox.delivery import Delivery
+from choreo.services.inventory.store import HeldReservation
+from choreo.services.orders.store import OrderView
+from choreo.stack.settings import StackSettings
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 ORDER_ID = "0b6f4a3e-1111-4222-8333-944455556666"

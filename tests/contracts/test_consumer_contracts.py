@@ -13,16 +13,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from cli.contracts import (
+from choreo.cli.contracts import (
     CONSUMERS,
     SERVICES_ROOT,
     consumer_contracts,
     subscriptions,
 )
-from schemas.catalog import SCHEMA_DIR, SchemaCatalog
-from schemas.contracts import Subscription, check_consumers, producer_problems, scan_emits
-from schemas.parsing import parse_tree
+from choreo.schemas.catalog import SCHEMA_DIR, SchemaCatalog
+from choreo.schemas.contracts import Subscription, check_consumers, producer_problems, scan_emits
+from choreo.schemas.parsing import parse_tree
 
 
 def starts_consumer_runner(entry_point: Path) -> bool:
@@ -31,7 +30,7 @@ def starts_consumer_runner(entry_point: Path) -> bool:
     runners: set[str] = set()
     modules: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "outbox.runner":
+        if isinstance(node, ast.ImportFrom) and node.module == "choreo.outbox.runner":
             runners |= {alias.asname or alias.name for alias in node.names if alias.name == "main"}
         elif isinstance(node, ast.ImportFrom) and node.module == "outbox":
             modules |= {alias.asname or alias.name for alias in node.names

@@ -20,12 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
-from fastavro import schemaless_reader
-from fastavro.validation import validate
-
-import services
-from outbox.constants import (
+from choreo.outbox.constants import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
     HEADER_ID,
@@ -35,10 +30,15 @@ from outbox.constants import (
     HEADER_TRACEPARENT,
     HEADER_TYPE,
 )
-from schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
-from schemas.contracts import scan_emits
-from stack.settings import StackSettings
-from testkit.shop import Shop
+from choreo.schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
+from choreo.schemas.contracts import scan_emits
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
+from confluent_kafka import Message
+from fastavro import schemaless_reader
+from fastavro.validation import validate
+
+from choreo import services
 from tests.support import collect
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

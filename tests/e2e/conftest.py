@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from stack.settings import StackSettings
-from testkit.shop import Shop
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ import time
 from collections import Counter
 
 import pytest
-
-from testkit.shop import Shop
+from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from cli.trace import render, saga_spans
-from outbox.span_store import StoredSpan
-from stack.settings import StackSettings
-from testkit.shop import Shop
+from choreo.cli.trace import render, saga_spans
+from choreo.outbox.span_store import StoredSpan
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

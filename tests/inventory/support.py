@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-
-from outbox.codec import EventCodec
-from outbox.consumer import Handler, handle_once
-from outbox.delivery import ReceivedEvent
-from outbox.testing import RecordingWriter
-from schemas.catalog import SchemaCatalog
-from services.inventory.catalog import CatalogItem, StockLevel, seed_catalog, stock_levels
-from services.inventory.handlers import build_handlers
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import Handler, handle_once
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.testing import RecordingWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.inventory.catalog import CatalogItem, StockLevel, seed_catalog, stock_levels
+from choreo.services.inventory.handlers import build_handlers
 
 CONSUMER = "inventory"
 CODEC = EventCodec(SchemaCatalog.load())

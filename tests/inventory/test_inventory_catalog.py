@@ -6,8 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from services.inventory.catalog import (
+from choreo.services.inventory.catalog import (
     SEED_CATALOG,
     CatalogItem,
     StockLevel,
@@ -15,7 +14,8 @@ from services.inventory.catalog import (
     set_stock,
     stock_levels,
 )
-from services.inventory.domain import InvalidStockLevel, UnknownSku
+from choreo.services.inventory.domain import InvalidStockLevel, UnknownSku
+
 from tests.inventory.support import Inventory, order_confirmed, order_placed
 
 pytestmark = pytest.mark.postgres

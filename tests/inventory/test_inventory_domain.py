@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from services.inventory.domain import (
+from choreo.services.inventory.domain import (
     Cancellation,
     InvalidOrder,
     Line,

@@ -17,12 +17,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.outbox.retry import Backoff
+from choreo.outbox.testing import EventStream, RecordingProducer, RecordingWriter, drive
+from choreo.services.inventory.handlers import build_handlers, lock_run
 
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import MemoryDedupe
-from outbox.retry import Backoff
-from outbox.testing import EventStream, RecordingProducer, RecordingWriter, drive
-from services.inventory.handlers import build_handlers, lock_run
 from tests.inventory.support import CODEC, CONSUMER, TTL_S, stock
 
 pytestmark = pytest.mark.postgres
@@ -68,7 +68,7 @@ def test_crossing_runs_of_two_replicas_never_deadlock(
             start.wait(timeout=30)
             outcomes[index] += drive(replicas[index], pair[index])
 
-    caplog.set_level(logging.WARNING, logger="outbox.pipeline")
+    caplog.set_level(logging.WARNING, logger="choreo.outbox.pipeline")
     threads = [threading.Thread(target=replica, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
-from outbox.errors import ConfigError
-from services.inventory.settings import InventorySettings
-from stack.settings import REPO_ROOT
+from choreo.outbox.errors import ConfigError
+from choreo.services.inventory.settings import InventorySettings
+from choreo.stack.settings import REPO_ROOT
 
 
 @pytest.mark.parametrize(("raw", "ttl"), [(None, 120.0), ("", 120.0), ("30", 30.0),
@@ -27,7 +26,7 @@ def test_a_bad_reservation_ttl_names_the_variable(raw: str) -> None:
 
 def test_the_service_exits_2_on_a_bad_setting_before_connecting() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "services.inventory"], cwd=REPO_ROOT, capture_output=True,
+        [sys.executable, "-m", "choreo.services.inventory"], cwd=REPO_ROOT, capture_output=True,
         text=True, timeout=30,
         env={"CHOREO_RESERVATION_TTL_S": "soon", "CHOREO_DATABASE_URL": "postgresql://x@nowhere/x",
              "PATH": ""},

@@ -8,16 +8,15 @@ import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.errors import ConfigError
+from choreo.outbox.writer import OutboxWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.orders.admission import Backlog, RateLimiter, client_of, retry_after
+from choreo.services.orders.api import BACKLOG, LIMITER, OPENAPI, create_app
+from choreo.services.orders.settings import ApiSettings
 from openapi_spec_validator import validate
 from psycopg_pool import AsyncConnectionPool
-
-from outbox.codec import EventCodec
-from outbox.errors import ConfigError
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
-from services.orders.admission import Backlog, RateLimiter, client_of, retry_after
-from services.orders.api import BACKLOG, LIMITER, OPENAPI, create_app
-from services.orders.settings import ApiSettings
 
 
 class Clock:

@@ -13,8 +13,7 @@ import asyncio
 import psycopg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-
-from services.orders.api import observe
+from choreo.services.orders.api import observe
 
 
 async def failing(request: web.Request) -> web.Response:

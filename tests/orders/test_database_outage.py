@@ -1,6 +1,6 @@
 """The orders API while its database is away: 503 JSON with Retry-After, then back by itself.
 
-A real ``python -m services.orders api`` process talks to the stack's real PostgreSQL
+A real ``python -m choreo.services.orders api`` process talks to the stack's real PostgreSQL
 through a :class:`TcpGate`; closing the gate is the database becoming unreachable
 (nothing listens on the port the API was given, every open connection is cut), and
 reopening it is the database coming back, with the same API process throughout.
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import requests
+from choreo.stack.settings import StackSettings
 
-from stack.settings import StackSettings
 from tests.orders.tcp_gate import TcpGate
 from tests.support import scratch_database, started_orders_api
 

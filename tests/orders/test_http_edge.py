@@ -8,10 +8,9 @@ import uuid
 
 import pytest
 import requests
+from choreo.services.orders.api import OPENAPI
+from choreo.stack.settings import StackSettings
 from openapi_spec_validator import validate
-
-from services.orders.api import OPENAPI
-from stack.settings import StackSettings
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,4 @@
-"""429 per client and 503 under a backlog, on a real ``python -m services.orders api``.
+"""429 per client and 503 under a backlog, on a real ``python -m choreo.services.orders api``.
 
 The API runs on the stack's real PostgreSQL, in a database of its own with no worker and
 no connector behind it: nothing moves an order out of PENDING there, which is a saga
@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from choreo.stack.settings import StackSettings
 
-from stack.settings import StackSettings
 from tests.support import scratch_database, started_orders_api
 
 pytestmark = pytest.mark.stack

@@ -12,20 +12,20 @@ import uuid
 
 import psycopg
 import pytest
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import handle_once
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.testing import RecordingWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.orders.__main__ import SCHEMA
+from choreo.services.orders.handlers import build_handlers
+from choreo.services.orders.jobs import cancel_overdue
+from choreo.services.orders.store import INSERT_ORDER
+from choreo.stack.settings import StackSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outbox.codec import EventCodec
-from outbox.consumer import handle_once
-from outbox.delivery import ReceivedEvent
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from outbox.testing import RecordingWriter
-from schemas.catalog import SchemaCatalog
-from services.orders.__main__ import SCHEMA
-from services.orders.handlers import build_handlers
-from services.orders.jobs import cancel_overdue
-from services.orders.store import INSERT_ORDER
-from stack.settings import StackSettings
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.postgres

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from outbox.errors import ConfigError
-from services.orders.domain import InvalidRequest, parse_order_request
-from services.orders.settings import ApiSettings
+from choreo.outbox.errors import ConfigError
+from choreo.services.orders.domain import InvalidRequest, parse_order_request
+from choreo.services.orders.settings import ApiSettings
 
 VALID = {"customer_id": "c-1", "payment_token": "tok_ok",
          "items": [{"sku": "mug-white", "quantity": 2}]}

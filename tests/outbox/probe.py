@@ -12,14 +12,13 @@ import sys
 from typing import Any
 
 import psycopg
-
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime, Handler
-from outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
-from outbox.delivery import ReceivedEvent
-from outbox.retry import Backoff
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from schemas.catalog import SchemaCatalog
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime, Handler
+from choreo.outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.retry import Backoff
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.schemas.catalog import SchemaCatalog
 
 PROBE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (

@@ -12,18 +12,18 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from choreo.outbox import constants as c
+from choreo.outbox import deadletter, inbox
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.outbox.delivery import Delivery, ReceivedEvent
+from choreo.outbox.errors import RetryLater
+from choreo.outbox.pipeline import Deferred
+from choreo.outbox.retry import Backoff
+from choreo.outbox.testing import EventStream, RecordingProducer, drive, release
+from choreo.schemas.catalog import SchemaCatalog
 
-from outbox import constants as c
-from outbox import deadletter, inbox
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import MemoryDedupe
-from outbox.delivery import Delivery, ReceivedEvent
-from outbox.errors import RetryLater
-from outbox.pipeline import Deferred
-from outbox.retry import Backoff
-from outbox.testing import EventStream, RecordingProducer, drive, release
-from schemas.catalog import SchemaCatalog
 from tests.outbox.probe import effects, recording_handler
 
 pytestmark = pytest.mark.postgres  # no broker, no Connect
@@ -193,7 +193,7 @@ def test_a_transient_failure_takes_only_its_key_out_of_the_run(
     stream = EventStream(CODEC)
     batch = [confirmed(stream, f"{run}-{i % 4}", i) for i in range(12)]
     runtime = runtime_for(consumer, run, FailsOnce({5}), RecordingProducer())
-    caplog.set_level(logging.WARNING, logger="outbox.pipeline")
+    caplog.set_level(logging.WARNING, logger="choreo.outbox.pipeline")
 
     assert drive(runtime, batch) == ["handled"] * 12
 
@@ -250,7 +250,7 @@ def test_a_run_with_many_failing_keys_is_tried_as_a_run_once_more_then_one_by_on
     stream = EventStream(CODEC)
     batch = [confirmed(stream, f"{run}-{i}", i) for i in range(20)]
     runtime = runtime_for(consumer, run, FailsOnce({3, 7, 11, 15}), RecordingProducer())
-    caplog.set_level(logging.WARNING, logger="outbox.pipeline")
+    caplog.set_level(logging.WARNING, logger="choreo.outbox.pipeline")
 
     assert drive(runtime, batch) == ["handled"] * 20
 

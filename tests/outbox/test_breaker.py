@@ -6,12 +6,11 @@ import threading
 import time
 
 import pytest
+from choreo.outbox.assignment import Assignment
+from choreo.outbox.breaker import Circuit, CircuitSettings
+from choreo.outbox.errors import RetryLater
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from prometheus_client import REGISTRY
-
-from outbox.assignment import Assignment
-from outbox.breaker import Circuit, CircuitSettings
-from outbox.errors import RetryLater
 
 
 class Down(Exception):

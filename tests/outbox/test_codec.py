@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from outbox.codec import EventCodec
-from outbox.errors import EventValidationError, PoisonMessage
-from schemas.catalog import SchemaCatalog
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.errors import EventValidationError, PoisonMessage
+from choreo.schemas.catalog import SchemaCatalog
 
 V1 = {
     "type": "record", "name": "ParcelShipped", "namespace": "choreo.parcel",

@@ -8,12 +8,11 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
-
-from outbox import config
-from outbox.config import DEFAULT_PORTS
-from outbox.errors import ConfigError
-from stack.errors import ConfigError as StackConfigError
-from stack.settings import StackSettings
+from choreo.outbox import config
+from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox.errors import ConfigError
+from choreo.stack.errors import ConfigError as StackConfigError
+from choreo.stack.settings import StackSettings
 
 NAME = "CHOREO_SOMETHING"
 Reader = Callable[[Mapping[str, str]], Any]

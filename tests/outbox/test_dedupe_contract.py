@@ -11,9 +11,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from outbox.dedupe import DedupeStore, InboxOnly, MemoryDedupe, RedisDedupe
-from stack.settings import StackSettings
+from choreo.outbox.dedupe import DedupeStore, InboxOnly, MemoryDedupe, RedisDedupe
+from choreo.stack.settings import StackSettings
 
 REMEMBERING = ["memory", pytest.param("redis", marks=pytest.mark.stack)]
 EVERY = [*REMEMBERING, "inbox-only"]

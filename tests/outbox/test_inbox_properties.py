@@ -7,12 +7,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from choreo.outbox.consumer import handle_once
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.outbox.delivery import ReceivedEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from outbox.consumer import handle_once
-from outbox.dedupe import MemoryDedupe
-from outbox.delivery import ReceivedEvent
 
 pytestmark = pytest.mark.postgres
 

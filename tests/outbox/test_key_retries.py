@@ -18,16 +18,16 @@ from typing import Any
 
 import psycopg
 import pytest
+from choreo.outbox import deadletter
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.outbox.delivery import Delivery, ReceivedEvent
+from choreo.outbox.errors import TransientError
+from choreo.outbox.retry import Backoff
+from choreo.outbox.testing import EventStream, RecordingProducer, drive, release
+from choreo.schemas.catalog import SchemaCatalog
 
-from outbox import deadletter
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import MemoryDedupe
-from outbox.delivery import Delivery, ReceivedEvent
-from outbox.errors import TransientError
-from outbox.retry import Backoff
-from outbox.testing import EventStream, RecordingProducer, drive, release
-from schemas.catalog import SchemaCatalog
 from tests.outbox.probe import effects
 
 pytestmark = pytest.mark.postgres

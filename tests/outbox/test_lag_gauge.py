@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.schemas.catalog import SchemaCatalog
 from prometheus_client import REGISTRY
-
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import MemoryDedupe
-from schemas.catalog import SchemaCatalog
 
 
 class FakeAssignment:

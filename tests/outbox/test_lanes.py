@@ -6,8 +6,7 @@ import threading
 import time
 
 import pytest
-
-from outbox.lanes import Lanes
+from choreo.outbox.lanes import Lanes
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import uuid
 
 import psycopg
 import pytest
-
-from outbox.leases import PartitionLeases, spread
+from choreo.outbox.leases import PartitionLeases, spread
 
 pytestmark = pytest.mark.stack
 

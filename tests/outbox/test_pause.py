@@ -10,16 +10,16 @@ from typing import Any
 
 import psycopg
 import pytest
+from choreo.outbox import deadletter
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import ConsumerRuntime
+from choreo.outbox.dedupe import MemoryDedupe
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.errors import RetryLater
+from choreo.outbox.retry import Backoff
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack.settings import StackSettings
 
-from outbox import deadletter
-from outbox.codec import EventCodec
-from outbox.consumer import ConsumerRuntime
-from outbox.dedupe import MemoryDedupe
-from outbox.delivery import ReceivedEvent
-from outbox.errors import RetryLater
-from outbox.retry import Backoff
-from schemas.catalog import SchemaCatalog
-from stack.settings import StackSettings
 from tests.outbox.probe import effects, recording_handler
 from tests.outbox.test_dead_letters import emit
 from tests.support import eventually, holds

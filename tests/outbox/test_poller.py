@@ -11,8 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from outbox.poller import (
+from choreo.outbox.poller import (
     OutboxPoller,
     PollerSettings,
     Position,
@@ -21,10 +20,11 @@ from outbox.poller import (
     lock_holders,
     read_batch,
 )
-from outbox.relay import relay_producer
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from outbox.writer import INSERT_ROW, prune
-from stack.settings import StackSettings
+from choreo.outbox.relay import relay_producer
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.writer import INSERT_ROW, prune
+from choreo.stack.settings import StackSettings
+
 from tests.support import (
     WRITER,
     assert_complete_and_ordered,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outbox.positions import Position, log_id_of
+from choreo.outbox.positions import Position, log_id_of
 
 
 def test_a_position_in_the_same_log_is_resumed_even_past_the_reported_high_watermark():

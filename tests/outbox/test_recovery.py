@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.kafka import build_admin, build_producer, ensure_topics
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.stack import launcher
+from choreo.stack.broker import broker_component, data_dir
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
-from outbox.codec import EventCodec
-from outbox.kafka import build_admin, build_producer, ensure_topics
-from schemas.catalog import SchemaCatalog
-from stack import launcher
-from stack.broker import broker_component, data_dir
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
 from tests.outbox.probe import assert_each_once, effects, probe_runtime
 from tests.support import emit_confirmed
 

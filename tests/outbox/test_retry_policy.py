@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 
 import psycopg
-
-from outbox.errors import PermanentError, TransientError
-from outbox.retry import Backoff
+from choreo.outbox.errors import PermanentError, TransientError
+from choreo.outbox.retry import Backoff
 
 POLICY = Backoff(base_s=0.05, cap_s=2.0, max_attempts=5, transient_window_s=120.0)
 

@@ -19,11 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-
-from outbox.retry import Backoff
-from outbox.runner import wait_for_database
-from stack.proxy import TcpProxy
-from stack.settings import REPO_ROOT, StackSettings
+from choreo.outbox.retry import Backoff
+from choreo.outbox.runner import wait_for_database
+from choreo.stack.proxy import TcpProxy
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
 pytestmark = pytest.mark.postgres
 
@@ -62,9 +61,9 @@ def test_a_service_started_during_an_outage_stays_up_and_says_it_waits(
     with TcpProxy(target, mode="reset") as proxy:
         env = {**os.environ, **running_postgres.service_env("inventory", port),
                "CHOREO_DATABASE_URL": through(proxy, running_postgres.database_dsn("inventory"))}
-        service = subprocess.Popen([sys.executable, "-m", "services.inventory"], cwd=REPO_ROOT,
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True)
+        service = subprocess.Popen([sys.executable, "-m", "choreo.services.inventory"],
+                                   cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
         try:
             health = None
             deadline = time.monotonic() + 20

@@ -12,16 +12,16 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.payments.attempts import AttemptLog
+from choreo.services.payments.psp_client import PspClient
+from choreo.services.payments.store import SCHEMA
+from choreo.stack.components import free_port
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import StackSettings
 
-from outbox.codec import EventCodec
-from outbox.runner import OUTBOX_SCHEMA, apply_schema
-from schemas.catalog import SchemaCatalog
-from services.payments.attempts import AttemptLog
-from services.payments.psp_client import PspClient
-from services.payments.store import SCHEMA
-from stack.components import free_port
-from stack.processes import ProcessRegistry
-from stack.settings import StackSettings
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
 from tests.psp.support import Ledger, psp_env, start_psp
 from tests.support import scratch_database

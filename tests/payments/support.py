@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from choreo.outbox.breaker import Circuit
+from choreo.outbox.codec import EventCodec
+from choreo.outbox.consumer import Handler, handle_once
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.writer import OutboxWriter
+from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.payments.attempts import AttemptLog
+from choreo.services.payments.handlers import build_handlers
+from choreo.services.payments.psp_client import Charge, PspClient
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-
-from outbox.breaker import Circuit
-from outbox.codec import EventCodec
-from outbox.consumer import Handler, handle_once
-from outbox.delivery import ReceivedEvent
-from outbox.writer import OutboxWriter
-from schemas.catalog import SchemaCatalog
-from services.payments.attempts import AttemptLog
-from services.payments.handlers import build_handlers
-from services.payments.psp_client import Charge, PspClient
 
 CONSUMER = "payments"
 

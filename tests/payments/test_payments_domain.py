@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from services.payments.domain import (
+from choreo.services.payments.domain import (
     DEADLINE_PASSED,
     ChargeAttempt,
     InvalidReservation,

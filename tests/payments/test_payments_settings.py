@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-from outbox.breaker import CircuitSettings
-from outbox.errors import ConfigError
-from services.payments.settings import PaymentsSettings
-from stack.settings import REPO_ROOT
+from choreo.outbox.breaker import CircuitSettings
+from choreo.outbox.errors import ConfigError
+from choreo.services.payments.settings import PaymentsSettings
+from choreo.stack.settings import REPO_ROOT
 
 
 def test_the_psp_url_defaults_to_the_stack_port() -> None:
@@ -66,8 +65,8 @@ def test_the_process_exits_2_naming_the_variable() -> None:
     env = {**os.environ, "CHOREO_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
            "CHOREO_PSP_TIMEOUT_S": "soon"}
 
-    result = subprocess.run([sys.executable, "-m", "services.payments"], env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "choreo.services.payments"], env=env,
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 2
     assert "CHOREO_PSP_TIMEOUT_S='soon' is not a number" in result.stderr

@@ -1,4 +1,4 @@
-"""Fixtures for the psp tests: the real ``python -m services.psp`` process on the real stack.
+"""Fixtures for the psp tests: the real ``python -m choreo.services.psp`` process on the real stack.
 
 The psp runs as a subprocess recorded in the stack's pid directory (so a crashed test
 run leaves nothing that ``choreo down`` cannot find) and is always stopped by pid.
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from choreo.services.payments.psp_client import PspClient
+from choreo.stack.components import free_port
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import StackSettings
 
-from services.payments.psp_client import PspClient
-from stack.components import free_port
-from stack.processes import ProcessRegistry
-from stack.settings import StackSettings
 from tests.psp.support import LEDGER_DATABASE, Api, Ledger, psp_env, start_psp
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from choreo.services.payments.psp_client import Charge, PspClient, PspUnavailable
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
-from services.payments.psp_client import Charge, PspClient, PspUnavailable
-from stack.processes import ProcessRegistry
-from stack.settings import REPO_ROOT, StackSettings
 from tests.support import scratch_database
 
 SLOW_DELAY_S = 1.0
@@ -93,7 +93,7 @@ def psp_env(settings: StackSettings, port: int) -> dict[str, str]:
 def start_psp(registry: ProcessRegistry, name: str, env: Mapping[str, str]) -> str:
     """Start the psp and wait until /health answers; returns its base URL."""
     registry.stop(name)  # a leftover of an interrupted run, recognised by its pid file
-    registry.start(name, [sys.executable, "-m", "services.psp"], env=env, cwd=REPO_ROOT)
+    registry.start(name, [sys.executable, "-m", "choreo.services.psp"], env=env, cwd=REPO_ROOT)
     base_url = f"http://127.0.0.1:{env['CHOREO_PSP_PORT']}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
-from services.payments.psp_client import (
+from choreo.services.payments.psp_client import (
     Charge,
     PaymentDeclined,
     PspClient,
     PspRequestError,
     PspUnavailable,
 )
+
 from tests.psp.support import CLIENT_TIMEOUT_S, SLOW_DELAY_S, Api, Ledger, retry_until_answered
 
 pytestmark = pytest.mark.stack

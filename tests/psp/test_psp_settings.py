@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
-from outbox.errors import ConfigError
-from services.psp.settings import PspSettings
-from stack.settings import REPO_ROOT
+from choreo.outbox.errors import ConfigError
+from choreo.services.psp.settings import PspSettings
+from choreo.stack.settings import REPO_ROOT
 
 DSN = "postgresql://postgres@127.0.0.1:5432/psp"
 
@@ -44,7 +43,7 @@ def test_bad_setting_is_named(env: dict[str, str], variable: str) -> None:
 
 def test_process_without_database_url_exits_at_once_naming_it() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHOREO_")}
-    result = subprocess.run([sys.executable, "-m", "services.psp"], env=env, cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "choreo.services.psp"], env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=30)
 
     assert result.returncode == 2

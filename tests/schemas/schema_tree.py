@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.check import check
+from choreo.schemas.check import check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = "shipping/ParcelShipped.v1.avsc"

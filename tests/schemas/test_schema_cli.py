@@ -6,13 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from choreo.stack.settings import REPO_ROOT
 from schema_tree import SchemaTree
-
-from stack.settings import REPO_ROOT
 
 
 def choreo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "choreo.cli", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -9,10 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from stack import broker, launcher, recovery
-from stack.errors import ConfigError, StartError
-from stack.settings import StackSettings
+from choreo.stack import broker, launcher, recovery
+from choreo.stack.errors import ConfigError, StartError
+from choreo.stack.settings import StackSettings
 
 
 def settings_in(tmp_path: Path, **env: str) -> StackSettings:

@@ -18,14 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
+from choreo.stack import launcher
+from choreo.stack.broker import broker_components, kafka_tool_command, node_name
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.settings import StackSettings
 from confluent_kafka import KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
-
-from outbox.kafka import build_consumer, build_producer, ensure_topics
-from stack import launcher
-from stack.broker import broker_components, kafka_tool_command, node_name
-from stack.processes import ProcessRegistry
-from stack.settings import StackSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

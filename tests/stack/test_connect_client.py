@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from stack.components import port_is_free
-from stack.connectors import ConnectClient
-from stack.errors import ConnectorError
+from choreo.stack.components import port_is_free
+from choreo.stack.connectors import ConnectClient
+from choreo.stack.errors import ConnectorError
 
 
 def test_a_dead_worker_fails_the_call_at_once() -> None:

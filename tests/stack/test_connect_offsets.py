@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from stack.connect_offsets import cluster_tag, forget_offsets_of_another_cluster
-from stack.settings import StackSettings
+from choreo.stack.connect_offsets import cluster_tag, forget_offsets_of_another_cluster
+from choreo.stack.settings import StackSettings
 
 pytestmark = pytest.mark.postgres
 

@@ -12,10 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from stack.components import connect_classpath
-from stack.install import connect_lib_dir, ensure_installed
-from stack.settings import StackSettings
+from choreo.stack.components import connect_classpath
+from choreo.stack.install import connect_lib_dir, ensure_installed
+from choreo.stack.settings import StackSettings
 
 TIMER_WALK = """
 import io.debezium.util.Threads;

@@ -18,12 +18,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Message
-
-from stack import launcher
-from stack.cdc import ensure_connect
-from stack.components import connect_offsets_file, postgres_component
-from stack.connectors import (
+from choreo.stack import launcher
+from choreo.stack.cdc import ensure_connect
+from choreo.stack.components import connect_offsets_file, postgres_component
+from choreo.stack.connectors import (
     OUTBOX_TEMPLATE,
     ConnectClient,
     deploy,
@@ -32,8 +30,10 @@ from stack.connectors import (
     states_of,
     template_values,
 )
-from stack.settings import OUTBOX_DATABASES, StackSettings
-from stack.slots import ensure_outbox_slots, outbox_slot
+from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.slots import ensure_outbox_slots, outbox_slot
+from confluent_kafka import Message
+
 from tests.support import WRITER, collect, header
 
 pytestmark = pytest.mark.stack

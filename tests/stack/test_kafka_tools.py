@@ -14,15 +14,15 @@ import subprocess
 import sys
 
 import pytest
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
-from stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import TEST_ENV
 
 pytestmark = pytest.mark.stack
 
 
 def choreo_kafka(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", "kafka", *args],
+    return subprocess.run([sys.executable, "-m", "choreo.cli", "kafka", *args],
                           env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
 

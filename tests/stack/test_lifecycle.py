@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from choreo.stack import launcher
+from choreo.stack.components import Component
+from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from choreo.stack.errors import ConfigError
+from choreo.stack.processes import TrackedProcess
+from choreo.stack.settings import REPO_ROOT, StackSettings
 
-from stack import launcher
-from stack.components import Component
-from stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
-from stack.errors import ConfigError
-from stack.processes import TrackedProcess
-from stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 
 pytestmark = pytest.mark.stack
@@ -42,7 +42,7 @@ def own_env() -> Iterator[dict[str, str]]:
 
 
 def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "choreo.cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -9,13 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from outbox.config import REPLICA_PORT_STEP
-from stack.errors import ConfigError
-from stack.processes import ProcessRegistry
-from stack.restart import plan
-from stack.services import consumer_processes, service_components, spec_of
-from stack.settings import StackSettings, is_consumer, split_replica
+from choreo.outbox.config import REPLICA_PORT_STEP
+from choreo.stack.errors import ConfigError
+from choreo.stack.processes import ProcessRegistry
+from choreo.stack.restart import plan
+from choreo.stack.services import consumer_processes, service_components, spec_of
+from choreo.stack.settings import StackSettings, is_consumer, split_replica
 
 
 def settings_in(tmp_path: Path, replicas: str = "") -> StackSettings:

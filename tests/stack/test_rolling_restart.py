@@ -16,17 +16,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from chaos import invariants
-from chaos.load import Placed
-from chaos.plan import OrderRequest
-from stack import launcher, restart
-from stack.services import service_components
-from stack.settings import StackSettings
-from stack.supervisor import Supervisor
-from testkit.observer import Observer
-from testkit.orders_client import Attempts, OrdersClient, saga_settled
-from testkit.shop import Shop
+from choreo.chaos import invariants
+from choreo.chaos.load import Placed
+from choreo.chaos.plan import OrderRequest
+from choreo.stack import launcher, restart
+from choreo.stack.services import service_components
+from choreo.stack.settings import StackSettings
+from choreo.stack.supervisor import Supervisor
+from choreo.testkit.observer import Observer
+from choreo.testkit.orders_client import Attempts, OrdersClient, saga_settled
+from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 

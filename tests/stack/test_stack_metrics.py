@@ -3,7 +3,7 @@ when Connect does not answer."""
 
 from __future__ import annotations
 
-from stack.metrics import CONNECTOR_RUNNING, TASK_RUNNING, publish_connector_states
+from choreo.stack.metrics import CONNECTOR_RUNNING, TASK_RUNNING, publish_connector_states
 
 
 def running(name: str, *task_states: str, state: str = "RUNNING") -> dict[str, object]:

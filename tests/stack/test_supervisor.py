@@ -19,17 +19,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import choreo.stack.supervisor as supervisor_module
 import pytest
+from choreo.stack import launcher, restart
+from choreo.stack.components import Component, port_is_free
+from choreo.stack.processes import ProcessRegistry, TrackedProcess
+from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.supervision import SupervisorState, shape_changes, state_file
+from choreo.stack.supervisor import Supervisor, backoff_s
+from choreo.testkit.orders_client import saga_settled
+from choreo.testkit.shop import Shop
 
-import stack.supervisor as supervisor_module
-from stack import launcher, restart
-from stack.components import Component, port_is_free
-from stack.processes import ProcessRegistry, TrackedProcess
-from stack.settings import REPO_ROOT, StackSettings
-from stack.supervision import SupervisorState, shape_changes, state_file
-from stack.supervisor import Supervisor, backoff_s
-from testkit.orders_client import saga_settled
-from testkit.shop import Shop
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 from tests.support import eventually, holds
 
@@ -41,7 +41,7 @@ STATE_DIR = REPO_ROOT / ".choreo-test-supervisor"
 
 
 def choreo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "choreo.cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -14,12 +14,11 @@ import uuid
 
 import pytest
 import requests
-
-from stack import launcher
-from stack.errors import StackError
-from stack.services import SERVICES
-from stack.settings import StackSettings
-from testkit.shop import Shop
+from choreo.stack import launcher
+from choreo.stack.errors import StackError
+from choreo.stack.services import SERVICES
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
