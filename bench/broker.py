@@ -23,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
 from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
 from choreo.stack.broker import broker_component
 from choreo.stack.components import free_port
 from choreo.stack.cpu import CpuMeter
 from choreo.stack.settings import StackSettings
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 CONSUMERS = 3
 RATE = 100

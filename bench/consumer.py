@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime
 from choreo.outbox.dedupe import DedupeStore, InboxOnly, RedisDedupe

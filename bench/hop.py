@@ -17,13 +17,14 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
 from choreo.outbox.writer import OutboxWriter
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack.install import postgres_bindir
 from choreo.stack.settings import StackSettings
-from confluent_kafka import Consumer, TopicPartition
 
 WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="bench")
 

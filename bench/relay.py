@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+
 from choreo.bench.hop import HopResult, flood, steady
 from choreo.outbox.poller import lock_holders
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema

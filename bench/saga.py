@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+
 from choreo.services.inventory import catalog
 from choreo.services.inventory.catalog import CatalogItem
 from choreo.services.orders import store as orders_store

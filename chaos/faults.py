@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
+
 from choreo.chaos.plan import Fault, Plan, is_link
 from choreo.chaos.resume import longest_stall, metrics_url, wait_consuming
 from choreo.services.payments.psp_client import PspClient, PspError

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import requests
+
 from choreo.stack import drain
 from choreo.stack.services import consumer_processes
 from choreo.stack.settings import StackSettings

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from choreo.stack.drain import metrics_port
 from choreo.stack.settings import StackSettings, is_consumer
-from prometheus_client.parser import text_string_to_metric_families
 
 POLL_S = 0.2
 

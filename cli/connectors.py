@@ -20,11 +20,12 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
+
 from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
 from choreo.stack.errors import StackError
 from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 from choreo.stack.slots import ensure_replication_slot
-from psycopg.conninfo import make_conninfo
 
 
 def values_from(args: argparse.Namespace, database: str) -> dict[str, str]:

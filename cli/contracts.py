@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from choreo import services
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.retry import Backoff
 from choreo.outbox.runner import ServiceDefinition, build_runtime
@@ -33,8 +34,6 @@ from choreo.services.inventory.settings import InventorySettings
 from choreo.services.orders import __main__ as orders_entry
 from choreo.services.payments import __main__ as payments_entry
 from choreo.services.payments.settings import PaymentsSettings
-
-from choreo import services
 
 SERVICES_ROOT = Path(services.__file__).resolve().parent
 

@@ -10,6 +10,7 @@ import argparse
 import json
 
 import psycopg
+
 from choreo.outbox import deadletter
 from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import psycopg
 import requests
+
 from choreo.chaos import command as chaos_command
 from choreo.cli import connectors, dlq, orders, reach, trace
 from choreo.stack import cpu, launcher, restart

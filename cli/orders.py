@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import TERMINAL, OrdersClient, saga_settled
 

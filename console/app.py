@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from aiohttp import web
+
 from choreo.console import pages, reads
 from choreo.console.pages import CSRF_FIELD
 from choreo.services.orders.domain import Status

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from choreo.console import waterfall
 from choreo.outbox import constants as c
 from choreo.outbox import deadletter

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psycopg
+
 from choreo.outbox import span_store
 from choreo.outbox.span_store import StoredSpan
 from choreo.outbox.tracing import trace_id_of

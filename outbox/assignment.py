@@ -12,9 +12,6 @@ import logging
 from typing import Any
 
 import psycopg
-from choreo.outbox import positions
-from choreo.outbox.leases import PartitionLeases
-from choreo.outbox.positions import TopicPartitionKey
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -24,6 +21,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+
+from choreo.outbox import positions
+from choreo.outbox.leases import PartitionLeases
+from choreo.outbox.positions import TopicPartitionKey
 
 log = logging.getLogger(__name__)
 

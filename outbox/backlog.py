@@ -13,8 +13,9 @@ import logging
 from typing import Any
 
 import psycopg
-from choreo.outbox.deadletter import ACTIVE
 from prometheus_client import Gauge
+
+from choreo.outbox.deadletter import ACTIVE
 
 DEAD_LETTERS = Gauge("choreo_dead_letters", "Dead letters and parked events not yet settled",
                      ["consumer", "status"])

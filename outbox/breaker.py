@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pybreaker
+
 from choreo.outbox.errors import RetryLater
 from choreo.outbox.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
 

@@ -12,10 +12,11 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from choreo.outbox.errors import EventValidationError, PoisonMessage
-from choreo.schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.validation import validate
+
+from choreo.outbox.errors import EventValidationError, PoisonMessage
+from choreo.schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
 
 
 class EventCodec:

@@ -26,8 +26,9 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import psycopg
-from choreo.outbox.errors import ConfigError
 from psycopg.conninfo import conninfo_to_dict
+
+from choreo.outbox.errors import ConfigError
 
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
     "postgres": 15432,

@@ -31,6 +31,8 @@ import time
 from typing import Any
 
 import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
 from choreo.outbox import backlog, deadletter, release
 from choreo.outbox.assignment import Assignment
 from choreo.outbox.codec import EventCodec
@@ -52,7 +54,6 @@ from choreo.outbox.pipeline import (
 )
 from choreo.outbox.retry import Backoff
 from choreo.outbox.session import Session
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 __all__ = ["ConsumerRuntime", "Handler", "RunLock", "claim_and_handle", "handle_once"]
 """The handler types and the effectively-once unit live in ``outbox.pipeline``; services

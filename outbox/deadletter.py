@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from confluent_kafka import Producer
+from psycopg.rows import dict_row
+
 from choreo.outbox import constants as c
 from choreo.outbox.delivery import Delivery
 from choreo.outbox.errors import TransientError
-from confluent_kafka import Producer
-from psycopg.rows import dict_row
 
 ACTIVE = ("retrying", "dead", "parked", "replay", "discard")
 SETTLED = ("retried", "replayed", "discarded")

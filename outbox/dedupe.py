@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Protocol
 
 import redis
+
 from choreo.outbox.constants import REDIS_DEDUPE_PREFIX
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from choreo.outbox import constants as c
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+
+from choreo.outbox import constants as c
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Container, Iterator
 from contextlib import contextmanager
 
+from opentelemetry.context import Context
+
 from choreo.outbox.delivery import Delivery, ReceivedEvent
 from choreo.outbox.metrics import EVENTS, HANDLER_SECONDS, HOP_SECONDS, LAG, PAUSED, PAUSES, RETRIES
 from choreo.outbox.tracing import consumed_span, received, trace_id_of
-from opentelemetry.context import Context
 
 Partition = tuple[str, int]
 

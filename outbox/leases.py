@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+
 from choreo.outbox.positions import TopicPartitionKey
 
 MAX_MEMBERS = 64

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from confluent_kafka import Producer
+
 from choreo.outbox import deadletter, inbox
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.constants import (
@@ -41,7 +43,6 @@ from choreo.outbox.instruments import Instruments
 from choreo.outbox.lanes import Lanes
 from choreo.outbox.retry import Backoff, is_permanent
 from choreo.outbox.session import Session, SessionLost
-from confluent_kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -48,10 +48,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
 from choreo.outbox import config, logs
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.relay import record_of, relay_producer
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from confluent_kafka import Producer
+
 from choreo.outbox import constants as c
 from choreo.outbox.kafka import build_producer
-from confluent_kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ import random
 from dataclasses import dataclass
 
 import psycopg
-from choreo.outbox.errors import PermanentError, TransientError
 from psycopg import errors as pg_errors
+
+from choreo.outbox.errors import PermanentError, TransientError
 
 TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,  # connection lost, server shutting down

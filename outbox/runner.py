@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from choreo.outbox import deadletter, inbox, logs, watchdog
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime, Handler, RunLock

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+
 from choreo.outbox import inbox, watchdog
 
 

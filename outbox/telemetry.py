@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from choreo.outbox.span_store import PostgresSpanExporter
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -35,6 +34,8 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
+
+from choreo.outbox.span_store import PostgresSpanExporter
 
 STORE_EXPORT_DELAY_MS = 500
 """How often the span store is written: soon enough that ``choreo trace`` right after a

@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from choreo.outbox.constants import HEADER_TIME, HEADER_TRACEPARENT
-from choreo.outbox.delivery import Delivery, ReceivedEvent
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
+
+from choreo.outbox.constants import HEADER_TIME, HEADER_TRACEPARENT
+from choreo.outbox.delivery import Delivery, ReceivedEvent
 
 TRACER = trace.get_tracer("choreo.outbox")
 

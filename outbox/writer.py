@@ -14,13 +14,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from opentelemetry import trace
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.constants import CLOUDEVENTS_SPECVERSION
 from choreo.outbox.tracing import TRACER, current_traceparent
-from opentelemetry import trace
+from choreo.schemas.catalog import SchemaCatalog
 
 INSERT_ROW = """
 INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema, source,
@@ -51,12 +54,24 @@ class OutboxRow:
     event_id: uuid.UUID
     params: tuple[object, ...]
 
+    @property
+    def statement(self) -> tuple[str, tuple[object, ...]]:
+        """The insert to run (sync or async connection alike)."""
+        return INSERT_ROW, self.params
+
 
 class OutboxWriter:
     def __init__(self, codec: EventCodec, source: str) -> None:
         """``source`` becomes the CloudEvents ``ce_source`` of every event (the service)."""
         self.codec = codec
         self.source = source
+
+    @classmethod
+    def for_schemas(cls, source: str, schemas: Path | None = None) -> OutboxWriter:
+        """A writer for the events of a folder of ``<aggregate>/<Type>.v<N>.avsc`` files
+        (choreo's own ``schemas/`` when None)."""
+        return cls(EventCodec(SchemaCatalog.load() if schemas is None
+                              else SchemaCatalog.load(schemas)), source)
 
     def emit(
         self,

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from avro.schema import ArraySchema, MapSchema, RecordSchema, Schema
+
 from choreo.schemas.parsing import ParsedSchema
 from choreo.schemas.policy import Policy
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from avro.schema import ArraySchema, MapSchema, RecordSchema, Schema, UnionSchema
+
 from choreo.schemas.catalog import FILE_NAME
 from choreo.schemas.parsing import SCHEMA_GLOB, ParsedSchema
 

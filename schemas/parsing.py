@@ -13,6 +13,7 @@ from pathlib import Path
 
 import avro.errors
 import avro.schema
+
 from choreo.schemas.catalog import EventSchema, SchemaFileError, load_schema_file
 
 SCHEMA_GLOB = "*/*.avsc"

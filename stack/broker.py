@@ -30,12 +30,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from choreo.stack.components import Component, quietly
 from choreo.stack.errors import ConfigError, StartError
 from choreo.stack.install import broker_lib_dir
 from choreo.stack.recovery import note_new_log
 from choreo.stack.settings import BROKER_PORT_STEP, StackSettings
-from confluent_kafka.admin import AdminClient
 
 KAFKA_TOOLS = {
     "topics": "org.apache.kafka.tools.TopicCommand",

@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
+
 from choreo.stack.connect_offsets import forget_offsets_of_another_cluster
 from choreo.stack.errors import StartError
 from choreo.stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir

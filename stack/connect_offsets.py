@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+
 from choreo.stack.settings import StackSettings
 
 CLUSTER_ID = "SELECT system_identifier::text FROM pg_control_system()"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from choreo.stack.errors import ConfigError, ConnectorError
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from choreo.stack.services import spec_of
 from choreo.stack.settings import CONSUMER_SERVICES, StackSettings
-from prometheus_client.parser import text_string_to_metric_families
 
 CONSUMERS = CONSUMER_SERVICES
 """The consumer services; ``stack.services.consumer_processes`` names each of their

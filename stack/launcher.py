@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import requests
+
 from choreo.outbox import span_store
 from choreo.outbox.kafka import ensure_topics
 from choreo.outbox.runner import OUTBOX_SCHEMA

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+
 from choreo.stack.components import Component, quietly
 from choreo.stack.proxy import MODES, TcpProxy
 from choreo.stack.settings import StackSettings

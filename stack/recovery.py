@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
+
 from choreo.outbox.relay import Readers, relay_producer, republish_window
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import OUTBOX_DATABASES, StackSettings

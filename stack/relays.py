@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import psycopg
 import requests
+
 from choreo.outbox.poller import catch_up, lock_holders
 from choreo.outbox.relay import relay_producer
 from choreo.stack.components import Component, quietly

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
+
 from choreo.stack import drain, launcher
 from choreo.stack.components import Component
 from choreo.stack.errors import ConfigError, StackError

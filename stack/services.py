@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, replace
 
 import requests
+
 from choreo.stack.components import Component, quietly
 from choreo.stack.links import routed
 from choreo.stack.processes import ProcessRegistry

@@ -12,10 +12,11 @@ position instead of from "now".
 from __future__ import annotations
 
 import psycopg
+from psycopg import errors
+
 from choreo.stack.connectors import OUTBOX_TEMPLATE, render, template_values
 from choreo.stack.errors import ConfigError
 from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
-from psycopg import errors
 
 
 def ensure_replication_slot(dsn: str, database: str, slot: str, plugin: str) -> bool:

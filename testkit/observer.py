@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from choreo.outbox import deadletter
 from choreo.services.inventory import catalog
 from choreo.services.inventory import store as inventory_store

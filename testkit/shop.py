@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+
 from choreo.services.inventory import catalog
 from choreo.services.inventory.catalog import CatalogItem
 from choreo.services.payments.psp_client import PspClient

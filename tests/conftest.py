@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 import pytest
+
 from choreo.stack import launcher
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings

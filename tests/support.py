@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 import requests
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+
 from choreo.chaos.report import ChaosReport
 from choreo.chaos.run import run_chaos
 from choreo.outbox.codec import EventCodec
@@ -21,7 +23,6 @@ from choreo.stack import launcher
 from choreo.stack.components import ensure_database
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 
 def collect(

@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
 from choreo.stack.settings import REPO_ROOT, StackSettings
 
 ORDER_ID = "00000000-0000-4000-8000-000000000001"

@@ -17,6 +17,7 @@ import shlex
 from collections.abc import Iterator
 
 import pytest
+
 from choreo.cli.main import build_parser
 from choreo.stack.settings import REPO_ROOT
 

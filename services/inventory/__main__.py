@@ -12,9 +12,7 @@ import sys
 from collections.abc import Mapping
 from functools import partial
 
-from choreo.outbox import runner
-from choreo.outbox.config import DEFAULT_PORTS
-from choreo.outbox.settings import ServiceSettings
+from choreo.outbox import ServiceDefinition, ServiceSettings, config, exit_status, run_service
 from choreo.services.inventory.catalog import seed_catalog
 from choreo.services.inventory.handlers import build_handlers, lock_run
 from choreo.services.inventory.jobs import expiry_job
@@ -24,8 +22,8 @@ from choreo.services.inventory.store import SCHEMA_SQL
 NAME = "inventory"
 
 
-def definition(settings: InventorySettings) -> runner.ServiceDefinition:
-    return runner.ServiceDefinition(
+def definition(settings: InventorySettings) -> ServiceDefinition:
+    return ServiceDefinition(
         name=NAME,
         schema_sql=SCHEMA_SQL,
         build_handlers=partial(build_handlers, reservation_ttl_s=settings.reservation_ttl_s),
@@ -39,9 +37,9 @@ def definition(settings: InventorySettings) -> runner.ServiceDefinition:
 def start(env: Mapping[str, str]) -> None:
     own = InventorySettings.from_env(env)
     shared = ServiceSettings.from_env(NAME, env,
-                                      default_metrics_port=DEFAULT_PORTS["inventory_metrics"])
-    runner.main(definition(own), shared)
+                                      default_metrics_port=config.DEFAULT_PORTS["inventory_metrics"])
+    run_service(definition(own), shared)
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(NAME, start, os.environ))
+    sys.exit(exit_status(NAME, start, os.environ))

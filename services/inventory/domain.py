@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
-from choreo.outbox.errors import PermanentError
+from choreo.outbox import PermanentError
 
 
 class InventoryError(PermanentError):

@@ -25,9 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from choreo.outbox.consumer import Handler
-from choreo.outbox.delivery import ReceivedEvent
-from choreo.outbox.writer import OutboxWriter
+
+from choreo.outbox import Handler, OutboxWriter, ReceivedEvent
 from choreo.services.inventory import domain, store
 from choreo.services.inventory.domain import (
     Line,

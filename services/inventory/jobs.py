@@ -11,13 +11,12 @@ import logging
 from typing import Any
 
 import psycopg
-from choreo.outbox.runner import PeriodicJob
-from choreo.outbox.tracing import continued_span
-from choreo.outbox.writer import OutboxWriter
+from opentelemetry.trace import SpanKind
+
+from choreo.outbox import OutboxWriter, PeriodicJob, continued_span
 from choreo.services.inventory import domain, store
 from choreo.services.inventory.domain import ReleaseReason, Status
 from choreo.services.inventory.store import Counter
-from opentelemetry.trace import SpanKind
 
 log = logging.getLogger(__name__)
 

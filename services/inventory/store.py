@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from choreo.outbox.tracing import current_traceparent
-from choreo.services.inventory.domain import Line, PricedLine, ReleaseReason, Status, StockRow
 from psycopg import sql
+
+from choreo.outbox import current_traceparent
+from choreo.services.inventory.domain import Line, PricedLine, ReleaseReason, Status, StockRow
 
 SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
 """The DDL of the tables this module reads and writes."""

@@ -17,18 +17,22 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
-from choreo.outbox.codec import EventCodec
-from choreo.outbox.config import DEFAULT_PORTS
-from choreo.outbox.runner import ServiceDefinition, exit_status, main, prepare_process
-from choreo.outbox.settings import ServiceSettings
-from choreo.outbox.writer import OutboxWriter
-from choreo.schemas.catalog import SchemaCatalog
+from psycopg_pool import AsyncConnectionPool
+
+from choreo.outbox import (
+    OutboxWriter,
+    ServiceDefinition,
+    ServiceSettings,
+    config,
+    exit_status,
+    prepare_process,
+    run_service,
+)
 from choreo.services.orders.api import create_app
 from choreo.services.orders.handlers import build_handlers
 from choreo.services.orders.jobs import DEADLINE_JOB
 from choreo.services.orders.outcomes import outcomes_job
 from choreo.services.orders.settings import ApiSettings
-from psycopg_pool import AsyncConnectionPool
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()])
@@ -52,7 +56,7 @@ def connection_pool(database_url: str) -> AsyncConnectionPool:
 
 
 async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
-    writer = OutboxWriter(EventCodec(SchemaCatalog.load()), source="orders")
+    writer = OutboxWriter.for_schemas("orders")
     async with connection_pool(settings.database_url) as pool:
         await pool.wait()
         runner = web.AppRunner(create_app(pool, writer, api), access_log=None)
@@ -72,8 +76,8 @@ def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
 
 
 def start_worker(env: Mapping[str, str]) -> None:
-    main(DEFINITION, ServiceSettings.from_env(
-        "orders", env, default_metrics_port=DEFAULT_PORTS["orders_worker_metrics"]))
+    run_service(DEFINITION, ServiceSettings.from_env(
+        "orders", env, default_metrics_port=config.DEFAULT_PORTS["orders_worker_metrics"]))
 
 
 def start_api(env: Mapping[str, str]) -> None:

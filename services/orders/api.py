@@ -30,8 +30,12 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
-from choreo.outbox.tracing import continued_span, current_traceparent
-from choreo.outbox.writer import OutboxWriter
+from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from choreo.outbox import OutboxWriter, continued_span, current_traceparent
 from choreo.services.orders.admission import (
     API_KEY_HEADER,
     SHED,
@@ -58,10 +62,6 @@ from choreo.services.orders.store import (
     parse_order_id,
     transition_statements,
 )
-from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 MAX_BODY_BYTES = 64 * 1024

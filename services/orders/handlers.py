@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from choreo.outbox.consumer import Handler
-from choreo.outbox.delivery import ReceivedEvent
-from choreo.outbox.writer import OutboxWriter
+
+from choreo.outbox import Handler, OutboxWriter, ReceivedEvent
 from choreo.services.orders.domain import Status, Transition
 from choreo.services.orders.store import finish, locked_status, parse_order_id, record_history
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from choreo.outbox.runner import PeriodicJob
-from choreo.outbox.tracing import continued_span
-from choreo.outbox.writer import OutboxWriter
+from opentelemetry.trace import SpanKind
+
+from choreo.outbox import OutboxWriter, PeriodicJob, continued_span
 from choreo.services.orders.domain import Transition
 from choreo.services.orders.store import OVERDUE, finish
-from opentelemetry.trace import SpanKind
 
 BATCH = 200
 

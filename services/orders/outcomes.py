@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from choreo.outbox.runner import PeriodicJob
-from choreo.outbox.writer import OutboxWriter
 from prometheus_client import Counter, Histogram
+
+from choreo.outbox import OutboxWriter, PeriodicJob
 
 SAGAS = Counter("choreo_sagas_total", "Orders that reached a final status, by status and the"
                 " kind of reason (a confirmed order cancelled later counts once for each)",

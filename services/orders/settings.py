@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from choreo.outbox import config
-from choreo.outbox.config import DEFAULT_PORTS
-from choreo.outbox.errors import ConfigError
+from choreo.outbox import ConfigError, config
 
 PORT_VARIABLE = "CHOREO_ORDERS_PORT"
 TTL_VARIABLE = "CHOREO_RESERVATION_TTL_S"
@@ -32,7 +30,7 @@ SAMPLE_VARIABLE = "CHOREO_ORDERS_PENDING_SAMPLE_S"
 
 @dataclass(frozen=True)
 class ApiSettings:
-    port: int = DEFAULT_PORTS["orders"]
+    port: int = config.DEFAULT_PORTS["orders"]
     deadline_s: float = 30.0
     """The deadline of an order whose request names none."""
     reservation_ttl_s: float = 120.0

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from choreo.outbox.writer import INSERT_ROW, OutboxWriter
+
+from choreo.outbox import OutboxWriter
 from choreo.services.orders.domain import Status, Transition
 
 INSERT_ORDER = """
@@ -85,7 +86,7 @@ def event_statements(writer: OutboxWriter, order_id: uuid.UUID, event_type: str,
     insert reached the span only as the generator's close, and the span ended OK.)
     """
     with writer.writing(event_type, str(order_id), payload) as event:
-        yield [(INSERT_ROW, event.params),
+        yield [event.statement,
                history_statement(order_id, event_type, event.event_id, writer.source,
                                  payload)]
 

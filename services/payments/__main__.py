@@ -11,10 +11,14 @@ import os
 import sys
 from collections.abc import Mapping
 
-from choreo.outbox import runner
-from choreo.outbox.breaker import Circuit
-from choreo.outbox.config import DEFAULT_PORTS
-from choreo.outbox.settings import ServiceSettings
+from choreo.outbox import (
+    Circuit,
+    ServiceDefinition,
+    ServiceSettings,
+    config,
+    exit_status,
+    run_service,
+)
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.handlers import build_handlers
 from choreo.services.payments.provider import psp_down
@@ -25,9 +29,9 @@ from choreo.services.payments.store import SCHEMA
 NAME = "payments"
 
 
-def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
+def definition(settings: PaymentsSettings) -> ServiceDefinition:
     circuit = Circuit("psp", settings.breaker, counts=psp_down)
-    return runner.ServiceDefinition(
+    return ServiceDefinition(
         name=NAME,
         schema_sql=SCHEMA,
         build_handlers=lambda writer: build_handlers(
@@ -44,9 +48,9 @@ def definition(settings: PaymentsSettings) -> runner.ServiceDefinition:
 def start(env: Mapping[str, str]) -> None:
     settings = PaymentsSettings.from_env(env)
     shared = ServiceSettings.from_env(NAME, env,
-                                      default_metrics_port=DEFAULT_PORTS["payments_metrics"])
-    runner.main(definition(settings), shared)
+                                      default_metrics_port=config.DEFAULT_PORTS["payments_metrics"])
+    run_service(definition(settings), shared)
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(NAME, start, os.environ))
+    sys.exit(exit_status(NAME, start, os.environ))

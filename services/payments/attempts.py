@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 import psycopg
+
 from choreo.services.payments.domain import ChargeAttempt
 
 INSERT = """

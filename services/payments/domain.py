@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum, StrEnum
 
-from choreo.outbox.errors import PermanentError, TransientError
+from choreo.outbox import PermanentError, TransientError
 
 
 class PaymentStatus(StrEnum):

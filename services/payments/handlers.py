@@ -22,10 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from choreo.outbox.breaker import Circuit
-from choreo.outbox.consumer import Handler
-from choreo.outbox.delivery import ReceivedEvent
-from choreo.outbox.writer import OutboxWriter
+
+from choreo.outbox import Circuit, Handler, OutboxWriter, ReceivedEvent
 from choreo.services.payments import store
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.domain import ChargeAttempt, Payment, Step, next_step

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
-from choreo.outbox.breaker import Circuit
+from choreo.outbox import Circuit
 from choreo.services.payments.domain import (
     ProviderRejected,
     ProviderUnavailable,

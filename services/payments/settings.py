@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from choreo.outbox import config
-from choreo.outbox.breaker import CircuitSettings
-from choreo.outbox.config import DEFAULT_PORTS
+from choreo.outbox import CircuitSettings, config
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class PaymentsSettings:
     def from_env(cls, env: Mapping[str, str]) -> PaymentsSettings:
         # The port is read only when it is used: an explicit URL makes it irrelevant.
         psp_url = config.url(env, "CHOREO_PSP_URL") or \
-            f"http://127.0.0.1:{config.port(env, 'CHOREO_PSP_PORT', DEFAULT_PORTS['psp'])}"
+            f"http://127.0.0.1:{config.port(env, 'CHOREO_PSP_PORT', config.DEFAULT_PORTS['psp'])}"
         defaults = CircuitSettings()
         return cls(
             psp_url=psp_url,

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+
 from choreo.services.payments import attempts
 from choreo.services.payments.domain import Payment, PaymentStatus
-from psycopg.rows import dict_row
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 """The DDL of the table, applied at start-up."""

@@ -17,12 +17,13 @@ import sys
 
 import psycopg
 from aiohttp import web
+from psycopg_pool import PoolTimeout
+
 from choreo.outbox import logs
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.telemetry import configure_tracing
 from choreo.services.psp.app import create_app
 from choreo.services.psp.settings import PspSettings
-from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("psp")
 

@@ -17,6 +17,9 @@ from typing import Any
 import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
 from choreo.outbox.tracing import trace_id_of
 from choreo.services.psp import idempotency, ledger, operations, payloads
 from choreo.services.psp.errors import ApiError, ApiResponse, error_response, not_found
@@ -24,8 +27,6 @@ from choreo.services.psp.idempotency import Disposition, Outcome
 from choreo.services.psp.metrics import PspMetrics
 from choreo.services.psp.outage import LOOPBACK, OutageSwitch
 from choreo.services.psp.settings import PspSettings
-from prometheus_client import CONTENT_TYPE_LATEST
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger("psp")
 

@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-from choreo.services.psp.errors import ApiResponse, error_response
-from choreo.services.psp.payloads import ChargeRequest, RefundRequest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+from choreo.services.psp.errors import ApiResponse, error_response
+from choreo.services.psp.payloads import ChargeRequest, RefundRequest
 
 Operation = Callable[[AsyncConnection[Any], int], Awaitable[ApiResponse]]
 """Does the work inside the key's transaction; gets the attempt number, starting at 1."""

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from choreo.services.psp.payloads import ChargeRequest
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+
+from choreo.services.psp.payloads import ChargeRequest
 
 SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
 

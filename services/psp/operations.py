@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import AsyncConnection
+
 from choreo.services.psp import ledger, tokens
 from choreo.services.psp.errors import ApiResponse, error_response, not_found
 from choreo.services.psp.payloads import ChargeRequest, RefundRequest
-from psycopg import AsyncConnection
 
 
 async def charge(conn: AsyncConnection[Any], key: str, request: ChargeRequest, attempt: int,

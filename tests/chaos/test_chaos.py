@@ -9,9 +9,9 @@ with the rest of the session.
 from __future__ import annotations
 
 import pytest
+
 from choreo.chaos.plan import TARGETS
 from choreo.stack.settings import StackSettings
-
 from tests.support import chaos_checked
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]

@@ -9,6 +9,7 @@ restart has a side effect the supervisor must do: deploy the connectors again.
 from __future__ import annotations
 
 import pytest
+
 from choreo.chaos.run import run_chaos
 from choreo.stack import launcher
 from choreo.stack.settings import StackSettings

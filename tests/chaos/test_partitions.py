@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from choreo.chaos.plan import PlanError
 from choreo.chaos.run import check_running
 from choreo.stack import launcher, links
 from choreo.stack.settings import REPO_ROOT, StackSettings
-
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 from tests.support import chaos_checked
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from choreo.chaos.plan import TARGETS, PlanError, make_plan
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from choreo.cli.main import main as choreo
 from choreo.stack.components import port_is_free
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+
 from choreo.console import waterfall
 from choreo.outbox import constants as c
 from choreo.outbox import deadletter

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from choreo.outbox import deadletter
 from choreo.stack.settings import StackSettings
-
 from tests.console.conftest import Letter
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

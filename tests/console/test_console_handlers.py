@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from choreo.console.app import create_app
 from choreo.outbox import deadletter
 from choreo.services.inventory import store as inventory_store
@@ -23,7 +24,6 @@ from choreo.services.inventory.domain import Status as ReservationStatus
 from choreo.services.orders import store as orders_store
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
-
 from tests.console.conftest import TOKEN, Letter
 
 pytestmark = pytest.mark.stack

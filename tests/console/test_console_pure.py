@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
+
 from choreo.console import pages
 from choreo.console.app import create_app
 from choreo.console.reads import ServiceEntry, Stuck, blocked_keys

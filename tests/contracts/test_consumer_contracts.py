@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from choreo.cli.contracts import (
     CONSUMERS,
     SERVICES_ROOT,
@@ -25,26 +26,14 @@ from choreo.schemas.parsing import parse_tree
 
 
 def starts_consumer_runner(entry_point: Path) -> bool:
-    """Whether a ``__main__.py`` hands over to ``outbox.runner.main``, i.e. is a consumer."""
+    """Whether a ``__main__.py`` hands over to the library's ``run_service``, i.e. is a
+    consumer."""
     tree = ast.parse(entry_point.read_text())
-    runners: set[str] = set()
-    modules: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "choreo.outbox.runner":
-            runners |= {alias.asname or alias.name for alias in node.names if alias.name == "main"}
-        elif isinstance(node, ast.ImportFrom) and node.module == "outbox":
-            modules |= {alias.asname or alias.name for alias in node.names
-                        if alias.name == "runner"}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in runners:
-            return True
-        if (isinstance(func, ast.Attribute) and func.attr == "main"
-                and isinstance(func.value, ast.Name) and func.value.id in modules):
-            return True
-    return False
+    runners = {alias.asname or alias.name for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.module == "choreo.outbox"
+               for alias in node.names if alias.name == "run_service"}
+    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+               and node.func.id in runners for node in ast.walk(tree))
 
 
 def test_every_consumer_service_is_checked() -> None:
@@ -52,7 +41,7 @@ def test_every_consumer_service_is_checked() -> None:
                  if starts_consumer_runner(entry)}
 
     assert consumers == set(CONSUMERS), (
-        "CONSUMERS must list exactly the services whose entry point runs outbox.runner.main")
+        "CONSUMERS must list exactly the services whose entry point calls run_service")
 
 
 def test_consumers_read_every_writer_version() -> None:

@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
+from fastavro import schemaless_reader
+from fastavro.validation import validate
+
+from choreo import services
 from choreo.outbox.constants import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
@@ -34,11 +39,6 @@ from choreo.schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_re
 from choreo.schemas.contracts import scan_emits
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
-from confluent_kafka import Message
-from fastavro import schemaless_reader
-from fastavro.validation import validate
-
-from choreo import services
 from tests.support import collect
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
 

@@ -6,9 +6,9 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from choreo.testkit.orders_client import OrdersClient, saga_settled
 from choreo.testkit.shop import Shop
-
 from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

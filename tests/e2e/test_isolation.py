@@ -15,6 +15,7 @@ import time
 from collections import Counter
 
 import pytest
+
 from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from choreo.stack.settings import StackSettings
-from choreo.testkit.shop import Shop
 from prometheus_client.parser import text_string_to_metric_families
 
+from choreo.stack.settings import StackSettings
+from choreo.testkit.shop import Shop
 from tests.support import eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -9,9 +9,9 @@ import time
 import psycopg
 import pytest
 import requests
+
 from choreo.outbox import deadletter
 from choreo.testkit.shop import Shop
-
 from tests.support import eventually, holds
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -20,11 +20,11 @@ from dataclasses import replace
 
 import pytest
 import requests
+
 from choreo.chaos.resume import events_counted, metrics_url
 from choreo.stack import drain, launcher
 from choreo.stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
 from choreo.testkit.shop import Shop
-
 from tests.e2e.test_concurrent_orders import (  # noqa: F401 - collected here, with 2 replicas
     test_concurrent_orders_conserve_stock_and_money,
 )

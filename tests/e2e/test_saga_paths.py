@@ -6,9 +6,9 @@ import json
 
 import pytest
 import requests
+
 from choreo.stack import launcher
 from choreo.testkit.shop import Shop
-
 from tests.support import eventually, holds
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from choreo.cli.trace import render, saga_spans
 from choreo.outbox.span_store import StoredSpan
 from choreo.stack.settings import StackSettings

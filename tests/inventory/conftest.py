@@ -11,10 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
 from choreo.services.inventory.store import SCHEMA_SQL
 from choreo.stack.settings import StackSettings
-
 from tests.inventory.support import reset
 from tests.support import scratch_database
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import Handler, handle_once
 from choreo.outbox.delivery import ReceivedEvent

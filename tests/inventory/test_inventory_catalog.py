@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.services.inventory.catalog import (
     SEED_CATALOG,
     CatalogItem,
@@ -15,7 +16,6 @@ from choreo.services.inventory.catalog import (
     stock_levels,
 )
 from choreo.services.inventory.domain import InvalidStockLevel, UnknownSku
-
 from tests.inventory.support import Inventory, order_confirmed, order_placed
 
 pytestmark = pytest.mark.postgres

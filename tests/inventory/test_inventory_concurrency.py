@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.testing import Emitted
 from choreo.services.inventory.jobs import release_expired
-
 from tests.inventory.support import (
     Inventory,
     expire_now,

@@ -6,11 +6,11 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox.testing import Emitted
 from choreo.services.inventory.catalog import set_stock
 from choreo.services.inventory.domain import SoldOutAfterExpiry
 from choreo.services.inventory.jobs import expiry_job, release_expired
-
 from tests.inventory.support import (
     Inventory,
     expire_now,

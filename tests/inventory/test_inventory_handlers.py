@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox.testing import Emitted
 from choreo.services.inventory.domain import InvalidOrder
-
 from tests.inventory.support import (
     TTL_S,
     Inventory,

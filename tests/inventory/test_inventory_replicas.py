@@ -17,12 +17,12 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox.consumer import ConsumerRuntime
 from choreo.outbox.dedupe import MemoryDedupe
 from choreo.outbox.retry import Backoff
 from choreo.outbox.testing import EventStream, RecordingProducer, RecordingWriter, drive
 from choreo.services.inventory.handlers import build_handlers, lock_run
-
 from tests.inventory.support import CODEC, CONSUMER, TTL_S, stock
 
 pytestmark = pytest.mark.postgres

@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from choreo.outbox.delivery import ReceivedEvent
-from choreo.outbox.testing import Emitted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.outbox.delivery import ReceivedEvent
+from choreo.outbox.testing import Emitted
 from tests.inventory.support import (
     Inventory,
     levels,

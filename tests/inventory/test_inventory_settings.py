@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from choreo.outbox.errors import ConfigError
 from choreo.services.inventory.settings import InventorySettings
 from choreo.stack.settings import REPO_ROOT

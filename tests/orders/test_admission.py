@@ -8,6 +8,9 @@ import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+from psycopg_pool import AsyncConnectionPool
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.writer import OutboxWriter
@@ -15,8 +18,6 @@ from choreo.schemas.catalog import SchemaCatalog
 from choreo.services.orders.admission import Backlog, RateLimiter, client_of, retry_after
 from choreo.services.orders.api import BACKLOG, LIMITER, OPENAPI, create_app
 from choreo.services.orders.settings import ApiSettings
-from openapi_spec_validator import validate
-from psycopg_pool import AsyncConnectionPool
 
 
 class Clock:

@@ -13,6 +13,7 @@ import asyncio
 import psycopg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+
 from choreo.services.orders.api import observe
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import requests
-from choreo.stack.settings import StackSettings
 
+from choreo.stack.settings import StackSettings
 from tests.orders.tcp_gate import TcpGate
 from tests.support import scratch_database, started_orders_api
 

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 import requests
+from openapi_spec_validator import validate
+
 from choreo.services.orders.api import OPENAPI
 from choreo.stack.settings import StackSettings
-from openapi_spec_validator import validate
 
 pytestmark = pytest.mark.stack
 

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 import requests
-from choreo.stack.settings import StackSettings
 
+from choreo.stack.settings import StackSettings
 from tests.support import scratch_database, started_orders_api
 
 pytestmark = pytest.mark.stack

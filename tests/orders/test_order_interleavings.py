@@ -12,6 +12,9 @@ import uuid
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import handle_once
 from choreo.outbox.delivery import ReceivedEvent
@@ -23,9 +26,6 @@ from choreo.services.orders.handlers import build_handlers
 from choreo.services.orders.jobs import cancel_overdue
 from choreo.services.orders.store import INSERT_ORDER
 from choreo.stack.settings import StackSettings
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.support import scratch_database
 
 pytestmark = pytest.mark.postgres

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from choreo.outbox.errors import ConfigError
 from choreo.services.orders.domain import InvalidRequest, parse_order_request
 from choreo.services.orders.settings import ApiSettings

@@ -12,15 +12,15 @@ import uuid
 
 import psycopg
 import pytest
-from choreo.outbox import writer as writer_module
-from choreo.outbox.writer import INSERT_ROW
-from choreo.services.orders.domain import Transition
-from choreo.services.orders.store import finish
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from choreo.outbox import writer as writer_module
+from choreo.outbox.writer import INSERT_ROW
+from choreo.services.orders.domain import Transition
+from choreo.services.orders.store import finish
 from tests.support import WRITER
 
 

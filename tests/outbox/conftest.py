@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from choreo.stack.settings import StackSettings
 
+from choreo.stack.settings import StackSettings
 from tests.outbox.probe import prepare
 from tests.support import scratch_database
 

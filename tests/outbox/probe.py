@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import psycopg
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime, Handler
 from choreo.outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe

@@ -14,11 +14,11 @@ import time
 
 import psycopg
 import pytest
+
 from choreo.outbox import watchdog
 from choreo.outbox.session import Session
 from choreo.stack.proxy import TcpProxy
 from choreo.stack.settings import StackSettings
-
 from tests.outbox.test_start_without_database import through
 
 pytestmark = pytest.mark.postgres

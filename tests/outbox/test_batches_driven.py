@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+
 from choreo.outbox import constants as c
 from choreo.outbox import deadletter, inbox
 from choreo.outbox.codec import EventCodec
@@ -23,7 +24,6 @@ from choreo.outbox.pipeline import Deferred
 from choreo.outbox.retry import Backoff
 from choreo.outbox.testing import EventStream, RecordingProducer, drive, release
 from choreo.schemas.catalog import SchemaCatalog
-
 from tests.outbox.probe import effects, recording_handler
 
 pytestmark = pytest.mark.postgres  # no broker, no Connect

@@ -6,11 +6,12 @@ import threading
 import time
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from prometheus_client import REGISTRY
+
 from choreo.outbox.assignment import Assignment
 from choreo.outbox.breaker import Circuit, CircuitSettings
 from choreo.outbox.errors import RetryLater
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from prometheus_client import REGISTRY
 
 
 class Down(Exception):

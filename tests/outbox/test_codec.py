@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.errors import EventValidationError, PoisonMessage
 from choreo.schemas.catalog import SchemaCatalog

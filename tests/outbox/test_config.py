@@ -8,6 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
+
 from choreo.outbox import config
 from choreo.outbox.config import DEFAULT_PORTS
 from choreo.outbox.errors import ConfigError

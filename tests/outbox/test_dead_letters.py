@@ -7,10 +7,10 @@ import uuid
 
 import psycopg
 import pytest
+
 from choreo.outbox import deadletter
 from choreo.outbox.kafka import build_producer
 from choreo.stack.settings import StackSettings
-
 from tests.outbox.probe import effects, probe_runtime
 from tests.support import WRITER, collect, emit_confirmed, header
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from choreo.outbox.dedupe import DedupeStore, InboxOnly, MemoryDedupe, RedisDedupe
 from choreo.stack.settings import StackSettings
 

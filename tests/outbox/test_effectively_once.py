@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 import redis
+
 from choreo.outbox.dedupe import MemoryDedupe, RedisDedupe
 from choreo.outbox.kafka import build_producer
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings
-
 from tests.outbox.probe import assert_each_once, effects, probe_runtime
 from tests.support import collect, emit_confirmed
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from choreo.outbox.consumer import handle_once
 from choreo.outbox.dedupe import MemoryDedupe
 from choreo.outbox.delivery import ReceivedEvent
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.postgres
 

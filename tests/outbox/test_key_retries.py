@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox import deadletter
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime
@@ -27,7 +28,6 @@ from choreo.outbox.errors import TransientError
 from choreo.outbox.retry import Backoff
 from choreo.outbox.testing import EventStream, RecordingProducer, drive, release
 from choreo.schemas.catalog import SchemaCatalog
-
 from tests.outbox.probe import effects
 
 pytestmark = pytest.mark.postgres

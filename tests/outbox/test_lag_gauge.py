@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime
 from choreo.outbox.dedupe import MemoryDedupe
 from choreo.schemas.catalog import SchemaCatalog
-from prometheus_client import REGISTRY
 
 
 class FakeAssignment:

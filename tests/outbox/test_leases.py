@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from choreo.outbox.leases import PartitionLeases, spread
 
 pytestmark = pytest.mark.stack

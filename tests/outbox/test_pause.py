@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox import deadletter
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime
@@ -19,7 +20,6 @@ from choreo.outbox.errors import RetryLater
 from choreo.outbox.retry import Backoff
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack.settings import StackSettings
-
 from tests.outbox.probe import effects, recording_handler
 from tests.outbox.test_dead_letters import emit
 from tests.support import eventually, holds

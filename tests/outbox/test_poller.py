@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox.poller import (
     OutboxPoller,
     PollerSettings,
@@ -24,7 +25,6 @@ from choreo.outbox.relay import relay_producer
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
 from choreo.outbox.writer import INSERT_ROW, prune
 from choreo.stack.settings import StackSettings
-
 from tests.support import (
     WRITER,
     assert_complete_and_ordered,

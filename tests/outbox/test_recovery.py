@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.kafka import build_admin, build_producer, ensure_topics
 from choreo.schemas.catalog import SchemaCatalog
@@ -22,7 +23,6 @@ from choreo.stack import launcher
 from choreo.stack.broker import broker_component, data_dir
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings
-
 from tests.outbox.probe import assert_each_once, effects, probe_runtime
 from tests.support import emit_confirmed
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from choreo.outbox import inbox, relay
 from choreo.outbox.relay import Readers, republish_window
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
 from choreo.outbox.testing import RecordingProducer
 from choreo.stack.settings import StackSettings
-
 from tests.support import WRITER, scratch_database
 
 pytestmark = pytest.mark.postgres

@@ -6,13 +6,13 @@ import uuid
 
 import psycopg
 import pytest
+
 from choreo.outbox import deadletter, inbox
 from choreo.outbox.delivery import Delivery
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.runner import pruning_jobs
 from choreo.outbox.settings import ServiceSettings
 from choreo.outbox.writer import prune
-
 from tests.support import WRITER
 
 

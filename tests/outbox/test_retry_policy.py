@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import psycopg
+
 from choreo.outbox.errors import PermanentError, TransientError
 from choreo.outbox.retry import Backoff
 

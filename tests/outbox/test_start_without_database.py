@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
+
 from choreo.outbox.retry import Backoff
 from choreo.outbox.runner import wait_for_database
 from choreo.stack.proxy import TcpProxy

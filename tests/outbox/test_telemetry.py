@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from choreo.outbox.telemetry import NoOrphanCalls
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+from choreo.outbox.telemetry import NoOrphanCalls
 
 
 def recorded(build: Callable[[trace.Tracer], None]) -> list[str]:

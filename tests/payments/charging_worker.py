@@ -16,10 +16,10 @@ from dataclasses import asdict
 from typing import Any
 
 import psycopg
+
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.psp_client import PspClient
-
 from tests.payments.support import Harness, handlers_for
 
 PATIENT_TIMEOUT_S = 30.0

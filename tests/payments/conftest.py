@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
 from choreo.schemas.catalog import SchemaCatalog
@@ -21,7 +22,6 @@ from choreo.services.payments.store import SCHEMA
 from choreo.stack.components import free_port
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
-
 from tests.payments.support import CONSUMER, EMITTED_EVENTS, Events, Harness, handlers_for
 from tests.psp.support import Ledger, psp_env, start_psp
 from tests.support import scratch_database

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
 from choreo.outbox.breaker import Circuit
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import Handler, handle_once
@@ -22,8 +25,6 @@ from choreo.schemas.catalog import SchemaCatalog
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.handlers import build_handlers
 from choreo.services.payments.psp_client import Charge, PspClient
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 CONSUMER = "payments"
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+
 from choreo.outbox.breaker import Circuit, CircuitSettings
 from choreo.outbox.errors import RetryLater
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.domain import ProviderUnavailable
 from choreo.services.payments.provider import psp_down
 from choreo.services.payments.psp_client import PaymentDeclined, PspClient, PspUnavailable
-
 from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
 
 RESET_S = 0.3

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.errors import TransientError
 from choreo.services.payments.domain import charge_key
 from choreo.stack.settings import REPO_ROOT
-
 from tests.payments.charging_worker import event_to_json
 from tests.payments.conftest import PSP_SLOW_DELAY_S
 from tests.payments.support import Events, Harness, new_order_id

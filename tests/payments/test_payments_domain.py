@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from choreo.services.payments.domain import (
     DEADLINE_PASSED,
     ChargeAttempt,

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+
 from choreo.outbox.consumer import claim_and_handle
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.errors import PermanentError, TransientError
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.domain import ProviderRejected, ProviderUnavailable
 from choreo.services.payments.psp_client import PspClient
-
 from tests.payments.conftest import PSP_SLOW_DELAY_S, PSP_TIMEOUT_S
 from tests.payments.support import CONSUMER, Events, Harness, handlers_for, new_order_id
 from tests.psp.support import CLIENT_TIMEOUT_S

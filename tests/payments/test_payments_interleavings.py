@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from choreo.outbox.delivery import ReceivedEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from choreo.outbox.delivery import ReceivedEvent
 from tests.payments.support import Events, Harness, new_order_id
 
 pytestmark = pytest.mark.stack

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from choreo.outbox.breaker import CircuitSettings
 from choreo.outbox.errors import ConfigError
 from choreo.services.payments.settings import PaymentsSettings

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from choreo.services.payments.psp_client import PspClient
 from choreo.stack.components import free_port
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
-
 from tests.psp.support import LEDGER_DATABASE, Api, Ledger, psp_env, start_psp
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+
 from choreo.services.payments.psp_client import Charge, PspClient, PspUnavailable
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings
-
 from tests.support import scratch_database
 
 SLOW_DELAY_S = 1.0

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
 from choreo.services.payments.psp_client import (
     Charge,
     PaymentDeclined,
@@ -15,7 +16,6 @@ from choreo.services.payments.psp_client import (
     PspRequestError,
     PspUnavailable,
 )
-
 from tests.psp.support import CLIENT_TIMEOUT_S, SLOW_DELAY_S, Api, Ledger, retry_until_answered
 
 pytestmark = pytest.mark.stack

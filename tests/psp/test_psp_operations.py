@@ -11,11 +11,11 @@ import uuid
 import psycopg
 import pytest
 import requests
+
 from choreo.services.payments.psp_client import LedgerSummary, PaymentDeclined, PspClient
 from choreo.stack.components import free_port
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
-
 from tests.psp.support import Api, Ledger, psp_env, retry_until_answered, start_psp
 
 pytestmark = pytest.mark.stack

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from choreo.services.payments.psp_client import PspClient, PspUnavailable
 
+from choreo.services.payments.psp_client import PspClient, PspUnavailable
 from tests.psp.support import Api, Ledger
 from tests.support import eventually, holds
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from choreo.services.payments.psp_client import PspClient, PspRequestError
 
+from choreo.services.payments.psp_client import PspClient, PspRequestError
 from tests.psp.support import Api, Ledger
 
 pytestmark = pytest.mark.stack

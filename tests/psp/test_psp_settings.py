@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from choreo.outbox.errors import ConfigError
 from choreo.services.psp.settings import PspSettings
 from choreo.stack.settings import REPO_ROOT

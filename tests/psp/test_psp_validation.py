@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from choreo.services.payments.psp_client import PspClient, PspRequestError
 
+from choreo.services.payments.psp_client import PspClient, PspRequestError
 from tests.psp.support import Api, Ledger
 
 pytestmark = pytest.mark.stack

@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from choreo.stack.settings import REPO_ROOT
 from schema_tree import SchemaTree
+
+from choreo.stack.settings import REPO_ROOT
 
 
 def choreo(*args: str) -> subprocess.CompletedProcess[str]:

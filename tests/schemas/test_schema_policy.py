@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from choreo.schemas.policy import Policies, Policy, PolicyFileError
 from schema_tree import SchemaTree
+
+from choreo.schemas.policy import Policies, Policy, PolicyFileError
 
 ALLOWED = ("BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, "
            "NONE")

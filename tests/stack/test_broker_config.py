@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from choreo.stack import broker, launcher, recovery
 from choreo.stack.errors import ConfigError, StartError
 from choreo.stack.settings import StackSettings

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
 from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
 from choreo.stack import launcher
 from choreo.stack.broker import broker_components, kafka_tool_command, node_name
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
-from confluent_kafka import KafkaError, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

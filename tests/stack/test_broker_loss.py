@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+
 from choreo.outbox import inbox
 from choreo.stack import broker, launcher, recovery
 from choreo.stack.settings import StackSettings
-
 from tests.outbox.probe import assert_each_once, effects, prepare, probe_runtime
 from tests.support import assert_complete_and_ordered, collect, emit_confirmed
 

@@ -6,9 +6,9 @@ import uuid
 
 import psycopg
 import pytest
+
 from choreo.stack import launcher
 from choreo.stack.settings import StackSettings
-
 from tests.support import (
     WRITER,
     assert_complete_and_ordered,

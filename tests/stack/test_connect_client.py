@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from choreo.stack.components import port_is_free
 from choreo.stack.connectors import ConnectClient
 from choreo.stack.errors import ConnectorError

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from choreo.stack.connect_offsets import cluster_tag, forget_offsets_of_another_cluster
 from choreo.stack.settings import StackSettings
 

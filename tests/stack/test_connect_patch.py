@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from choreo.stack.components import connect_classpath
 from choreo.stack.install import connect_lib_dir, ensure_installed
 from choreo.stack.settings import StackSettings

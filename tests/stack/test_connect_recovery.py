@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Message
+
 from choreo.stack import launcher
 from choreo.stack.cdc import ensure_connect
 from choreo.stack.components import connect_offsets_file, postgres_component
@@ -32,8 +34,6 @@ from choreo.stack.connectors import (
 )
 from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
 from choreo.stack.slots import ensure_outbox_slots, outbox_slot
-from confluent_kafka import Message
-
 from tests.support import WRITER, collect, header
 
 pytestmark = pytest.mark.stack

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from choreo.stack.settings import REPO_ROOT, StackSettings
 
+from choreo.stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import TEST_ENV
 
 pytestmark = pytest.mark.stack

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from choreo.stack import launcher
 from choreo.stack.components import Component
 from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
 from choreo.stack.errors import ConfigError
 from choreo.stack.processes import TrackedProcess
 from choreo.stack.settings import REPO_ROOT, StackSettings
-
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 
 pytestmark = pytest.mark.stack

@@ -8,11 +8,11 @@ import uuid
 
 import psycopg
 import pytest
+
 from choreo.cli.main import main as choreo
 from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
 from choreo.stack.connectors import ConnectClient
 from choreo.stack.settings import StackSettings
-
 from tests.support import WRITER, collect, confirmed, scratch_database
 
 pytestmark = pytest.mark.stack

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from choreo.outbox.config import REPLICA_PORT_STEP
 from choreo.stack.errors import ConfigError
 from choreo.stack.processes import ProcessRegistry

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from choreo.chaos import invariants
 from choreo.chaos.load import Placed
 from choreo.chaos.plan import OrderRequest

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import choreo.stack.supervisor as supervisor_module
 import pytest
+
+import choreo.stack.supervisor as supervisor_module
 from choreo.stack import launcher, restart
 from choreo.stack.components import Component, port_is_free
 from choreo.stack.processes import ProcessRegistry, TrackedProcess
@@ -29,7 +30,6 @@ from choreo.stack.supervision import SupervisorState, shape_changes, state_file
 from choreo.stack.supervisor import Supervisor, backoff_s
 from choreo.testkit.orders_client import saga_settled
 from choreo.testkit.shop import Shop
-
 from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 from tests.support import eventually, holds
 

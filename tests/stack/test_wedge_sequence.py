@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import requests
+
 from choreo.stack import launcher
 from choreo.stack.errors import StackError
 from choreo.stack.services import SERVICES
