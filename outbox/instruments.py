@@ -36,7 +36,7 @@ class Instruments:
     def log_context(self, delivery: Delivery, traceparent: str = "") -> dict[str, str]:
         """The ids an operator searches the JSON logs by."""
         return {"event_id": delivery.event_id, "event_type": delivery.event_type,
-                "order_id": delivery.key, "trace_id": trace_id_of(traceparent),
+                "aggregate_id": delivery.key, "trace_id": trace_id_of(traceparent),
                 **self.fields}
 
     def outcome(self, event_type: str, outcome: str) -> None:

@@ -1,8 +1,8 @@
-"""JSON log lines with the ids an operator searches by: trace_id, order_id, event_id.
+"""JSON log lines with the ids an operator searches by: trace_id, aggregate_id, event_id.
 
 One object per line, so logs can be grepped and parsed. Every field passed with
 ``extra=`` becomes a top-level key next to the base keys (``ts``, ``level``, ``service``,
-``logger``, ``msg``, ``error``): a consumer's line carries its ``consumer``, ``order_id``
+``logger``, ``msg``, ``error``): a consumer's line carries its ``consumer``, ``aggregate_id``
 and ``trace_id``, the psp's one line per request its status, duration and idempotency
 key. Every service of choreo logs through this one formatter, so all are searched alike.
 """

@@ -74,6 +74,9 @@ class ServiceDefinition:
     """More fields for ``/health`` (a circuit breaker's state, say)."""
     lock_first: RunLock | None = None
     """Locks a run's shared rows in one order before its handlers (see ``ConsumerRuntime``)."""
+    schemas: Path = field(kw_only=True)
+    """The folder of the events' Avro schemas, ``<aggregate>/<Type>.v<N>.avsc``: what the
+    service decodes and emits. Its own, as a team keeps them beside its code."""
 
 
 def wait_for_database(database_url: str, backoff: Backoff = START_BACKOFF) -> None:
@@ -201,7 +204,7 @@ def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     if definition.on_start is not None:
         with psycopg.connect(settings.database_url) as conn:
             definition.on_start(conn)
-    runtime, writer = build_runtime(definition, settings, SchemaCatalog.load())
+    runtime, writer = build_runtime(definition, settings, SchemaCatalog.load(definition.schemas))
     extra = definition.health
     health[0] = runtime.health if extra is None else lambda: {**runtime.health(), **extra()}
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())

@@ -112,7 +112,7 @@ def consumed_span(event: ReceivedEvent, consumer: str,
         with TRACER.start_as_current_span(
                 f"handle {event.event_type}", kind=trace.SpanKind.CONSUMER,
                 attributes={"choreo.consumer": consumer, "choreo.event_id": str(event.event_id),
-                            "choreo.order_id": event.aggregate_id}):
+                            "choreo.aggregate_id": event.aggregate_id}):
             yield
     finally:
         context.detach(token)

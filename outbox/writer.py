@@ -67,11 +67,9 @@ class OutboxWriter:
         self.source = source
 
     @classmethod
-    def for_schemas(cls, source: str, schemas: Path | None = None) -> OutboxWriter:
-        """A writer for the events of a folder of ``<aggregate>/<Type>.v<N>.avsc`` files
-        (choreo's own ``schemas/`` when None)."""
-        return cls(EventCodec(SchemaCatalog.load() if schemas is None
-                              else SchemaCatalog.load(schemas)), source)
+    def for_schemas(cls, source: str, schemas: Path) -> OutboxWriter:
+        """A writer for the events of a folder of ``<aggregate>/<Type>.v<N>.avsc`` files."""
+        return cls(EventCodec(SchemaCatalog.load(schemas)), source)
 
     def emit(
         self,
@@ -107,7 +105,7 @@ class OutboxWriter:
         consumers' relay and handling spans hang under the write that caused them."""
         return TRACER.start_as_current_span(
             f"outbox write {event_type}", kind=trace.SpanKind.PRODUCER,
-            attributes={"choreo.event_type": event_type, "choreo.order_id": aggregate_id,
+            attributes={"choreo.event_type": event_type, "choreo.aggregate_id": aggregate_id,
                         "choreo.source": self.source})
 
     def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]

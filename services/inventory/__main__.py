@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import partial
 
 from choreo.outbox import ServiceDefinition, ServiceSettings, config, exit_status, run_service
+from choreo.schemas.catalog import SCHEMA_DIR
 from choreo.services.inventory.catalog import seed_catalog
 from choreo.services.inventory.handlers import build_handlers, lock_run
 from choreo.services.inventory.jobs import expiry_job
@@ -31,6 +32,7 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
         on_start=seed_catalog,
         # Stock rows are shared between orders: replicas' runs lock them in one order.
         lock_first=lock_run,
+        schemas=SCHEMA_DIR,
     )
 
 

@@ -28,6 +28,7 @@ from choreo.outbox import (
     prepare_process,
     run_service,
 )
+from choreo.schemas.catalog import SCHEMA_DIR
 from choreo.services.orders.api import create_app
 from choreo.services.orders.handlers import build_handlers
 from choreo.services.orders.jobs import DEADLINE_JOB
@@ -35,7 +36,8 @@ from choreo.services.orders.outcomes import outcomes_job
 from choreo.services.orders.settings import ApiSettings
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
-DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()])
+DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()],
+                               schemas=SCHEMA_DIR)
 log = logging.getLogger("orders")
 
 
@@ -56,7 +58,7 @@ def connection_pool(database_url: str) -> AsyncConnectionPool:
 
 
 async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
-    writer = OutboxWriter.for_schemas("orders")
+    writer = OutboxWriter.for_schemas("orders", SCHEMA_DIR)
     async with connection_pool(settings.database_url) as pool:
         await pool.wait()
         runner = web.AppRunner(create_app(pool, writer, api), access_log=None)

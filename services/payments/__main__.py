@@ -19,6 +19,7 @@ from choreo.outbox import (
     exit_status,
     run_service,
 )
+from choreo.schemas.catalog import SCHEMA_DIR
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.handlers import build_handlers
 from choreo.services.payments.provider import psp_down
@@ -42,6 +43,7 @@ def definition(settings: PaymentsSettings) -> ServiceDefinition:
         # Each order's payment is its own row, and most of a charge is waiting for the
         # psp: the charges of one batch are sent side by side.
         key_concurrency=16,
+        schemas=SCHEMA_DIR,
     )
 
 

@@ -116,7 +116,7 @@ def test_consumers_expose_health_metrics_and_json_logs_with_ids(shop: Shop) -> N
                  if line.startswith("{") and order_id in line]
         handled = [line for line in lines if line["msg"] == "handled OrderPlaced"]
         assert handled, lines
-        assert handled[0]["order_id"] == order_id
+        assert handled[0]["aggregate_id"] == order_id
         assert len(handled[0]["trace_id"]) == 32
         assert handled[0]["event_id"]
 
