@@ -20,12 +20,11 @@ from typing import Any
 
 import requests
 
+from choreo.connectors import OUTBOX_TEMPLATE
 from choreo.stack.errors import ConfigError, ConnectorError
 from choreo.stack.processes import ProcessRegistry
-from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.settings import StackSettings
 
-CONNECTOR_DIR = REPO_ROOT / "connectors"
-OUTBOX_TEMPLATE = CONNECTOR_DIR / "outbox-postgres.json"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 

@@ -22,10 +22,12 @@ from choreo.cli.main import build_parser
 from choreo.stack.settings import REPO_ROOT
 
 DOCS = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")])
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+"""A fence's language, then anything (docs/library.md names a file there), then its text."""
 INLINE = re.compile(r"(?<!`)`(choreo [^`]+)`(?!`)")
-PROJECT_PACKAGES = ("outbox", "services", "schemas", "stack", "cli", "testkit", "console",
-                    "chaos", "bench")
+BARE_FOLDERS = ("outbox", "services", "schemas", "stack", "cli", "testkit", "console",
+                "chaos", "bench", "connectors")
+"""Folders of the repository that are importable only as ``choreo.<folder>``."""
 
 
 def blocks(language: set[str]) -> Iterator[tuple[str, str]]:
@@ -114,11 +116,11 @@ def test_every_command_the_prose_names_exists_with_its_flags(where: str,
 def project_imports(tree: ast.Module) -> Iterator[tuple[str, str | None]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module \
-                and node.module.split(".")[0] in PROJECT_PACKAGES:
+                and node.module.split(".")[0] in ("choreo", *BARE_FOLDERS):
             yield from ((node.module, alias.name) for alias in node.names)
         elif isinstance(node, ast.Import):
             yield from ((alias.name, None) for alias in node.names
-                        if alias.name.split(".")[0] in PROJECT_PACKAGES)
+                        if alias.name.split(".")[0] in ("choreo", *BARE_FOLDERS))
 
 
 PYTHON = list(blocks({"python"}))
@@ -128,6 +130,7 @@ PYTHON = list(blocks({"python"}))
 def test_every_python_snippet_compiles_and_imports_what_exists(where: str, source: str) -> None:
     tree = ast.parse(source, filename=where)
     for module, name in project_imports(tree):
+        assert module.split(".")[0] == "choreo", f"{where}: {module} is choreo.{module}"
         imported = importlib.import_module(module)
         assert name is None or hasattr(imported, name), f"{where}: {module} has no {name}"
 

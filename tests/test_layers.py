@@ -13,15 +13,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 LAYERS: dict[str, set[str]] = {
+    "connectors": set(),
     "schemas": set(),
     "outbox": {"schemas"},
     "services": {"outbox", "schemas"},
-    "stack": {"outbox", "schemas"},
-    "testkit": {"stack", "services", "outbox", "schemas"},
-    "chaos": {"testkit", "stack", "services", "outbox", "schemas"},
-    "bench": {"testkit", "stack", "services", "outbox", "schemas"},
-    "console": {"stack", "services", "outbox", "schemas"},
-    "cli": {"console", "chaos", "bench", "testkit", "stack", "services", "outbox", "schemas"},
+    "stack": {"outbox", "schemas", "connectors"},
+    "testkit": {"connectors", "stack", "services", "outbox", "schemas"},
+    "chaos": {"connectors", "testkit", "stack", "services", "outbox", "schemas"},
+    "bench": {"connectors", "testkit", "stack", "services", "outbox", "schemas"},
+    "console": {"connectors", "stack", "services", "outbox", "schemas"},
+    "cli": {"connectors", "console", "chaos", "bench", "testkit", "stack", "services", "outbox",
+            "schemas"},
 }
 """Each top-level package and the packages below it that it may import."""
 

@@ -5,30 +5,21 @@ environment that already had one."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.wheel import REPO, build_wheel
+
 FOLDERS = ("cli", "stack", "services", "schemas", "bench", "chaos", "console", "testkit",
-           "outbox")
+           "outbox", "connectors")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built from a copy: setuptools leaves ``build/`` in the tree it builds."""
-    source, out = tmp_path_factory.mktemp("source") / "choreo", tmp_path_factory.mktemp("wheel")
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".venv", ".choreo*", ".git", "build", "*.egg-info", "__pycache__", "node_modules"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "-q", "-w", str(out), str(source)], check=True, timeout=300)
-    [built] = out.glob("choreo-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_installs_only_the_choreo_package(wheel: Path) -> None:
@@ -39,6 +30,7 @@ def test_the_wheel_installs_only_the_choreo_package(wheel: Path) -> None:
     schemas = [path.relative_to(REPO).as_posix() for path in (REPO / "schemas").rglob("*.avsc")]
     assert schemas and {f"choreo/{schema}" for schema in schemas} <= set(names)
     assert "choreo/services/orders/openapi.json" in names
+    assert "choreo/connectors/outbox-postgres.json" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "choreo = choreo.cli.main:main" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
