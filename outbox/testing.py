@@ -1,26 +1,34 @@
-"""Driving a consumer runtime's batch logic without a broker, for tests of services and of
-the runtime itself (as faststream's test broker does for its handlers).
+"""What a participant's tests need, on two levels (docs/library.md).
 
-``drive`` hands deliveries built here, byte for byte what Debezium's EventRouter puts
-on a topic, to ``ConsumerRuntime.process_batch``: batching, the inbox, retries, dead
-letters, parking behind them and their release all run for real against the runtime's
-PostgreSQL, while the dead-letter topic is a recording producer. No Kafka, no Connect.
+- ``InMemoryHandlers``: a handler's logic with no database and no broker, as faststream's
+  test broker does: deliver a schema-valid event, see what it emitted and the SQL it ran.
+- ``drive``: the runtime's batch logic without a broker. Deliveries built here, byte for
+  byte what Debezium's EventRouter puts on a topic, go to ``ConsumerRuntime.process_batch``:
+  batching, the inbox, retries, dead letters, parking behind them and their release all
+  run for real against the runtime's PostgreSQL, while the dead-letter topic is a
+  recording producer. That is where the guarantees live.
+
+``DedupeStoreContract`` is the suite every ``DedupeStore`` passes; a team's own store
+subclasses it in its tests.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from choreo.outbox import constants as c
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.consumer import ConsumerRuntime
-from choreo.outbox.delivery import Delivery
+from choreo.outbox.consumer import ConsumerRuntime, Handler
+from choreo.outbox.dedupe import DedupeStore
+from choreo.outbox.delivery import Delivery, ReceivedEvent
 from choreo.outbox.writer import OutboxRow, OutboxWriter
+from choreo.schemas.catalog import SchemaCatalog
 
 
 @dataclass(frozen=True)
@@ -105,3 +113,128 @@ def drive(runtime: ConsumerRuntime, deliveries: Sequence[Delivery]) -> list[str]
 def release(runtime: ConsumerRuntime, owned: set[tuple[str, int]]) -> None:
     """Carry out pending ``choreo dlq replay|discard`` requests for the partitions ``owned``."""
     runtime.process_requests(owned)
+
+
+@dataclass
+class InMemoryCursor:
+    """What ``execute`` returns: no rows. A handler whose logic depends on what it reads
+    belongs in a ``drive`` test, against PostgreSQL."""
+
+    rowcount: int = 0
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __enter__(self) -> InMemoryCursor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def execute(self, query: str, params: Any = None) -> InMemoryCursor:
+        return self
+
+
+@dataclass
+class InMemoryConnection:
+    """Stands in for the connection a handler is given: records each statement."""
+
+    statements: list[tuple[str, Any]] = field(default_factory=list)
+
+    def execute(self, query: str, params: Any = None) -> InMemoryCursor:
+        self.statements.append((query, params))
+        return InMemoryCursor()
+
+    def cursor(self, **_: object) -> InMemoryCursor:
+        return InMemoryCursor()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield None
+
+
+class InMemoryHandlers:
+    """A service's handlers on a recording writer, driven without a database or a broker.
+
+    ``deliver`` encodes the payload with the event's schema and decodes it again, so the
+    handler gets exactly what a consumer would, and an event the schema does not allow
+    fails here as it would at the producer. What the handler emits is validated against
+    its own schema by the real writer and returned.
+    """
+
+    def __init__(self, build_handlers: Callable[[OutboxWriter], dict[str, Handler]],
+                 schemas: Path, source: str = "tests") -> None:
+        self.codec = EventCodec(SchemaCatalog.load(schemas))
+        self.writer = RecordingWriter(self.codec, source)
+        self.handlers = build_handlers(self.writer)
+        self.connection = InMemoryConnection()
+
+    def deliver(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+                ) -> list[Emitted]:
+        data, schema = self.codec.encode(event_type, payload)
+        event = ReceivedEvent(
+            event_id=uuid.uuid4(), event_type=event_type, aggregate_id=aggregate_id,
+            payload=self.codec.decode(event_type, schema.reference, data), source="tests",
+            occurred_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            traceparent="", origin=f"{schema.topic}/0@0")
+        before = len(self.writer.emitted)
+        self.handlers[event_type](event, self.connection)  # type: ignore[arg-type]
+        return self.writer.emitted[before:]
+
+
+class DedupeStoreContract:
+    """The contract of every ``DedupeStore``; subclass it with ``make_store`` (and
+    ``remembers = False`` for a store that remembers nothing) in a class pytest collects:
+
+        class TestMyStore(DedupeStoreContract):
+            def make_store(self) -> DedupeStore:
+                return MyStore(...)
+
+    The inbox is the guarantee, so a store may forget (TTL, eviction, an outage); what it
+    must never do is answer "seen" for an event nobody marked, or mix up consumers. A
+    store that remembers must remember what was marked, one at a time or in a batch.
+    """
+
+    remembers = True
+
+    def make_store(self) -> DedupeStore:
+        raise NotImplementedError("a subclass builds the store under test")
+
+    @staticmethod
+    def _ids(count: int) -> list[str]:
+        return [str(uuid.uuid4()) for _ in range(count)]
+
+    @staticmethod
+    def _consumer() -> str:
+        return f"c-{uuid.uuid4().hex[:8]}"
+
+    def test_nothing_unmarked_is_ever_seen(self) -> None:
+        store, consumer = self.make_store(), self._consumer()
+        marked, unmarked = self._ids(3), self._ids(3)
+        store.mark_many(consumer, marked)
+        assert not any(store.seen(consumer, event_id) for event_id in unmarked)
+        assert store.seen_many(consumer, unmarked) == set()
+        assert store.seen_many(consumer, []) == set()
+        store.mark_many(consumer, [])  # nothing to do is no error
+
+    def test_one_consumer_marks_nothing_for_another(self) -> None:
+        store, first, second = self.make_store(), self._consumer(), self._consumer()
+        event_ids = self._ids(2)
+        store.mark_many(first, event_ids)
+        store.mark(first, event_ids[0])
+        assert store.seen_many(second, event_ids) == set()
+        assert not store.seen(second, event_ids[0])
+
+    def test_what_was_marked_is_seen_singly_and_in_batches(self) -> None:
+        if not self.remembers:
+            return
+        store, consumer = self.make_store(), self._consumer()
+        single, batch, fresh = self._ids(1)[0], self._ids(4), self._ids(2)
+        store.mark(consumer, single)
+        store.mark_many(consumer, batch)
+        assert store.seen(consumer, single)
+        assert all(store.seen(consumer, event_id) for event_id in batch)
+        assert store.seen_many(consumer, [single, *batch, *fresh]) == {single, *batch}

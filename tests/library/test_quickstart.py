@@ -43,7 +43,21 @@ def quickstart_files() -> dict[str, str]:
 def test_the_page_names_the_files_of_a_participant() -> None:
     assert set(quickstart_files()) >= {
         "shipping/__main__.py", "shipping/handlers.py", "shipping/schema.sql",
-        "shipping/schemas/parcel/ParcelRegistered.v1.avsc", "register.py"}
+        "shipping/schemas/parcel/ParcelRegistered.v1.avsc", "register.py",
+        "shipping/test_handlers.py"}
+
+
+def test_the_quickstart_handler_test_passes_in_the_fresh_environment(
+        installed: Installed) -> None:
+    """The page's own test, with nothing but the wheel and pytest: no database, no broker."""
+    subprocess.run([str(installed.python), "-m", "pip", "install", "-q",
+                    "--disable-pip-version-check", "pytest"], check=True, timeout=300,
+                   env=installed.env, cwd=installed.project)
+    ran = subprocess.run([str(installed.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "shipping"], env=installed.env, cwd=installed.project,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
 
 
 @dataclasses.dataclass(frozen=True)
