@@ -140,9 +140,11 @@ class Assignment:
         """The broker came back with an empty log: read every owned partition again."""
         log.warning("broker log changed (%s -> %s); reading %d partitions from the start",
                     self.log_id, log_id, len(self.owned), extra={"consumer": self.consumer_name})
-        self.log_id = log_id
         owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
+        # Asked first: if the broker does not answer, the log's id stays the old one and
+        # the next check restarts the log again, rather than taking it as already done.
         self._learn_topic_ids({tp.topic for tp in owned})
+        self.log_id = log_id
         self.consumer.incremental_unassign(owned)
         self.consumer.incremental_assign([TopicPartition(tp.topic, tp.partition,
                                                          OFFSET_BEGINNING) for tp in owned])
