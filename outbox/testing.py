@@ -116,11 +116,17 @@ def release(runtime: ConsumerRuntime, owned: set[tuple[str, int]]) -> None:
 
 
 @dataclass
-class InMemoryCursor:
-    """What ``execute`` returns: no rows. A handler whose logic depends on what it reads
-    belongs in a ``drive`` test, against PostgreSQL."""
+class InMemoryConnection:
+    """Stands in for the connection a handler is given: records each statement, through
+    ``execute`` or a cursor alike, and answers every read with no rows. A handler whose
+    logic depends on what it reads belongs in a ``drive`` test, against PostgreSQL."""
 
+    statements: list[tuple[str, Any]] = field(default_factory=list)
     rowcount: int = 0
+
+    def execute(self, query: str, params: Any = None) -> InMemoryConnection:
+        self.statements.append((query, params))
+        return self
 
     def fetchone(self) -> None:
         return None
@@ -128,28 +134,14 @@ class InMemoryCursor:
     def fetchall(self) -> list[Any]:
         return []
 
-    def __enter__(self) -> InMemoryCursor:
+    def cursor(self, **_: object) -> InMemoryConnection:
+        return self
+
+    def __enter__(self) -> InMemoryConnection:
         return self
 
     def __exit__(self, *_: object) -> None:
         return None
-
-    def execute(self, query: str, params: Any = None) -> InMemoryCursor:
-        return self
-
-
-@dataclass
-class InMemoryConnection:
-    """Stands in for the connection a handler is given: records each statement."""
-
-    statements: list[tuple[str, Any]] = field(default_factory=list)
-
-    def execute(self, query: str, params: Any = None) -> InMemoryCursor:
-        self.statements.append((query, params))
-        return InMemoryCursor()
-
-    def cursor(self, **_: object) -> InMemoryCursor:
-        return InMemoryCursor()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

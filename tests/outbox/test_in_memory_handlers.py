@@ -18,6 +18,8 @@ PLACED = {"order_id": "o-1", "customer_id": "c-1", "items": [{"sku": "mug", "qua
 def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
     def placed(event: ReceivedEvent, conn: Any) -> None:
         conn.execute("INSERT INTO seen (order_id) VALUES (%s)", (event.aggregate_id,))
+        with conn.cursor() as cursor:
+            assert cursor.execute("SELECT 1 FROM seen").fetchone() is None  # no rows here
         total = 100 * sum(item["quantity"] for item in event.payload["items"])
         writer.emit(conn, "OrderConfirmed", event.aggregate_id,
                     {"order_id": event.aggregate_id, "total_cents": total})
@@ -38,7 +40,8 @@ def test_a_delivered_event_shows_what_its_handler_emitted_and_ran(
     assert handlers.deliver("OrderPlaced", "o-1", PLACED) == [
         Emitted("OrderConfirmed", "o-1", {"order_id": "o-1", "total_cents": 200})]
     sql = [query for query, _ in handlers.connection.statements]
-    assert sql[0].startswith("INSERT INTO seen") and "INSERT INTO outbox" in sql[1]
+    assert sql[0].startswith("INSERT INTO seen") and sql[1] == "SELECT 1 FROM seen"
+    assert "INSERT INTO outbox" in sql[2]
 
 
 def test_what_the_schemas_forbid_fails_as_it_would_for_real(
