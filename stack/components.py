@@ -105,6 +105,7 @@ def prepare_postgres(settings: StackSettings) -> None:
             " choose a CHOREO_STATE_DIR whose parent folders every user may enter"
         )
     wait_for_dead_postmaster(data_dir)
+    wait_for_released_memory(data_dir)
     if (data_dir / "PG_VERSION").exists():
         return
     result = subprocess.run(
@@ -138,6 +139,40 @@ def wait_for_dead_postmaster(data_dir: Path, timeout_s: float = 10.0) -> None:
         if state != "Z":
             return
         time.sleep(0.05)
+
+
+def wait_for_released_memory(data_dir: Path, timeout_s: float = 10.0,
+                             table: Path = Path("/proc/sysvipc/shm")) -> bool:
+    """Let the backends of a killed postmaster exit before a new one starts.
+
+    They notice the postmaster's death on their own, a moment later (seconds on a loaded
+    machine); until then they hold its shared memory, and a new postmaster exits with
+    "pre-existing shared memory block ... is still in use" (seen in CI while two suites
+    shared the cores). Returns whether nothing holds the block any more; a postmaster
+    still alive is left for PostgreSQL itself to report.
+    """
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid, shmid = int(lines[0]), lines[6].split()[1]
+    except (OSError, ValueError, IndexError):
+        return True
+    if Path(f"/proc/{pid}").exists():
+        return True
+    deadline = time.monotonic() + timeout_s
+    while attached(table, shmid) > 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def attached(table: Path, shmid: str) -> int:
+    """How many processes hold the System V shared memory segment ``shmid``."""
+    try:
+        rows = [line.split() for line in table.read_text().splitlines()[1:]]
+    except OSError:
+        return 0
+    return next((int(row[6]) for row in rows if len(row) > 6 and row[1] == shmid), 0)
 
 
 def postgres_component(settings: StackSettings) -> Component:
