@@ -26,7 +26,7 @@ from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack.install import postgres_bindir
 from choreo.stack.settings import StackSettings
 
-WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="bench")
+WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="bench", emits=None)
 
 
 @dataclass

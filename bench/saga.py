@@ -199,7 +199,7 @@ class Load:
 
     def __init__(self, settings: StackSettings, session: aiohttp.ClientSession,
                  run: SagaRun) -> None:
-        self.url = f"http://127.0.0.1:{settings.orders_port}/orders"
+        self.url = f"http://127.0.0.1:{settings.port_of('orders-api')}/orders"
         self.session = session
         self.run = run
         self.prefix = uuid.uuid4().hex[:8]

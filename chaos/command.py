@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from choreo.chaos.plan import TARGETS, PlanError
+from choreo.chaos.plan import PlanError, default_targets
 from choreo.chaos.run import run_chaos
 from choreo.stack.settings import StackSettings
 
@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="orders per second")
     parser.add_argument("--seed", type=int, default=1,
                         help="decides the orders, the stock and the fault schedule")
-    parser.add_argument("--targets", type=targets, default=TARGETS,
-                        help=f"comma-separated processes to kill (default: {','.join(TARGETS)};"
+    parser.add_argument("--targets", type=targets, default=default_targets(),
+                        help=f"comma-separated processes to kill (default:"
+                             f" {','.join(default_targets())};"
                              " redis, broker, postgres, psp-fail and psp-slow may be added, and"
                              " replicas (payments-2) and broker nodes (broker-2) that run)")
     parser.add_argument("--faults", type=int, default=None,

@@ -154,7 +154,7 @@ class FaultInjector(threading.Thread):
         self.records.append(record)
         mode = OUTAGES[fault.target]
         try:
-            with PspClient(f"http://127.0.0.1:{self.settings.psp_port}", 5.0) as psp:
+            with PspClient(f"http://127.0.0.1:{self.settings.port_of('psp')}", 5.0) as psp:
                 psp.start_outage(mode, fault.down_s,
                                  OUTAGE_SLOW_DELAY_S if mode == "slow" else None)
         except (PspError, OSError) as error:

@@ -13,11 +13,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from choreo.stack import manifest
 from choreo.stack.broker import is_broker_node
-from choreo.stack.settings import LINK_DEPENDENCIES, LINKED_SERVICES, is_consumer
+from choreo.stack.settings import LINK_DEPENDENCIES, is_consumer
 
-TARGETS = ("inventory", "payments", "orders-worker", "orders-api", "psp", "connect")
-"""The processes a run may SIGKILL, by their names in the launcher's registry."""
+
+def default_targets() -> tuple[str, ...]:
+    """The processes a run SIGKILLs unless told otherwise, by their names in the launcher's
+    registry: every service of the manifest (participants first, then the stand-ins like
+    the psp) and Connect."""
+    services = manifest.MANIFEST
+    return (*(p.name for p in services if p.participant),
+            *(p.name for p in services if not p.participant), "connect")
 
 OUTAGE_TARGETS = ("psp-fail", "psp-slow")
 """Not killed: the psp stays up but answers every charge and refund with 503, or only
@@ -42,7 +49,7 @@ a hang runs into (a blackholed connect, a query, a psp call)."""
 
 def is_link(target: str) -> bool:
     service, _, dependency = target.partition(">")
-    return service in LINKED_SERVICES and dependency in LINK_DEPENDENCIES
+    return service in manifest.linked() and dependency in LINK_DEPENDENCIES
 
 
 PRICES_CENTS = (500, 1250, 1999, 4900, 15000)
@@ -103,10 +110,10 @@ def check_targets(targets: tuple[str, ...]) -> None:
     """Known targets only: the defaults, the optional ones, and the replicas of a consumer
     service (``payments-2``; whether it runs is checked once the stack is up)."""
     for target in targets:
-        if (target not in TARGETS + OPTIONAL_TARGETS and not is_consumer(target)
+        if (target not in default_targets() + OPTIONAL_TARGETS and not is_consumer(target)
                 and not is_broker_node(target) and not is_link(target)):
             raise PlanError(f"unknown target {target!r}; choose from"
-                            f" {', '.join(TARGETS + OPTIONAL_TARGETS)}, a replica of a"
+                            f" {', '.join(default_targets() + OPTIONAL_TARGETS)}, a replica of a"
                             " consumer service (payments-2), a broker node (broker-2) or a"
                             " link (payments>postgres)")
     if not targets:

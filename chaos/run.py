@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from choreo.chaos.faults import FaultInjector, FaultRecord
 from choreo.chaos.invariants import Evidence, check_all
 from choreo.chaos.load import Load, Placed
-from choreo.chaos.plan import PRICES_CENTS, TARGETS, PlanError, is_link, make_plan
+from choreo.chaos.plan import PRICES_CENTS, PlanError, default_targets, is_link, make_plan
 from choreo.chaos.quiescence import wait_quiescent
 from choreo.chaos.report import ChaosReport
 from choreo.chaos.sampler import StockSampler
@@ -103,7 +103,7 @@ def check_running(settings: StackSettings, targets: Sequence[str]) -> None:
 
 
 def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int,
-              targets: Sequence[str] = TARGETS, report: Report = print, *,
+              targets: Sequence[str] | None = None, report: Report = print, *,
               faults: int | None = None, order_deadline_s: float = 30.0,
               bound_s: float | None = None, supervised: bool = False) -> ChaosReport:
     """Run, wait for quiescence, check every invariant, print the report and return it.
@@ -113,7 +113,8 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     ``supervised`` starts a supervisor if none runs and leaves every restart to it (the
     fault's pause is then not used); the supervisor keeps running after the run.
     """
-    plan = make_plan(seed, duration_s, rate, tuple(targets), faults, order_deadline_s)
+    targets = tuple(targets or default_targets())
+    plan = make_plan(seed, duration_s, rate, targets, faults, order_deadline_s)
     bound = bound_s if bound_s is not None else order_deadline_s + SETTLE_MARGIN_S
     launcher.up(settings, report=lambda line: report(f"  {line}"), supervised=supervised)
     check_running(settings, targets)
@@ -127,7 +128,7 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     report(f"{run}: {plan.planned_orders} orders over {duration_s:g}s (more while a fault is"
            f" not over), faults on {', '.join(targets)}")
     try:
-        customer = OrdersClient(settings.orders_port, give_up_s=60.0)
+        customer = OrdersClient(settings.port_of("orders-api"), give_up_s=60.0)
         driven = drive(settings, Load(plan, skus, customer, run), observer, initial, report,
                        supervised)
         accepted = sum(p.order_id is not None for p in driven.placed)

@@ -22,9 +22,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from choreo.stack import manifest
 from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
 from choreo.stack.errors import StackError
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.settings import StackSettings
 from choreo.stack.slots import ensure_replication_slot
 
 
@@ -103,7 +104,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         parser.add_argument("--postgres-user", default="postgres",
                             help="the password comes from CHOREO_POSTGRES_PASSWORD")
         parser.add_argument("--poll-interval-ms", type=int, default=10)
-        parser.add_argument("--databases", nargs="+", default=list(OUTBOX_DATABASES))
+        parser.add_argument("--databases", nargs="+", default=list(manifest.databases(outbox=True)))
         parser.set_defaults(handler=handler)
         if name != "render":
             parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",

@@ -12,7 +12,8 @@ import json
 import psycopg
 
 from choreo.outbox import deadletter
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack import manifest
+from choreo.stack.settings import StackSettings
 
 
 def _connect(settings: StackSettings, service: str) -> psycopg.Connection:
@@ -20,7 +21,7 @@ def _connect(settings: StackSettings, service: str) -> psycopg.Connection:
 
 
 def cmd_list(args: argparse.Namespace, settings: StackSettings) -> int:
-    services = [args.service] if args.service else list(OUTBOX_DATABASES)
+    services = [args.service] if args.service else list(manifest.databases(outbox=True))
     print(f"{'service':<10}{'#':>5}  {'status':<9}{'key':<38}{'event':<24}reason")
     count = 0
     for service in services:
@@ -66,13 +67,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     dlq = commands.add_parser("dlq", help="dead letters: list, show, replay, discard")
     sub = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = sub.add_parser("list", help="active dead letters and parked events")
-    listing.add_argument("--service", choices=OUTBOX_DATABASES)
+    listing.add_argument("--service", choices=manifest.databases(outbox=True))
     listing.add_argument("--all", action="store_true", help="include replayed and discarded")
     listing.set_defaults(handler=cmd_list)
     for action, text in (("show", "one entry with headers and payload"),
                          ("replay", "run the handler again, then what is parked behind it"),
                          ("discard", "drop the entry; what is parked behind it flows on")):
         parser = sub.add_parser(action, help=text)
-        parser.add_argument("service", choices=OUTBOX_DATABASES)
+        parser.add_argument("service", choices=manifest.databases(outbox=True))
         parser.add_argument("seq", type=int)
         parser.set_defaults(handler=cmd_show if action == "show" else cmd_act, action=action)

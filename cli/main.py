@@ -243,9 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         "restart", help="restart services one at a time, each drained (SIGTERM by pid) and"
         " back consuming before the next")
     rolling.add_argument("services", nargs="*", metavar="SERVICE",
-                         help=", ".join(restart.ORDER))
+                         help=", ".join(restart.order()))
     rolling.add_argument("--all", action="store_true",
-                         help=f"every service, in the order {', '.join(restart.ORDER)}")
+                         help=f"every service, in the order {', '.join(restart.order())}")
     rolling.add_argument("--drain-timeout", type=float, default=20.0,
                          help="seconds from SIGTERM to exit before it fails (default: %(default)s)")
     rolling.add_argument("--timeout", type=float, default=60.0,

@@ -40,7 +40,7 @@ def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, A
 
 
 def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersClient(settings.orders_port)
+    api = OrdersClient(settings.port_of("orders-api"))
     accepted = api.place([{"sku": args.sku, "quantity": args.quantity}], args.token,
                          args.customer, args.deadline)
     print(f"order {accepted['id']} accepted ({accepted['status_url']})")
@@ -50,7 +50,7 @@ def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
-    order = follow(OrdersClient(settings.orders_port), args.order_id, lambda order: True)
+    order = follow(OrdersClient(settings.port_of("orders-api")), args.order_id, lambda order: True)
     print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
     return 0
 
@@ -86,7 +86,7 @@ def run_scenario(api: OrdersClient, scenario: Scenario) -> dict[str, Any]:
 
 
 def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersClient(settings.orders_port)
+    api = OrdersClient(settings.port_of("orders-api"))
     failures = 0
     print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}events")
     for scenario in SCENARIOS:

@@ -21,7 +21,7 @@ Endpoint = Callable[[StackSettings], tuple[str, int]]
 ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
     "postgres": ("PostgreSQL", lambda s: ("127.0.0.1", s.postgres_port)),
     "broker": ("the broker", lambda s: ("127.0.0.1", s.kafka_port)),
-    "orders-api": ("the orders API", lambda s: ("127.0.0.1", s.orders_port)),
+    "orders-api": ("the orders API", lambda s: ("127.0.0.1", s.port_of("orders-api"))),
 }
 
 NEEDS: dict[tuple[str, ...], tuple[str, ...]] = {

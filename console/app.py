@@ -27,7 +27,8 @@ from choreo.console import pages, reads
 from choreo.console.pages import CSRF_FIELD
 from choreo.services.orders.domain import Status
 from choreo.services.orders.store import parse_order_id
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack import manifest
+from choreo.stack.settings import StackSettings
 
 log = logging.getLogger("console")
 
@@ -127,7 +128,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 def entry_address(request: web.Request) -> tuple[str, int]:
     service, raw = request.match_info["service"], request.match_info["seq"]
-    if service not in OUTBOX_DATABASES or not raw.isdigit():
+    if service not in manifest.databases(outbox=True) or not raw.isdigit():
         raise web.HTTPNotFound(text=f"no dead letter {service}/{raw}")
     return service, int(raw)
 

@@ -31,8 +31,9 @@ from choreo.services.inventory.catalog import StockLevel
 from choreo.services.inventory.store import HeldReservation
 from choreo.services.orders import store as orders_store
 from choreo.services.orders.store import HistoryEntry, OrderView
+from choreo.stack import manifest
 from choreo.stack.errors import StackError
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.settings import StackSettings
 
 LIST_LIMIT = 100
 
@@ -145,7 +146,7 @@ def saga(settings: StackSettings, order_id: str) -> Saga | None:
         note = ("no spans in the span store yet (still being exported, sampled out, or older"
                 " than its retention)")
     letters = []
-    for service in OUTBOX_DATABASES:
+    for service in manifest.databases(outbox=True):
         with connection(settings, service) as conn:
             letters += [ServiceEntry(service, entry)
                         for entry in deadletter.entries_for_keys(conn, [order.id])]
@@ -155,7 +156,7 @@ def saga(settings: StackSettings, order_id: str) -> Saga | None:
 def dead_letters(settings: StackSettings, include_done: bool) -> list[ServiceEntry]:
     """Every service's dead letters (active ones, or all), by service and sequence."""
     found = []
-    for service in OUTBOX_DATABASES:
+    for service in manifest.databases(outbox=True):
         with connection(settings, service) as conn:
             found += [ServiceEntry(service, entry)
                       for entry in deadletter.list_entries(conn, include_done=include_done)]

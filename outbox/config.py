@@ -1,4 +1,4 @@
-"""The one parser of ``CHOREO_*`` variables, and the default ports of every process.
+"""The one parser of ``CHOREO_*`` variables.
 
 Each process's settings (a frozen dataclass with ``from_env(env)``, built once by its
 ``__main__``) read their variables with these functions, so every setting in the project
@@ -22,45 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from choreo.outbox.errors import ConfigError
-
-DEFAULT_PORTS: Mapping[str, int] = MappingProxyType({
-    "postgres": 15432,
-    "redis": 16379,
-    "kafka": 19092,
-    "kafka_controller": 19093,
-    "connect": 18083,
-    "orders": 18080,
-    "psp": 18090,
-    "inventory_metrics": 18081,
-    "payments_metrics": 18082,
-    "orders_worker_metrics": 18084,
-    "supervisor_metrics": 18085,
-    "console": 18087,
-    "links": 18060,
-})
-"""Every port the stack and its services listen on by default, in one table.
-
-The keys are ``StackSettings``' port fields without ``_port`` (so ``CHOREO_<KEY>_PORT``
-moves one). They avoid the well-known ports (5432/6379/9092/8083) so the stack can run
-beside a developer's own servers. ``orders`` is the orders API; the consumers' health and
-metrics are on their ``*_metrics`` port, the psp's on its own port, the stack
-supervisor's metrics on ``supervisor_metrics``. ``links`` is the control endpoint of
-the fault proxies a chaos run cuts links with (``stack.links``); the proxies listen on the
-ports right after it."""
-
-REPLICA_PORT_STEP = 100
-"""Replica k (k >= 2) of a consumer service serves its health and metrics on the
-service's port + (k - 1) * 100: ``payments-2`` on 18182, ``inventory-3`` on 18281. Derived,
-not listed above, so a test offset that moves a service's port moves its replicas' too;
-no entry of the table lies 100 to 700 above another (``StackSettings.validate`` checks
-every port the replicas get against all the others)."""
 
 PORT_RANGE = (1024, 65535)
 """Unprivileged, and the ports a test offset moves them to stay inside it too."""

@@ -28,6 +28,16 @@ class EventValidationError(PermanentError):
     """A payload does not match its schema; raised before anything is written."""
 
 
+class UndeclaredEvent(PermanentError):
+    """A service emitted an event type its definition does not declare (``emits``).
+
+    A bug in the service, caught before the row is written: what the service says it
+    emits is what the contract check (``choreo schemas contracts``) checks against every
+    consumer, so an undeclared emit would reach topics nobody checked. Raised inside a
+    handler, the event is dead-lettered with this as its reason and can be replayed once
+    the declaration (or the code) is fixed."""
+
+
 class RetryLater(ChoreoError):
     """Control flow: a dependency is unavailable for a while, so no event can succeed now.
 

@@ -53,6 +53,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from choreo.outbox import config, logs
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.relay import record_of, relay_producer
+from choreo.outbox.settings import KAFKA_BOOTSTRAP
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +228,7 @@ class PollerSettings:
         return cls(
             database_url=config.dsn(env, "CHOREO_DATABASE_URL",
                                     "the outbox database, postgresql://user@host:port/db"),
-            kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP",
-                                        f"127.0.0.1:{config.DEFAULT_PORTS['kafka']}"),
+            kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP),
             batch_size=config.integer(env, "CHOREO_RELAY_BATCH_SIZE", cls.batch_size, ge=1),
             fallback_s=config.number(env, "CHOREO_RELAY_FALLBACK_S", cls.fallback_s, gt=0),
         )

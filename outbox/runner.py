@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,10 @@ class ServiceDefinition:
     schemas: Path = field(kw_only=True)
     """The folder of the events' Avro schemas, ``<aggregate>/<Type>.v<N>.avsc``: what the
     service decodes and emits. Its own, as a team keeps them beside its code."""
+    emits: Collection[str] = field(kw_only=True)
+    """The event types it emits, declared: its writer refuses any other
+    (``UndeclaredEvent``), and ``choreo schemas contracts`` checks these (with the
+    handlers' keys, what it consumes) against the schema folder."""
 
 
 def wait_for_database(database_url: str, backoff: Backoff = START_BACKOFF) -> None:
@@ -170,7 +174,7 @@ def prune_in_batches(conn: psycopg.Connection[Any],
 
 def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
                   catalog: SchemaCatalog) -> tuple[ConsumerRuntime, OutboxWriter]:
-    writer = OutboxWriter(EventCodec(catalog), source=definition.name)
+    writer = OutboxWriter(EventCodec(catalog), source=definition.name, emits=definition.emits)
     runtime = ConsumerRuntime(
         group_id=definition.name,
         bootstrap=settings.kafka_bootstrap,

@@ -1,7 +1,7 @@
 """A service's runtime settings, built once at start-up from ``CHOREO_*`` variables.
 
-Each service's ``__main__`` builds them (``ServiceSettings.from_env(name, os.environ,
-default_metrics_port=DEFAULT_PORTS[...])``) and hands them to ``outbox.runner.main``;
+Each service's ``__main__`` builds them (``ServiceSettings.from_env(name, os.environ)``)
+and hands them to ``run_service``;
 nothing below reads the environment. The variables are read with ``outbox.config``, so a
 missing or malformed one fails here with its name, before any connection is opened.
 """
@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from choreo.outbox import config
-from choreo.outbox.config import DEFAULT_PORTS
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.retry import Backoff
+
+KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+"""Kafka's own default listener; choreo's embedded stack passes its port (19092)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class ServiceSettings:
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str],
                  default_metrics_port: int = 0) -> ServiceSettings:
-        """``default_metrics_port`` is the service's entry of ``DEFAULT_PORTS`` (0: any
-        free port, for tests)."""
+        """``default_metrics_port`` is where /health and /metrics listen without
+        ``CHOREO_METRICS_PORT`` (0: any free port, logged); a platform that runs several
+        services on one host passes each its own (choreo's stack does)."""
         database_url = config.dsn(env, "CHOREO_DATABASE_URL", "postgresql://user@host:port/db")
         backoff = Backoff(
             base_s=config.number(env, "CHOREO_RETRY_BASE_S", 0.05, ge=0),
@@ -55,7 +58,7 @@ class ServiceSettings:
             service=service,
             database_url=database_url,
             kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP",
-                                        f"127.0.0.1:{DEFAULT_PORTS['kafka']}"),
+                                        KAFKA_BOOTSTRAP),
             redis_url=config.url(env, "CHOREO_REDIS_URL", "",
                                  schemes=("redis", "rediss", "unix")),
             metrics_port=config.port(env, "CHOREO_METRICS_PORT", default_metrics_port),

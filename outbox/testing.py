@@ -15,7 +15,7 @@ subclasses it in its tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,10 +41,12 @@ class Emitted:
 class RecordingWriter(OutboxWriter):
     """The real writer (schema validation, outbox insert) that also remembers each event
     written, by ``emit`` or ``writing``, for tests that drive handlers directly and ask
-    what they emitted."""
+    what they emitted. ``emits`` as the writer's: the service's declaration, refused
+    otherwise (None: any type of the catalog)."""
 
-    def __init__(self, codec: EventCodec, source: str) -> None:
-        super().__init__(codec, source)
+    def __init__(self, codec: EventCodec, source: str,
+                 emits: Collection[str] | None = None) -> None:
+        super().__init__(codec, source, emits=emits)
         self.emitted: list[Emitted] = []
 
     @contextmanager
@@ -54,8 +56,8 @@ class RecordingWriter(OutboxWriter):
             yield row
         self.emitted.append(Emitted(event_type, aggregate_id, dict(payload)))
 
-    def of(self, order_id: str) -> list[Emitted]:
-        return [e for e in self.emitted if e.aggregate_id == order_id]
+    def of(self, aggregate_id: str) -> list[Emitted]:
+        return [e for e in self.emitted if e.aggregate_id == aggregate_id]
 
 
 @dataclass
@@ -154,13 +156,15 @@ class InMemoryHandlers:
     ``deliver`` encodes the payload with the event's schema and decodes it again, so the
     handler gets exactly what a consumer would, and an event the schema does not allow
     fails here as it would at the producer. What the handler emits is validated against
-    its own schema by the real writer and returned.
+    its own schema by the real writer and returned; with ``emits`` (the service's
+    declaration) an undeclared type is refused as the service's own writer would.
     """
 
     def __init__(self, build_handlers: Callable[[OutboxWriter], dict[str, Handler]],
-                 schemas: Path, source: str = "tests") -> None:
+                 schemas: Path, source: str = "tests", *,
+                 emits: Collection[str] | None = None) -> None:
         self.codec = EventCodec(SchemaCatalog.load(schemas))
-        self.writer = RecordingWriter(self.codec, source)
+        self.writer = RecordingWriter(self.codec, source, emits)
         self.handlers = build_handlers(self.writer)
         self.connection = InMemoryConnection()
 

@@ -10,7 +10,7 @@ is lost. Consumers' inboxes absorb the copies.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.constants import CLOUDEVENTS_SPECVERSION
+from choreo.outbox.errors import ConfigError, UndeclaredEvent
 from choreo.outbox.tracing import TRACER, current_traceparent
 from choreo.schemas.catalog import SchemaCatalog
 
@@ -61,15 +62,29 @@ class OutboxRow:
 
 
 class OutboxWriter:
-    def __init__(self, codec: EventCodec, source: str) -> None:
-        """``source`` becomes the CloudEvents ``ce_source`` of every event (the service)."""
+    def __init__(self, codec: EventCodec, source: str, *,
+                 emits: Collection[str] | None) -> None:
+        """``source`` becomes the CloudEvents ``ce_source`` of every event (the service).
+
+        ``emits`` is what the service declares it emits: any other type is refused with
+        :class:`UndeclaredEvent` before anything is written. Each declared type must have
+        a schema in the codec's catalog (a ConfigError at start-up, not at the first
+        emit). None: every type of the catalog, for tools that are not a service."""
+        if emits is not None:
+            missing = sorted(set(emits) - set(codec.catalog.event_types()))
+            if missing:
+                raise ConfigError(f"{source} declares it emits {', '.join(missing)}, which"
+                                  f" {'has' if len(missing) == 1 else 'have'} no schema in"
+                                  " its schema folder")
         self.codec = codec
         self.source = source
+        self.emits = None if emits is None else frozenset(emits)
 
     @classmethod
-    def for_schemas(cls, source: str, schemas: Path) -> OutboxWriter:
-        """A writer for the events of a folder of ``<aggregate>/<Type>.v<N>.avsc`` files."""
-        return cls(EventCodec(SchemaCatalog.load(schemas)), source)
+    def for_schemas(cls, source: str, schemas: Path, *, emits: Collection[str]) -> OutboxWriter:
+        """A writer for the events of a folder of ``<aggregate>/<Type>.v<N>.avsc`` files,
+        emitting only the types ``emits`` declares."""
+        return cls(EventCodec(SchemaCatalog.load(schemas)), source, emits=emits)
 
     def emit(
         self,
@@ -110,6 +125,9 @@ class OutboxWriter:
 
     def _row(self, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
              ) -> OutboxRow:
+        if self.emits is not None and event_type not in self.emits:
+            raise UndeclaredEvent(f"{self.source} emits {event_type}, which it does not"
+                                  f" declare (emits: {', '.join(sorted(self.emits)) or 'none'})")
         data, schema = self.codec.encode(event_type, payload)
         event_id = uuid.uuid4()
         occurred_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

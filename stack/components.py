@@ -24,11 +24,12 @@ import psycopg
 import redis
 import requests
 
+from choreo.stack import manifest
 from choreo.stack.connect_offsets import forget_offsets_of_another_cluster
 from choreo.stack.errors import StartError
 from choreo.stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir
 from choreo.stack.processes import reap
-from choreo.stack.settings import SERVICE_DATABASES, TELEMETRY_DATABASE, StackSettings
+from choreo.stack.settings import TELEMETRY_DATABASE, StackSettings
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def ensure_database(settings: StackSettings, name: str) -> str:
 def create_service_databases(settings: StackSettings) -> None:
     with psycopg.connect(settings.database_dsn("postgres"), autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for database in (*SERVICE_DATABASES, TELEMETRY_DATABASE):
+        for database in (*manifest.databases(), TELEMETRY_DATABASE):
             if database not in existing:
                 conn.execute(f'CREATE DATABASE "{database}"')
 

@@ -23,11 +23,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from choreo.stack.services import spec_of
-from choreo.stack.settings import CONSUMER_SERVICES, StackSettings
+from choreo.stack.settings import StackSettings
 
-CONSUMERS = CONSUMER_SERVICES
-"""The consumer services; ``stack.services.consumer_processes`` names each of their
-processes (replicas included)."""
 PROGRESS_EVERY_S = 1.0
 POLL_S = 0.2
 

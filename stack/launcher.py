@@ -23,7 +23,7 @@ from choreo.outbox import span_store
 from choreo.outbox.kafka import ensure_topics
 from choreo.outbox.runner import OUTBOX_SCHEMA
 from choreo.schemas.catalog import SchemaCatalog
-from choreo.stack import drain
+from choreo.stack import drain, manifest
 from choreo.stack.broker import broker_components, log_is_formatted, node_component
 from choreo.stack.components import (
     Component,
@@ -42,7 +42,7 @@ from choreo.stack.processes import ProcessRegistry, resident_bytes
 from choreo.stack.recovery import log_needs_window, republish_lost_log, stop_connect_for_new_log
 from choreo.stack.relays import relay_components, retire_cdc, retire_polling
 from choreo.stack.services import consumer_processes, service_components
-from choreo.stack.settings import OUTBOX_DATABASES, REPO_ROOT, TELEMETRY_DATABASE, StackSettings
+from choreo.stack.settings import REPO_ROOT, TELEMETRY_DATABASE, StackSettings
 from choreo.stack.slots import ensure_outbox_slots
 from choreo.stack.supervision import (
     SUPERVISOR,
@@ -169,7 +169,7 @@ def migrate(settings: StackSettings) -> None:
     The slots come before any service starts, so no commit precedes its slot.
     """
     create_service_databases(settings)
-    for database in OUTBOX_DATABASES:
+    for database in manifest.databases(outbox=True):
         apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
     apply_sql(settings.database_dsn(TELEMETRY_DATABASE), span_store.SCHEMA)
     ensure_outbox_slots(settings, settings.databases_relayed_by("cdc"))

@@ -53,7 +53,7 @@ def links_of(settings: StackSettings) -> list[Link]:
 
 def target_port(settings: StackSettings, dependency: str) -> int:
     return {"postgres": settings.postgres_port, "redis": settings.redis_port,
-            "psp": settings.psp_port}[dependency]
+            "psp": settings.port_of("psp")}[dependency]
 
 
 def routed(settings: StackSettings, service: str, env: dict[str, str]) -> dict[str, str]:

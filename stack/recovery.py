@@ -29,8 +29,9 @@ from pathlib import Path
 import psycopg
 
 from choreo.outbox.relay import Readers, relay_producer, republish_window
+from choreo.stack import manifest
 from choreo.stack.processes import ProcessRegistry
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.settings import StackSettings
 
 CONNECT_STOP_WITHOUT_BROKER_S = 1.0
 """SIGTERM first, so the worker writes its offsets file, but not the graceful minute: its
@@ -89,8 +90,8 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
         # The consumers' subscriptions and inboxes live in the same databases as the outboxes.
         readers = Readers.of(connections.enter_context(
             psycopg.connect(settings.database_dsn(database), autocommit=True))
-            for database in OUTBOX_DATABASES)
-        for database in OUTBOX_DATABASES:
+            for database in manifest.databases(outbox=True))
+        for database in manifest.databases(outbox=True):
             result = republish_window(settings.database_dsn(database), producer, window,
                                       readers)
             total, left_out = total + result.published, left_out + result.left_out

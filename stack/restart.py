@@ -31,18 +31,21 @@ from pathlib import Path
 
 import requests
 
-from choreo.stack import drain, launcher
+from choreo.stack import drain, launcher, manifest
 from choreo.stack.components import Component
 from choreo.stack.errors import ConfigError, StackError
 from choreo.stack.processes import ProcessRegistry, describe_exit, exit_status
-from choreo.stack.services import service_components
+from choreo.stack.services import CONSOLE, service_components
 from choreo.stack.settings import StackSettings, is_consumer, split_replica
 from choreo.stack.supervision import SUPERVISOR
 
-ORDER = ("psp", "inventory", "payments", "orders-worker", "orders-api", "console")
-"""``--all``: the psp first (payments retries it), the consumers (each replica after the
-first, one at a time: its partitions move to the others while it drains), the intake
-(clients retry with their Idempotency-Key), the console last (nobody depends on it)."""
+
+def order() -> tuple[str, ...]:
+    """``--all``: the manifest's order (the psp first, as payments retries it; the
+    consumers, each replica after the first, one at a time: its partitions move to the
+    others while it drains; the intake, whose clients retry with their Idempotency-Key),
+    then the console (nobody depends on it)."""
+    return (*manifest.names(), CONSOLE)
 INFRASTRUCTURE = ("postgres", "redis", "broker", "connect")
 DRAIN_TIMEOUT_S = 20.0
 """From SIGTERM to the exit; past it the process is SIGKILLed and the restart failed."""
@@ -88,9 +91,9 @@ def plan(settings: StackSettings, names: Sequence[str], every: bool) -> list[str
             raise ConfigError(f"{name} is infrastructure, a single instance: restarting it"
                               " is an outage, not a rolling restart (see docs/stack.md)")
         if name not in known:
-            raise ConfigError(f"no service {name!r}; choose from {', '.join(ORDER)}")
+            raise ConfigError(f"no service {name!r}; choose from {', '.join(order())}")
     if every:  # each service followed by its replicas
-        return sorted(known, key=lambda name: (ORDER.index(split_replica(name)[0]),
+        return sorted(known, key=lambda name: (order().index(split_replica(name)[0]),
                                                split_replica(name)[1]))
     if not names:
         raise ConfigError("name the services to restart, or --all")

@@ -13,16 +13,11 @@ from dataclasses import dataclass, replace
 
 import requests
 
+from choreo.stack import manifest
 from choreo.stack.components import Component, quietly
 from choreo.stack.links import routed
 from choreo.stack.processes import ProcessRegistry
-from choreo.stack.settings import (
-    CONSUMER_PORT_FIELDS,
-    CONSUMER_SERVICES,
-    StackSettings,
-    replica_name,
-    split_replica,
-)
+from choreo.stack.settings import StackSettings, replica_name, split_replica
 from choreo.stack.supervision import settings_env
 
 
@@ -31,11 +26,9 @@ class ServiceSpec:
     name: str
     args: tuple[str, ...]
     database: str
-    port_field: str
-    """The StackSettings field with the port its /health is served on."""
     replica: int = 1
     """Which process of a consumer service this is; each past the first has a port of
-    its own, derived from ``port_field``'s (``StackSettings.replica_port``)."""
+    its own, derived from the service's (``StackSettings.replica_port``)."""
 
     @property
     def process(self) -> str:
@@ -43,22 +36,12 @@ class ServiceSpec:
         return replica_name(self.name, self.replica)
 
     def port(self, settings: StackSettings) -> int:
-        if self.name in CONSUMER_PORT_FIELDS:
-            return settings.replica_port(self.name, self.replica)
-        return int(getattr(settings, self.port_field))
+        return settings.replica_port(self.name, self.replica)
 
 
-SERVICES = (
-    ServiceSpec("psp", ("choreo.services.psp",), "psp", "psp_port"),
-    ServiceSpec("inventory", ("choreo.services.inventory",), "inventory",
-                CONSUMER_PORT_FIELDS["inventory"]),
-    ServiceSpec("payments", ("choreo.services.payments",), "payments",
-                CONSUMER_PORT_FIELDS["payments"]),
-    ServiceSpec("orders-worker", ("choreo.services.orders", "worker"), "orders",
-                CONSUMER_PORT_FIELDS["orders-worker"]),
-    ServiceSpec("orders-api", ("choreo.services.orders", "api"), "orders", "orders_port"),
-)
-"""One process each; the consumers (``CONSUMER_SERVICES``) as many as ``replicas`` says."""
+def specs() -> list[ServiceSpec]:
+    """One per manifest entry, in its (start) order."""
+    return [ServiceSpec(p.name, (p.module, *p.args), p.database) for p in manifest.MANIFEST]
 
 
 def replicas(settings: StackSettings, service: str) -> int:
@@ -77,21 +60,23 @@ def replicas(settings: StackSettings, service: str) -> int:
 
 def service_specs(settings: StackSettings) -> list[ServiceSpec]:
     """Every service process in start order, each consumer followed by its replicas."""
-    return [replace(spec, replica=index) for spec in SERVICES
+    consumers = manifest.consumers()
+    return [replace(spec, replica=index) for spec in specs()
             for index in range(1, (replicas(settings, spec.name)
-                                   if spec.name in CONSUMER_SERVICES else 1) + 1)]
+                                   if spec.name in consumers else 1) + 1)]
 
 
 def spec_of(process: str) -> ServiceSpec:
     """The spec of one process by its registry name (``payments-2`` included)."""
     service, index = split_replica(process)
-    return replace(next(spec for spec in SERVICES if spec.name == service), replica=index)
+    return replace(next(spec for spec in specs() if spec.name == service), replica=index)
 
 
 def consumer_processes(settings: StackSettings) -> list[str]:
     """The registry names of every consumer process: what ``down`` drains, what a chaos
     run waits to catch up."""
-    return [spec.process for spec in service_specs(settings) if spec.name in CONSUMER_SERVICES]
+    consumers = manifest.consumers()
+    return [spec.process for spec in service_specs(settings) if spec.name in consumers]
 
 
 def service_component(settings: StackSettings, spec: ServiceSpec) -> Component:

@@ -2,38 +2,50 @@
 
 Built once at start-up from ``CHOREO_*`` environment variables (by the command line,
 and by the supervisor process it starts); nothing below them reads the environment. The
-variables are read with ``outbox.config``; the default ports are its ``DEFAULT_PORTS``.
+variables are read with ``outbox.config``. The infrastructure's default ports are
+:data:`INFRASTRUCTURE_PORTS`; each service's comes from its entry in ``stack.manifest``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 
 from choreo.outbox import config
-from choreo.outbox.config import DEFAULT_PORTS, REPLICA_PORT_STEP
+from choreo.stack import manifest
 from choreo.stack.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-SERVICE_DATABASES = ("orders", "inventory", "payments", "psp")
-"""One database per service; psp is the stand-in external provider's ledger."""
+INFRASTRUCTURE_PORTS: Mapping[str, int] = MappingProxyType({
+    "postgres": 15432,
+    "redis": 16379,
+    "kafka": 19092,
+    "kafka_controller": 19093,
+    "connect": 18083,
+    "supervisor_metrics": 18085,
+    "console": 18087,
+    "links": 18060,
+})
+"""The default port of each ``<key>_port`` field of :class:`StackSettings`
+(``CHOREO_<KEY>_PORT`` moves one). They avoid the well-known ports (5432/6379/9092/8083)
+so the stack can run beside a developer's own servers. ``links`` is the control endpoint
+of the fault proxies a chaos run cuts links with (``stack.links``); the proxies listen on
+the ports right after it. The services' ports are in ``stack.manifest``."""
+
+REPLICA_PORT_STEP = 100
+"""Replica k (k >= 2) of a consumer service serves its health and metrics on the
+service's port + (k - 1) * 100: ``payments-2`` on 18182, ``inventory-3`` on 18281. Derived,
+not listed, so a test offset that moves a service's port moves its replicas' too;
+``StackSettings.validate`` checks every port the replicas get against all the others."""
 
 TELEMETRY_DATABASE = "telemetry"
 """Where every process's spans are kept for ``choreo trace`` (``outbox.span_store``)."""
 
-OUTBOX_DATABASES = ("orders", "inventory", "payments")
-"""The databases with an outbox (the psp has none), streamed by Debezium or polled."""
-
 RELAY_MODES = ("cdc", "polling")
 
-CONSUMER_PORT_FIELDS = {"inventory": "inventory_metrics_port",
-                        "payments": "payments_metrics_port",
-                        "orders-worker": "orders_worker_metrics_port"}
-"""The consumer services (the ones that may run as several replicas) and the field with
-the port of their first replica's /health and /metrics."""
-CONSUMER_SERVICES = tuple(CONSUMER_PORT_FIELDS)
 MAX_REPLICAS = 8
 """More replicas than a topic has partitions only adds idle standbys; 8 keeps the derived
 ports (+100 per replica) clear of the next thousand."""
@@ -61,46 +73,47 @@ def replica_name(service: str, index: int) -> str:
 
 def is_consumer(process: str) -> bool:
     """Whether a registry name is a consumer service's process (a replica or the first)."""
-    return split_replica(process)[0] in CONSUMER_PORT_FIELDS
+    return split_replica(process)[0] in manifest.consumers()
 
 
 def split_replica(name: str) -> tuple[str, int]:
     """``payments-2`` -> (``payments``, 2); any other name -> (name, 1)."""
     service, _, index = name.rpartition("-")
-    if service in CONSUMER_PORT_FIELDS and index.isdigit() and int(index) >= 2:
+    if service in manifest.consumers() and index.isdigit() and int(index) >= 2:
         return service, int(index)
     return name, 1
 
 
-LINKED_SERVICES = ("inventory", "payments", "orders-worker", "orders-api")
 LINK_DEPENDENCIES = ("postgres", "redis", "psp")
-"""What ``CHOREO_LINKS`` may route through a fault proxy (``stack.links`` says why not the
-broker)."""
+"""What ``CHOREO_LINKS`` may route a participant's connections to through a fault proxy
+(``manifest.linked()``; ``stack.links`` says why not the broker)."""
+
+
+def default_service_ports() -> Mapping[str, int]:
+    return MappingProxyType({p.name: p.port for p in manifest.MANIFEST})
 
 
 @dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
-    postgres_port: int = DEFAULT_PORTS["postgres"]
-    redis_port: int = DEFAULT_PORTS["redis"]
-    kafka_port: int = DEFAULT_PORTS["kafka"]
-    kafka_controller_port: int = DEFAULT_PORTS["kafka_controller"]
+    postgres_port: int = INFRASTRUCTURE_PORTS["postgres"]
+    redis_port: int = INFRASTRUCTURE_PORTS["redis"]
+    kafka_port: int = INFRASTRUCTURE_PORTS["kafka"]
+    kafka_controller_port: int = INFRASTRUCTURE_PORTS["kafka_controller"]
     """The KRaft controller's listener of the embedded broker (one process, both roles)."""
     brokers: int = 1
     """``CHOREO_BROKERS`` (``choreo up --brokers 3``): Kafka nodes, each broker and
     controller; node N listens on ``kafka_port + 2(N-1)``, its controller on
     ``kafka_controller_port + 2(N-1)``."""
-    connect_port: int = DEFAULT_PORTS["connect"]
-    orders_port: int = DEFAULT_PORTS["orders"]
-    psp_port: int = DEFAULT_PORTS["psp"]
-    inventory_metrics_port: int = DEFAULT_PORTS["inventory_metrics"]
-    payments_metrics_port: int = DEFAULT_PORTS["payments_metrics"]
-    orders_worker_metrics_port: int = DEFAULT_PORTS["orders_worker_metrics"]
-    supervisor_metrics_port: int = DEFAULT_PORTS["supervisor_metrics"]
+    connect_port: int = INFRASTRUCTURE_PORTS["connect"]
+    service_ports: Mapping[str, int] = field(default_factory=default_service_ports)
+    """Each service's /health port by its manifest name (a consumer's first replica's),
+    moved by its entry's ``port_variable``: read it with :meth:`port_of`."""
+    supervisor_metrics_port: int = INFRASTRUCTURE_PORTS["supervisor_metrics"]
     """The supervisor's /metrics: Connect's connector and task states, restarts."""
-    console_port: int = DEFAULT_PORTS["console"]
+    console_port: int = INFRASTRUCTURE_PORTS["console"]
     """The web console (``choreo console``), on 127.0.0.1 only."""
-    links_port: int = DEFAULT_PORTS["links"]
+    links_port: int = INFRASTRUCTURE_PORTS["links"]
     """The fault proxies' control endpoint (``stack.links``); the proxies follow it."""
     links: str = ""
     """``CHOREO_LINKS``: ``payments>postgres,...``, connections of a service routed through
@@ -150,17 +163,36 @@ class StackSettings:
             brokers=config.integer(env, "CHOREO_BROKERS",
                                    recorded_brokers(state_dir) or cls.brokers,
                                    ge=1, le=MAX_BROKERS),
+            service_ports=MappingProxyType({
+                p.name: config.port(env, p.port_variable, p.port) for p in manifest.MANIFEST}),
             **{field.name: config.port(env, f"CHOREO_{field.name.upper()}",
-                                       DEFAULT_PORTS[field.name.removesuffix("_port")])
+                                       INFRASTRUCTURE_PORTS[field.name.removesuffix("_port")])
                for field in fields(cls) if field.name.endswith("_port")},
         )
         settings.validate()
         return settings
 
+    @classmethod
+    def port_variables(cls) -> dict[str, int]:
+        """Every ``CHOREO_*_PORT`` variable and its default (a test offset shifts them)."""
+        return {**{f"CHOREO_{name.upper()}_PORT": port
+                   for name, port in INFRASTRUCTURE_PORTS.items()},
+                **{p.port_variable: p.port for p in manifest.MANIFEST}}
+
+    def port_of(self, service: str) -> int:
+        """A service's /health port (a consumer's first replica's), by its manifest name."""
+        return self.service_ports[service]
+
+    def own_ports(self) -> dict[str, int]:
+        """Every port given (not derived), by the variable that sets it."""
+        return {**{f"CHOREO_{f.name.upper()}": getattr(self, f.name)
+                   for f in fields(self) if f.name.endswith("_port")},
+                **{manifest.named(name).port_variable: port
+                   for name, port in self.service_ports.items()}}
+
     def validate(self) -> None:
-        for field in fields(self):
-            if field.name.endswith("_port"):
-                config.check_port(f"CHOREO_{field.name.upper()}", getattr(self, field.name))
+        for variable, port in self.own_ports().items():
+            config.check_port(variable, port)
         if self.reservation_ttl_s <= self.order_deadline_s:
             # A reservation must outlive the order's deadline, or an order could be
             # confirmed after its stock went back on the shelf.
@@ -170,13 +202,12 @@ class StackSettings:
             )
         if not 1 <= self.brokers <= MAX_BROKERS:
             raise ConfigError(f"CHOREO_BROKERS={self.brokers}: expected 1 to {MAX_BROKERS}")
-        ports = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")]
-        ports += self.replica_ports() + self.extra_broker_ports()
+        ports = [*self.own_ports().values(), *self.replica_ports()] + self.extra_broker_ports()
         ports += [self.links_port + n for n in range(1, len(self.link_pairs()) + 1)]
         if len(set(ports)) != len(ports):
             raise ConfigError(f"two components were given the same port: {sorted(ports)}")
 
-        for database in OUTBOX_DATABASES:
+        for database in manifest.databases(outbox=True):
             self.relay_mode(database)
 
     def link_pairs(self) -> list[tuple[str, str]]:
@@ -185,9 +216,9 @@ class StackSettings:
         pairs: list[tuple[str, str]] = []
         for part in (p.strip() for p in self.links.split(",") if p.strip()):
             service, _, dependency = part.partition(">")
-            if service not in LINKED_SERVICES or dependency not in LINK_DEPENDENCIES:
+            if service not in manifest.linked() or dependency not in LINK_DEPENDENCIES:
                 raise ConfigError(f"CHOREO_LINKS: {part!r} is not SERVICE>DEPENDENCY with a"
-                                  f" service of {', '.join(LINKED_SERVICES)} and a dependency"
+                                  f" service of {', '.join(manifest.linked())} and a dependency"
                                   f" of {', '.join(LINK_DEPENDENCIES)}")
             if (service, dependency) in pairs:
                 raise ConfigError(f"CHOREO_LINKS: {part!r} is named twice")
@@ -199,9 +230,10 @@ class StackSettings:
         modes = {}
         for part in self.relay.replace(" ", "").split(","):
             name, _, mode = part.rpartition("=")
-            if mode not in RELAY_MODES or (name and name not in OUTBOX_DATABASES):
+            outbox_databases = manifest.databases(outbox=True)
+            if mode not in RELAY_MODES or (name and name not in outbox_databases):
                 raise ConfigError(f"CHOREO_RELAY={self.relay!r}: expected cdc, polling or"
-                                  f" DATABASE=cdc|polling,... for {', '.join(OUTBOX_DATABASES)}")
+                                  f" DATABASE=cdc|polling,... for {', '.join(outbox_databases)}")
             modes[name] = mode
         return modes.get(database, modes.get("", "cdc"))
 
@@ -209,18 +241,18 @@ class StackSettings:
         """How many processes of a consumer service ``CHOREO_REPLICAS`` asks for (1 if unnamed)."""
         if not self.replicas:
             return 1
-        return config.parse_counts("CHOREO_REPLICAS", self.replicas, CONSUMER_SERVICES,
+        return config.parse_counts("CHOREO_REPLICAS", self.replicas, manifest.consumers(),
                                    ge=1, le=MAX_REPLICAS).get(service, 1)
 
     def replica_port(self, service: str, index: int) -> int:
         """The /health and /metrics port of a consumer's ``index``-th replica (from 1)."""
-        return getattr(self, CONSUMER_PORT_FIELDS[service]) + REPLICA_PORT_STEP * (index - 1)
+        return self.port_of(service) + REPLICA_PORT_STEP * (index - 1)
 
     def replica_ports(self) -> list[int]:
         """The derived ports of every replica past the first, each checked to be a port."""
         ports = []
-        for service in CONSUMER_SERVICES:
-            variable = f"CHOREO_{CONSUMER_PORT_FIELDS[service].upper()}"
+        for service in manifest.consumers():
+            variable = manifest.named(service).port_variable
             for index in range(2, self.replica_count(service) + 1):
                 ports.append(config.check_port(
                     f"{variable} + {REPLICA_PORT_STEP * (index - 1)} (the port of"
@@ -228,7 +260,7 @@ class StackSettings:
         return ports
 
     def databases_relayed_by(self, mode: str) -> tuple[str, ...]:
-        return tuple(db for db in OUTBOX_DATABASES if self.relay_mode(db) == mode)
+        return tuple(db for db in manifest.databases(outbox=True) if self.relay_mode(db) == mode)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -270,9 +302,9 @@ class StackSettings:
             "CHOREO_METRICS_PORT": str(metrics_port),
             "CHOREO_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CHOREO_REDIS_URL": self.redis_url,
-            "CHOREO_ORDERS_PORT": str(self.orders_port),
-            "CHOREO_PSP_PORT": str(self.psp_port),
-            "CHOREO_PSP_URL": f"http://127.0.0.1:{self.psp_port}",
+            **{manifest.named(name).port_variable: str(port)
+               for name, port in self.service_ports.items()},
+            "CHOREO_PSP_URL": f"http://127.0.0.1:{self.port_of('psp')}",
             "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),

@@ -14,9 +14,10 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors
 
+from choreo.stack import manifest
 from choreo.stack.connectors import OUTBOX_TEMPLATE, render, template_values
 from choreo.stack.errors import ConfigError
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.settings import StackSettings
 
 
 def ensure_replication_slot(dsn: str, database: str, slot: str, plugin: str) -> bool:
@@ -50,10 +51,11 @@ def outbox_slot(settings: StackSettings, database: str) -> tuple[str, str]:
 
 
 def ensure_outbox_slots(settings: StackSettings,
-                        databases: tuple[str, ...] = OUTBOX_DATABASES) -> list[str]:
-    """Every outbox database's slot; returns the names of those created just now."""
+                        databases: tuple[str, ...] | None = None) -> list[str]:
+    """Every outbox database's slot (or those of ``databases``); returns the names of
+    those created just now."""
     created = []
-    for database in databases:
+    for database in databases or manifest.databases(outbox=True):
         slot, plugin = outbox_slot(settings, database)
         if ensure_replication_slot(settings.database_dsn(database), database, slot, plugin):
             created.append(slot)

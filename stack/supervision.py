@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from choreo.stack.settings import StackSettings
@@ -81,7 +81,8 @@ def settings_env(settings: StackSettings) -> dict[str, str]:
     env = {"CHOREO_STATE_DIR": str(settings.state_dir)}
     if settings.artifact_cache is not None:
         env["CHOREO_ARTIFACT_CACHE"] = str(settings.artifact_cache)
-    for name, value in asdict(settings).items():
-        if name not in ("state_dir", "artifact_cache"):
-            env[f"CHOREO_{name.upper()}"] = str(value)
+    for item in fields(settings):
+        if item.name not in ("state_dir", "artifact_cache", "service_ports"):
+            env[f"CHOREO_{item.name.upper()}"] = str(getattr(settings, item.name))
+    env.update({variable: str(port) for variable, port in settings.own_ports().items()})
     return env

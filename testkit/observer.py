@@ -20,7 +20,8 @@ from choreo.services.inventory import store as inventory_store
 from choreo.services.orders import store as orders_store
 from choreo.services.payments import store as payments_store
 from choreo.services.payments.psp_client import Charge
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack import manifest
+from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
 
 
@@ -99,7 +100,7 @@ class Observer:
 
     def dead_letters(self, order_ids: list[str]) -> list[DeadLetter]:
         letters = []
-        for database in OUTBOX_DATABASES:
+        for database in manifest.databases(outbox=True):
             with self._connect(database) as conn:
                 letters += [DeadLetter(database, entry.consumer, entry.aggregate_key,
                                        entry.event_type, entry.status, entry.reason)

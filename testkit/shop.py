@@ -24,8 +24,8 @@ from choreo.testkit.orders_client import TERMINAL, OrdersClient
 class Shop:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.api = OrdersClient(settings.orders_port)
-        self.psp = PspClient(f"http://127.0.0.1:{settings.psp_port}", timeout_s=10)
+        self.api = OrdersClient(settings.port_of("orders-api"))
+        self.psp = PspClient(f"http://127.0.0.1:{settings.port_of('psp')}", timeout_s=10)
 
     def new_sku(self, available: int, unit_price_cents: int = 1000) -> str:
         sku = f"e2e-{uuid.uuid4().hex[:10]}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import fields
 
 import pytest
 
@@ -21,10 +20,8 @@ from choreo.stack.settings import REPO_ROOT, StackSettings
 
 def ports_shifted_by(offset: int) -> dict[str, str]:
     """Every port of the stack, moved by ``offset`` from its default."""
-    return {
-        f"CHOREO_{field.name.upper()}": str(field.default + offset)
-        for field in fields(StackSettings) if field.name.endswith("_port")
-    }
+    return {variable: str(port + offset)
+            for variable, port in StackSettings.port_variables().items()}
 
 
 PORT_OFFSET = int(os.environ.get("CHOREO_TEST_PORT_OFFSET", "10000"))

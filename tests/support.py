@@ -136,7 +136,7 @@ def eventually(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
             time.sleep(0.2)
 
 
-WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests")
+WRITER = OutboxWriter(EventCodec(SchemaCatalog.load()), source="tests", emits=None)
 """An outbox writer for tests that emit events of their own into the orders database."""
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from functools import partial
 
-from choreo.outbox import ServiceDefinition, ServiceSettings, config, exit_status, run_service
+from choreo.outbox import ServiceDefinition, ServiceSettings, exit_status, run_service
 from choreo.schemas.catalog import SCHEMA_DIR
 from choreo.services.inventory.catalog import seed_catalog
 from choreo.services.inventory.handlers import build_handlers, lock_run
@@ -23,7 +23,9 @@ from choreo.services.inventory.store import SCHEMA_SQL
 NAME = "inventory"
 
 
-def definition(settings: InventorySettings) -> ServiceDefinition:
+def definition(settings: InventorySettings | None = None) -> ServiceDefinition:
+    """Built from ``settings``, or from the defaults (for the contract check)."""
+    settings = settings or InventorySettings()
     return ServiceDefinition(
         name=NAME,
         schema_sql=SCHEMA_SQL,
@@ -33,13 +35,13 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
         # Stock rows are shared between orders: replicas' runs lock them in one order.
         lock_first=lock_run,
         schemas=SCHEMA_DIR,
+        emits=("StockReserved", "StockReservationFailed", "StockReleased"),
     )
 
 
 def start(env: Mapping[str, str]) -> None:
     own = InventorySettings.from_env(env)
-    shared = ServiceSettings.from_env(NAME, env,
-                                      default_metrics_port=config.DEFAULT_PORTS["inventory_metrics"])
+    shared = ServiceSettings.from_env(NAME, env)
     run_service(definition(own), shared)
 
 

@@ -23,7 +23,6 @@ from choreo.outbox import (
     OutboxWriter,
     ServiceDefinition,
     ServiceSettings,
-    config,
     exit_status,
     prepare_process,
     run_service,
@@ -36,8 +35,10 @@ from choreo.services.orders.outcomes import outcomes_job
 from choreo.services.orders.settings import ApiSettings
 
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+EMITS = ("OrderPlaced", "OrderConfirmed", "OrderCancelled", "OrderRejected")
+"""The intake places orders; the worker confirms, cancels or rejects them."""
 DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()],
-                               schemas=SCHEMA_DIR)
+                               schemas=SCHEMA_DIR, emits=EMITS)
 log = logging.getLogger("orders")
 
 
@@ -58,7 +59,7 @@ def connection_pool(database_url: str) -> AsyncConnectionPool:
 
 
 async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
-    writer = OutboxWriter.for_schemas("orders", SCHEMA_DIR)
+    writer = OutboxWriter.for_schemas("orders", SCHEMA_DIR, emits=EMITS)
     async with connection_pool(settings.database_url) as pool:
         await pool.wait()
         runner = web.AppRunner(create_app(pool, writer, api), access_log=None)
@@ -78,8 +79,7 @@ def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
 
 
 def start_worker(env: Mapping[str, str]) -> None:
-    run_service(DEFINITION, ServiceSettings.from_env(
-        "orders", env, default_metrics_port=config.DEFAULT_PORTS["orders_worker_metrics"]))
+    run_service(DEFINITION, ServiceSettings.from_env("orders", env))
 
 
 def start_api(env: Mapping[str, str]) -> None:

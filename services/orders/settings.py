@@ -30,7 +30,8 @@ SAMPLE_VARIABLE = "CHOREO_ORDERS_PENDING_SAMPLE_S"
 
 @dataclass(frozen=True)
 class ApiSettings:
-    port: int = config.DEFAULT_PORTS["orders"]
+    port: int = 18080
+    """Standalone; the stack passes its own (``CHOREO_ORDERS_PORT``, ``stack.manifest``)."""
     deadline_s: float = 30.0
     """The deadline of an order whose request names none."""
     reservation_ttl_s: float = 120.0

@@ -15,7 +15,6 @@ from choreo.outbox import (
     Circuit,
     ServiceDefinition,
     ServiceSettings,
-    config,
     exit_status,
     run_service,
 )
@@ -30,7 +29,9 @@ from choreo.services.payments.store import SCHEMA
 NAME = "payments"
 
 
-def definition(settings: PaymentsSettings) -> ServiceDefinition:
+def definition(settings: PaymentsSettings | None = None) -> ServiceDefinition:
+    """Built from ``settings``, or from the defaults (for the contract check)."""
+    settings = settings or PaymentsSettings()
     circuit = Circuit("psp", settings.breaker, counts=psp_down)
     return ServiceDefinition(
         name=NAME,
@@ -44,13 +45,13 @@ def definition(settings: PaymentsSettings) -> ServiceDefinition:
         # psp: the charges of one batch are sent side by side.
         key_concurrency=16,
         schemas=SCHEMA_DIR,
+        emits=("PaymentCaptured", "PaymentDeclined", "PaymentRefunded"),
     )
 
 
 def start(env: Mapping[str, str]) -> None:
     settings = PaymentsSettings.from_env(env)
-    shared = ServiceSettings.from_env(NAME, env,
-                                      default_metrics_port=config.DEFAULT_PORTS["payments_metrics"])
+    shared = ServiceSettings.from_env(NAME, env)
     run_service(definition(settings), shared)
 
 

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 from choreo.outbox import CircuitSettings, config
 
+PSP_PORT = 18090
+"""The psp's own default port: where it listens when nobody says otherwise."""
+
 
 @dataclass(frozen=True)
 class PaymentsSettings:
-    psp_url: str
-    """``CHOREO_PSP_URL``, else the psp of the local stack on ``CHOREO_PSP_PORT``."""
+    psp_url: str = f"http://127.0.0.1:{PSP_PORT}"
+    """``CHOREO_PSP_URL``, else the psp on this host at ``CHOREO_PSP_PORT``."""
     psp_timeout_s: float = 5.0
     psp_answered_retries: int = 2
     """``CHOREO_PSP_ANSWERED_RETRIES``: how often a charge or refund the psp answered with a
@@ -33,7 +36,7 @@ class PaymentsSettings:
     def from_env(cls, env: Mapping[str, str]) -> PaymentsSettings:
         # The port is read only when it is used: an explicit URL makes it irrelevant.
         psp_url = config.url(env, "CHOREO_PSP_URL") or \
-            f"http://127.0.0.1:{config.port(env, 'CHOREO_PSP_PORT', config.DEFAULT_PORTS['psp'])}"
+            f"http://127.0.0.1:{config.port(env, 'CHOREO_PSP_PORT', PSP_PORT)}"
         defaults = CircuitSettings()
         return cls(
             psp_url=psp_url,

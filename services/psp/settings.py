@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from choreo.outbox import config
-from choreo.outbox.config import DEFAULT_PORTS
 
 
 @dataclass(frozen=True)
 class PspSettings:
     database_url: str
-    port: int = DEFAULT_PORTS["psp"]
+    port: int = 18090
+    """Standalone; the stack passes its own (``CHOREO_PSP_PORT``, ``stack.manifest``)."""
     slow_delay_s: float = 2.0
     """How long ``tok_slow`` takes: longer than a caller's timeout exercises its retries."""
     bind_host: str = "127.0.0.1"

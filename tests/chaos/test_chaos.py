@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from choreo.chaos.plan import TARGETS
+from choreo.chaos.plan import default_targets
 from choreo.stack.settings import StackSettings
 from tests.support import chaos_checked
 
@@ -19,5 +19,5 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 def test_every_guarantee_holds_while_each_process_type_is_killed(
         running_services: StackSettings) -> None:
-    result = chaos_checked(running_services, TARGETS, duration_s=40, rate=20, seed=2024)
+    result = chaos_checked(running_services, default_targets(), duration_s=40, rate=20, seed=2024)
     assert len(result.orders) >= 800

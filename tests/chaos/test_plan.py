@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from choreo.chaos.plan import TARGETS, PlanError, make_plan
+from choreo.chaos.plan import PlanError, default_targets, make_plan
+
+TARGETS = default_targets()
 
 
 def test_same_seed_same_plan_other_seed_other_plan() -> None:

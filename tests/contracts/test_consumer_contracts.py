@@ -1,12 +1,14 @@
-"""Consumer and producer contracts, read off the services' own wiring (``cli.contracts``):
+"""Consumer and producer contracts, read off the services' declarations (``cli.contracts``):
 no servers needed.
 
-The emit scan (``schemas.contracts.scan_emits``) covers sweepers and rare branches that
-driving handlers would need a database and scripted state to reach.
+What a service emits is what its ``ServiceDefinition.emits`` declares; its writer refuses
+anything else (tests/outbox/test_declared_emits.py), so sweepers and rare branches are
+covered without driving them.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import shutil
@@ -14,15 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from choreo import services
 from choreo.cli.contracts import (
-    CONSUMERS,
-    SERVICES_ROOT,
+    cmd_contracts,
     consumer_contracts,
+    declarations,
+    definitions,
     subscriptions,
 )
 from choreo.schemas.catalog import SCHEMA_DIR, SchemaCatalog
-from choreo.schemas.contracts import Subscription, check_consumers, producer_problems, scan_emits
+from choreo.schemas.contracts import Declaration, Subscription, check_consumers, producer_problems
 from choreo.schemas.parsing import parse_tree
+from choreo.stack import manifest
+
+SERVICES_ROOT = Path(services.__file__).resolve().parent
 
 
 def starts_consumer_runner(entry_point: Path) -> bool:
@@ -37,11 +44,13 @@ def starts_consumer_runner(entry_point: Path) -> bool:
 
 
 def test_every_consumer_service_is_checked() -> None:
+    """A consumer missing its manifest ``definition`` would escape the check."""
     consumers = {entry.parent.name for entry in SERVICES_ROOT.glob("*/__main__.py")
                  if starts_consumer_runner(entry)}
 
-    assert consumers == set(CONSUMERS), (
-        "CONSUMERS must list exactly the services whose entry point calls run_service")
+    checked = {p.module.rpartition(".")[2] for p in manifest.MANIFEST if p.definition}
+    assert consumers == checked, (
+        "each service whose entry point calls run_service needs a manifest definition")
 
 
 def test_consumers_read_every_writer_version() -> None:
@@ -50,16 +59,43 @@ def test_consumers_read_every_writer_version() -> None:
 
     assert not contracts.problems, "\n".join(contracts.problems)
     assert not contracts.breaks, "\n".join(map(str, contracts.breaks))
-    assert {s.consumer for s in subscribed} == {d().name for d in CONSUMERS.values()}
+    assert {s.consumer for s in subscribed} == {d.name for d in definitions()}
     assert contracts.pairs >= len(subscribed) > 0
 
 
-def test_every_schema_is_emitted_and_every_emit_has_a_schema() -> None:
-    scan = scan_emits(SERVICES_ROOT)
-
-    problems = producer_problems(parse_tree(SCHEMA_DIR), scan)
+def test_every_schema_is_declared_and_every_declared_emit_has_a_schema() -> None:
+    problems = producer_problems(parse_tree(SCHEMA_DIR), declarations())
 
     assert not problems, "\n".join(problems)
+
+
+def test_undeclared_schemas_and_schema_less_declarations_are_reported() -> None:
+    problems = producer_problems(parse_tree(SCHEMA_DIR), [
+        Declaration("orders", frozenset({"OrderPlaced", "OrderConfirmed", "OrderCancelled",
+                                         "OrderRejected"})),
+        Declaration("shipping", frozenset({"ParcelShipped"})),
+    ])
+
+    assert "StockReserved has a schema, but no service declares it emits it" in problems
+    assert "shipping declares it emits ParcelShipped, which has no schema" in problems
+    assert not any(p.startswith("Order") for p in problems)
+
+
+def test_the_command_lists_the_declarations_and_fails_on_a_schema_nobody_emits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "schemas"
+    shutil.copytree(SCHEMA_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    parcel = {"type": "record", "name": "ParcelShipped", "namespace": "choreo.shipping",
+              "fields": [{"name": "parcel_id", "type": "string"}]}
+    (root / "shipping").mkdir()
+    (root / "shipping" / "ParcelShipped.v1.avsc").write_text(json.dumps(parcel))
+
+    status = cmd_contracts(argparse.Namespace(root=str(root)), None)
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "payments   emits PaymentCaptured, PaymentDeclined, PaymentRefunded" in out
+    assert "error: ParcelShipped has a schema, but no service declares it emits it" in out
 
 
 def test_an_incompatible_version_breaks_the_contract(tmp_path: Path) -> None:
@@ -101,58 +137,3 @@ def test_missing_schemas_and_pins_are_reported() -> None:
         "consumer payments reads OrderPlaced with v3, which has no schema file",
     )
     assert contracts.pairs == 0
-
-
-def test_the_emit_scan_follows_the_type_or_fails_closed(tmp_path: Path) -> None:
-    root = tmp_path / "services"
-    (root / "shipping").mkdir(parents=True)
-    (root / "shipping" / "handlers.py").write_text(
-        "def record(conn, writer, kind, payload):\n"
-        "    writer.emit(conn, kind, 'p-1', payload)\n"
-        "\n"
-        "def shipped(conn, writer):\n"
-        "    record(conn, writer, 'ParcelShipped', {})\n"
-        "\n"
-        "def settled(conn, writer, paid):\n"
-        "    kind = 'OrderPlaced' if paid else 'OrderRejected'\n"
-        "    writer.emit(conn, kind, 'o-1', {})\n"
-        "\n"
-        "def guessed(conn, writer, kinds):\n"
-        "    writer.emit(conn, kinds[0], 'o-1', {})\n"
-    )
-
-    scan = scan_emits(root)
-    problems = producer_problems(parse_tree(SCHEMA_DIR), scan)
-
-    file = "services/shipping/handlers.py"
-    assert [(s.file, s.line, s.service, s.event_type) for s in scan.sites] == [
-        (file, 5, "shipping", "ParcelShipped"), (file, 8, "shipping", "OrderPlaced"),
-        (file, 8, "shipping", "OrderRejected"), (file, 12, "shipping", None)]
-    assert "OrderConfirmed has a schema, but no service emits it" in problems
-    assert f"{file}:5: shipping emits ParcelShipped, which has no schema" in problems
-    assert any(p.startswith(f"{file}:12: cannot tell which event type") for p in problems)
-    assert not any(p.startswith(("OrderPlaced ", "OrderRejected ")) for p in problems)
-
-
-@pytest.mark.parametrize("event_type", ["OrderConfirmed", "OrderRejected", "OrderCancelled"])
-def test_the_scan_follows_the_orders_transitions(event_type: str) -> None:
-    """The order service emits through ``Transition`` values built by its outcome
-    functions; the scan must see through them, or these types would look unproduced."""
-    sites = scan_emits(SERVICES_ROOT).produced[event_type]
-
-    assert any(site.file in ("services/orders/handlers.py", "services/orders/domain.py")
-               for site in sites)
-
-
-def test_a_declaration_with_a_type_the_scan_cannot_follow_fails_closed(tmp_path: Path) -> None:
-    root = tmp_path / "services"
-    (root / "shipping").mkdir(parents=True)
-    (root / "shipping" / "handlers.py").write_text(
-        "def end(conn, writer, kinds):\n"
-        "    done = Transition('SHIPPED', kinds[0], {})\n"
-        "    writer.emit(conn, done.event_type, 'p-1', done.payload)\n"
-    )
-
-    scan = scan_emits(root)
-
-    assert [(s.line, s.event_type) for s in scan.sites] == [(2, None)]

@@ -25,6 +25,7 @@ from fastavro import schemaless_reader
 from fastavro.validation import validate
 
 from choreo import services
+from choreo.cli.contracts import declarations
 from choreo.outbox.constants import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
@@ -36,7 +37,6 @@ from choreo.outbox.constants import (
     HEADER_TYPE,
 )
 from choreo.schemas.catalog import EventSchema, SchemaCatalog, fingerprint_of_reference
-from choreo.schemas.contracts import scan_emits
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
 from tests.support import collect
@@ -170,8 +170,10 @@ def test_every_event_of_the_order_was_read(sample: Sample, scenario: str) -> Non
 
 @pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 def test_cloudevents_headers(sample: Sample, scenario: str) -> None:
-    emitters = {event_type: {site.service for site in sites}
-                for event_type, sites in scan_emits(SERVICES_ROOT).produced.items()}
+    emitters: dict[str, set[str]] = {}
+    for declaration in declarations():
+        for event_type in declaration.emits:
+            emitters.setdefault(event_type, set()).add(declaration.service)
     problems = [f"{scenario}: {event}: {problem}" for event in sample.events[scenario]
                 for problem in header_problems(event, emitters)]
 
@@ -223,7 +225,7 @@ def header_problems(event: SampledEvent, emitters: dict[str, set[str]]) -> list[
     source = event.header(HEADER_SOURCE)
     if source not in emitters.get(event_type, set()):
         problems.append(f"ce_source {source!r} is not a service that emits {event_type!r} "
-                        f"(by the source scan: {sorted(emitters.get(event_type, set()))})")
+                        f"(by the declarations: {sorted(emitters.get(event_type, set()))})")
     writer = writer_schema(event)
     if writer is None:
         problems.append(f"ce_dataschema {event.header(HEADER_DATASCHEMA)!r} names no schema")

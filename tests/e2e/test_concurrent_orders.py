@@ -29,7 +29,7 @@ def test_concurrent_orders_conserve_stock_and_money(shop: Shop) -> None:
 
     def place(request: tuple[list[dict], str]) -> str:
         items, token = request
-        return OrdersClient(shop.settings.orders_port).place(items, token)["id"]
+        return OrdersClient(shop.settings.port_of("orders-api")).place(items, token)["id"]
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         order_ids = list(pool.map(place, requests))

@@ -28,10 +28,10 @@ EXPECTED = {
 
 
 def metrics_port(settings: StackSettings, service: str) -> int:
-    return {"inventory": settings.inventory_metrics_port,
-            "payments": settings.payments_metrics_port,
-            "orders-worker": settings.orders_worker_metrics_port,
-            "orders-api": settings.orders_port, "psp": settings.psp_port}[service]
+    return {"inventory": settings.port_of("inventory"),
+            "payments": settings.port_of("payments"),
+            "orders-worker": settings.port_of("orders-worker"),
+            "orders-api": settings.port_of("orders-api"), "psp": settings.port_of("psp")}[service]
 
 
 def families(settings: StackSettings, service: str) -> dict[str, object]:

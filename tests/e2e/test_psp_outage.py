@@ -25,7 +25,7 @@ TOKENS = ["tok_ok", "tok_decline", "tok_ok", "tok_ok", "tok_decline", "tok_ok"]
 
 
 def payments_health(shop: Shop) -> dict:
-    port = shop.settings.payments_metrics_port
+    port = shop.settings.port_of("payments")
     return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
 
 

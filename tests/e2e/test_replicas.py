@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from choreo.chaos.resume import events_counted, metrics_url
-from choreo.stack import drain, launcher
-from choreo.stack.settings import CONSUMER_SERVICES, StackSettings, replica_name
+from choreo.stack import drain, launcher, manifest
+from choreo.stack.settings import StackSettings, replica_name
 from choreo.testkit.shop import Shop
 from tests.e2e.test_concurrent_orders import (  # noqa: F401 - collected here, with 2 replicas
     test_concurrent_orders_conserve_stock_and_money,
@@ -38,6 +38,8 @@ from tests.e2e.test_saga_paths import (  # noqa: F401 - collected here, with 2 r
 from tests.support import chaos_checked, eventually
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
+
+CONSUMER_SERVICES = manifest.consumers()
 
 REPLICAS = ",".join(f"{service}=2" for service in CONSUMER_SERVICES)
 PROCESSES = [replica_name(service, index) for service in CONSUMER_SERVICES for index in (1, 2)]

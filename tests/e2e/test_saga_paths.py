@@ -100,9 +100,9 @@ def test_consumers_expose_health_metrics_and_json_logs_with_ids(shop: Shop) -> N
     order_id = shop.place(sku, 1)
     assert shop.wait_terminal(order_id)["status"] == "CONFIRMED"
     settings = shop.settings
-    for service, port in (("inventory", settings.inventory_metrics_port),
-                          ("payments", settings.payments_metrics_port),
-                          ("orders", settings.orders_worker_metrics_port)):
+    for service, port in (("inventory", settings.port_of("inventory")),
+                          ("payments", settings.port_of("payments")),
+                          ("orders", settings.port_of("orders-worker"))):
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/health", timeout=5).json()["status"] == "ok"
         metrics = requests.get(f"{base}/metrics", timeout=5).text

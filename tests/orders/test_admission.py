@@ -119,8 +119,8 @@ BODY = {"customer_id": "c-1", "payment_token": "tok_ok",
 async def answers(prepare: str) -> list[tuple[int, dict[str, str], dict]]:
     """Requests to an intake whose pool was never opened: any database use would fail."""
     pool = AsyncConnectionPool("postgresql://nowhere.invalid/none", open=False)
-    app = create_app(pool, OutboxWriter(EventCodec(SchemaCatalog.load()), source="orders"),
-                     ApiSettings(max_pending=0))
+    writer = OutboxWriter(EventCodec(SchemaCatalog.load()), source="orders", emits=None)
+    app = create_app(pool, writer, ApiSettings(max_pending=0))
     if prepare == "overloaded":
         app[BACKLOG] = Backlog(max_pending=1, sample_s=60)
         app[BACKLOG].record(1)

@@ -41,7 +41,8 @@ def gate(running_stack: StackSettings) -> Iterator[TcpGate]:
 
 @pytest.fixture(scope="module")
 def api(running_stack: StackSettings, gate: TcpGate) -> Iterator[str]:
-    yield from started_orders_api(running_stack, NAME, running_stack.orders_port + PORT_SHIFT, {
+    port = running_stack.port_of("orders-api") + PORT_SHIFT
+    yield from started_orders_api(running_stack, NAME, port, {
         "CHOREO_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{gate.listen_port}/{DATABASE}",
         "CHOREO_ORDER_DEADLINE_S": "30", "CHOREO_RESERVATION_TTL_S": str(TTL_S)})
 

@@ -21,7 +21,7 @@ BODY = {"customer_id": "edge", "payment_token": "tok_ok",
 
 @pytest.fixture(scope="module")
 def base(running_services: StackSettings) -> str:
-    return f"http://127.0.0.1:{running_services.orders_port}"
+    return f"http://127.0.0.1:{running_services.port_of('orders-api')}"
 
 
 def post(base: str, body: object, key: str | None = "auto", **headers: str) -> requests.Response:

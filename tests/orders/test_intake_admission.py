@@ -39,7 +39,8 @@ def dsn(running_stack: StackSettings) -> str:
 
 @pytest.fixture(scope="module")
 def api(running_stack: StackSettings, dsn: str) -> Iterator[str]:
-    yield from started_orders_api(running_stack, NAME, running_stack.orders_port + PORT_SHIFT, {
+    port = running_stack.port_of("orders-api") + PORT_SHIFT
+    yield from started_orders_api(running_stack, NAME, port, {
         "CHOREO_DATABASE_URL": dsn,
         "CHOREO_ORDERS_RATE_LIMIT_PER_S": str(RATE_PER_S),
         "CHOREO_ORDERS_RATE_LIMIT_BURST": str(BURST),

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from choreo.outbox import config
-from choreo.outbox.config import DEFAULT_PORTS
 from choreo.outbox.errors import ConfigError
 from choreo.stack.errors import ConfigError as StackConfigError
 from choreo.stack.settings import StackSettings
@@ -109,12 +108,13 @@ def test_one_config_error_for_the_whole_project() -> None:
 
 
 def test_the_default_ports_are_the_stacks_and_distinct() -> None:
-    stack_ports = {field.name.removesuffix("_port"): field.default
-                   for field in fields(StackSettings) if field.name.endswith("_port")}
-    assert stack_ports == dict(DEFAULT_PORTS)
-    assert len(set(DEFAULT_PORTS.values())) == len(DEFAULT_PORTS)
-    assert all(config.PORT_RANGE[0] <= port <= config.PORT_RANGE[1]
-               for port in DEFAULT_PORTS.values())
+    """The infrastructure's table and the manifest's services together: one variable
+    each, no port twice, each a port the readers accept."""
+    ports = StackSettings.port_variables()
+    assert len(set(ports.values())) == len(ports)
+    assert all(config.PORT_RANGE[0] <= port <= config.PORT_RANGE[1] for port in ports.values())
+    assert {f"CHOREO_{field.name.upper()}" for field in fields(StackSettings)
+            if field.name.endswith("_port")} <= set(ports)
 
 
 @pytest.mark.parametrize(("raw", "parsed"), [

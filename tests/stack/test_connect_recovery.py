@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from confluent_kafka import Message
 
-from choreo.stack import launcher
+from choreo.stack import launcher, manifest
 from choreo.stack.cdc import ensure_connect
 from choreo.stack.components import connect_offsets_file, postgres_component
 from choreo.stack.connectors import (
@@ -32,7 +32,7 @@ from choreo.stack.connectors import (
     states_of,
     template_values,
 )
-from choreo.stack.settings import OUTBOX_DATABASES, StackSettings
+from choreo.stack.settings import StackSettings
 from choreo.stack.slots import ensure_outbox_slots, outbox_slot
 from tests.support import WRITER, collect, header
 
@@ -69,7 +69,7 @@ def arrived(settings: StackSettings, run: str, keys: list[str],
 
 def all_running(client: ConnectClient) -> bool:
     statuses = client.statuses()
-    return set(statuses) >= {f"{db}-outbox" for db in OUTBOX_DATABASES} and all(
+    return set(statuses) >= {f"{db}-outbox" for db in manifest.databases(outbox=True)} and all(
         status.get("tasks") and all(state == "RUNNING" for state in states_of(status))
         for status in statuses.values()
     )
@@ -142,7 +142,7 @@ def test_rows_committed_before_the_connectors_first_start_arrive(
 def test_migration_creates_every_slot_with_the_connectors_plugin(
     running_stack: StackSettings,
 ) -> None:
-    for database in OUTBOX_DATABASES:
+    for database in manifest.databases(outbox=True):
         slot, plugin = outbox_slot(running_stack, database)
         with psycopg.connect(running_stack.database_dsn(database)) as conn:
             row = conn.execute(
@@ -201,7 +201,8 @@ def failing_fast(settings: StackSettings, client: ConnectClient) -> list[dict[st
     is down (3.0.7's did). A task that fails is still possible (a dropped publication,
     an error Debezium does not retry): this is how a test gets one. ``connect_restored``
     deploys the template again afterwards."""
-    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db)) for db in OUTBOX_DATABASES]
+    rendered = [render(OUTBOX_TEMPLATE, template_values(settings, db))
+                for db in manifest.databases(outbox=True)]
     for connector in rendered:
         connector["config"]["errors.max.retries"] = "0"
     deploy(client, rendered, lambda line: None)

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from choreo.outbox.config import REPLICA_PORT_STEP
 from choreo.stack.errors import ConfigError
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.restart import plan
 from choreo.stack.services import consumer_processes, service_components, spec_of
-from choreo.stack.settings import StackSettings, is_consumer, split_replica
+from choreo.stack.settings import REPLICA_PORT_STEP, StackSettings, is_consumer, split_replica
 
 
 def settings_in(tmp_path: Path, replicas: str = "") -> StackSettings:
@@ -35,8 +34,8 @@ def test_replica_names_split_back_into_service_and_index() -> None:
 def test_each_replica_gets_its_own_port_from_its_services(tmp_path: Path) -> None:
     settings = settings_in(tmp_path, "payments=2,inventory=3")
     components = {c.name: c.port for c in service_components(settings)}
-    assert components["payments-2"] == settings.payments_metrics_port + REPLICA_PORT_STEP
-    assert components["inventory-3"] == settings.inventory_metrics_port + 2 * REPLICA_PORT_STEP
+    assert components["payments-2"] == settings.port_of("payments") + REPLICA_PORT_STEP
+    assert components["inventory-3"] == settings.port_of("inventory") + 2 * REPLICA_PORT_STEP
     assert "orders-worker-2" not in components
     assert len(set(components.values())) == len(components)
     assert spec_of("inventory-3").port(settings) == components["inventory-3"]
@@ -48,7 +47,8 @@ def test_a_replica_port_that_collides_or_leaves_the_range_fails_naming_it(
         replace(settings_in(tmp_path, "payments=2"), console_port=18182).validate()
     with pytest.raises(ConfigError, match=r"CHOREO_PAYMENTS_METRICS_PORT \+ 100 \(the port of"
                                           r" payments-2\)"):
-        replace(settings_in(tmp_path, "payments=2"), payments_metrics_port=65500).validate()
+        settings = settings_in(tmp_path, "payments=2")
+        replace(settings, service_ports={**settings.service_ports, "payments": 65500}).validate()
 
 
 def test_replicas_recorded_in_the_registry_are_seen_without_the_setting(

@@ -48,7 +48,7 @@ class SteadyLoad:
     """Places one order every ``1 / RATE`` s until stopped, each retried until answered."""
 
     def __init__(self, settings: StackSettings, skus: list[str], customer: str) -> None:
-        self.client = OrdersClient(settings.orders_port, give_up_s=90.0)
+        self.client = OrdersClient(settings.port_of("orders-api"), give_up_s=90.0)
         self.skus = skus
         self.customer = customer
         self.stop = threading.Event()
@@ -111,7 +111,7 @@ def test_rolling_restart_of_every_service_under_load_loses_and_repeats_nothing(
     load.thread.start()
     time.sleep(3.0)
     try:
-        restarted = restart.rolling_restart(settings, restart.ORDER, report=print,
+        restarted = restart.rolling_restart(settings, restart.order(), report=print,
                                             supervised=False)
         time.sleep(3.0)
     finally:
@@ -131,7 +131,7 @@ def test_rolling_restart_of_every_service_under_load_loses_and_repeats_nothing(
     for check in checks:
         print(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.detail}"
               + "".join(f"\n    {failure}" for failure in check.failures))
-    assert [r.cycle.name for r in restarted] == list(restart.ORDER)
+    assert [r.cycle.name for r in restarted] == list(restart.order())
     # Drained, not killed: a kill after the drain bound is an error whoever started the
     # process; its exit status is known only where this test process is its parent (other
     # tests' supervisors may have restarted some services before), and then it is 0.
@@ -175,4 +175,4 @@ def test_infrastructure_and_unknown_names_are_refused(stack_settings: StackSetti
     for name in ("postgres", "broker", "nope"):
         with pytest.raises(restart.ConfigError):
             restart.plan(stack_settings, [name], every=False)
-    assert restart.plan(stack_settings, [], every=True) == list(restart.ORDER)
+    assert restart.plan(stack_settings, [], every=True) == list(restart.order())

@@ -15,21 +15,18 @@ import uuid
 import pytest
 import requests
 
-from choreo.stack import launcher
+from choreo.stack import launcher, manifest
 from choreo.stack.errors import StackError
-from choreo.stack.services import SERVICES
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-CONSUMERS = ("inventory", "payments", "orders-worker")
 
 
 def consuming(settings: StackSettings, name: str) -> bool:
-    spec = next(s for s in SERVICES if s.name == name)
     try:
-        health = requests.get(f"http://127.0.0.1:{getattr(settings, spec.port_field)}/health",
+        health = requests.get(f"http://127.0.0.1:{settings.port_of(name)}/health",
                               timeout=2).json()
     except (requests.RequestException, ValueError):
         return False
@@ -38,7 +35,7 @@ def consuming(settings: StackSettings, name: str) -> bool:
 
 def seconds_until_all_consume(settings: StackSettings, bound_s: float = 60.0) -> float:
     started = time.monotonic()
-    while not all(consuming(settings, name) for name in CONSUMERS):
+    while not all(consuming(settings, name) for name in manifest.consumers()):
         assert time.monotonic() - started < bound_s, "a consumer never got its partitions back"
         time.sleep(0.1)
     return time.monotonic() - started
