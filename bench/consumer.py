@@ -21,7 +21,8 @@ from choreo.outbox.dedupe import DedupeStore, InboxOnly, RedisDedupe
 from choreo.outbox.delivery import Delivery, ReceivedEvent
 from choreo.outbox.kafka import build_producer, ensure_topics
 from choreo.outbox.retry import Backoff
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack.components import ensure_database
 from choreo.stack.settings import StackSettings
@@ -43,7 +44,7 @@ class Timing:
 
 def prepare_database(settings: StackSettings) -> str:
     url = ensure_database(settings, DATABASE)
-    apply_schema(url, OUTBOX_SCHEMA)
+    apply_schema(url, OUTBOX_DDL)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_counter (id int PRIMARY KEY, n bigint)")
         conn.execute("INSERT INTO bench_counter SELECT g, 0 FROM generate_series(0, %s) g"

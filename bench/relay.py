@@ -20,10 +20,11 @@ import psycopg
 
 from choreo.bench.hop import HopResult, flood, steady
 from choreo.outbox.poller import lock_holders
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL, OUTBOX_TEMPLATE, render
 from choreo.stack import launcher
 from choreo.stack.components import ensure_database
-from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from choreo.stack.connectors import ConnectClient, template_values
 from choreo.stack.cpu import CpuMeter
 from choreo.stack.relays import drop_slot, remove_connector
 from choreo.stack.settings import REPO_ROOT, StackSettings
@@ -55,7 +56,7 @@ class RelayRun:
 
 def prepare(settings: StackSettings) -> str:
     dsn = ensure_database(settings, DATABASE)
-    apply_schema(dsn, OUTBOX_SCHEMA)
+    apply_schema(dsn, OUTBOX_DDL)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE outbox")
         conn.execute("DELETE FROM outbox_relay")

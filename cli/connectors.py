@@ -22,8 +22,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack import manifest
-from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, deploy, render
+from choreo.stack.connectors import ConnectClient, deploy
 from choreo.stack.errors import StackError
 from choreo.stack.settings import StackSettings
 from choreo.stack.slots import ensure_replication_slot

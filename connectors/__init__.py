@@ -4,5 +4,4 @@ shipped in the wheel so ``choreo connectors`` renders them wherever choreo is in
 from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
-OUTBOX_TEMPLATE = TEMPLATE_DIR / "outbox-postgres.json"
-"""The outbox connector: Debezium's PostgreSQL source with the EventRouter (docs/outbox.md)."""
+"""The templates' folder; ``choreo.outbox.wire`` names the outbox connector's and fills it."""

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 
 from choreo.console import waterfall
-from choreo.outbox import constants as c
 from choreo.outbox import deadletter
+from choreo.outbox import wire as c
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.deadletter import DeadLetter
 from choreo.outbox.errors import PoisonMessage

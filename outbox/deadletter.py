@@ -24,7 +24,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg.rows import dict_row
 
-from choreo.outbox import constants as c
+from choreo.outbox import wire as c
 from choreo.outbox.delivery import Delivery
 from choreo.outbox.errors import TransientError
 

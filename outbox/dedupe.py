@@ -14,10 +14,10 @@ from typing import Protocol
 
 import redis
 
-from choreo.outbox.constants import REDIS_DEDUPE_PREFIX
-
 log = logging.getLogger(__name__)
 
+
+REDIS_DEDUPE_PREFIX = "choreo:seen"
 
 class DedupeStore(Protocol):
     def seen(self, consumer: str, event_id: str) -> bool: ...

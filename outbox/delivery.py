@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
-from choreo.outbox import constants as c
+from choreo.outbox import wire as c
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,6 @@ from confluent_kafka import Producer
 
 from choreo.outbox import deadletter, inbox
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.constants import (
-    HEADER_DATASCHEMA,
-    HEADER_SOURCE,
-    HEADER_TIME,
-    HEADER_TRACEPARENT,
-)
 from choreo.outbox.dedupe import DedupeStore
 from choreo.outbox.delivery import Delivery, ReceivedEvent
 from choreo.outbox.errors import PermanentError, RetryLater
@@ -43,6 +37,12 @@ from choreo.outbox.instruments import Instruments
 from choreo.outbox.lanes import Lanes
 from choreo.outbox.retry import Backoff, is_permanent
 from choreo.outbox.session import Session, SessionLost
+from choreo.outbox.wire import (
+    HEADER_DATASCHEMA,
+    HEADER_SOURCE,
+    HEADER_TIME,
+    HEADER_TRACEPARENT,
+)
 
 log = logging.getLogger(__name__)
 

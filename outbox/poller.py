@@ -2,7 +2,7 @@
 
 One process per service database in polling mode (``CHOREO_RELAY``, ``python -m
 outbox.poller``). It reads the rows its position has not covered, publishes them with
-the idempotent producer exactly as Debezium's EventRouter would (``outbox.relay.record_of``:
+the idempotent producer exactly as Debezium's EventRouter would (``outbox.wire.record_of``:
 same topic, key, headers, value and partition), waits for every acknowledgement, and only
 then moves its position (``outbox_relay``). Rows stay in the table for the retention
 window either way (``outbox.writer.prune`` keeps what a relay has not published yet).
@@ -52,8 +52,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from choreo.outbox import config, logs
 from choreo.outbox.errors import ConfigError
-from choreo.outbox.relay import record_of, relay_producer
+from choreo.outbox.relay import relay_producer
 from choreo.outbox.settings import KAFKA_BOOTSTRAP
+from choreo.outbox.wire import ROW_COLUMNS, SELECT_ROWS, record_of
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_datab
                                                          WHERE datname = current_database())
   AND (classid::bigint << 32 | objid::bigint) = hashtextextended('choreo-outbox-relay', 0)
 """
-COLUMNS = """SELECT id, aggregatetype, aggregateid, type, payload, dataschema, source,
-       specversion, occurred_at, traceparent, seq FROM outbox"""
+COLUMNS = SELECT_ROWS.replace(" FROM outbox", ", seq FROM outbox")
 LATE = COLUMNS + " WHERE (xid = ANY(%s) OR xid >= %s) AND seq <= %s ORDER BY seq"
 FRESH = COLUMNS + " WHERE seq > %s ORDER BY seq LIMIT %s"
 RUNNING = """ARRAY(SELECT x::text::bigint
@@ -197,7 +197,7 @@ def publish(producer: Producer, rows: Sequence[Row], timeout_s: float = 30.0) ->
             failures.append(error)
 
     for row in rows:
-        topic, key, value, headers = record_of(row[:10])
+        topic, key, value, headers = record_of(row[:len(ROW_COLUMNS)])
         while True:
             try:
                 producer.produce(topic, key=key, value=value, headers=headers,

@@ -1,11 +1,11 @@
 """Publish outbox rows to Kafka from Python, exactly as Debezium's EventRouter does.
 
 Used to publish the retention window again into a broker log that is new (its data
-folder was lost), and by the polling relay. The record a row becomes is the one the connector in
-``connectors/outbox-postgres.json`` makes: topic ``<aggregatetype>.events``, key the
-aggregate id, the Avro payload as value, and the CloudEvents attributes plus the
-``traceparent`` as headers. A consumer cannot tell the two apart, and its inbox turns
-an event it already handled into a duplicate.
+folder was lost), and by the polling relay. The record a row becomes
+(``outbox.wire.record_of``) is the one the connector (``outbox.wire.OUTBOX_TEMPLATE``)
+makes: topic ``<aggregatetype>.events``, key the aggregate id, the Avro payload as value,
+and the CloudEvents attributes plus the ``traceparent`` as headers. A consumer cannot
+tell the two apart, and its inbox turns an event it already handled into a duplicate.
 
 Only what some reader still needs is sent (``Readers``): an event that every consumer
 handling its type has in its inbox was handled and committed, so sending it again would
@@ -25,16 +25,12 @@ from typing import Any
 import psycopg
 from confluent_kafka import Producer
 
-from choreo.outbox import constants as c
+from choreo.outbox import wire as c
 from choreo.outbox.kafka import build_producer
 
 log = logging.getLogger(__name__)
 
-WINDOW = """
-SELECT id, aggregatetype, aggregateid, type, payload, dataschema, source, specversion,
-       occurred_at, traceparent
-FROM outbox WHERE created_at >= now() - make_interval(secs => %s) ORDER BY seq
-"""
+WINDOW = f"{c.SELECT_ROWS} WHERE created_at >= now() - make_interval(secs => %s) ORDER BY seq"
 
 
 def relay_producer(bootstrap: str, **overrides: Any) -> Producer:
@@ -45,29 +41,6 @@ def relay_producer(bootstrap: str, **overrides: Any) -> Producer:
     two partitions and per-key order would be lost.
     """
     return build_producer(bootstrap, partitioner="murmur2_random", **overrides)
-
-
-def topic_of(aggregate: str) -> str:
-    """The topic EventRouter routes an aggregate type's rows to (``route.topic.replacement``)."""
-    return f"{aggregate}{c.EVENTS_TOPIC_SUFFIX}"
-
-
-def record_of(row: tuple[Any, ...]) -> tuple[str, str, bytes, list[tuple[str, bytes]]]:
-    """(topic, key, value, headers) of one outbox row, as the EventRouter routes it."""
-    (event_id, aggregate, aggregate_id, event_type, payload, dataschema, source, specversion,
-     occurred_at, traceparent) = row
-    headers = [
-        ("id", str(event_id)),
-        (c.HEADER_ID, str(event_id)),
-        (c.HEADER_TYPE, event_type),
-        (c.HEADER_SOURCE, source),
-        (c.HEADER_TIME, occurred_at),
-        (c.HEADER_SPECVERSION, specversion),
-        (c.HEADER_DATASCHEMA, dataschema),
-        (c.HEADER_TRACEPARENT, traceparent),
-    ]
-    return (topic_of(aggregate), aggregate_id, bytes(payload),
-            [(name, value.encode()) for name, value in headers])
 
 
 READERS = "SELECT event_type, consumer FROM consumer_subscriptions"
@@ -143,7 +116,7 @@ def republish_window(database_url: str, producer: Producer, window_s: float,
                 if row[0] in handled:
                     left_out += 1
                     continue
-                _produce(producer, *record_of(row))
+                _produce(producer, *c.record_of(row))
                 published += 1
     remaining = producer.flush(30)
     if remaining:
@@ -155,7 +128,7 @@ def republish_window(database_url: str, producer: Producer, window_s: float,
 def _handled(readers: Readers, rows: list[tuple[Any, ...]]) -> set[uuid.UUID]:
     by_type: dict[str, list[uuid.UUID]] = defaultdict(list)
     for row in rows:
-        if topic_of(row[1]) not in readers.sent_whole:
+        if c.topic_of(row[1]) not in readers.sent_whole:
             by_type[row[3]].append(row[0])
     return {event_id for event_type, ids in by_type.items()
             for event_id in readers.handled_by_all(event_type, ids)}

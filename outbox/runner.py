@@ -31,12 +31,12 @@ from choreo.outbox.retry import Backoff
 from choreo.outbox.session import ANSWER_TIMEOUT_S
 from choreo.outbox.settings import ServiceSettings
 from choreo.outbox.telemetry import configure_tracing
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.outbox.writer import OutboxWriter, prune
 from choreo.schemas.catalog import SchemaCatalog
 
 log = logging.getLogger(__name__)
 
-OUTBOX_SCHEMA = Path(__file__).resolve().parent / "schema.sql"
 
 Job = Callable[[psycopg.Connection[Any], OutboxWriter], None]
 
@@ -196,7 +196,7 @@ def prepare_process(name: str, settings: ServiceSettings, schema_sql: Path) -> N
     logs.configure(name)
     configure_tracing(name, settings.telemetry_url)
     wait_for_database(settings.database_url)
-    apply_schema(settings.database_url, OUTBOX_SCHEMA, schema_sql)
+    apply_schema(settings.database_url, OUTBOX_DDL, schema_sql)
 
 
 def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:

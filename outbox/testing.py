@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from choreo.outbox import constants as c
+from choreo.outbox import wire as c
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime, Handler
 from choreo.outbox.dedupe import DedupeStore

@@ -14,8 +14,8 @@ from datetime import datetime
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 
-from choreo.outbox.constants import HEADER_TIME, HEADER_TRACEPARENT
 from choreo.outbox.delivery import Delivery, ReceivedEvent
+from choreo.outbox.wire import HEADER_TIME, HEADER_TRACEPARENT
 
 TRACER = trace.get_tracer("choreo.outbox")
 

@@ -21,16 +21,11 @@ import psycopg
 from opentelemetry import trace
 
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.constants import CLOUDEVENTS_SPECVERSION
 from choreo.outbox.errors import ConfigError, UndeclaredEvent
 from choreo.outbox.tracing import TRACER, current_traceparent
+from choreo.outbox.wire import CLOUDEVENTS_SPECVERSION, INSERT_ROW
 from choreo.schemas.catalog import SchemaCatalog
 
-INSERT_ROW = """
-INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, dataschema, source,
-                    specversion, occurred_at, traceparent)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
 PRUNE = """
 DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox WHERE created_at < now() - make_interval(secs => %s)

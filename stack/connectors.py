@@ -11,21 +11,16 @@ so a misspelt key or a bad value fails fast with the field named.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from choreo.connectors import OUTBOX_TEMPLATE
+from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack.errors import ConfigError, ConnectorError
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
-
-PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def template_values(settings: StackSettings, database: str) -> dict[str, str]:
@@ -37,21 +32,6 @@ def template_values(settings: StackSettings, database: str) -> dict[str, str]:
         "postgres_password": "",
         "poll_interval_ms": str(settings.cdc_poll_interval_ms),
     }
-
-
-def render(template: Path, values: Mapping[str, str]) -> dict[str, Any]:
-    """Fill ``{{name}}`` placeholders; an unknown placeholder is an error, not an empty string."""
-    text = template.read_text()
-    unknown = sorted(set(PLACEHOLDER.findall(text)) - set(values))
-    if unknown:
-        raise ConfigError(f"{template.name}: unknown placeholder(s) {', '.join(unknown)}")
-    try:
-        rendered = json.loads(PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{template.name} is not valid JSON: {error}") from None
-    if set(rendered) != {"name", "config"}:
-        raise ConfigError(f"{template.name}: expected exactly the keys 'name' and 'config'")
-    return rendered
 
 
 class ConnectClient:

@@ -21,7 +21,7 @@ import requests
 
 from choreo.outbox import span_store
 from choreo.outbox.kafka import ensure_topics
-from choreo.outbox.runner import OUTBOX_SCHEMA
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack import drain, manifest
 from choreo.stack.broker import broker_components, log_is_formatted, node_component
@@ -170,7 +170,7 @@ def migrate(settings: StackSettings) -> None:
     """
     create_service_databases(settings)
     for database in manifest.databases(outbox=True):
-        apply_sql(settings.database_dsn(database), OUTBOX_SCHEMA)
+        apply_sql(settings.database_dsn(database), OUTBOX_DDL)
     apply_sql(settings.database_dsn(TELEMETRY_DATABASE), span_store.SCHEMA)
     ensure_outbox_slots(settings, settings.databases_relayed_by("cdc"))
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors
 
+from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack import manifest
-from choreo.stack.connectors import OUTBOX_TEMPLATE, render, template_values
+from choreo.stack.connectors import template_values
 from choreo.stack.errors import ConfigError
 from choreo.stack.settings import StackSettings
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: dict[str, set[str]] = {
     "connectors": set(),
     "schemas": set(),
-    "outbox": {"schemas"},
+    "outbox": {"schemas", "connectors"},
     "services": {"outbox", "schemas"},
     "stack": {"outbox", "schemas", "connectors"},
     "testkit": {"connectors", "stack", "services", "outbox", "schemas"},

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from choreo.console import waterfall
-from choreo.outbox import constants as c
 from choreo.outbox import deadletter
+from choreo.outbox import wire as c
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.delivery import Delivery
 from choreo.schemas.catalog import SchemaCatalog

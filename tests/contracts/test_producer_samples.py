@@ -26,7 +26,7 @@ from fastavro.validation import validate
 
 from choreo import services
 from choreo.cli.contracts import declarations
-from choreo.outbox.constants import (
+from choreo.outbox.wire import (
     CLOUDEVENTS_SPECVERSION,
     HEADER_DATASCHEMA,
     HEADER_ID,

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.services.inventory.store import SCHEMA_SQL
 from choreo.stack.settings import StackSettings
 from tests.inventory.support import reset
@@ -24,7 +25,7 @@ DATABASE = "inventory_tests"
 @pytest.fixture(scope="session")
 def inventory_dsn(running_postgres: StackSettings) -> str:
     dsn = scratch_database(running_postgres, DATABASE)
-    apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA_SQL)
+    apply_schema(dsn, OUTBOX_DDL, SCHEMA_SQL)
     return dsn
 
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import handle_once
 from choreo.outbox.delivery import ReceivedEvent
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
 from choreo.outbox.testing import RecordingWriter
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.services.orders.__main__ import SCHEMA
 from choreo.services.orders.handlers import build_handlers
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def orders_dsn(running_postgres: StackSettings) -> str:
     dsn = scratch_database(running_postgres, "orders_tests")
-    apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA)
+    apply_schema(dsn, OUTBOX_DDL, SCHEMA)
     return dsn
 
 

@@ -18,7 +18,8 @@ from choreo.outbox.consumer import ConsumerRuntime, Handler
 from choreo.outbox.dedupe import DedupeStore, MemoryDedupe, RedisDedupe
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.retry import Backoff
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
 
 PROBE_SCHEMA = """
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS effects (
 
 
 def prepare(database_url: str) -> None:
-    apply_schema(database_url, OUTBOX_SCHEMA)
+    apply_schema(database_url, OUTBOX_DDL)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(PROBE_SCHEMA)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from choreo.outbox import constants as c
 from choreo.outbox import deadletter, inbox
+from choreo.outbox import wire as c
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.consumer import ConsumerRuntime
 from choreo.outbox.dedupe import MemoryDedupe

@@ -22,7 +22,8 @@ from choreo.outbox.poller import (
     read_batch,
 )
 from choreo.outbox.relay import relay_producer
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.outbox.writer import INSERT_ROW, prune
 from choreo.stack.settings import StackSettings
 from tests.support import (
@@ -45,7 +46,7 @@ DATABASE = "relay_tests"
 @pytest.fixture(scope="module")
 def relay_database(running_stack: StackSettings) -> str:
     url = scratch_database(running_stack, DATABASE)
-    apply_schema(url, OUTBOX_SCHEMA)
+    apply_schema(url, OUTBOX_DDL)
     return url
 
 

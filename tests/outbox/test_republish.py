@@ -14,8 +14,9 @@ import pytest
 
 from choreo.outbox import inbox, relay
 from choreo.outbox.relay import Readers, republish_window
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
 from choreo.outbox.testing import RecordingProducer
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.stack.settings import StackSettings
 from tests.support import WRITER, scratch_database
 
@@ -28,7 +29,7 @@ def own_database(settings: StackSettings) -> Iterator[psycopg.Connection[Any]]:
     """A database of its own, dropped afterwards: no other test's consumers read it."""
     name = f"republish_{uuid.uuid4().hex[:8]}"
     url = scratch_database(settings, name)
-    apply_schema(url, OUTBOX_SCHEMA)
+    apply_schema(url, OUTBOX_DDL)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             yield conn

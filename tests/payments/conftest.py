@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.psp_client import PspClient
@@ -37,7 +38,7 @@ PSP_SLOW_DELAY_S = 2.0
 @pytest.fixture(scope="session")
 def payments_dsn(running_stack: StackSettings) -> str:
     dsn = scratch_database(running_stack, DATABASE)
-    apply_schema(dsn, OUTBOX_SCHEMA, SCHEMA)
+    apply_schema(dsn, OUTBOX_DDL, SCHEMA)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(EMITTED_EVENTS)
     return dsn

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack import launcher
 from choreo.stack.components import Component
-from choreo.stack.connectors import OUTBOX_TEMPLATE, ConnectClient, render, template_values
+from choreo.stack.connectors import ConnectClient, template_values
 from choreo.stack.errors import ConfigError
 from choreo.stack.processes import TrackedProcess
 from choreo.stack.settings import REPO_ROOT, StackSettings
@@ -91,14 +92,6 @@ def test_missing_binary_fails_fast_naming_it(tmp_path: Path) -> None:
 def test_malformed_setting_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="CHOREO_REDIS_PORT='six' is not a port"):
         StackSettings.from_env({"CHOREO_REDIS_PORT": "six"})
-
-
-def test_template_with_unknown_placeholder_is_rejected(tmp_path: Path,
-                                                       stack_settings: StackSettings) -> None:
-    template = tmp_path / "bad.json"
-    template.write_text(OUTBOX_TEMPLATE.read_text().replace("{{database}}", "{{databse}}", 1))
-    with pytest.raises(ConfigError, match="unknown placeholder.*databse"):
-        render(template, template_values(stack_settings, "orders"))
 
 
 def test_connector_with_unknown_field_is_rejected_by_name(running_stack: StackSettings) -> None:

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from choreo.cli.main import main as choreo
-from choreo.outbox.runner import OUTBOX_SCHEMA, apply_schema
+from choreo.outbox.runner import apply_schema
+from choreo.outbox.wire import OUTBOX_DDL
 from choreo.stack.connectors import ConnectClient
 from choreo.stack.settings import StackSettings
 from tests.support import WRITER, collect, confirmed, scratch_database
@@ -38,7 +39,7 @@ def test_a_commit_between_slots_and_deploy_is_published(running_stack: StackSett
                                                          ) -> None:
     database = f"own_{uuid.uuid4().hex[:8]}"
     dsn = scratch_database(running_stack, database)
-    apply_schema(dsn, OUTBOX_SCHEMA)
+    apply_schema(dsn, OUTBOX_DDL)
     where = ["--connect-url", running_stack.connect_url, "--postgres-port",
              str(running_stack.postgres_port), "--databases", database]
     slot, key = f"choreo_{database}_outbox", f"{database}-order"
