@@ -9,12 +9,12 @@ package is private by convention and may change: a participant imports from here
 what a participant's tests need (docs/library.md).
 """
 
-from choreo.outbox import config
+from choreo.outbox import config, http
 from choreo.outbox.breaker import Circuit, CircuitSettings
 from choreo.outbox.consumer import Handler
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.errors import ConfigError, PermanentError, RetryLater, TransientError
-from choreo.outbox.runner import PeriodicJob, ServiceDefinition, exit_status, prepare_process
+from choreo.outbox.runner import PeriodicJob, ServiceDefinition, exit_status
 from choreo.outbox.runner import main as run_service
 from choreo.outbox.settings import ServiceSettings
 from choreo.outbox.tracing import continued_span, current_traceparent
@@ -37,6 +37,6 @@ __all__ = [
     "continued_span",
     "current_traceparent",
     "exit_status",
-    "prepare_process",
+    "http",
     "run_service",
 ]

@@ -187,3 +187,15 @@ BEGIN
             ON dead_letters (consumer, fingerprint);
     END IF;
 END $$;
+
+-- An HTTP intake's Idempotency-Keys (`outbox.http.claim`): claimed in the transaction of
+-- the write they guard, with the answer given, so a retry gets that answer again and a
+-- key reused with another request is refused. Kept as long as the inbox
+-- (CHOREO_INBOX_RETENTION_S), pruned by the intake (`outbox.http.serve`).
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key         text        PRIMARY KEY,
+    fingerprint text        NOT NULL,
+    status      int,
+    body        jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

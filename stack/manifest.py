@@ -66,9 +66,11 @@ MANIFEST: tuple[Participant, ...] = (
                 definition="choreo.services.orders.__main__:DEFINITION"),
     Participant("orders-api", "choreo.services.orders", "orders", 18080, "CHOREO_ORDERS_PORT",
                 args=("api",)),
+    Participant("users", "choreo.services.users", "users", 18091, "CHOREO_USERS_PORT",
+                definition="choreo.services.users.__main__:DEFINITION"),
 )
 """In start order, which is also the rolling restart's: the psp first (payments retries
-it), the consumers, the intake last (clients retry with their Idempotency-Key)."""
+it), the consumers, the intakes last (clients retry with their Idempotency-Key)."""
 
 
 def databases(*, outbox: bool = False) -> tuple[str, ...]:

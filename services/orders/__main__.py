@@ -8,23 +8,16 @@ their settings here, once (the shared ``ServiceSettings``, and for the API
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
-
 from choreo.outbox import (
-    OutboxWriter,
     ServiceDefinition,
     ServiceSettings,
     exit_status,
-    prepare_process,
+    http,
     run_service,
 )
 from choreo.schemas.catalog import SCHEMA_DIR
@@ -39,43 +32,11 @@ EMITS = ("OrderPlaced", "OrderConfirmed", "OrderCancelled", "OrderRejected")
 """The intake places orders; the worker confirms, cancels or rejects them."""
 DEFINITION = ServiceDefinition("orders", SCHEMA, build_handlers, [DEADLINE_JOB, outcomes_job()],
                                schemas=SCHEMA_DIR, emits=EMITS)
-log = logging.getLogger("orders")
-
-
-POOL_RECONNECT_S = 5.0
-"""How long the pool retries one connection in the background before giving it up. Its
-backoff doubles between attempts, so a long retry would leave minutes between attempts
-after a long outage; given up early, the next request that needs a connection starts a
-fresh attempt at once, so the API is back within a request of the database."""
-
-
-def connection_pool(database_url: str) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
-        database_url, min_size=2, max_size=10, open=False,
-        reconnect_timeout=POOL_RECONNECT_S,
-        # A connection broken by a database restart is replaced rather than handed out.
-        check=AsyncConnectionPool.check_connection,
-    )
-
-
-async def serve(settings: ServiceSettings, api: ApiSettings) -> None:
-    writer = OutboxWriter.for_schemas("orders", SCHEMA_DIR, emits=EMITS)
-    async with connection_pool(settings.database_url) as pool:
-        await pool.wait()
-        runner = web.AppRunner(create_app(pool, writer, api), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.bind_host, api.port, shutdown_timeout=10).start()
-        log.info("listening on %s:%d", settings.bind_host, api.port)
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await runner.cleanup()
 
 
 def run_api(settings: ServiceSettings, api: ApiSettings) -> None:
-    prepare_process("orders-api", settings, SCHEMA)
-    asyncio.run(serve(settings, api))
+    http.serve("orders-api", DEFINITION, settings, api.port,
+               lambda pool, writer: create_app(pool, writer, api))
 
 
 def start_worker(env: Mapping[str, str]) -> None:

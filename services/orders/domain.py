@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from choreo.outbox import http
+
 MAX_ITEMS = 50
 MAX_QUANTITY = 1000
 MAX_TEXT = 100
@@ -50,13 +52,8 @@ class Transition:
                           {"order_id": order_id, "reason": reason}, reason)
 
 
-class InvalidRequest(ValueError):
-    """A request the customer must fix; ``field`` is a JSON path such as ``items[2].sku``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+InvalidRequest = http.InvalidRequest
+"""A request the customer must fix; ``field`` is a JSON path such as ``items[2].sku``."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ import psycopg
 
 from choreo.outbox import Handler, OutboxWriter, ReceivedEvent
 from choreo.services.orders.domain import Status, Transition
-from choreo.services.orders.store import finish, locked_status, parse_order_id, record_history
+from choreo.services.orders.store import (
+    REGISTER_CUSTOMER,
+    SET_CUSTOMER_STATUS,
+    finish,
+    locked_status,
+    parse_order_id,
+    record_history,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,15 @@ class OrdersHandlers:
         """StockReserved, PaymentRefunded: kept in the history, the order does not move."""
         self._record(event, conn, None)
 
+    def customer_registered(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(REGISTER_CUSTOMER, (event.aggregate_id,))
+
+    def customer_status_changed(self, event: ReceivedEvent,
+                                conn: psycopg.Connection[Any]) -> None:
+        """Customer events keep their order on one partition: the last one wins."""
+        conn.execute(SET_CUSTOMER_STATUS, (event.aggregate_id, event.payload["blocked"],
+                                           event.payload["reason"]))
+
     def _record(self, event: ReceivedEvent, conn: psycopg.Connection[Any],
                 ending: Transition | None) -> None:
         """Record the event; if it ends a PENDING order, end it."""
@@ -71,4 +87,6 @@ def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
         "StockReleased": handlers.stock_released,
         "StockReserved": handlers.progress,
         "PaymentRefunded": handlers.progress,
+        "CustomerRegistered": handlers.customer_registered,
+        "CustomerStatusChanged": handlers.customer_status_changed,
     }

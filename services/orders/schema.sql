@@ -36,3 +36,12 @@ CREATE TABLE IF NOT EXISTS order_history (
     seen_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS order_history_order ON order_history (order_id, seq);
+
+-- What orders knows of customers, from the users service's events (customer.events):
+-- only whether one is blocked. A customer not in it is a guest, whose orders are taken.
+CREATE TABLE IF NOT EXISTS customers (
+    id          text        PRIMARY KEY,
+    blocked     boolean     NOT NULL DEFAULT false,
+    reason      text,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -32,6 +32,13 @@ FIND_BY_KEY = """
 SELECT id, request_hash, deadline_at, status FROM orders WHERE idempotency_key = %s
 """
 LOCK_ORDER = "SELECT status, traceparent FROM orders WHERE id = %s FOR UPDATE"
+REGISTER_CUSTOMER = "INSERT INTO customers (id) VALUES (%s) ON CONFLICT (id) DO NOTHING"
+SET_CUSTOMER_STATUS = """
+INSERT INTO customers (id, blocked, reason) VALUES (%s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET blocked = excluded.blocked, reason = excluded.reason,
+                               updated_at = now()
+"""
+BLOCKED_REASON = "SELECT reason FROM customers WHERE id = %s AND blocked"
 SET_STATUS = """
 UPDATE orders SET status = %s, reason = %s, total_cents = coalesce(%s, total_cents),
                   updated_at = now()

@@ -49,7 +49,7 @@ def test_every_consumer_service_is_checked() -> None:
                  if starts_consumer_runner(entry)}
 
     checked = {p.module.rpartition(".")[2] for p in manifest.MANIFEST if p.definition}
-    assert consumers == checked, (
+    assert consumers <= checked, (
         "each service whose entry point calls run_service needs a manifest definition")
 
 
@@ -59,7 +59,8 @@ def test_consumers_read_every_writer_version() -> None:
 
     assert not contracts.problems, "\n".join(contracts.problems)
     assert not contracts.breaks, "\n".join(map(str, contracts.breaks))
-    assert {s.consumer for s in subscribed} == {d.name for d in definitions()}
+    assert {s.consumer for s in subscribed} == {
+        d.name for d in definitions() if d.build_handlers(None)}  # type: ignore[arg-type]
     assert contracts.pairs >= len(subscribed) > 0
 
 

@@ -66,4 +66,4 @@ def test_replicas_recorded_in_the_registry_are_seen_without_the_setting(
 def test_a_rolling_restart_of_everything_takes_each_replica_in_turn(tmp_path: Path) -> None:
     names = plan(settings_in(tmp_path, "payments=2,orders-worker=2"), [], every=True)
     assert names == ["psp", "inventory", "payments", "payments-2", "orders-worker",
-                     "orders-worker-2", "orders-api", "console"]
+                     "orders-worker-2", "orders-api", "users", "console"]
