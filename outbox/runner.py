@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,11 +225,25 @@ def main(definition: ServiceDefinition, settings: ServiceSettings) -> None:
     log.info("stopped")
 
 
-def exit_status(name: str, start: Callable[[Mapping[str, str]], None],
-                env: Mapping[str, str]) -> int:
+Start = Callable[[Mapping[str, str]], None]
+
+
+def exit_status(name: str, start: Start | Mapping[str, Start], env: Mapping[str, str],
+                argv: Sequence[str] = ()) -> int:
     """Run a service's ``start(env)`` as its entry point: 0 after a clean stop, 2 when a
     setting is bad, with the one line that names the variable (the supervisor's log and
-    ``choreo status`` show it), never a traceback."""
+    ``choreo status`` show it), never a traceback.
+
+    A service of several processes (an HTTP intake and a consumer, say) passes its
+    ``start`` per role, ``{"api": ..., "worker": ...}``, and its arguments: the first
+    names the role, and anything else is a usage error (2)."""
+    if isinstance(start, Mapping):
+        role = start.get(argv[0] if argv else "")
+        if role is None:
+            print(f"{name}: name the process to run, one of {', '.join(start)}",
+                  file=sys.stderr)
+            return 2
+        start = role
     try:
         start(env)
     except ConfigError as error:

@@ -66,8 +66,13 @@ MANIFEST: tuple[Participant, ...] = (
                 definition="choreo.services.orders.__main__:DEFINITION"),
     Participant("orders-api", "choreo.services.orders", "orders", 18080, "CHOREO_ORDERS_PORT",
                 args=("api",)),
+    Participant("wallet-worker", "choreo.services.wallet", "wallet", 18086,
+                "CHOREO_WALLET_WORKER_METRICS_PORT", args=("worker",), consumer=True,
+                definition="choreo.services.wallet.__main__:DEFINITION"),
     Participant("users", "choreo.services.users", "users", 18091, "CHOREO_USERS_PORT",
                 definition="choreo.services.users.__main__:DEFINITION"),
+    Participant("wallet-api", "choreo.services.wallet", "wallet", 18092, "CHOREO_WALLET_PORT",
+                args=("api",)),
 )
 """In start order, which is also the rolling restart's: the psp first (payments retries
 it), the consumers, the intakes last (clients retry with their Idempotency-Key)."""

@@ -51,13 +51,5 @@ def start_api(env: Mapping[str, str]) -> None:
 ROLES = {"api": start_api, "worker": start_worker}
 
 
-def run(argv: list[str]) -> int:
-    role = ROLES.get(argv[0] if argv else "")
-    if role is None:
-        print("usage: python -m choreo.services.orders api|worker", file=sys.stderr)
-        return 2
-    return exit_status("orders", role, os.environ)
-
-
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(exit_status("orders", ROLES, os.environ, sys.argv[1:]))

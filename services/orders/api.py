@@ -153,7 +153,8 @@ async def place_order(request: web.Request) -> web.Response:
     async with request.app[http.POOL].connection(http.DB_WAIT_S) as conn, conn.transaction():
         row = await (await conn.execute(INSERT_ORDER, (
             order_id, key, fingerprint, order.customer_id, json.dumps(order.items_json()),
-            order.payment_token, order.deadline_s or request.app[SETTINGS].deadline_s,
+            order.payment_token, order.payment_method,
+            order.deadline_s or request.app[SETTINGS].deadline_s,
             current_traceparent()))).fetchone()
         if row is None:
             existing = await (await conn.execute(FIND_BY_KEY, (key,))).fetchone()
@@ -165,6 +166,7 @@ async def place_order(request: web.Request) -> web.Response:
                                       "customer_blocked")
         payload = {"order_id": str(order_id), "customer_id": order.customer_id,
                    "items": order.items_json(), "payment_token": order.payment_token,
+                   "payment_method": order.payment_method,
                    "deadline_at": row[1].isoformat()}
         with event_statements(writer, order_id, "OrderPlaced", payload) as statements:
             for statement in statements:

@@ -21,7 +21,10 @@ MAX_QUANTITY = 1000
 MAX_TEXT = 100
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_DEADLINE_S = 3600
-ALLOWED_FIELDS = {"customer_id", "items", "payment_token", "deadline_s"}
+ALLOWED_FIELDS = {"customer_id", "items", "payment_token", "payment_method", "deadline_s"}
+PAYMENT_METHODS = ("card", "wallet")
+"""card: payments charges the token at the psp; wallet: the wallet service debits the
+customer's balance, and no token is needed."""
 
 
 class Status(StrEnum):
@@ -69,13 +72,14 @@ class OrderRequest:
     payment_token: str
     deadline_s: float | None = None
     """How long the customer will wait; the service's default when absent."""
+    payment_method: str = "card"
 
     def fingerprint(self) -> str:
         """Same request, same hash: how a reused Idempotency-Key is told apart from misuse."""
         canonical = json.dumps({
             "customer_id": self.customer_id, "payment_token": self.payment_token,
             "items": [[line.sku, line.quantity] for line in self.items],
-            "deadline_s": self.deadline_s,
+            "deadline_s": self.deadline_s, "payment_method": self.payment_method,
         }, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -139,8 +143,12 @@ def parse_order_request(body: object, reservation_ttl_s: float = math.inf) -> Or
     if deadline_s is not None and deadline_s >= reservation_ttl_s:
         raise InvalidRequest("deadline_s", f"must be below the reservation TTL of"
                                            f" {reservation_ttl_s:g} seconds")
-    return OrderRequest(_text(body, "customer_id"), lines, _text(body, "payment_token"),
-                        None if deadline_s is None else float(deadline_s))
+    method = body.get("payment_method", "card")
+    if method not in PAYMENT_METHODS:
+        raise InvalidRequest("payment_method", f"one of {', '.join(PAYMENT_METHODS)}")
+    token = _text(body, "payment_token") if method == "card" or "payment_token" in body else ""
+    return OrderRequest(_text(body, "customer_id"), lines, token,
+                        None if deadline_s is None else float(deadline_s), method)
 
 
 def may_cancel(status: Status) -> bool:

@@ -28,11 +28,16 @@ from choreo.services.orders.store import (
 class OrdersHandlers:
     writer: OutboxWriter
 
-    def payment_captured(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+    def paid(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        """PaymentCaptured for a card, WalletDebited for a wallet order: confirmed."""
         total = event.payload["amount_cents"]
         self._record(event, conn, Transition(
             Status.CONFIRMED, "OrderConfirmed",
             {"order_id": event.aggregate_id, "total_cents": total}, None, total))
+
+    def wallet_debit_declined(self, event: ReceivedEvent, conn: psycopg.Connection[Any]
+                              ) -> None:
+        self._record(event, conn, Transition.cancel(event.aggregate_id, "wallet_declined"))
 
     def stock_reservation_failed(self, event: ReceivedEvent,
                                  conn: psycopg.Connection[Any]) -> None:
@@ -81,12 +86,15 @@ def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
     """The handler for each event type the order service consumes, by CloudEvents type."""
     handlers = OrdersHandlers(writer)
     return {
-        "PaymentCaptured": handlers.payment_captured,
+        "PaymentCaptured": handlers.paid,
         "StockReservationFailed": handlers.stock_reservation_failed,
         "PaymentDeclined": handlers.payment_declined,
         "StockReleased": handlers.stock_released,
         "StockReserved": handlers.progress,
         "PaymentRefunded": handlers.progress,
+        "WalletDebited": handlers.paid,
+        "WalletDebitDeclined": handlers.wallet_debit_declined,
+        "WalletRefunded": handlers.progress,
         "CustomerRegistered": handlers.customer_registered,
         "CustomerStatusChanged": handlers.customer_status_changed,
     }

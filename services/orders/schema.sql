@@ -15,6 +15,8 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
+-- Who pays (OrderPlaced.v2): card, through payments and the psp, or wallet.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS payment_method text NOT NULL DEFAULT 'card';
 -- The saga's trace, so that a cancel or a deadline continues it instead of starting anew.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS traceparent text NOT NULL DEFAULT '';
 

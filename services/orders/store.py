@@ -23,8 +23,8 @@ from choreo.services.orders.domain import Status, Transition
 
 INSERT_ORDER = """
 INSERT INTO orders (id, idempotency_key, request_hash, customer_id, items, payment_token,
-                    status, deadline_at, traceparent)
-VALUES (%s, %s, %s, %s, %s, %s, 'PENDING', now() + make_interval(secs => %s), %s)
+                    payment_method, status, deadline_at, traceparent)
+VALUES (%s, %s, %s, %s, %s, %s, %s, 'PENDING', now() + make_interval(secs => %s), %s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, deadline_at
 """

@@ -137,6 +137,9 @@ class Payment:
 
 
 DEADLINE_PASSED = "deadline passed"
+PAID_BY_WALLET = "paid by wallet"
+"""An order placed with ``payment_method: wallet``: payments never charges it, whatever
+reservation comes, as for a cancelled order that had nothing charged."""
 
 
 class Step(Enum):

@@ -26,7 +26,13 @@ import psycopg
 from choreo.outbox import Circuit, Handler, OutboxWriter, ReceivedEvent
 from choreo.services.payments import store
 from choreo.services.payments.attempts import AttemptLog
-from choreo.services.payments.domain import ChargeAttempt, Payment, Step, next_step
+from choreo.services.payments.domain import (
+    PAID_BY_WALLET,
+    ChargeAttempt,
+    Payment,
+    Step,
+    next_step,
+)
 from choreo.services.payments.provider import Declined, Provider
 from choreo.services.payments.psp_client import PspClient
 
@@ -41,6 +47,9 @@ class PaymentsHandlers:
 
     def order_placed(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
         payment = store.lock(conn, event.payload["order_id"])
+        if event.payload["payment_method"] == "wallet":  # the wallet service pays it
+            self._carry_out(conn, payment.cancel(PAID_BY_WALLET))
+            return
         self._carry_out(conn, payment.with_token(
             event.payload["payment_token"], datetime.fromisoformat(event.payload["deadline_at"])))
 

@@ -15,7 +15,7 @@ def test_same_seed_same_plan_other_seed_other_plan() -> None:
 
 
 def test_every_target_is_hit_before_any_repeats_and_faults_stay_inside_the_load() -> None:
-    plan = make_plan(3, 60, 20, TARGETS, faults=8)
+    plan = make_plan(3, 60, 20, TARGETS, faults=len(TARGETS) + 2)
     assert {fault.target for fault in plan.faults[:len(TARGETS)]} == set(TARGETS)
     times = [fault.at_s for fault in plan.faults]
     assert times == sorted(times)

@@ -139,7 +139,7 @@ def overdue_order(running_services: StackSettings) -> Iterator[str]:
     with psycopg.connect(running_services.database_dsn("orders")) as writer:
         writer.execute(orders_store.INSERT_ORDER, (
             order_id, f"console-test-{order_id}", "-", "console-test",
-            json.dumps([{"sku": "mug-white", "quantity": 1}]), "tok_ok", 1.0, ""))
+            json.dumps([{"sku": "mug-white", "quantity": 1}]), "tok_ok", "card", 1.0, ""))
         writer.commit()
         writer.execute(orders_store.LOCK_ORDER, (order_id,))
         time.sleep(1.5)

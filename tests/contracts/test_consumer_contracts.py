@@ -100,31 +100,32 @@ def test_the_command_lists_the_declarations_and_fails_on_a_schema_nobody_emits(
 
 
 def test_an_incompatible_version_breaks_the_contract(tmp_path: Path) -> None:
-    """OrderPlaced v2 turns ``items[].quantity`` from int into string: the consumers of
-    OrderPlaced read with v2 and cannot read what v1 producers wrote."""
+    """OrderPlaced v3 turns ``items[].quantity`` from int into string: the consumers of
+    OrderPlaced read with v3 and cannot read what v1 and v2 producers wrote."""
     root = tmp_path / "schemas"
     shutil.copytree(SCHEMA_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    definition = json.loads((root / "order" / "OrderPlaced.v1.avsc").read_text())
+    definition = json.loads((root / "order" / "OrderPlaced.v2.avsc").read_text())
     items = next(f for f in definition["fields"] if f["name"] == "items")
     quantity = next(f for f in items["type"]["items"]["fields"] if f["name"] == "quantity")
     quantity["type"] = "string"
-    (root / "order" / "OrderPlaced.v2.avsc").write_text(json.dumps(definition))
+    (root / "order" / "OrderPlaced.v3.avsc").write_text(json.dumps(definition))
 
     contracts = consumer_contracts(root)
 
     assert not contracts.problems
     assert {(b.consumer, b.event_type, b.reader_version, b.writer_version)
-            for b in contracts.breaks} == {("inventory", "OrderPlaced", 2, 1),
-                                           ("payments", "OrderPlaced", 2, 1)}
+            for b in contracts.breaks} == {(consumer, "OrderPlaced", 3, writer)
+                                           for consumer in ("inventory", "payments", "wallet")
+                                           for writer in (1, 2)}
     message = str(next(b for b in contracts.breaks if b.consumer == "payments"))
-    assert message.startswith("consumer payments reads OrderPlaced with v2, which cannot read "
+    assert message.startswith("consumer payments reads OrderPlaced with v3, which cannot read "
                               "data written with v1: type_mismatch at ")
     assert "(field items[].quantity)" in message
     assert "reader type: string not compatible with writer type: int" in message
 
-    # A consumer pinned to v1 breaks the other way: it meets v2 data from upgraded producers.
+    # A consumer pinned to v1 breaks the other way: it meets v3 data from upgraded producers.
     pinned = check_consumers(parse_tree(root), [Subscription("payments", "OrderPlaced", 1)])
-    assert [(b.reader_version, b.writer_version) for b in pinned.breaks] == [(1, 2)]
+    assert [(b.reader_version, b.writer_version) for b in pinned.breaks] == [(1, 3)]
 
 
 def test_missing_schemas_and_pins_are_reported() -> None:

@@ -86,7 +86,7 @@ def test_first_decisive_event_wins_and_one_outcome_is_emitted(
     event_ids = {name: uuid.uuid4() for name in EVENTS}
     with psycopg.connect(orders_dsn, autocommit=True) as conn:
         conn.execute(INSERT_ORDER, (order_id, str(order_id), "h", "c", json.dumps([]), "tok",
-                                    3600, ""))
+                                    "card", 3600, ""))
         for name in sequence:
             if name == DEADLINE:
                 conn.execute("UPDATE orders SET deadline_at = now() - interval '1 s'"

@@ -22,6 +22,7 @@ from choreo.outbox.consumer import Handler, handle_once
 from choreo.outbox.delivery import ReceivedEvent
 from choreo.outbox.writer import OutboxWriter
 from choreo.schemas.catalog import SchemaCatalog
+from choreo.services.payments.__main__ import definition
 from choreo.services.payments.attempts import AttemptLog
 from choreo.services.payments.handlers import build_handlers
 from choreo.services.payments.psp_client import Charge, PspClient
@@ -58,7 +59,8 @@ class TableCopyWriter(OutboxWriter):
 def handlers_for(psp: PspClient, attempt_log: AttemptLog,
                  circuit: Circuit | None = None) -> dict[str, Handler]:
     """The service's handlers, emitting through a :class:`TableCopyWriter`."""
-    return build_handlers(TableCopyWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER),
+    return build_handlers(TableCopyWriter(EventCodec(SchemaCatalog.load()), source=CONSUMER,
+                                              emits=definition().emits),
                           psp, attempt_log, circuit=circuit)
 
 
@@ -69,11 +71,13 @@ class Events:
         self.codec = codec
 
     def event(self, event_type: str, source: str, payload: dict[str, Any]) -> ReceivedEvent:
-        self.codec.encode(event_type, payload)  # raises if the test built an invalid payload
+        # Through the codec and back: an invalid payload raises, and the handler gets what
+        # a consumer would (a field the writer left out comes with its default).
+        data, schema = self.codec.encode(event_type, payload)
         return ReceivedEvent(
             event_id=uuid.uuid4(), event_type=event_type, aggregate_id=payload["order_id"],
-            payload=payload, source=source, occurred_at="2030-01-01T00:00:00Z",
-            traceparent="", origin="test",
+            payload=self.codec.decode(event_type, schema.reference, data), source=source,
+            occurred_at="2030-01-01T00:00:00Z", traceparent="", origin="test",
         )
 
     def placed(self, order_id: str, token: str,
