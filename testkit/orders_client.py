@@ -78,9 +78,11 @@ class OrdersClient:
         return self._send(f"{self.base}/orders", body, {"Idempotency-Key": key})
 
     def place(self, items: list[dict[str, Any]], token: str, customer: str = "demo",
-              deadline_s: float | None = None, key: str | None = None) -> dict[str, Any]:
+              deadline_s: float | None = None, key: str | None = None,
+              method: str = "card") -> dict[str, Any]:
         """The accepted order (its id and status URL); anything but a 202 is an error."""
-        body: dict[str, Any] = {"customer_id": customer, "items": items, "payment_token": token}
+        body: dict[str, Any] = {"customer_id": customer, "items": items, "payment_token": token,
+                                "payment_method": method}
         if deadline_s is not None:
             body["deadline_s"] = deadline_s
         attempts = self.submit(key or str(uuid.uuid4()), body)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import requests
 
 from choreo.services.inventory import catalog
 from choreo.services.inventory.catalog import CatalogItem
@@ -26,6 +27,7 @@ class Shop:
         self.settings = settings
         self.api = OrdersClient(settings.port_of("orders-api"))
         self.psp = PspClient(f"http://127.0.0.1:{settings.port_of('psp')}", timeout_s=10)
+        self.wallet_url = f"http://127.0.0.1:{settings.port_of('wallet-api')}"
 
     def new_sku(self, available: int, unit_price_cents: int = 1000) -> str:
         sku = f"e2e-{uuid.uuid4().hex[:10]}"
@@ -60,3 +62,19 @@ class Shop:
 
     def wait_terminal(self, order_id: str) -> dict[str, Any]:
         return self.wait_for(order_id, lambda o: o["status"] in TERMINAL)
+
+    def top_up(self, customer: str, amount_cents: int) -> int:
+        """Money into a customer's wallet (its own Idempotency-Key); the new balance."""
+        response = requests.post(f"{self.wallet_url}/wallets/{customer}/topups",
+                                 json={"amount_cents": amount_cents},
+                                 headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=10)
+        response.raise_for_status()
+        return int(response.json()["balance_cents"])
+
+    def wallet(self, customer: str) -> tuple[int, int]:
+        """(balance, points) of a customer's wallet; (0, 0) before it has one."""
+        response = requests.get(f"{self.wallet_url}/wallets/{customer}", timeout=10)
+        if response.status_code == 404:
+            return 0, 0
+        response.raise_for_status()
+        return response.json()["balance_cents"], response.json()["points"]
