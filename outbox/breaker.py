@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pybreaker
 
+from choreo.outbox import config
 from choreo.outbox.errors import RetryLater
 from choreo.outbox.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
 
@@ -44,6 +45,17 @@ class CircuitSettings:
     """Failures in a row that open the circuit (a success in between starts again)."""
     reset_timeout_s: float = 5.0
     """How long it stays open before the next calls probe the dependency."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], prefix: str) -> CircuitSettings:
+        """``<prefix>_BREAKER_FAILURES`` and ``<prefix>_BREAKER_RESET_S``
+        (``CHOREO_PSP_BREAKER_FAILURES``, ...), the defaults when unset."""
+        return cls(
+            fail_max=config.integer(env, f"{prefix}_BREAKER_FAILURES", cls.fail_max,
+                                    ge=1, le=1000),
+            reset_timeout_s=config.number(env, f"{prefix}_BREAKER_RESET_S",
+                                          cls.reset_timeout_s, gt=0, le=600),
+        )
 
 
 class Circuit:

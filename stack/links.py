@@ -30,7 +30,8 @@ from choreo.stack.settings import StackSettings
 from choreo.stack.supervision import settings_env
 
 DEPENDENCIES = {"postgres": ("CHOREO_DATABASE_URL", "CHOREO_TELEMETRY_URL"),
-                "redis": ("CHOREO_REDIS_URL",), "psp": ("CHOREO_PSP_URL",)}
+                "redis": ("CHOREO_REDIS_URL",), "psp": ("CHOREO_PSP_URL",),
+                "notifier": ("CHOREO_NOTIFIER_URL",)}
 """The variables of a service's environment that reach each dependency."""
 
 
@@ -53,7 +54,7 @@ def links_of(settings: StackSettings) -> list[Link]:
 
 def target_port(settings: StackSettings, dependency: str) -> int:
     return {"postgres": settings.postgres_port, "redis": settings.redis_port,
-            "psp": settings.port_of("psp")}[dependency]
+            "psp": settings.port_of("psp"), "notifier": settings.port_of("notifier")}[dependency]
 
 
 def routed(settings: StackSettings, service: str, env: dict[str, str]) -> dict[str, str]:

@@ -73,6 +73,11 @@ MANIFEST: tuple[Participant, ...] = (
                 definition="choreo.services.users.__main__:DEFINITION"),
     Participant("wallet-api", "choreo.services.wallet", "wallet", 18092, "CHOREO_WALLET_PORT",
                 args=("api",)),
+    Participant("notifier", "choreo.services.notifier", "notifier", 18093,
+                "CHOREO_NOTIFIER_PORT", outbox=False, participant=False),
+    Participant("notification", "choreo.services.notification", "notification", 18088,
+                "CHOREO_NOTIFICATION_METRICS_PORT", consumer=True,
+                definition="choreo.services.notification.__main__:definition"),
 )
 """In start order, which is also the rolling restart's: the psp first (payments retries
 it), the consumers, the intakes last (clients retry with their Idempotency-Key)."""

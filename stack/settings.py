@@ -84,7 +84,7 @@ def split_replica(name: str) -> tuple[str, int]:
     return name, 1
 
 
-LINK_DEPENDENCIES = ("postgres", "redis", "psp")
+LINK_DEPENDENCIES = ("postgres", "redis", "psp", "notifier")
 """What ``CHOREO_LINKS`` may route a participant's connections to through a fault proxy
 (``manifest.linked()``; ``stack.links`` says why not the broker)."""
 
@@ -305,6 +305,7 @@ class StackSettings:
             **{manifest.named(name).port_variable: str(port)
                for name, port in self.service_ports.items()},
             "CHOREO_PSP_URL": f"http://127.0.0.1:{self.port_of('psp')}",
+            "CHOREO_NOTIFIER_URL": f"http://127.0.0.1:{self.port_of('notifier')}",
             "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),

@@ -95,11 +95,18 @@ def started_orders_api(settings: StackSettings, name: str, port: int,
                        env: dict[str, str]) -> Iterator[str]:
     """An orders API process of a test's own (``env`` on top of the stack's Kafka and the
     port), healthy, recorded by pid and stopped by pid afterwards; yields its base URL."""
+    yield from started_process(settings, name, ["choreo.services.orders", "api"], port, {
+        "CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "CHOREO_ORDERS_PORT": str(port),
+        **env})
+
+
+def started_process(settings: StackSettings, name: str, module: list[str], port: int,
+                    env: dict[str, str]) -> Iterator[str]:
+    """``python -m <module>`` as a process of a test's own, serving ``/health`` on ``port``:
+    healthy, recorded by pid and stopped by pid afterwards; yields its base URL."""
     registry = ProcessRegistry(settings.pid_dir, settings.log_dir)
     registry.stop(name)  # a leftover of an interrupted run, recognised by its pid file
-    registry.start(name, [sys.executable, "-m", "choreo.services.orders", "api"], cwd=REPO_ROOT,
-                   env={"CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                        "CHOREO_ORDERS_PORT": str(port), **env})
+    registry.start(name, [sys.executable, "-m", *module], cwd=REPO_ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

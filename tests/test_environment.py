@@ -69,9 +69,14 @@ def environment_uses(tree: ast.AST) -> Iterator[int]:
 
 
 def from_env_calls(tree: ast.AST) -> Iterator[int]:
+    """Calls of ``X.from_env`` outside another ``from_env``: settings read from the
+    settings of a part (a breaker's inside a service's) are still read at the entry."""
+    composing = {id(node) for reader in ast.walk(tree)
+                 if isinstance(reader, ast.FunctionDef) and reader.name == "from_env"
+                 for node in ast.walk(reader)}
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "from_env"):
+                and node.func.attr == "from_env" and id(node) not in composing):
             yield node.lineno
 
 

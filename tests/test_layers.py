@@ -123,7 +123,7 @@ def test_nothing_imports_a_folder_by_its_bare_name() -> None:
     assert wrong == []
 
 
-PARTICIPANTS = ("orders", "inventory", "payments", "users", "wallet")
+PARTICIPANTS = ("orders", "inventory", "payments", "users", "wallet", "notification")
 """Built on the library as a team would build theirs. The psp is not one: it stands in for
 an external provider and shares only the library's settings, logs and tracing set-up."""
 

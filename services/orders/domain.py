@@ -146,7 +146,9 @@ def parse_order_request(body: object, reservation_ttl_s: float = math.inf) -> Or
     method = body.get("payment_method", "card")
     if method not in PAYMENT_METHODS:
         raise InvalidRequest("payment_method", f"one of {', '.join(PAYMENT_METHODS)}")
-    token = _text(body, "payment_token") if method == "card" or "payment_token" in body else ""
+    token = _text(body, "payment_token") if method == "card" else body.get("payment_token", "")
+    if not isinstance(token, str) or len(token) > MAX_TEXT:
+        raise InvalidRequest("payment_token", "a wallet order needs none; if sent, a string")
     return OrderRequest(_text(body, "customer_id"), lines, token,
                         None if deadline_s is None else float(deadline_s), method)
 

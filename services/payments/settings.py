@@ -37,7 +37,6 @@ class PaymentsSettings:
         # The port is read only when it is used: an explicit URL makes it irrelevant.
         psp_url = config.url(env, "CHOREO_PSP_URL") or \
             f"http://127.0.0.1:{config.port(env, 'CHOREO_PSP_PORT', PSP_PORT)}"
-        defaults = CircuitSettings()
         return cls(
             psp_url=psp_url,
             psp_timeout_s=config.number(env, "CHOREO_PSP_TIMEOUT_S", cls.psp_timeout_s,
@@ -45,10 +44,5 @@ class PaymentsSettings:
             psp_answered_retries=config.integer(env, "CHOREO_PSP_ANSWERED_RETRIES",
                                                 cls.psp_answered_retries, ge=0, le=10),
             database_url=config.text(env, "CHOREO_DATABASE_URL"),
-            breaker=CircuitSettings(
-                fail_max=config.integer(env, "CHOREO_PSP_BREAKER_FAILURES", defaults.fail_max,
-                                        ge=1, le=1000),
-                reset_timeout_s=config.number(env, "CHOREO_PSP_BREAKER_RESET_S",
-                                              defaults.reset_timeout_s, gt=0, le=600),
-            ),
+            breaker=CircuitSettings.from_env(env, "CHOREO_PSP"),
         )

@@ -115,7 +115,8 @@ def test_an_incompatible_version_breaks_the_contract(tmp_path: Path) -> None:
     assert not contracts.problems
     assert {(b.consumer, b.event_type, b.reader_version, b.writer_version)
             for b in contracts.breaks} == {(consumer, "OrderPlaced", 3, writer)
-                                           for consumer in ("inventory", "payments", "wallet")
+                                           for consumer in ("inventory", "payments", "wallet",
+                                                            "notification")
                                            for writer in (1, 2)}
     message = str(next(b for b in contracts.breaks if b.consumer == "payments"))
     assert message.startswith("consumer payments reads OrderPlaced with v3, which cannot read "

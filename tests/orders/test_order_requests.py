@@ -70,3 +70,24 @@ def test_the_api_settings_default_and_refuse_a_deadline_the_ttl_does_not_cover()
         ApiSettings.from_env({"CHOREO_RESERVATION_TTL_S": "30"})
     with pytest.raises(ConfigError, match="CHOREO_ORDER_DEADLINE_S"):
         ApiSettings.from_env({"CHOREO_ORDER_DEADLINE_S": "soon"})
+
+
+def test_a_wallet_order_needs_no_token_and_a_card_order_does() -> None:
+    wallet = {key: value for key, value in VALID.items() if key != "payment_token"}
+    assert parse_order_request({**wallet, "payment_method": "wallet"}).payment_method == "wallet"
+    assert parse_order_request({**VALID, "payment_method": "wallet", "payment_token": ""}
+                               ).payment_token == ""
+    assert parse_order_request(VALID).payment_method == "card"
+    for body, field in (({**wallet, "payment_method": "card"}, "payment_token"),
+                        ({**VALID, "payment_method": "cash"}, "payment_method"),
+                        ({**VALID, "payment_method": "wallet", "payment_token": 7},
+                         "payment_token")):
+        with pytest.raises(InvalidRequest) as raised:
+            parse_order_request(body)
+        assert raised.value.field == field
+
+
+def test_the_payment_method_is_part_of_the_request_a_key_stands_for() -> None:
+    card = parse_order_request(VALID)
+    wallet = parse_order_request({**VALID, "payment_method": "wallet"})
+    assert card.fingerprint() != wallet.fingerprint()

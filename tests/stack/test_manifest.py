@@ -33,7 +33,7 @@ def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
 DEFINITION = ServiceDefinition("shipping", Path("unused.sql"), build_handlers,
                                schemas=SCHEMA_DIR, emits=("OrderRejected",))
 SHIPPING = manifest.Participant(
-    "shipping", "choreo.services.shipping", "shipping", 18088, "CHOREO_SHIPPING_METRICS_PORT",
+    "shipping", "choreo.services.shipping", "shipping", 18089, "CHOREO_SHIPPING_METRICS_PORT",
     consumer=True, definition=f"{__name__}:DEFINITION")
 
 
@@ -64,7 +64,7 @@ def test_the_stack_starts_and_supervises_it_with_its_own_database_and_port(
     assert shipping.env["CHOREO_METRICS_PORT"] == "28088"
     assert "shipping" in supervised
     assert "shipping" in manifest.databases() and "shipping" in manifest.databases(outbox=True)
-    assert StackSettings.port_variables()["CHOREO_SHIPPING_METRICS_PORT"] == 18088
+    assert StackSettings.port_variables()["CHOREO_SHIPPING_METRICS_PORT"] == 18089
 
 
 @pytest.mark.usefixtures("with_shipping")
@@ -76,14 +76,14 @@ def test_it_runs_as_replicas_is_drained_and_restarted_in_manifest_order(
     order = restart.plan(settings, [], every=True)
     assert order.index("orders-worker") < order.index("shipping") < order.index(
         "shipping-2") < order.index("orders-api")
-    assert settings.replica_port("shipping", 2) == 18188
+    assert settings.replica_port("shipping", 2) == 18189
 
 
 @pytest.mark.usefixtures("with_shipping")
 def test_status_lists_it(tmp_path: Path) -> None:
     rows = {row.name: row for row in launcher.status(settings_in(tmp_path))}
 
-    assert rows["shipping"].port == 18088 and rows["shipping"].pid is None
+    assert rows["shipping"].port == 18089 and rows["shipping"].pid is None
 
 
 @pytest.mark.usefixtures("with_shipping")

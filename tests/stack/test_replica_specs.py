@@ -56,16 +56,16 @@ def test_replicas_recorded_in_the_registry_are_seen_without_the_setting(
     """``choreo down`` or ``status`` without ``--replicas`` still drains and shows them."""
     settings = settings_in(tmp_path)
     assert consumer_processes(settings) == ["inventory", "payments", "orders-worker",
-                                            "wallet-worker"]
+                                            "wallet-worker", "notification"]
     settings.pid_dir.mkdir(parents=True)
     (settings.pid_dir / "payments-2.json").write_text("{}")
     assert ProcessRegistry(settings.pid_dir, settings.log_dir).names() == ["payments-2"]
     assert consumer_processes(settings) == ["inventory", "payments", "payments-2",
-                                            "orders-worker", "wallet-worker"]
+                                            "orders-worker", "wallet-worker", "notification"]
 
 
 def test_a_rolling_restart_of_everything_takes_each_replica_in_turn(tmp_path: Path) -> None:
     names = plan(settings_in(tmp_path, "payments=2,orders-worker=2"), [], every=True)
     assert names == ["psp", "inventory", "payments", "payments-2", "orders-worker",
                      "orders-worker-2", "orders-api", "wallet-worker", "users", "wallet-api",
-                     "console"]
+                     "notifier", "notification", "console"]

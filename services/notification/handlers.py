@@ -1,0 +1,126 @@
+"""One transactional handler per event type notification consumes.
+
+An order's end (or refund) creates its notification row, locked for the handler; if the
+order's customer is known (its OrderPlaced was read), the message goes out at once on the
+customer's channel, else the row waits as ``pending`` and the OrderPlaced sends it. The
+provider is called with the row locked and a key per order and kind, so whatever
+happens to the transaction afterwards (a rollback, a crash, a second replica), the next
+attempt gets the same message back: a customer hears once per order and kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from choreo.outbox import Handler, OutboxWriter, ReceivedEvent
+from choreo.services.notification.provider import Message, Notifier
+
+EMITS = ("CustomerNotified",)
+
+UPSERT_RECIPIENT = """
+INSERT INTO recipients (customer_id, name, email, phone, channel) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                                        phone = excluded.phone, channel = excluded.channel
+"""
+SET_CHANNEL = "UPDATE recipients SET channel = %s WHERE customer_id = %s"
+RECIPIENT = "SELECT name, email, phone, channel FROM recipients WHERE customer_id = %s"
+PLACE = "INSERT INTO order_customers (order_id, customer_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+CUSTOMER = "SELECT customer_id FROM order_customers WHERE order_id = %s"
+CREATE = """
+INSERT INTO notifications (order_id, kind, detail) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING
+"""
+LOCK = """
+SELECT kind, status, detail FROM notifications WHERE order_id = %s AND kind = ANY(%s)
+ORDER BY kind FOR UPDATE
+"""
+PENDING_KINDS = "SELECT kind FROM notifications WHERE order_id = %s AND status = 'pending'"
+SETTLE = """
+UPDATE notifications SET status = %s, channel = %s, message_id = %s, updated_at = now()
+WHERE order_id = %s AND kind = %s
+"""
+
+SUBJECTS = {"confirmed": "is confirmed", "rejected": "could not be accepted",
+            "cancelled": "was cancelled", "refunded": "was refunded"}
+
+
+def detail_of(event: ReceivedEvent) -> str:
+    payload = event.payload
+    if "reason" in payload:
+        return f"Reason: {payload['reason']}."
+    for field in ("total_cents", "amount_cents"):
+        if field in payload:
+            return f"Amount: {payload[field] / 100:.2f}."
+    return ""
+
+
+@dataclass(frozen=True)
+class NotificationHandlers:
+    writer: OutboxWriter
+    notifier: Notifier
+
+    def customer_registered(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        payload = event.payload
+        conn.execute(UPSERT_RECIPIENT, (payload["customer_id"], payload["name"],
+                                        payload["email"], payload["phone"],
+                                        payload["preferences"]["channel"]))
+
+    def preferences_changed(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(SET_CHANNEL, (event.payload["preferences"]["channel"],
+                                   event.payload["customer_id"]))
+
+    def order_placed(self, event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+        order_id = event.payload["order_id"]
+        conn.execute(PLACE, (order_id, event.payload["customer_id"]))
+        kinds = [row[0] for row in conn.execute(PENDING_KINDS, (order_id,)).fetchall()]
+        if kinds:
+            self._notify(conn, order_id, kinds)
+
+    def ended(self, kind: str) -> Handler:
+        def handler(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
+            conn.execute(CREATE, (event.aggregate_id, kind, detail_of(event)))
+            self._notify(conn, event.aggregate_id, [kind])
+        return handler
+
+    def _notify(self, conn: psycopg.Connection[Any], order_id: str, kinds: list[str]) -> None:
+        """Send each pending message of ``kinds`` once the order's customer is known."""
+        rows = conn.execute(LOCK, (order_id, kinds)).fetchall()
+        customer = conn.execute(CUSTOMER, (order_id,)).fetchone()
+        if customer is None:
+            return  # the OrderPlaced, read later, sends them
+        recipient = conn.execute(RECIPIENT, (customer[0],)).fetchone()
+        for kind, status, detail in rows:
+            if status == "pending":
+                self._deliver(conn, order_id, kind, detail, customer[0], recipient)
+
+    def _deliver(self, conn: psycopg.Connection[Any], order_id: str, kind: str, detail: str,
+                 customer: str, recipient: tuple[Any, ...] | None) -> None:
+        name, email, phone, channel = recipient or (None, None, None, "none")
+        message_id = None
+        if channel != "none":
+            message_id = self.notifier.send(f"{order_id}:{kind}", Message(
+                channel, email if channel == "email" else phone, order_id,
+                f"Your order {order_id[:8]} {SUBJECTS[kind]}",
+                f"Hello {name}, your order {order_id} {SUBJECTS[kind]}. {detail}".strip()))
+        outcome = "skipped" if message_id is None else "sent"
+        conn.execute(SETTLE, (outcome, channel, message_id, order_id, kind))
+        self.writer.emit(conn, "CustomerNotified", order_id, {
+            "order_id": order_id, "customer_id": customer, "kind": kind, "channel": channel,
+            "outcome": outcome, "message_id": message_id})
+
+
+def build_handlers(writer: OutboxWriter, notifier: Notifier) -> dict[str, Handler]:
+    """The handler for each event type notification consumes, by CloudEvents type."""
+    handlers = NotificationHandlers(writer, notifier)
+    return {
+        "CustomerRegistered": handlers.customer_registered,
+        "PreferencesChanged": handlers.preferences_changed,
+        "OrderPlaced": handlers.order_placed,
+        "OrderConfirmed": handlers.ended("confirmed"),
+        "OrderRejected": handlers.ended("rejected"),
+        "OrderCancelled": handlers.ended("cancelled"),
+        "PaymentRefunded": handlers.ended("refunded"),
+        "WalletRefunded": handlers.ended("refunded"),
+    }
