@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from choreo.chaos.faults import FaultRecord
 from choreo.chaos.load import Placed
 from choreo.services.payments.psp_client import Charge
-from choreo.testkit.observer import Snapshot
+from choreo.testkit.observer import OrderState, Snapshot, Wallet
 from choreo.testkit.orders_client import saga_settled
 
 SHOWN_FAILURES = 8
@@ -141,8 +141,15 @@ def one_capture_per_order(evidence: Evidence) -> Check:
                   f"{captured} orders captured once")
 
 
+def paid_by_card(order: OrderState) -> int:
+    """What the psp should hold net for an order: a confirmed card order's total."""
+    confirmed = order.status == "CONFIRMED" and order.payment_method == "card"
+    return (order.total_cents or 0) if confirmed else 0
+
+
 def money_per_order(evidence: Evidence) -> Check:
-    """Confirmed: net = the order's total. Anything else: every capture refunded in full."""
+    """Confirmed by card: net = the order's total. Anything else (a wallet order too):
+    every capture refunded in full."""
     charges = _charges(evidence)
     failures = []
     refunded_orders = 0
@@ -150,7 +157,7 @@ def money_per_order(evidence: Evidence) -> Check:
         found = charges.get(order.id, [])
         captured = sum(c.amount_cents for c in found)
         refunded = sum(c.amount_refunded_cents for c in found)
-        expected = (order.total_cents or 0) if order.status == "CONFIRMED" else 0
+        expected = paid_by_card(order)
         refunded_orders += bool(refunded)
         if captured - refunded != expected:
             failures.append(f"order {order.id} {order.status} ({order.reason}): captured"
@@ -163,10 +170,88 @@ def money_balances(evidence: Evidence) -> Check:
     charges = _charges(evidence)
     net = sum(c.amount_cents - c.amount_refunded_cents for found in charges.values()
               for c in found)
-    confirmed = sum(o.total_cents or 0 for o in evidence.final.orders if o.status == "CONFIRMED")
+    confirmed = sum(map(paid_by_card, evidence.final.orders))
     failures = [] if net == confirmed else [f"psp net {net} cents, confirmed total {confirmed}"]
-    return _check("captured - refunded = total of confirmed orders", failures,
+    return _check("captured - refunded = total of confirmed card orders", failures,
                   f"{net} cents net at the psp, {confirmed} cents confirmed")
+
+
+def _wallet(evidence: Evidence) -> Wallet:
+    if evidence.final.wallet is None or evidence.final.messages is None:
+        raise ValueError("the final snapshot must carry the wallet and the notifier's ledger")
+    return evidence.final.wallet
+
+
+def wallet_money_conserved(evidence: Evidence) -> Check:
+    wallet = _wallet(evidence)
+    topped_up, debited, refunded = (wallet.total(kind) for kind in ("topup", "debit", "refund"))
+    failures = [] if topped_up - debited + refunded == wallet.balance_cents else [
+        f"top-ups {topped_up} - debits {debited} + refunds {refunded}"
+        f" != balance {wallet.balance_cents}"]
+    return _check("wallet money conserved", failures,
+                  f"top-ups {topped_up} - debits {debited} + refunds {refunded}"
+                  f" = balance {wallet.balance_cents} cents")
+
+
+def wallet_once_per_order(evidence: Evidence) -> Check:
+    """At most one debit and one refund per order; a confirmed wallet order keeps its
+    debit, any other wallet order was refunded or never debited."""
+    wallet = _wallet(evidence)
+    failures = []
+    debited_orders = 0
+    for order in evidence.final.orders:
+        debits, refunds = wallet.of(order.id, "debit"), wallet.of(order.id, "refund")
+        debited_orders += bool(debits)
+        if len(debits) > 1 or len(refunds) > 1:
+            failures.append(f"order {order.id}: {len(debits)} debits, {len(refunds)} refunds")
+        confirmed = order.status == "CONFIRMED" and order.payment_method == "wallet"
+        expected = (order.total_cents or 0) if confirmed else 0
+        if sum(debits) - sum(refunds) != expected:
+            failures.append(f"order {order.id} {order.status} by {order.payment_method}:"
+                            f" debited {sum(debits)}, refunded {sum(refunds)}, expected"
+                            f" net {expected}")
+    return _check("no wallet order debited twice, every cancelled one refunded", failures,
+                  f"{debited_orders} orders debited")
+
+
+def points_match(evidence: Evidence) -> Check:
+    wallet = _wallet(evidence)
+    expected = sum((order.total_cents or 0) // 100 for order in evidence.final.orders
+                   if order.status == "CONFIRMED")
+    failures = [] if wallet.points == expected else [
+        f"{wallet.points} points, confirmed orders earn {expected}"]
+    return _check("points = those of the confirmed orders", failures,
+                  f"{wallet.points} points for {expected} earned")
+
+
+NOTIFIED_BY = {"OrderConfirmed": "confirmed", "OrderRejected": "rejected",
+               "OrderCancelled": "cancelled", "PaymentRefunded": "refunded",
+               "WalletRefunded": "refunded"}
+"""The events of an order's history that each owe the customer one message."""
+
+
+def notified_once(evidence: Evidence) -> Check:
+    """Counted on the provider's side: every message owed sent once, none twice, none
+    that nothing owed. The seeds allow 0.1 % duplicates; the figure is printed either way."""
+    _wallet(evidence)
+    sent = evidence.final.messages or {}
+    failures: list[str] = []
+    owed = duplicates = missing = 0
+    for order in evidence.final.orders:
+        expected = {NOTIFIED_BY[e] for e in order.event_types if e in NOTIFIED_BY}
+        got = sent.get(order.id, Counter())
+        owed += len(expected)
+        for kind in sorted(expected | set(got)):
+            count = got[kind]
+            if kind in expected and count == 0:
+                missing += 1
+                failures.append(f"order {order.id}: never told {kind}")
+            elif count > 1 or kind not in expected:
+                duplicates += count - (kind in expected)
+                failures.append(f"order {order.id}: told {kind} {count} times")
+    share = f"{100 * duplicates / owed:.2f} %" if owed else "-"
+    return _check("every customer told once per order and kind", failures,
+                  f"{owed} messages owed: {duplicates} duplicates ({share}), {missing} missing")
 
 
 def effectively_once(evidence: Evidence) -> Check:
@@ -209,7 +294,8 @@ def processes_recovered(evidence: Evidence) -> Check:
 CHECKS: tuple[Callable[[Evidence], Check], ...] = (
     processes_recovered, edge_exactly_once, termination, stock_conserved, nothing_negative,
     nothing_reserved, sold_matches_confirmed, one_capture_per_order, money_per_order,
-    money_balances, effectively_once, no_dead_letters,
+    money_balances, wallet_money_conserved, wallet_once_per_order, points_match,
+    notified_once, effectively_once, no_dead_letters,
 )
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from choreo.chaos.plan import OrderRequest, Plan
+from choreo.chaos.plan import WALLET, OrderRequest, Plan
 from choreo.testkit.orders_client import Attempts, OrdersClient
 
 WORKERS = 64
@@ -52,8 +52,9 @@ class Load:
         self._lock = threading.Lock()
 
     def body(self, request: OrderRequest) -> dict[str, Any]:
-        return {"customer_id": self.customer, "payment_token": request.token,
-                "deadline_s": self.plan.order_deadline_s,
+        paid = {"payment_method": WALLET} if request.token == WALLET \
+            else {"payment_token": request.token}
+        return {"customer_id": self.customer, **paid, "deadline_s": self.plan.order_deadline_s,
                 "items": [{"sku": self.skus[sku], "quantity": quantity}
                           for sku, quantity in request.lines]}
 

@@ -55,7 +55,12 @@ def is_link(target: str) -> bool:
 PRICES_CENTS = (500, 1250, 1999, 4900, 15000)
 """One SKU per price: a handful of SKUs, so orders compete for the same units."""
 
-TOKENS = (("tok_ok", 0.70), ("tok_decline", 0.15), ("tok_flaky", 0.15))
+WALLET = "wallet"
+"""In place of a card token: the order is paid from the run customer's wallet."""
+TOKENS = (("tok_ok", 0.55), ("tok_decline", 0.15), ("tok_flaky", 0.15), (WALLET, 0.15))
+WALLET_FUNDING = 0.6
+"""The run's wallet is topped up with this share of what its wallet orders would cost:
+the balance runs out, and later wallet orders are declined."""
 CANCEL_SHARE = 0.10
 CANCEL_WITHIN_S = 3.0
 SCARCITY = 0.5
@@ -129,6 +134,14 @@ def plan_order(seed: int, index: int) -> OrderRequest:
     token = rng.choices(tokens, weights)[0]
     cancel = rng.uniform(0, CANCEL_WITHIN_S) if rng.random() < CANCEL_SHARE else None
     return OrderRequest(index, lines, token, cancel)
+
+
+def wallet_top_up_cents(plan: Plan) -> int:
+    """What the run's customer is given: ``WALLET_FUNDING`` of its planned wallet orders."""
+    spend = sum(PRICES_CENTS[sku] * quantity for order in map(plan.order,
+                                                               range(plan.planned_orders))
+                if order.token == WALLET for sku, quantity in order.lines)
+    return max(1, int(spend * WALLET_FUNDING))
 
 
 def initial_stock(orders: list[OrderRequest]) -> tuple[int, ...]:

@@ -1,7 +1,9 @@
 """One chaos run: orders at a steady rate, SIGKILLs at random moments, then the verdict.
 
-The run owns its SKUs and its customer id, so it can share a stack with other work and
-still check exact figures: every order, SKU and psp charge it looks at is its own.
+The run owns its SKUs and its customer (registered with the users service, an email
+address to be told on, a wallet topped up for part of its wallet orders), so it can
+share a stack with other work and still check exact figures: every order, SKU, psp
+charge, wallet entry and message it looks at is its own.
 Whatever happens, it leaves every process of the stack running again.
 """
 
@@ -16,7 +18,14 @@ from dataclasses import dataclass
 from choreo.chaos.faults import FaultInjector, FaultRecord
 from choreo.chaos.invariants import Evidence, check_all
 from choreo.chaos.load import Load, Placed
-from choreo.chaos.plan import PRICES_CENTS, PlanError, default_targets, is_link, make_plan
+from choreo.chaos.plan import (
+    PRICES_CENTS,
+    PlanError,
+    default_targets,
+    is_link,
+    make_plan,
+    wallet_top_up_cents,
+)
 from choreo.chaos.quiescence import wait_quiescent
 from choreo.chaos.report import ChaosReport
 from choreo.chaos.sampler import StockSampler
@@ -121,15 +130,18 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     supervised = supervised or launcher.registry_for(settings).running(SUPERVISOR) is not None
     shop = Shop(settings)
     run = f"chaos-{uuid.uuid4().hex[:10]}"
+    buyer = shop.register(f"{run}@example.org")
+    shop.top_up(buyer, wallet_top_up_cents(plan))
+    shop.wait_known_to_notification(buyer)
     skus = [shop.new_sku(units, price) for units, price in zip(plan.initial_stock,
                                                                PRICES_CENTS, strict=True)]
     initial = dict(zip(skus, plan.initial_stock, strict=True))
-    observer = Observer(settings, shop, run, skus)
+    observer = Observer(settings, shop, buyer, skus)
     report(f"{run}: {plan.planned_orders} orders over {duration_s:g}s (more while a fault is"
            f" not over), faults on {', '.join(targets)}")
     try:
         customer = OrdersClient(settings.port_of("orders-api"), give_up_s=60.0)
-        driven = drive(settings, Load(plan, skus, customer, run), observer, initial, report,
+        driven = drive(settings, Load(plan, skus, customer, buyer), observer, initial, report,
                        supervised)
         accepted = sum(p.order_id is not None for p in driven.placed)
         try:

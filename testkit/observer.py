@@ -9,6 +9,7 @@ it returns is one consistent moment of that database.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,11 @@ import psycopg
 from choreo.outbox import deadletter
 from choreo.services.inventory import catalog
 from choreo.services.inventory import store as inventory_store
+from choreo.services.notifier import app as notifier_app
 from choreo.services.orders import store as orders_store
 from choreo.services.payments import store as payments_store
 from choreo.services.payments.psp_client import Charge
+from choreo.services.wallet import store as wallet_store
 from choreo.stack import manifest
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
@@ -46,6 +49,7 @@ class OrderState:
     total_cents: int | None
     event_types: tuple[str, ...]
     event_ids: tuple[str, ...]
+    payment_method: str = "card"
 
     def as_api(self) -> dict[str, Any]:
         """The shape ``GET /orders/{id}`` answers, for the checks written against it."""
@@ -65,6 +69,21 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class Wallet:
+    balance_cents: int
+    points: int
+    entries: list[tuple[str, str | None, int]]
+    """(kind, order id or None for a top-up, amount) of every movement of its money."""
+
+    def total(self, kind: str) -> int:
+        return sum(amount for entry_kind, _, amount in self.entries if entry_kind == kind)
+
+    def of(self, order_id: str, kind: str) -> list[int]:
+        return [amount for entry_kind, order, amount in self.entries
+                if order == order_id and entry_kind == kind]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     orders: list[OrderState]
     stock: dict[str, Stock]
@@ -73,6 +92,10 @@ class Snapshot:
     dead_letters: list[DeadLetter]
     charges: dict[str, list[Charge]] | None = None
     """Per order, from the psp; only in the final snapshot (one request per order)."""
+    wallet: Wallet | None = None
+    """The customer's wallet; only in the final snapshot."""
+    messages: dict[str, Counter[str]] | None = None
+    """Per order, the messages the notifier sent by kind; only in the final snapshot."""
 
 
 class Observer:
@@ -96,7 +119,7 @@ class Observer:
         with self._connect("orders") as conn:
             rows = conn.execute(orders_store.CUSTOMER_ORDERS, (self.customer,)).fetchall()
         return [OrderState(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6]),
-                           tuple(row[7])) for row in rows]
+                           tuple(row[7]), row[8]) for row in rows]
 
     def dead_letters(self, order_ids: list[str]) -> list[DeadLetter]:
         letters = []
@@ -115,6 +138,22 @@ class Observer:
         with self._connect("payments") as conn:
             return payments_store.statuses(conn, order_ids)
 
+    def wallet(self) -> Wallet:
+        with self._connect("wallet") as conn:
+            shown = conn.execute(wallet_store.SHOW, (self.customer,)).fetchone()
+            entries = conn.execute(wallet_store.ENTRIES_OF, (self.customer,)).fetchall()
+        balance, points = (shown[0], shown[1]) if shown else (0, 0)
+        return Wallet(balance, points, [(kind, order, amount) for kind, order, amount in entries])
+
+    def messages(self, order_ids: list[str]) -> dict[str, Counter[str]]:
+        """Per order, how many messages of each kind the notifier's ledger holds."""
+        with self._connect("notifier") as conn:
+            rows = conn.execute(notifier_app.KEYS_ABOUT, (order_ids,)).fetchall()
+        sent: dict[str, Counter[str]] = {}
+        for reference, key in rows:
+            sent.setdefault(reference, Counter())[key.rpartition(":")[2]] += 1
+        return sent
+
     def charges(self, order_ids: list[str]) -> dict[str, list[Charge]]:
         return {order_id: self.shop.psp.charges_for(order_id) for order_id in order_ids}
 
@@ -128,4 +167,6 @@ class Observer:
             payment_status=self.payment_status(ids),
             dead_letters=self.dead_letters(ids),
             charges=self.charges(ids) if with_money else None,
+            wallet=self.wallet() if with_money else None,
+            messages=self.messages(ids) if with_money else None,
         )

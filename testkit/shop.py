@@ -17,6 +17,7 @@ import requests
 
 from choreo.services.inventory import catalog
 from choreo.services.inventory.catalog import CatalogItem
+from choreo.services.notification import handlers as notification_handlers
 from choreo.services.payments.psp_client import PspClient
 from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import TERMINAL, OrdersClient
@@ -28,6 +29,7 @@ class Shop:
         self.api = OrdersClient(settings.port_of("orders-api"))
         self.psp = PspClient(f"http://127.0.0.1:{settings.port_of('psp')}", timeout_s=10)
         self.wallet_url = f"http://127.0.0.1:{settings.port_of('wallet-api')}"
+        self.users_url = f"http://127.0.0.1:{settings.port_of('users')}"
 
     def new_sku(self, available: int, unit_price_cents: int = 1000) -> str:
         sku = f"e2e-{uuid.uuid4().hex[:10]}"
@@ -62,6 +64,25 @@ class Shop:
 
     def wait_terminal(self, order_id: str) -> dict[str, Any]:
         return self.wait_for(order_id, lambda o: o["status"] in TERMINAL)
+
+    def register(self, email: str) -> str:
+        """A customer of the users service who wants email; its id."""
+        response = requests.post(f"{self.users_url}/customers", json={
+            "name": "Chaos", "email": email,
+            "preferences": {"channel": "email", "address": "Berlin"}},
+            headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def wait_known_to_notification(self, customer: str, timeout_s: float = 60.0) -> None:
+        """Until notification has read the registration: an order before that would be a
+        guest's, and its customer would rightly hear nothing."""
+        deadline = time.monotonic() + timeout_s
+        with psycopg.connect(self.settings.database_dsn("notification"), autocommit=True) as conn:
+            while conn.execute(notification_handlers.RECIPIENT, (customer,)).fetchone() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"notification never heard of customer {customer}")
+                time.sleep(0.2)
 
     def top_up(self, customer: str, amount_cents: int) -> int:
         """Money into a customer's wallet (its own Idempotency-Key); the new balance."""

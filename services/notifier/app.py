@@ -32,6 +32,8 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (idempotency_key) DO UPDATE SET requests = messages.requests + 1
 RETURNING id
 """
+KEYS_ABOUT = "SELECT reference, idempotency_key FROM messages WHERE reference = ANY(%s)"
+"""Every message about any of the references: one row per message a customer received."""
 BY_REFERENCE = """
 SELECT id, idempotency_key, channel, recipient, reference, subject, requests, created_at
 FROM messages WHERE reference = %s ORDER BY id

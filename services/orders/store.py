@@ -125,7 +125,8 @@ CUSTOMER_ORDERS = """
 SELECT o.id::text, o.idempotency_key, o.status, o.reason, o.items, o.total_cents,
        coalesce(array_agg(h.event_type ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL), '{}'),
        coalesce(array_agg(h.event_id::text ORDER BY h.seq) FILTER (WHERE h.seq IS NOT NULL),
-                '{}')
+                '{}'),
+       o.payment_method
 FROM orders o LEFT JOIN order_history h ON h.order_id = o.id
 WHERE o.customer_id = %s
 GROUP BY o.id

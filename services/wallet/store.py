@@ -55,6 +55,7 @@ ENTRY = """
 INSERT INTO wallet_entries (customer_id, kind, order_id, amount_cents) VALUES (%s, %s, %s, %s)
 """
 SHOW = "SELECT balance_cents, points, updated_at FROM wallets WHERE customer_id = %s"
+ENTRIES_OF = "SELECT kind, order_id, amount_cents FROM wallet_entries WHERE customer_id = %s"
 
 
 def lock_order(conn: psycopg.Connection[Any], order_id: str) -> WalletOrder:

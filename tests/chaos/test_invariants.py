@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import UTC, datetime
 
 from choreo.chaos.faults import FaultRecord
@@ -11,7 +12,7 @@ from choreo.chaos.load import Placed
 from choreo.chaos.plan import Fault, OrderRequest
 from choreo.chaos.report import ChaosReport
 from choreo.services.payments.psp_client import Charge
-from choreo.testkit.observer import OrderState, Snapshot, Stock
+from choreo.testkit.observer import OrderState, Snapshot, Stock, Wallet
 from choreo.testkit.orders_client import Attempts
 
 SETTLED = {
@@ -38,13 +39,61 @@ def charge(order_id: str, amount: int, refunded: int = 0) -> Charge:
     return Charge(f"ch_{order_id}", "captured", amount, "EUR", order_id, refunded)
 
 
+WALLET_ORDER = dataclasses.replace(
+    order(4, "CONFIRMED", 1), payment_method="wallet",
+    event_types=("OrderPlaced", "StockReserved", "WalletDebited", "OrderConfirmed"))
+MESSAGES = {"o1": Counter(confirmed=1), "o2": Counter(confirmed=1, cancelled=1, refunded=1),
+            "o3": Counter(rejected=1), "o4": Counter(confirmed=1)}
+
+
 def consistent() -> Evidence:
+    """Confirmed, cancelled after a capture, rejected by card; confirmed by wallet."""
     orders = [order(1, "CONFIRMED", 2), order(2, "CANCELLED", 1, "customer"),
-              order(3, "REJECTED", 9, "out of stock")]
-    final = Snapshot(orders, {"mug": Stock(available=8, reserved=0, sold=2)}, [],
+              order(3, "REJECTED", 9, "out of stock"), WALLET_ORDER]
+    wallet = Wallet(4000, 30, [("topup", None, 5000), ("debit", "o4", 1000)])
+    final = Snapshot(orders, {"mug": Stock(available=7, reserved=0, sold=3)}, [],
                      {"o1": "captured", "o2": "refunded"}, [],
-                     {"o1": [charge("o1", 2000)], "o2": [charge("o2", 1000, 1000)], "o3": []})
+                     {"o1": [charge("o1", 2000)], "o2": [charge("o2", 1000, 1000)], "o3": [],
+                      "o4": []}, wallet, MESSAGES)
     return Evidence([placed(o) for o in orders], final, {"mug": 10}, [], [], 20, 12.5, 60.0, [])
+
+
+def with_final(evidence: Evidence, **changes: object) -> Evidence:
+    return dataclasses.replace(evidence, final=dataclasses.replace(evidence.final, **changes))
+
+
+def test_a_second_debit_and_a_lost_refund_are_caught_per_order_and_in_the_money() -> None:
+    twice = Wallet(3000, 30, [("topup", None, 5000), ("debit", "o4", 1000),
+                              ("debit", "o4", 1000)])
+    problems = failed(with_final(consistent(), wallet=twice))
+    assert set(problems) == {"no wallet order debited twice, every cancelled one refunded"}
+    assert problems["no wallet order debited twice, every cancelled one refunded"][0] == \
+        "order o4: 2 debits, 0 refunds"
+
+    cancelled = dataclasses.replace(WALLET_ORDER, status="CANCELLED")
+    evidence = consistent()
+    orders = [*evidence.final.orders[:3], cancelled]
+    problems = failed(with_final(evidence, orders=orders, wallet=Wallet(
+        4000, 20, [("topup", None, 5000), ("debit", "o4", 1000)])))
+    assert "order o4 CANCELLED by wallet: debited 1000, refunded 0, expected net 0" in \
+        problems["no wallet order debited twice, every cancelled one refunded"]
+
+
+def test_money_that_appeared_in_a_wallet_and_points_of_a_cancelled_order_are_caught() -> None:
+    problems = failed(with_final(consistent(), wallet=Wallet(
+        4100, 31, [("topup", None, 5000), ("debit", "o4", 1000)])))
+    assert problems == {
+        "wallet money conserved": ("top-ups 5000 - debits 1000 + refunds 0 != balance 4100",),
+        "points = those of the confirmed orders": ("31 points, confirmed orders earn 30",)}
+
+
+def test_a_message_told_twice_or_never_is_counted_on_the_providers_side() -> None:
+    messages = {**MESSAGES, "o1": Counter(confirmed=2), "o3": Counter()}
+    check = next(c for c in check_all(with_final(consistent(), messages=messages))
+                 if c.name == "every customer told once per order and kind")
+    assert not check.passed
+    assert check.failures == ("order o1: told confirmed 2 times", "order o3: never told rejected")
+    assert check.detail == "6 messages owed: 1 duplicates (16.67 %), 1 missing"
 
 
 def failed(evidence: Evidence) -> dict[str, tuple[str, ...]]:
@@ -63,19 +112,19 @@ def test_a_second_capture_is_caught_per_order_and_in_the_balance() -> None:
     problems = failed(evidence)
     assert set(problems) == {"psp never captured twice for one order",
                              "every capture of an unconfirmed order refunded",
-                             "captured - refunded = total of confirmed orders"}
+                             "captured - refunded = total of confirmed card orders"}
     assert "order o1: 2 captures" in problems["psp never captured twice for one order"][0]
 
 
 def test_a_unit_lost_between_counters_is_caught_at_quiescence_and_during_the_run() -> None:
     evidence = consistent()
-    final = dataclasses.replace(evidence.final, stock={"mug": Stock(7, 0, 2)})
+    final = dataclasses.replace(evidence.final, stock={"mug": Stock(6, 0, 3)})
     evidence = dataclasses.replace(evidence, final=final,
                                    unbalanced_samples=["t=3.0s mug: ... (initial 10)"])
     problems = failed(evidence)
     assert list(problems) == ["stock conserved per SKU"]
-    assert problems["stock conserved per SKU"][0] == "mug: Stock(available=7, reserved=0," \
-        " sold=2) sums to 9, initial 10"
+    assert problems["stock conserved per SKU"][0] == "mug: Stock(available=6, reserved=0," \
+        " sold=3) sums to 9, initial 10"
     assert problems["stock conserved per SKU"][1].startswith("during the run: t=3.0s")
 
 
@@ -124,4 +173,4 @@ def test_the_report_shows_each_fault_and_each_verdict() -> None:
     assert ("   1  03:04:05.678       5.0s  payments          4242    1.0s      4.5s       9.0s"
             "         -") in lines  # no stall watched: only broker faults measure one
     assert "  CANCELLED customer               1" in lines
-    assert lines[-1] == "result: PASS (12/12 invariants hold)"
+    assert lines[-1] == "result: PASS (16/16 invariants hold)"

@@ -27,7 +27,7 @@ def test_orders_at_the_rate_with_every_token_and_some_cancels() -> None:
     orders = [plan.order(index) for index in range(plan.planned_orders)]
     assert len(orders) == 1000
     assert plan.due_s(999) == pytest.approx(39.96)
-    assert {order.token for order in orders} == {"tok_ok", "tok_decline", "tok_flaky"}
+    assert {order.token for order in orders} == {"tok_ok", "tok_decline", "tok_flaky", "wallet"}
     assert 50 < sum(order.cancel_after_s is not None for order in orders) < 150
 
 
