@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from choreo.chaos.faults import FaultRecord
 from choreo.chaos.load import Placed
+from choreo.services.notification.handlers import KIND_OF
 from choreo.services.payments.psp_client import Charge
 from choreo.testkit.observer import OrderState, Snapshot, Wallet
 from choreo.testkit.orders_client import saga_settled
@@ -224,12 +225,6 @@ def points_match(evidence: Evidence) -> Check:
                   f"{wallet.points} points for {expected} earned")
 
 
-NOTIFIED_BY = {"OrderConfirmed": "confirmed", "OrderRejected": "rejected",
-               "OrderCancelled": "cancelled", "PaymentRefunded": "refunded",
-               "WalletRefunded": "refunded"}
-"""The events of an order's history that each owe the customer one message."""
-
-
 def notified_once(evidence: Evidence) -> Check:
     """Counted on the provider's side: every message owed sent once, none twice, none
     that nothing owed. The seeds allow 0.1 % duplicates; the figure is printed either way."""
@@ -238,7 +233,7 @@ def notified_once(evidence: Evidence) -> Check:
     failures: list[str] = []
     owed = duplicates = missing = 0
     for order in evidence.final.orders:
-        expected = {NOTIFIED_BY[e] for e in order.event_types if e in NOTIFIED_BY}
+        expected = {KIND_OF[e] for e in order.event_types if e in KIND_OF}
         got = sent.get(order.id, Counter())
         owed += len(expected)
         for kind in sorted(expected | set(got)):

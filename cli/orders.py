@@ -14,8 +14,10 @@ from typing import Any
 
 import psycopg
 
+from choreo.services.notification.handlers import KIND_OF
 from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import TERMINAL, OrdersClient, saga_settled
+from choreo.testkit.shop import Shop
 
 
 def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
@@ -63,8 +65,11 @@ class Scenario:
     expected: str
     deadline_s: float | None = None
     cancel_when_confirmed: bool = False
+    method: str = "card"
 
 
+DEMO_WALLET_CENTS = 3000
+"""The demo customer's top-up: the wallet order fits (2 × 1250), the second is short."""
 SCENARIOS = (
     Scenario("success", [{"sku": "mug-white", "quantity": 2}], "tok_ok", "CONFIRMED"),
     Scenario("out of stock", [{"sku": "print-signed", "quantity": 50}], "tok_ok", "REJECTED"),
@@ -74,28 +79,57 @@ SCENARIOS = (
              "CANCELLED", cancel_when_confirmed=True),
     Scenario("timeout (slow payment)", [{"sku": "sticker-pack", "quantity": 4}], "tok_slow",
              "CANCELLED", deadline_s=1),
+    Scenario("paid by wallet", [{"sku": "mug-white", "quantity": 2}], "", "CONFIRMED",
+             method="wallet"),
+    Scenario("wallet short", [{"sku": "hoodie-grey-l", "quantity": 1}], "", "CANCELLED",
+             method="wallet"),
 )
+TOLD_WITHIN_S = 15.0
 
 
-def run_scenario(api: OrdersClient, scenario: Scenario) -> dict[str, Any]:
-    accepted = api.place(scenario.items, scenario.token, deadline_s=scenario.deadline_s)
+def run_scenario(api: OrdersClient, scenario: Scenario, customer: str) -> dict[str, Any]:
+    accepted = api.place(scenario.items, scenario.token, customer, scenario.deadline_s,
+                         method=scenario.method)
     if scenario.cancel_when_confirmed:
         follow(api, accepted["id"], lambda o: o["status"] in TERMINAL, show=False)
         api.cancel(accepted["id"])
     return follow(api, accepted["id"], saga_settled, show=False)
 
 
+def told(shop: Shop, order: dict[str, Any]) -> list[str]:
+    """The messages the customer got about the order, by kind, once all that are owed
+    arrived (or ``TOLD_WITHIN_S`` passed)."""
+    owed = {KIND_OF[entry["event_type"]] for entry in order["history"]
+            if entry["event_type"] in KIND_OF}
+    deadline = time.monotonic() + TOLD_WITHIN_S
+    while True:
+        kinds = sorted(shop.messages_about(order["id"]))
+        if set(kinds) >= owed or time.monotonic() > deadline:
+            return kinds
+        time.sleep(0.2)
+
+
 def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersClient(settings.port_of("orders-api"))
+    """Every path, as one registered customer (email, a small wallet), with what the
+    customer was told about each order."""
+    api, shop = OrdersClient(settings.port_of("orders-api")), Shop(settings)
+    customer = shop.register(f"demo-{int(time.time())}@example.org")
+    shop.top_up(customer, DEMO_WALLET_CENTS)
+    shop.wait_known_to_notification(customer)
     failures = 0
-    print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}events")
+    print(f"customer {customer}: email, wallet {DEMO_WALLET_CENTS / 100:.2f}")
+    print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}{'told':<30}events")
     for scenario in SCENARIOS:
-        order = run_scenario(api, scenario)
+        order = run_scenario(api, scenario, customer)
+        kinds = told(shop, order)
         ok = order["status"] == scenario.expected and saga_settled(order)
         failures += not ok
         events = " > ".join(entry["event_type"] for entry in order["history"])
         print(f"{scenario.name:<32}{order['status']:<11}{(order['reason'] or '-')[:20]:<22}"
-              f"{events}{'' if ok else '   <-- expected ' + scenario.expected}")
+              f"{', '.join(kinds) or '-':<30}{events}"
+              f"{'' if ok else '   <-- expected ' + scenario.expected}")
+    balance, points = shop.wallet(customer)
+    print(f"wallet: {balance / 100:.2f} left, {points} points")
     return 1 if failures else 0
 
 
@@ -112,7 +146,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     timeline = commands.add_parser("timeline", help="show a saga's events so far")
     timeline.add_argument("order_id")
     timeline.set_defaults(handler=cmd_timeline)
-    commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout"
+    commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout,"
+                        " paid by wallet, wallet short; and what the customer was told"
                         ).set_defaults(handler=cmd_demo)
     stock = commands.add_parser("stock", help="the inventory's counters; --set SKU=N restocks")
     stock.add_argument("--set", action="append", metavar="SKU=N")

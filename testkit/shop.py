@@ -30,6 +30,7 @@ class Shop:
         self.psp = PspClient(f"http://127.0.0.1:{settings.port_of('psp')}", timeout_s=10)
         self.wallet_url = f"http://127.0.0.1:{settings.port_of('wallet-api')}"
         self.users_url = f"http://127.0.0.1:{settings.port_of('users')}"
+        self.notifier_url = f"http://127.0.0.1:{settings.port_of('notifier')}"
 
     def new_sku(self, available: int, unit_price_cents: int = 1000) -> str:
         sku = f"e2e-{uuid.uuid4().hex[:10]}"
@@ -83,6 +84,13 @@ class Shop:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"notification never heard of customer {customer}")
                 time.sleep(0.2)
+
+    def messages_about(self, order_id: str) -> list[str]:
+        """The kind of each message the notifier sent about an order, from its ledger."""
+        response = requests.get(f"{self.notifier_url}/messages",
+                                params={"reference": order_id}, timeout=10)
+        response.raise_for_status()
+        return [message["idempotency_key"].rpartition(":")[2] for message in response.json()]
 
     def top_up(self, customer: str, amount_cents: int) -> int:
         """Money into a customer's wallet (its own Idempotency-Key); the new balance."""

@@ -19,6 +19,10 @@ from choreo.outbox import Handler, OutboxWriter, ReceivedEvent
 from choreo.services.notification.provider import Message, Notifier
 
 EMITS = ("CustomerNotified",)
+KIND_OF = {"OrderConfirmed": "confirmed", "OrderRejected": "rejected",
+           "OrderCancelled": "cancelled", "PaymentRefunded": "refunded",
+           "WalletRefunded": "refunded"}
+"""The events that each owe the customer one message, and the message's kind."""
 
 UPSERT_RECIPIENT = """
 INSERT INTO recipients (customer_id, name, email, phone, channel) VALUES (%s, %s, %s, %s, %s)
@@ -118,9 +122,5 @@ def build_handlers(writer: OutboxWriter, notifier: Notifier) -> dict[str, Handle
         "CustomerRegistered": handlers.customer_registered,
         "PreferencesChanged": handlers.preferences_changed,
         "OrderPlaced": handlers.order_placed,
-        "OrderConfirmed": handlers.ended("confirmed"),
-        "OrderRejected": handlers.ended("rejected"),
-        "OrderCancelled": handlers.ended("cancelled"),
-        "PaymentRefunded": handlers.ended("refunded"),
-        "WalletRefunded": handlers.ended("refunded"),
+        **{event_type: handlers.ended(kind) for event_type, kind in KIND_OF.items()},
     }
