@@ -54,6 +54,8 @@ def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
 def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
     order = follow(OrdersClient(settings.port_of("orders-api")), args.order_id, lambda order: True)
     print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
+    kinds = Shop(settings).messages_about(order["id"])
+    print(f"told: {', '.join(kinds) if kinds else 'nothing (yet, or a guest, or channel none)'}")
     return 0
 
 

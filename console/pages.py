@@ -254,11 +254,17 @@ def saga_page(saga: Saga, token: str, with_sql: bool) -> str:
         "no events yet", "timeline")
     letters = table(DEAD_LETTER_HEADERS, dead_letter_rows(saga.dead_letters, token),
                     "none for this order", "saga-dead-letters")
+    told = table(("kind", "outcome", "channel", "message", "when"), (
+        f"<tr><td>{esc(kind)}</td><td>{esc(status)}</td><td>{esc(channel or '-')}</td>"
+        f"<td class=n>{message_id or '-'}</td><td>{when(at)}</td></tr>"
+        for kind, status, channel, message_id, at in saga.told),
+        "nothing owed yet", "saga-told")
     return layout(f"Saga {order.id}", (
         f"<h1>Saga <code>{esc(order.id)}</code></h1>"
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
         "<h2>Timeline (the events the order saw)</h2>" + timeline
         + trace_section(saga, with_sql)
+        + "<h2>What the customer was told</h2>" + told
         + "<h2>Dead letters of this order</h2>" + letters), "sagas")
 
 

@@ -29,6 +29,7 @@ from choreo.services.inventory import catalog
 from choreo.services.inventory import store as inventory_store
 from choreo.services.inventory.catalog import StockLevel
 from choreo.services.inventory.store import HeldReservation
+from choreo.services.notification import handlers as notification_handlers
 from choreo.services.orders import store as orders_store
 from choreo.services.orders.store import HistoryEntry, OrderView
 from choreo.stack import manifest
@@ -125,6 +126,8 @@ class Saga:
     trace_note: str | None
     """Why there are no spans, when there are none."""
     dead_letters: list[ServiceEntry]
+    told: list[tuple[Any, ...]]
+    """(kind, status, channel, message id, when) of each message notification owes."""
 
 
 def saga(settings: StackSettings, order_id: str) -> Saga | None:
@@ -150,7 +153,9 @@ def saga(settings: StackSettings, order_id: str) -> Saga | None:
         with connection(settings, service) as conn:
             letters += [ServiceEntry(service, entry)
                         for entry in deadletter.entries_for_keys(conn, [order.id])]
-    return Saga(order, history, spans, note, letters)
+    with connection(settings, "notification") as conn:
+        told = conn.execute(notification_handlers.TOLD, (order.id,)).fetchall()
+    return Saga(order, history, spans, note, letters, told)
 
 
 def dead_letters(settings: StackSettings, include_done: bool) -> list[ServiceEntry]:

@@ -46,6 +46,12 @@ UPDATE notifications SET status = %s, channel = %s, message_id = %s, updated_at 
 WHERE order_id = %s AND kind = %s
 """
 
+TOLD = """
+SELECT kind, status, channel, message_id, updated_at FROM notifications
+WHERE order_id = %s ORDER BY updated_at
+"""
+"""What the customer was told about an order (the console's saga page)."""
+
 SUBJECTS = {"confirmed": "is confirmed", "rejected": "could not be accepted",
             "cancelled": "was cancelled", "refunded": "was refunded"}
 

@@ -100,6 +100,7 @@ def test_saga_page_timeline_waterfall_slowest_and_hops(running_services: StackSe
     text = page.text
 
     assert "<span id=status data-status=CONFIRMED>" in text
+    assert "<h2>What the customer was told</h2>" in text and "id=saga-told" in text
     timeline = rows(text, "timeline")
     assert [re.findall(r"<td>(\w+)</td>", row)[0] for row in timeline] == [
         "OrderPlaced", "StockReserved", "PaymentCaptured", "OrderConfirmed"]
