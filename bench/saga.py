@@ -2,8 +2,10 @@
 
 Where bench/hop.py times one outbox hop, this drives the public HTTP API the way clients
 do and times what a customer waits for: from the order's creation to CONFIRMED, through
-every hop of a successful saga (OrderPlaced -> StockReserved -> PaymentCaptured ->
-OrderConfirmed), in two runs:
+every hop of a successful card saga (OrderPlaced -> StockReserved -> PaymentCaptured ->
+OrderConfirmed), in two runs. The customer is registered and wants email, so the CPU
+figures include notification sending one message per order (and the wallet crediting
+points), as they would for a real customer:
 
 - steady: an open-loop schedule (request n is due at start + n/rate whatever happened to
   the earlier ones), so a slow server does not quietly lower the offered rate; HTTP
@@ -50,6 +52,7 @@ from choreo.stack.cpu import CpuMeter, CpuUsage, print_per_unit
 from choreo.stack.errors import ConfigError
 from choreo.stack.services import service_components
 from choreo.stack.settings import StackSettings, split_replica
+from choreo.testkit.shop import Shop
 
 SKUS = tuple(f"bench-saga-{i:02d}" for i in range(16))
 """Several SKUs, so that concurrent reservations do not all queue on one stock row lock."""
@@ -198,8 +201,9 @@ class Load:
     """One run's HTTP client: places orders and records the 202s and the failures."""
 
     def __init__(self, settings: StackSettings, session: aiohttp.ClientSession,
-                 run: SagaRun) -> None:
+                 run: SagaRun, customer: str) -> None:
         self.url = f"http://127.0.0.1:{settings.port_of('orders-api')}/orders"
+        self.customer = customer
         self.session = session
         self.run = run
         self.prefix = uuid.uuid4().hex[:8]
@@ -214,7 +218,7 @@ class Load:
         """POST one order; ``started`` (when it was due) is the origin of its 202 latency."""
         run = self.run
         key = f"bench-saga-{self.prefix}-{run.sent}"
-        body = {"customer_id": "bench", "payment_token": "tok_ok",
+        body = {"customer_id": self.customer, "payment_token": "tok_ok",
                 "items": [{"sku": SKUS[run.sent % len(SKUS)], "quantity": 1}]}
         run.sent += 1
         try:
@@ -256,6 +260,15 @@ async def background(*loops: Coroutine[None, None, None]
                 raise outcome
 
 
+def emailed_customer(settings: StackSettings) -> str:
+    """A registered customer who wants email: each saga measured ends with notification
+    sending a message through the notifier, as a real customer's would."""
+    shop = Shop(settings)
+    customer = shop.register(f"bench-{uuid.uuid4().hex[:8]}@example.org")
+    shop.wait_known_to_notification(customer)
+    return customer
+
+
 async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_s: float,
                   generate: Callable[[Load], Awaitable[None]],
                   fraction: Callable[[float], float],
@@ -268,7 +281,7 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
                               timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session,
     ):
         await quiesce(conn)
-        load = Load(settings, session, run)
+        load = Load(settings, session, run, await asyncio.to_thread(emailed_customer, settings))
         progress = Progress(run, fraction)
         watcher = Watcher(conn, run, poll_s, on_settled)
         meter = CpuMeter(launcher.component_pids(settings))
