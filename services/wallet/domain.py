@@ -76,9 +76,11 @@ class WalletOrder:
         return replace(self, status=status, cancel_reason=reason)
 
     def lapsed(self, now: datetime) -> WalletOrder:
-        """Past the order's deadline and not debited: orders cancels it whatever the
-        wallet does, so a debit now would only be refunded."""
-        if self.deadline_at is None or now < self.deadline_at \
+        """A wallet order past its deadline and not debited: orders cancels it whatever
+        the wallet does, so a debit now would only be refunded. Only a wallet order: a
+        card order read late (a consumer behind) is still confirmed by its capture, and
+        earns its points."""
+        if self.method != WALLET or self.deadline_at is None or now < self.deadline_at \
                 or self.status is not Status.AWAITING or self.cancelled:
             return self
         return self.cancel(DEADLINE_PASSED)
