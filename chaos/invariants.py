@@ -226,27 +226,32 @@ def points_match(evidence: Evidence) -> Check:
 
 
 def notified_once(evidence: Evidence) -> Check:
-    """Counted on the provider's side: every message owed sent once, none twice, none
-    that nothing owed. The seeds allow 0.1 % duplicates; the figure is printed either way."""
+    """Counted on the provider's side: every message owed sent once, none twice, and none
+    whose event the order never saw. The seeds allow 0.1 % duplicates; the figure is
+    printed either way."""
     _wallet(evidence)
     sent = evidence.final.messages or {}
     failures: list[str] = []
-    owed = duplicates = missing = 0
+    owed = duplicates = missing = unowed = 0
     for order in evidence.final.orders:
         expected = {KIND_OF[e] for e in order.event_types if e in KIND_OF}
         got = sent.get(order.id, Counter())
         owed += len(expected)
         for kind in sorted(expected | set(got)):
             count = got[kind]
-            if kind in expected and count == 0:
+            if kind not in expected:
+                unowed += 1
+                failures.append(f"order {order.id}: told {kind}, which its history lacks")
+            elif count == 0:
                 missing += 1
                 failures.append(f"order {order.id}: never told {kind}")
-            elif count > 1 or kind not in expected:
-                duplicates += count - (kind in expected)
+            elif count > 1:
+                duplicates += count - 1
                 failures.append(f"order {order.id}: told {kind} {count} times")
     share = f"{100 * duplicates / owed:.2f} %" if owed else "-"
     return _check("every customer told once per order and kind", failures,
-                  f"{owed} messages owed: {duplicates} duplicates ({share}), {missing} missing")
+                  f"{owed} messages owed: {duplicates} duplicates ({share}), {missing} missing,"
+                  f" {unowed} not owed")
 
 
 def effectively_once(evidence: Evidence) -> Check:

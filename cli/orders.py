@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
     shop.wait_known_to_notification(customer)
     failures = 0
     print(f"customer {customer}: email, wallet {DEMO_WALLET_CENTS / 100:.2f}")
-    print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}{'told':<30}events")
+    print(f"{'scenario':<32}{'outcome':<11}{'reason':<22}{'told':<32}events")
     for scenario in SCENARIOS:
         order = run_scenario(api, scenario, customer)
         kinds = told(shop, order)
@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
         failures += not ok
         events = " > ".join(entry["event_type"] for entry in order["history"])
         print(f"{scenario.name:<32}{order['status']:<11}{(order['reason'] or '-')[:20]:<22}"
-              f"{', '.join(kinds) or '-':<30}{events}"
+              f"{', '.join(kinds) or '-':<32}{events}"
               f"{'' if ok else '   <-- expected ' + scenario.expected}")
     balance, points = shop.wallet(customer)
     print(f"wallet: {balance / 100:.2f} left, {points} points")

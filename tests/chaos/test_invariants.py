@@ -88,12 +88,14 @@ def test_money_that_appeared_in_a_wallet_and_points_of_a_cancelled_order_are_cau
 
 
 def test_a_message_told_twice_or_never_is_counted_on_the_providers_side() -> None:
-    messages = {**MESSAGES, "o1": Counter(confirmed=2), "o3": Counter()}
+    messages = {**MESSAGES, "o1": Counter(confirmed=2), "o3": Counter(),
+                "o4": Counter(confirmed=1, refunded=1)}
     check = next(c for c in check_all(with_final(consistent(), messages=messages))
                  if c.name == "every customer told once per order and kind")
     assert not check.passed
-    assert check.failures == ("order o1: told confirmed 2 times", "order o3: never told rejected")
-    assert check.detail == "6 messages owed: 1 duplicates (16.67 %), 1 missing"
+    assert check.failures == ("order o1: told confirmed 2 times", "order o3: never told rejected",
+                              "order o4: told refunded, which its history lacks")
+    assert check.detail == "6 messages owed: 1 duplicates (16.67 %), 1 missing, 1 not owed"
 
 
 def failed(evidence: Evidence) -> dict[str, tuple[str, ...]]:
