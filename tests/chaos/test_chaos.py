@@ -14,10 +14,12 @@ from choreo.chaos.plan import default_targets
 from choreo.stack.settings import StackSettings
 from tests.support import chaos_checked
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_every_guarantee_holds_while_each_process_type_is_killed(
         running_services: StackSettings) -> None:
-    result = chaos_checked(running_services, default_targets(), duration_s=40, rate=20, seed=2024)
-    assert len(result.orders) >= 800
+    # 10/s: the grown saga settles about 14/s on these two cores (docs/benchmarks.md); a
+    # load past that tests overload, not recovery from a crash.
+    result = chaos_checked(running_services, default_targets(), duration_s=40, rate=10, seed=2024)
+    assert len(result.orders) >= 400
