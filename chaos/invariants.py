@@ -42,6 +42,8 @@ class Evidence:
     """From the last killed process being healthy again to quiescence; None past the bound."""
     bound_s: float
     faults: list[FaultRecord]
+    topped_up_cents: int = 0
+    """What the run put into its customer's wallet; 0: not known (nothing compared)."""
 
 
 def _check(name: str, failures: list[str], detail: str) -> Check:
@@ -189,6 +191,9 @@ def wallet_money_conserved(evidence: Evidence) -> Check:
     failures = [] if topped_up - debited + refunded == wallet.balance_cents else [
         f"top-ups {topped_up} - debits {debited} + refunds {refunded}"
         f" != balance {wallet.balance_cents}"]
+    if evidence.topped_up_cents and topped_up != evidence.topped_up_cents:
+        failures.append(f"the ledger's top-ups are {topped_up}, the run topped up"
+                        f" {evidence.topped_up_cents}")
     return _check("wallet money conserved", failures,
                   f"top-ups {topped_up} - debits {debited} + refunds {refunded}"
                   f" = balance {wallet.balance_cents} cents")
@@ -228,7 +233,9 @@ def points_match(evidence: Evidence) -> Check:
 def notified_once(evidence: Evidence) -> Check:
     """Counted on the provider's side: every message owed sent once, none twice, and none
     whose event the order never saw. The seeds allow 0.1 % duplicates; the figure is
-    printed either way."""
+    printed either way. The notifier honours Idempotency-Keys, so a duplicate here means
+    notification sent one order and kind under two keys; the re-sends it made under one
+    key are printed beside, as what a provider without keys would have duplicated."""
     _wallet(evidence)
     sent = evidence.final.messages or {}
     failures: list[str] = []
@@ -251,7 +258,8 @@ def notified_once(evidence: Evidence) -> Check:
     share = f"{100 * duplicates / owed:.2f} %" if owed else "-"
     return _check("every customer told once per order and kind", failures,
                   f"{owed} messages owed: {duplicates} duplicates ({share}), {missing} missing,"
-                  f" {unowed} not owed")
+                  f" {unowed} not owed; {evidence.final.resends} re-sends answered by the"
+                  " provider's key (a provider without keys would have sent them twice)")
 
 
 def effectively_once(evidence: Evidence) -> Check:

@@ -131,7 +131,8 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     shop = Shop(settings)
     run = f"chaos-{uuid.uuid4().hex[:10]}"
     buyer = shop.register(f"{run}@example.org")
-    shop.top_up(buyer, wallet_top_up_cents(plan))
+    funds = wallet_top_up_cents(plan)
+    shop.top_up(buyer, funds)
     shop.wait_known_to_notification(buyer)
     skus = [shop.new_sku(units, price) for units, price in zip(plan.initial_stock,
                                                                PRICES_CENTS, strict=True)]
@@ -155,7 +156,7 @@ def run_chaos(settings: StackSettings, duration_s: float, rate: float, seed: int
     sampler = driven.sampler
     checks = check_all(Evidence(driven.placed, final, initial, sampler.unbalanced,
                                 sampler.negative, sampler.samples, quiescence_s, bound,
-                                driven.faults))
+                                driven.faults, funds))
     result = ChaosReport(seed, run, duration_s, driven.load_s, rate, order_deadline_s, initial,
                          driven.faults, driven.placed, final.orders, quiescence_s, bound,
                          checks)

@@ -27,13 +27,15 @@ INFRASTRUCTURE_PORTS: Mapping[str, int] = MappingProxyType({
     "connect": 18083,
     "supervisor_metrics": 18085,
     "console": 18087,
-    "links": 18060,
+    "links": 18200,
 })
 """The default port of each ``<key>_port`` field of :class:`StackSettings`
 (``CHOREO_<KEY>_PORT`` moves one). They avoid the well-known ports (5432/6379/9092/8083)
 so the stack can run beside a developer's own servers. ``links`` is the control endpoint
 of the fault proxies a chaos run cuts links with (``stack.links``); the proxies listen on
-the ports right after it. The services' ports are in ``stack.manifest``."""
+the ports right after it, up to one per participant and dependency (8 x 4 = 32), clear of
+the services' ports and of their second replicas' (+100). The services' ports are in
+``stack.manifest``."""
 
 REPLICA_PORT_STEP = 100
 """Replica k (k >= 2) of a consumer service serves its health and metrics on the

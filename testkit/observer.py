@@ -96,6 +96,9 @@ class Snapshot:
     """The customer's wallet; only in the final snapshot."""
     messages: dict[str, Counter[str]] | None = None
     """Per order, the messages the notifier sent by kind; only in the final snapshot."""
+    resends: int = 0
+    """Requests the notifier answered with a message it had sent before (same key): what
+    a provider without idempotency keys would have sent twice."""
 
 
 class Observer:
@@ -145,14 +148,15 @@ class Observer:
         balance, points = (shown[0], shown[1]) if shown else (0, 0)
         return Wallet(balance, points, [(kind, order, amount) for kind, order, amount in entries])
 
-    def messages(self, order_ids: list[str]) -> dict[str, Counter[str]]:
-        """Per order, how many messages of each kind the notifier's ledger holds."""
+    def messages(self, order_ids: list[str]) -> tuple[dict[str, Counter[str]], int]:
+        """Per order, how many messages of each kind the notifier's ledger holds; and the
+        re-sends its keys absorbed."""
         with self._connect("notifier") as conn:
             rows = conn.execute(notifier_app.KEYS_ABOUT, (order_ids,)).fetchall()
         sent: dict[str, Counter[str]] = {}
-        for reference, key in rows:
+        for reference, key, _ in rows:
             sent.setdefault(reference, Counter())[key.rpartition(":")[2]] += 1
-        return sent
+        return sent, sum(requests - 1 for _, _, requests in rows)
 
     def charges(self, order_ids: list[str]) -> dict[str, list[Charge]]:
         return {order_id: self.shop.psp.charges_for(order_id) for order_id in order_ids}
@@ -160,6 +164,7 @@ class Observer:
     def snapshot(self, with_money: bool = False) -> Snapshot:
         orders = self.orders()
         ids = [order.id for order in orders]
+        messages, resends = self.messages(ids) if with_money else (None, 0)
         return Snapshot(
             orders=orders,
             stock=self.stock(),
@@ -168,5 +173,6 @@ class Observer:
             dead_letters=self.dead_letters(ids),
             charges=self.charges(ids) if with_money else None,
             wallet=self.wallet() if with_money else None,
-            messages=self.messages(ids) if with_money else None,
+            messages=messages,
+            resends=resends,
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from choreo.outbox import (
     Circuit,
     CircuitSettings,
+    PeriodicJob,
     ServiceDefinition,
     ServiceSettings,
     config,
@@ -23,7 +24,7 @@ from choreo.outbox import (
     run_service,
 )
 from choreo.schemas.catalog import SCHEMA_DIR
-from choreo.services.notification.handlers import EMITS, build_handlers
+from choreo.services.notification.handlers import EMITS, build_handlers, settle_pending
 from choreo.services.notification.provider import Notifier, provider_down
 
 NAME = "notification"
@@ -35,9 +36,11 @@ def definition(notifier_url: str = f"http://127.0.0.1:{NOTIFIER_PORT}", timeout_
                breaker: CircuitSettings | None = None) -> ServiceDefinition:
     """Built from the settings, or from the defaults (for the contract check)."""
     circuit = Circuit("notifier", breaker or CircuitSettings(), counts=provider_down)
+    notifier = Notifier(notifier_url, timeout_s, circuit)
     return ServiceDefinition(
         NAME, Path(__file__).resolve().parent / "schema.sql",
-        lambda writer: build_handlers(writer, Notifier(notifier_url, timeout_s, circuit)),
+        lambda writer: build_handlers(writer, notifier),
+        jobs=[PeriodicJob("settle-pending-messages", 1.0, settle_pending(notifier))],
         health=lambda: {"circuits": {circuit.name: circuit.state}},
         # Most of a send is waiting for the provider: the orders of a batch side by side.
         key_concurrency=8, schemas=SCHEMA_DIR, emits=EMITS)

@@ -1,15 +1,24 @@
-"""One transactional handler per event type notification consumes.
+"""One transactional handler per event type notification consumes, and a sweeper.
 
 An order's end (or refund) creates its notification row, locked for the handler; if the
-order's customer is known (its OrderPlaced was read), the message goes out at once on the
-customer's channel, else the row waits as ``pending`` and the OrderPlaced sends it. The
-provider is called with the row locked and a key per order and kind, so whatever
-happens to the transaction afterwards (a rollback, a crash, a second replica), the next
-attempt gets the same message back: a customer hears once per order and kind.
+order's customer and how to reach them are known (its OrderPlaced and the customer's
+registration were read), the message goes out at once on the customer's channel. Else
+the row waits as ``pending``: the OrderPlaced sends it when it comes, and
+:func:`settle_pending` looks at every pending row again each second. Waiting rather than
+deciding at once matters twice over: an OrderPlaced and a refund read at the same moment
+by two replicas (two topics) can each miss the other's uncommitted row, and a
+registration read after the order's end (customer.events has no order with
+order.events) would have made a registered customer look like a guest. Only after
+``GUEST_AFTER_S`` without a registration is the customer taken as a guest and the
+message skipped. The provider is called with the row locked and a key per order and
+kind, so whatever happens to the transaction afterwards (a rollback, a crash, a second
+replica, the sweeper), the next attempt gets the same message back: a customer hears
+once per order and kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +50,16 @@ SELECT kind, status, detail FROM notifications WHERE order_id = %s AND kind = AN
 ORDER BY kind FOR UPDATE
 """
 PENDING_KINDS = "SELECT kind FROM notifications WHERE order_id = %s AND status = 'pending'"
+PENDING = """
+SELECT n.order_id, n.kind, n.detail, c.customer_id, n.updated_at < now() - make_interval(secs => %s)
+FROM notifications n JOIN order_customers c USING (order_id)
+WHERE n.status = 'pending'
+ORDER BY n.updated_at LIMIT 200
+FOR UPDATE OF n SKIP LOCKED
+"""
+GUEST_AFTER_S = 30.0
+"""How long a message waits for its customer's registration before the customer is taken
+for a guest (and told nothing)."""
 SETTLE = """
 UPDATE notifications SET status = %s, channel = %s, message_id = %s, updated_at = now()
 WHERE order_id = %s AND kind = %s
@@ -101,12 +120,16 @@ class NotificationHandlers:
         if customer is None:
             return  # the OrderPlaced, read later, sends them
         recipient = conn.execute(RECIPIENT, (customer[0],)).fetchone()
+        if recipient is None:
+            return  # a registration not read yet, or a guest: settle_pending decides
         for kind, status, detail in rows:
             if status == "pending":
-                self._deliver(conn, order_id, kind, detail, customer[0], recipient)
+                self.deliver(conn, order_id, kind, detail, customer[0], recipient)
 
-    def _deliver(self, conn: psycopg.Connection[Any], order_id: str, kind: str, detail: str,
-                 customer: str, recipient: tuple[Any, ...] | None) -> None:
+    def deliver(self, conn: psycopg.Connection[Any], order_id: str, kind: str, detail: str,
+                customer: str, recipient: tuple[Any, ...] | None) -> None:
+        """Send one message (none to a guest, ``recipient`` None, or channel none) and
+        settle its row; the row is locked by the caller."""
         name, email, phone, channel = recipient or (None, None, None, "none")
         message_id = None
         if channel != "none":
@@ -119,6 +142,21 @@ class NotificationHandlers:
         self.writer.emit(conn, "CustomerNotified", order_id, {
             "order_id": order_id, "customer_id": customer, "kind": kind, "channel": channel,
             "outcome": outcome, "message_id": message_id})
+
+
+def settle_pending(notifier: Notifier, guest_after_s: float = GUEST_AFTER_S
+                   ) -> Callable[[psycopg.Connection[Any], OutboxWriter], None]:
+    """A job: every pending message whose order's customer is known goes out now if the
+    customer's registration was read, or is skipped once it waited ``guest_after_s``.
+    SKIP LOCKED: a row a handler holds is that handler's to settle."""
+    def run(conn: psycopg.Connection[Any], writer: OutboxWriter) -> None:
+        handlers = NotificationHandlers(writer, notifier)
+        for order_id, kind, detail, customer, waited in conn.execute(
+                PENDING, (guest_after_s,)).fetchall():
+            recipient = conn.execute(RECIPIENT, (customer,)).fetchone()
+            if recipient is not None or waited:
+                handlers.deliver(conn, order_id, kind, detail, customer, recipient)
+    return run
 
 
 def build_handlers(writer: OutboxWriter, notifier: Notifier) -> dict[str, Handler]:

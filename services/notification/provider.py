@@ -9,6 +9,7 @@ permanent (the event is dead-lettered with the provider's answer as its reason).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import requests
@@ -43,7 +44,15 @@ class Notifier:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.circuit = circuit
-        self.session = requests.Session()
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        """One per thread: the handlers' lanes and the sweeper's thread send side by side,
+        and a ``requests.Session`` is not made to be shared between threads."""
+        if getattr(self._local, "session", None) is None:
+            self._local.session = requests.Session()
+        return self._local.session
 
     def send(self, key: str, message: Message) -> int:
         """The provider's message id; the same for every call with ``key``."""

@@ -32,8 +32,12 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (idempotency_key) DO UPDATE SET requests = messages.requests + 1
 RETURNING id
 """
-KEYS_ABOUT = "SELECT reference, idempotency_key FROM messages WHERE reference = ANY(%s)"
-"""Every message about any of the references: one row per message a customer received."""
+KEYS_ABOUT = """
+SELECT reference, idempotency_key, requests FROM messages WHERE reference = ANY(%s)
+"""
+"""Every message about any of the references: one row per message a customer received,
+with how often it was asked for (a re-send with the same key adds a request, not a
+message)."""
 BY_REFERENCE = """
 SELECT id, idempotency_key, channel, recipient, reference, subject, requests, created_at
 FROM messages WHERE reference = %s ORDER BY id

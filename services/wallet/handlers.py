@@ -93,13 +93,17 @@ class WalletHandlers:
 
 
 def lock_run(conn: psycopg.Connection[Any], events: list[ReceivedEvent]) -> None:
-    """Lock every wallet a run of events may touch, in customer order, before any handler
-    runs: alone, each handler locks its customer's wallet when it gets there, and two
-    replicas' runs over the same customers in different orders would deadlock. The
-    customer of an order comes from its OrderPlaced, in this run or stored earlier."""
+    """Lock every row a run of events may touch before any handler runs: the orders' rows
+    in order id order, then their customers' wallets in customer order, as each handler
+    alone locks its order and then its wallet. Alone, the handlers of a run would take
+    them in the run's order, and two replicas' runs over the same customers in different
+    orders would deadlock. The customer of an order comes from its OrderPlaced, in this
+    run or stored earlier; one placed meanwhile elsewhere is locked by its handler later,
+    and a deadlock that this leaves possible is retried like any other."""
     order_ids = sorted({event.payload["order_id"] for event in events})
     placed = {event.payload["customer_id"] for event in events
               if event.event_type == "OrderPlaced"}
+    store.lock_orders(conn, order_ids)
     store.lock_wallets(conn, placed | set(store.customers_of(conn, order_ids)))
 
 

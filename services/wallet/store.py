@@ -27,6 +27,12 @@ UPDATE wallet_orders SET customer_id = %(customer_id)s, method = %(method)s,
        updated_at = now()
 WHERE order_id = %(order_id)s
 """
+CREATE_ORDERS = """
+INSERT INTO wallet_orders (order_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING
+"""
+LOCK_ORDERS = """
+SELECT order_id FROM wallet_orders WHERE order_id = ANY(%s) ORDER BY order_id FOR UPDATE
+"""
 CUSTOMERS_OF = """
 SELECT DISTINCT customer_id FROM wallet_orders
 WHERE order_id = ANY(%s) AND customer_id IS NOT NULL
@@ -72,6 +78,12 @@ def lock_order(conn: psycopg.Connection[Any], order_id: str) -> WalletOrder:
 def save_order(conn: psycopg.Connection[Any], order: WalletOrder) -> None:
     conn.execute(SAVE_ORDER, {**asdict(order), "status": order.status.value,
                               "points_state": order.points_state.value})
+
+
+def lock_orders(conn: psycopg.Connection[Any], order_ids: list[str]) -> None:
+    """The rows of ``order_ids``, created if new, locked in order id order."""
+    conn.execute(CREATE_ORDERS, (order_ids,))
+    conn.execute(LOCK_ORDERS, (order_ids,)).fetchall()
 
 
 def lock_wallets(conn: psycopg.Connection[Any], customers: Iterable[str]) -> None:

@@ -20,7 +20,7 @@ from choreo.outbox.wire import OUTBOX_DDL
 from choreo.outbox.writer import OutboxWriter
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.services.notification.__main__ import definition
-from choreo.services.notification.handlers import EMITS, build_handlers
+from choreo.services.notification.handlers import EMITS, build_handlers, settle_pending
 from choreo.services.notification.provider import Notifier
 from choreo.stack.settings import StackSettings
 from tests.notification.conftest import messages
@@ -113,16 +113,61 @@ def test_each_end_of_an_order_is_told_once_on_the_customers_channel(
             ("refunded", "ada@example.org", 1)]
 
 
-def test_a_guest_and_a_customer_who_chose_none_are_skipped(
-        dsn: str, handlers: dict[str, Any], ledger_dsn: str) -> None:
+def sweep(dsn: str, notifier_url: str, guest_after_s: float) -> None:
+    """One round of the pending-message job, as the runtime's job thread runs it."""
+    job = settle_pending(Notifier(notifier_url, 5.0), guest_after_s)
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        job(conn, OutboxWriter(CODEC, "notification", emits=EMITS))
+
+
+def test_a_customer_who_chose_none_is_skipped_and_a_guest_once_it_waited(
+        dsn: str, handlers: dict[str, Any], ledger_dsn: str, notifier_url: str) -> None:
     quiet, first = ids()
     guest, second = ids()
     deliver(dsn, handlers, registered(quiet, "none"), placed(first, quiet), confirmed(first),
             placed(second, guest), confirmed(second))
-
     assert told(dsn, first) == [("confirmed", "skipped")]
+    assert told(dsn, second) == []  # a registration may still be on its way
+    sweep(dsn, notifier_url, guest_after_s=3600)
+    assert told(dsn, second) == []
+
+    sweep(dsn, notifier_url, guest_after_s=0)
+
     assert told(dsn, second) == [("confirmed", "skipped")]
     assert messages(ledger_dsn, first) == [] and messages(ledger_dsn, second) == []
+
+
+def test_a_registration_read_after_the_orders_end_still_gets_the_message(
+        dsn: str, handlers: dict[str, Any], ledger_dsn: str, notifier_url: str) -> None:
+    """customer.events and order.events have no order between them: the registration
+    can come last, and the customer is no guest for that."""
+    customer, order = ids()
+    deliver(dsn, handlers, placed(order, customer), confirmed(order),
+            registered(customer, "email", "late@example.org"))
+    assert told(dsn, order) == []
+
+    sweep(dsn, notifier_url, guest_after_s=3600)
+
+    assert told(dsn, order) == [("confirmed", "sent")]
+    assert [to for _, to, _ in messages(ledger_dsn, order)] == ["late@example.org"]
+
+
+def test_an_order_placed_and_refunded_at_once_on_two_replicas_is_still_told(
+        dsn: str, handlers: dict[str, Any], ledger_dsn: str, notifier_url: str) -> None:
+    """Replica B commits the refund's row while the order's customer is unknown; replica
+    A, reading the OrderPlaced at the same moment, did not see that row uncommitted and
+    sent nothing. The row waits as pending, and the sweeper sends it."""
+    customer, order = ids()
+    deliver(dsn, handlers, registered(customer, "email", "cy@example.org"), refunded(order))
+    with psycopg.connect(dsn) as conn:  # A's OrderPlaced, as if it ran before B committed
+        conn.execute("INSERT INTO order_customers (order_id, customer_id) VALUES (%s, %s)",
+                     (order, customer))
+    assert told(dsn, order) == []
+
+    sweep(dsn, notifier_url, guest_after_s=3600)
+
+    assert told(dsn, order) == [("refunded", "sent")]
+    assert len(messages(ledger_dsn, order)) == 1
 
 
 def test_a_refund_read_before_its_order_is_told_once_the_order_is(

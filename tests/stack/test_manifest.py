@@ -20,7 +20,7 @@ from choreo.stack import launcher, manifest, restart, supervisor
 from choreo.stack.errors import ConfigError
 from choreo.stack.relays import relay_components
 from choreo.stack.services import consumer_processes, service_components
-from choreo.stack.settings import StackSettings
+from choreo.stack.settings import LINK_DEPENDENCIES, StackSettings
 
 
 def build_handlers(writer: OutboxWriter) -> dict[str, Handler]:
@@ -124,3 +124,15 @@ def test_the_manifest_names_each_process_once_and_each_port_once() -> None:
     assert len(set(names)) == len(names)
     assert len({p.port for p in manifest.MANIFEST}) == len(manifest.MANIFEST)
     assert len({p.port_variable for p in manifest.MANIFEST}) == len(manifest.MANIFEST)
+
+
+def test_every_link_of_every_participant_fits_beside_the_services(tmp_path: Path) -> None:
+    """One fault proxy per participant and dependency, all at once, with second replicas
+    of every consumer: no port given twice (the proxies once ran into the services)."""
+    links = ",".join(f"{service}>{dependency}" for service in manifest.linked()
+                     for dependency in LINK_DEPENDENCIES)
+    replicas = ",".join(f"{service}=2" for service in manifest.consumers())
+
+    settings = settings_in(tmp_path, CHOREO_LINKS=links, CHOREO_REPLICAS=replicas)
+
+    assert len(settings.link_pairs()) == len(manifest.linked()) * len(LINK_DEPENDENCIES)
