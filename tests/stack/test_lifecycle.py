@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from choreo.outbox.wire import OUTBOX_TEMPLATE, render
-from choreo.stack import launcher
+from choreo.stack import launcher, manifest
 from choreo.stack.components import Component
 from choreo.stack.connectors import ConnectClient, template_values
 from choreo.stack.errors import ConfigError
@@ -55,12 +55,12 @@ def test_down_stops_every_process_and_up_works_again(own_env: dict[str, str]) ->
 
     status = choreo(own_env, "status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count("healthy") == 10
+    servers = {"postgres", "redis", "broker", "connect"}
+    services = {*manifest.names(), "console"}
+    assert status.stdout.count("healthy") == len(servers | services)
     pid_dir = Path(own_env["CHOREO_STATE_DIR"]) / "pids"
     started = {p.stem: json.loads(p.read_text()) for p in pid_dir.glob("*.json")}
-    assert set(started) == {"supervisor", "postgres", "redis", "broker", "connect", "psp",
-                            "inventory", "payments", "orders-worker", "orders-api",
-                            "console"}
+    assert set(started) == {"supervisor", *servers, *services}
 
     assert choreo(own_env, "down").returncode == 0
     for name, entry in started.items():
