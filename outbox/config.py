@@ -16,12 +16,18 @@ Numbers are finite: ``nan`` and ``inf`` are refused wherever a number is read. B
 given as in pydantic: ``gt``/``ge`` below, ``lt``/``le`` above.
 
 A DSN's value is left out of its error, since it may carry a password.
+
+Any variable may instead be given as a file, the convention of Docker and Kubernetes
+secrets: ``CHOREO_KAFKA_SASL_PASSWORD_FILE=/run/secrets/kafka`` reads the value from that
+file (stripped of its trailing newline), so a password need never sit in an environment
+that ``ps``, ``docker inspect`` or a crash report shows. Giving both is an error.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -37,8 +43,17 @@ FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def raw_value(env: Mapping[str, str], name: str) -> str | None:
-    """The variable's stripped value, or None when it is unset or blank."""
+    """The variable's stripped value, or its ``_FILE``'s content; None when unset or blank."""
     raw = env.get(name)
+    given = raw is not None and bool(raw.strip())
+    path = env.get(f"{name}_FILE", "").strip()
+    if path:
+        if given:
+            raise ConfigError(f"{name} and {name}_FILE are both set: give one")
+        try:
+            raw = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE={path!r} cannot be read: {error.strerror}") from None
     if raw is None or not raw.strip():
         return None
     return raw.strip()

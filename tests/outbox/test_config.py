@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +131,15 @@ def test_counts_are_parsed_per_key(raw: str, parsed: dict[str, int]) -> None:
 def test_bad_counts_name_the_variable_and_the_value(raw: str) -> None:
     with pytest.raises(ConfigError, match=f"^{NAME}={raw!r}: "):
         config.parse_counts(NAME, raw, ("payments", "orders-worker"), le=8)
+
+
+def test_a_value_may_come_from_a_file_as_docker_and_kubernetes_secrets_do(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    assert config.text({f"{NAME}_FILE": str(secret)}, NAME) == "s3cret"
+    (tmp_path / "n").write_text("12")
+    assert config.integer({f"{NAME}_FILE": str(tmp_path / "n")}, NAME, 5) == 12
+    with pytest.raises(ConfigError, match=f"{NAME} and {NAME}_FILE are both set"):
+        config.text({NAME: "inline", f"{NAME}_FILE": str(secret)}, NAME)
+    with pytest.raises(ConfigError, match=f"{NAME}_FILE='/nonexistent/x' cannot be read"):
+        config.text({f"{NAME}_FILE": "/nonexistent/x"}, NAME)
