@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 OWN_PORTS = ports_shifted_by(PORT_OFFSET - 4000)
 """Apart from the session's stack, the supervisor test's (-4500) and lifecycle's (-5000)."""
 STATE_DIR = REPO_ROOT / ".choreo-test-partitions"
-LINKS = ("payments>postgres", "payments>psp", "inventory>redis", "orders-worker>postgres")
+LINKS = ("payments>postgres", "payments>psp", "inventory>redis", "orders-worker>postgres",
+         "wallet-worker>postgres", "notification>notifier")
 
 
 @pytest.fixture(scope="module")
