@@ -26,6 +26,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
+from choreo.outbox.topics import TopicSettings
 from choreo.stack.broker import broker_component
 from choreo.stack.components import free_port
 from choreo.stack.cpu import CpuMeter
@@ -100,7 +101,7 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
                 raise RuntimeError(f"the scratch broker on {bootstrap} did not start")
             time.sleep(0.2)
         topics = [f"loaded-{partitions}", f"quiet-{partitions}"]
-        ensure_topics(bootstrap, topics, partitions=partitions)
+        ensure_topics(bootstrap, topics, TopicSettings(partitions=partitions))
         producer = build_producer(bootstrap, **{"linger.ms": 0, "log_level": 0})
         for n in range(history):  # one batch per record, as Connect writes at these rates
             producer.produce(topics[0], value=b"x" * 200, partition=n % partitions)

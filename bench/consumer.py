@@ -55,8 +55,8 @@ def prepare_database(settings: StackSettings) -> str:
 def produce(settings: StackSettings, topics: list[str], count: int) -> None:
     """The same events, byte for byte, into each topic: the second is a redelivery."""
     codec = EventCodec(SchemaCatalog.load())
-    ensure_topics(settings.kafka_bootstrap, topics)
-    producer = build_producer(settings.kafka_bootstrap, **{"linger.ms": 20})
+    ensure_topics(settings.kafka, topics)
+    producer = build_producer(settings.kafka, **{"linger.ms": 20})
     for n in range(count):
         key = f"agg-{n % AGGREGATES}"
         data, schema = codec.encode("OrderConfirmed", {"order_id": key, "total_cents": n})
@@ -77,7 +77,7 @@ def bump(event: ReceivedEvent, conn: psycopg.Connection[Any]) -> None:
 def consume(settings: StackSettings, url: str, group: str, topic: str, dedupe: DedupeStore,
             expected: int) -> Timing:
     runtime = ConsumerRuntime(
-        group_id=group, bootstrap=settings.kafka_bootstrap, database_url=url,
+        group_id=group, kafka=settings.kafka, database_url=url,
         codec=EventCodec(SchemaCatalog.load()), handlers={"OrderConfirmed": bump},
         dedupe=dedupe, backoff=Backoff(max_attempts=3), topics=[topic],
     )

@@ -46,7 +46,7 @@ class Receiver:
     """Consumes order.events and stamps the arrival of this run's events."""
 
     def __init__(self, settings: StackSettings, run: str, topic: str = "order.events") -> None:
-        self.consumer = build_consumer(settings.kafka_bootstrap, f"bench-{run}")
+        self.consumer = build_consumer(settings.kafka, f"bench-{run}")
         self.prefix = run.encode()
         self.arrivals: dict[bytes, float] = {}
         self.stop = threading.Event()
@@ -154,10 +154,10 @@ broker (the services' topics have long been fetched when a hop is measured)."""
 def raw_broker(settings: StackSettings, rate: float, seconds: float, topic: str) -> HopResult:
     """The same schedule produced straight to the broker: what the hop costs beyond it."""
     run = f"raw-{uuid.uuid4().hex[:8]}"
-    ensure_topics(settings.kafka_bootstrap, [topic])
+    ensure_topics(settings.kafka, [topic])
     receiver = Receiver(settings, run, topic)
     receiver.ready.wait(30)
-    producer = build_producer(settings.kafka_bootstrap, **{"linger.ms": 0})
+    producer = build_producer(settings.kafka, **{"linger.ms": 0})
     for n in range(RAW_WARM_UP):
         producer.produce(topic, key=f"{run}-{n % 50}",
                          headers=[("ce_id", f"warm-up-{n}".encode())])

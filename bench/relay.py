@@ -95,7 +95,7 @@ def with_cdc(settings: StackSettings, dsn: str, body: Callable[[dict[str, int]],
 def with_polling(settings: StackSettings, dsn: str,
                  body: Callable[[dict[str, int]], RelayRun]) -> RelayRun:
     registry = launcher.registry_for(settings)
-    env = {"CHOREO_DATABASE_URL": dsn, "CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env = {"CHOREO_DATABASE_URL": dsn, **settings.kafka_env()}
     tracked = registry.start(RELAY, [sys.executable, "-m", "choreo.outbox.poller", "--from-end"],
                              env=env, cwd=REPO_ROOT)
     try:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from choreo.outbox.codec import EventCodec
+from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.retry import Backoff
 from choreo.outbox.runner import ServiceDefinition, build_runtime
 from choreo.outbox.settings import ServiceSettings
@@ -49,7 +50,7 @@ def definitions() -> list[ServiceDefinition]:
 def stand_in_settings(service: str) -> ServiceSettings:
     """Settings that build a runtime without connecting: connections open on first use."""
     return ServiceSettings(service=service, database_url="postgresql://unused.invalid/none",
-                           kafka_bootstrap="unused.invalid:9092", redis_url="",
+                           kafka=KafkaConnection("unused.invalid:9092"), redis_url="",
                            metrics_port=0, backoff=Backoff())
 
 

@@ -39,7 +39,13 @@ from choreo.outbox.codec import EventCodec
 from choreo.outbox.dedupe import DedupeStore
 from choreo.outbox.delivery import Delivery
 from choreo.outbox.instruments import Instruments
-from choreo.outbox.kafka import build_admin, build_producer, build_unmanaged_consumer, ensure_topics
+from choreo.outbox.kafka import (
+    Kafka,
+    build_admin,
+    build_producer,
+    build_unmanaged_consumer,
+    ensure_topics,
+)
 from choreo.outbox.lanes import Lanes
 from choreo.outbox.pipeline import (
     Deferred,
@@ -54,6 +60,7 @@ from choreo.outbox.pipeline import (
 )
 from choreo.outbox.retry import Backoff
 from choreo.outbox.session import Session
+from choreo.outbox.topics import TopicSettings
 
 __all__ = ["ConsumerRuntime", "Handler", "RunLock", "claim_and_handle", "handle_once"]
 """The handler types and the effectively-once unit live in ``outbox.pipeline``; services
@@ -74,7 +81,7 @@ class ConsumerRuntime:
         self,
         *,
         group_id: str,
-        bootstrap: str,
+        kafka: Kafka,
         database_url: str,
         codec: EventCodec,
         handlers: dict[str, Handler],
@@ -87,6 +94,7 @@ class ConsumerRuntime:
         key_concurrency: int = 1,
         producer: Producer | None = None,
         lock_first: RunLock | None = None,
+        topic_settings: TopicSettings | None = None,
     ) -> None:
         """``topics`` defaults to the topics of the handled event types' aggregates.
 
@@ -99,7 +107,8 @@ class ConsumerRuntime:
         only its own event's rows, in an order that differs from run to run).
         """
         self.group_id = group_id
-        self.bootstrap = bootstrap
+        self.kafka = kafka
+        self.topic_settings = topic_settings or TopicSettings()
         self.codec = codec
         self.handlers = handlers
         self.batch_size = batch_size
@@ -165,7 +174,7 @@ class ConsumerRuntime:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = build_producer(self.bootstrap)
+            self._producer = build_producer(self.kafka)
         return self._producer
 
     def health(self) -> dict[str, object]:
@@ -314,10 +323,10 @@ class ConsumerRuntime:
         arrived for that long after the partitions were first acquired.
         """
         self._wait_for_topics()
-        consumer = build_unmanaged_consumer(self.bootstrap, self.group_id,
+        consumer = build_unmanaged_consumer(self.kafka, self.group_id,
                                             error_cb=self._on_client_error)
         assignment = Assignment(self.group_id, consumer, self.topics,
-                                build_admin(self.bootstrap))
+                                build_admin(self.kafka))
         self._assignment = assignment
         if self.key_concurrency > 1:
             self._pipeline.lanes = Lanes(self.key_concurrency)
@@ -367,11 +376,13 @@ class ConsumerRuntime:
                         error, extra=self._instruments.fields)
 
     def _wait_for_topics(self) -> None:
-        """Create the topics, waiting out a broker that is not there yet."""
+        """Create the topics, waiting out a broker that is not there yet. A cluster that
+        refuses the client, or a provisioned topic that is missing, ends the start
+        (``KafkaRefused``, ``MissingTopics``): no wait would cure either."""
         topics = [*self.topics, deadletter.dead_letter_topic(self.group_id)]
         for attempt in itertools.count(1):
             try:
-                ensure_topics(self.bootstrap, topics)
+                ensure_topics(self.kafka, topics, self.topic_settings)
                 return
             except (KafkaException, RuntimeError) as error:
                 log.warning("topics not ready (%r), attempt %d", error, attempt,

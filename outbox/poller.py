@@ -52,8 +52,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from choreo.outbox import config, logs
 from choreo.outbox.errors import ConfigError
+from choreo.outbox.kafka import Kafka
+from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.relay import relay_producer
-from choreo.outbox.settings import KAFKA_BOOTSTRAP
 from choreo.outbox.wire import ROW_COLUMNS, SELECT_ROWS, record_of
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def publish(producer: Producer, rows: Sequence[Row], timeout_s: float = 30.0) ->
 @dataclass(frozen=True)
 class PollerSettings:
     database_url: str
-    kafka_bootstrap: str
+    kafka: Kafka
     batch_size: int = 500
     fallback_s: float = 1.0
     """Longest wait without a notification before reading anyway."""
@@ -228,7 +229,7 @@ class PollerSettings:
         return cls(
             database_url=config.dsn(env, "CHOREO_DATABASE_URL",
                                     "the outbox database, postgresql://user@host:port/db"),
-            kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP),
+            kafka=KafkaConnection.from_env(env),
             batch_size=config.integer(env, "CHOREO_RELAY_BATCH_SIZE", cls.batch_size, ge=1),
             fallback_s=config.number(env, "CHOREO_RELAY_FALLBACK_S", cls.fallback_s, gt=0),
         )
@@ -241,7 +242,7 @@ class OutboxPoller:
                  relay: str = RELAY, start_at_end: bool = False,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.settings = settings
-        self.producer = producer or relay_producer(settings.kafka_bootstrap,
+        self.producer = producer or relay_producer(settings.kafka,
                                                    **{"linger.ms": 0})
         self.relay = relay
         self.start_at_end = start_at_end

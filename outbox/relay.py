@@ -26,21 +26,21 @@ import psycopg
 from confluent_kafka import Producer
 
 from choreo.outbox import wire as c
-from choreo.outbox.kafka import build_producer
+from choreo.outbox.kafka import Kafka, build_producer
 
 log = logging.getLogger(__name__)
 
 WINDOW = f"{c.SELECT_ROWS} WHERE created_at >= now() - make_interval(secs => %s) ORDER BY seq"
 
 
-def relay_producer(bootstrap: str, **overrides: Any) -> Producer:
+def relay_producer(kafka: Kafka, **overrides: Any) -> Producer:
     """An idempotent producer that partitions as Connect's does.
 
     Kafka's Java producer (Connect's) partitions by murmur2 of the key; so must every
     producer that publishes outbox rows beside it, or one order's events would land in
     two partitions and per-key order would be lost.
     """
-    return build_producer(bootstrap, partitioner="murmur2_random", **overrides)
+    return build_producer(kafka, partitioner="murmur2_random", **overrides)
 
 
 READERS = "SELECT event_type, consumer FROM consumer_subscriptions"

@@ -177,7 +177,7 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
     writer = OutboxWriter(EventCodec(catalog), source=definition.name, emits=definition.emits)
     runtime = ConsumerRuntime(
         group_id=definition.name,
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka,
         database_url=settings.database_url,
         codec=EventCodec(catalog),
         handlers=definition.build_handlers(writer),
@@ -186,6 +186,7 @@ def build_runtime(definition: ServiceDefinition, settings: ServiceSettings,
         batch_size=settings.batch_size,
         key_concurrency=definition.key_concurrency,
         lock_first=definition.lock_first,
+        topic_settings=settings.topics,
     )
     return runtime, writer
 

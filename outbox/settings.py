@@ -13,17 +13,16 @@ from dataclasses import dataclass
 
 from choreo.outbox import config
 from choreo.outbox.errors import ConfigError
+from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.retry import Backoff
-
-KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-"""Kafka's own default listener; choreo's embedded stack passes its port (19092)."""
+from choreo.outbox.topics import TopicSettings
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     service: str
     database_url: str
-    kafka_bootstrap: str
+    kafka: KafkaConnection
     redis_url: str
     metrics_port: int
     backoff: Backoff
@@ -36,6 +35,8 @@ class ServiceSettings:
     inbox_retention_s: float = 7 * 24 * 3600.0
     dead_letter_retention_s: float = 30 * 24 * 3600.0
     """How long replayed and discarded dead letters stay listed (``choreo dlq list --all``)."""
+    topics: TopicSettings = TopicSettings()
+    """How the topics it reads (and its dead-letter topic) are made, or that they must exist."""
     telemetry_url: str = ""
     """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
 
@@ -57,8 +58,7 @@ class ServiceSettings:
         settings = cls(
             service=service,
             database_url=database_url,
-            kafka_bootstrap=config.text(env, "CHOREO_KAFKA_BOOTSTRAP",
-                                        KAFKA_BOOTSTRAP),
+            kafka=KafkaConnection.from_env(env),
             redis_url=config.url(env, "CHOREO_REDIS_URL", "",
                                  schemes=("redis", "rediss", "unix")),
             metrics_port=config.port(env, "CHOREO_METRICS_PORT", default_metrics_port),
@@ -72,6 +72,7 @@ class ServiceSettings:
                                             7 * 24 * 3600.0, ge=0),
             dead_letter_retention_s=config.number(env, "CHOREO_DEAD_LETTER_RETENTION_S",
                                                   30 * 24 * 3600.0, ge=0),
+            topics=TopicSettings.from_env(env),
             telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
                                      required=False),
         )

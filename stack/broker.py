@@ -32,6 +32,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from choreo.stack import kafka_security
 from choreo.stack.components import Component, quietly
 from choreo.stack.errors import ConfigError, StartError
 from choreo.stack.install import broker_lib_dir
@@ -49,6 +50,9 @@ KAFKA_TOOLS = {
 }
 """Kafka's own command-line tools (what ``kafka-topics.sh`` and the others run), by the
 name ``choreo kafka`` takes; they are in the broker's jars."""
+CLIENT_CONFIG_FLAG = {"console-consumer": "--consumer.config"}
+"""How a tool is given the client properties of a secured broker, where not
+``--command-config``."""
 
 
 def node_name(node: int) -> str:
@@ -90,8 +94,6 @@ def replication(settings: StackSettings) -> tuple[int, int]:
 
 
 def server_properties(settings: StackSettings, node: int) -> str:
-    listener = f"127.0.0.1:{settings.broker_port(node)}"
-    controller = f"127.0.0.1:{settings.controller_port(node)}"
     voters = ",".join(f"{n}@127.0.0.1:{settings.controller_port(n)}"
                       for n in settings.broker_nodes())
     factor, min_insync = replication(settings)
@@ -99,10 +101,8 @@ def server_properties(settings: StackSettings, node: int) -> str:
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://{listener},CONTROLLER://{controller}",
-        f"advertised.listeners=PLAINTEXT://{listener}",
+        *kafka_security.listener_lines(settings, node),
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
         f"log.dirs={data_dir(settings, node)}",
         f"default.replication.factor={factor}",
         f"min.insync.replicas={min_insync}",
@@ -148,7 +148,8 @@ def config_file(settings: StackSettings, node: int) -> Path:
 
 def write_node_config(settings: StackSettings, node: int) -> None:
     node_dir(settings, node).mkdir(parents=True, exist_ok=True)
-    config_file(settings, node).write_text(server_properties(settings, node))
+    # Private: a secured node's file holds its SCRAM password.
+    kafka_security.write_private(config_file(settings, node), server_properties(settings, node))
     (settings.kafka_dir / "log4j2.properties").write_text(LOG4J)
 
 
@@ -199,12 +200,13 @@ def format_new_log(settings: StackSettings) -> None:
     note_new_log(settings)
     formatting_marker(settings).touch()
     cluster = new_cluster_id()
+    scram = kafka_security.scram_format_arguments(settings)
     for node in settings.broker_nodes():
         write_node_config(settings, node)
         shutil.rmtree(data_dir(settings, node), ignore_errors=True)
         command = java_command(settings, "kafka.tools.StorageTool", "format",
                                f"--cluster-id={cluster}",
-                               "--config", str(config_file(settings, node)))
+                               "--config", str(config_file(settings, node)), *scram)
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StartError(f"formatting {node_name(node)}'s log failed:\n"
@@ -220,10 +222,14 @@ def prepare_node(settings: StackSettings, node: int) -> None:
     leader into office that misses committed metadata (KIP-853).
     """
     check_node_count(settings)
-    write_node_config(settings, node)
+    if settings.secured:
+        kafka_security.ensure_certificates(settings)
+    kafka_security.record(settings)
     if not log_is_formatted(settings) or formatting_marker(settings).exists():
         format_new_log(settings)
-    elif not meta_properties(settings, node).exists():
+        return
+    write_node_config(settings, node)
+    if not meta_properties(settings, node).exists():
         raise StartError(
             f"{node_name(node)}'s log folder {data_dir(settings, node)} is gone while other"
             " nodes kept theirs; a node rebuilt from nothing could elect a controller that"
@@ -237,7 +243,8 @@ def node_component(settings: StackSettings, node: int) -> Component:
     listener = f"127.0.0.1:{settings.broker_port(node)}"
 
     def healthy() -> bool:
-        admin = AdminClient({"bootstrap.servers": listener, "log_level": 0})
+        admin = AdminClient({**settings.kafka.client_properties(),
+                             "bootstrap.servers": listener, "log_level": 0})
         return node in {broker.id for broker in admin.list_topics(timeout=2).brokers.values()}
 
     moved_by = "CHOREO_KAFKA_PORT" + (f" (node {node}: + {BROKER_PORT_STEP * (node - 1)})"
@@ -265,6 +272,9 @@ def kafka_tool_command(settings: StackSettings, tool: str, args: list[str]) -> l
                           " (or set CHOREO_ARTIFACT_CACHE to where they are)")
     if not any(arg.startswith("--bootstrap-server") for arg in args):
         args = ["--bootstrap-server", settings.kafka_bootstrap, *args]
+    flag = CLIENT_CONFIG_FLAG.get(tool, "--command-config")
+    if settings.secured and flag not in args:
+        args = [*args, flag, str(kafka_security.client_config_file(settings))]
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
     (settings.kafka_dir / "log4j2.properties").write_text(LOG4J)
     return java_command(settings, KAFKA_TOOLS[tool], *args)

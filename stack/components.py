@@ -24,7 +24,7 @@ import psycopg
 import redis
 import requests
 
-from choreo.stack import manifest
+from choreo.stack import kafka_security, manifest
 from choreo.stack.connect_offsets import forget_offsets_of_another_cluster
 from choreo.stack.errors import StartError
 from choreo.stack.install import connect_lib_dir, connect_patch_jar, postgres_bindir
@@ -258,8 +258,13 @@ def write_connect_config(settings: StackSettings) -> None:
     folder = settings.connect_dir
     folder.mkdir(parents=True, exist_ok=True)
     worker = folder / "worker.properties"
-    worker.write_text("\n".join([
+    # A secured broker: the worker's own clients, the source tasks' producers and their
+    # admin client (topic creation) each take the credentials under their own prefix.
+    security = [line for prefix in ("", "producer.", "consumer.", "admin.")
+                for line in kafka_security.java_client_lines(settings, prefix)]
+    kafka_security.write_private(worker, "\n".join([
         f"bootstrap.servers={settings.kafka_bootstrap}",
+        *security,
         f"offset.storage.file.filename={connect_offsets_file(settings)}",
         # Debezium confirms an LSN to its slot only after the offset holding it was
         # flushed, so this bounds how much a SIGKILL makes it send again.

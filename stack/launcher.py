@@ -188,7 +188,7 @@ def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Rep
     if not log_is_formatted(settings) or log_needs_window(settings):
         stop_connect_for_new_log(registry, report)
     started = start_components(broker_components(settings), registry, settings, report)
-    ensure_topics(settings.kafka_bootstrap, event_topics())
+    ensure_topics(settings.kafka, event_topics())
     publish_owed_window(settings, registry, report)
     return started
 

@@ -84,7 +84,7 @@ def republish_lost_log(settings: StackSettings, registry: ProcessRegistry,
     stop_connect_for_new_log(registry, report)
     window = window_s(settings)
     started = time.monotonic()
-    producer = relay_producer(settings.kafka_bootstrap)  # partitions as Connect does
+    producer = relay_producer(settings.kafka)  # partitions as Connect does
     total = left_out = 0
     with ExitStack() as connections:
         # The consumers' subscriptions and inboxes live in the same databases as the outboxes.

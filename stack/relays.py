@@ -45,7 +45,7 @@ def relay_component(settings: StackSettings, database: str) -> Component:
         with psycopg.connect(dsn, connect_timeout=2, autocommit=True) as conn:
             return lock_holders(conn) == 1
 
-    env = {"CHOREO_DATABASE_URL": dsn, "CHOREO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env = {"CHOREO_DATABASE_URL": dsn, **settings.kafka_env()}
     return Component(relay_name(database), 0, [sys.executable, "-m", "choreo.outbox.poller"],
                      quietly(healthy), env=env)
 
@@ -122,7 +122,7 @@ def retire_polling(settings: StackSettings, registry: ProcessRegistry, report: R
             registry.stop(name)
             report(f"{name:<13} stopped: {database} is relayed by CDC")
             changed = True
-        producer = producer or relay_producer(settings.kafka_bootstrap)
+        producer = producer or relay_producer(settings.kafka)
         published = catch_up(settings.database_dsn(database), producer)
         if published is not None:
             report(f"{name:<13} handed {database} to CDC; published {published} events"

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from choreo.outbox import config
+from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.stack import manifest
 from choreo.stack.errors import ConfigError
 
@@ -64,6 +65,21 @@ def recorded_brokers(state_dir: Path) -> int | None:
     try:
         return int((state_dir / "kafka" / "brokers").read_text())
     except (FileNotFoundError, ValueError):
+        return None
+
+
+KAFKA_SECURITY = ("plaintext", "sasl_ssl")
+SCRAM_USER = "choreo"
+"""The user the embedded broker's log is formatted with (``stack.kafka_security``)."""
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+def recorded_kafka_security(state_dir: Path) -> str | None:
+    """How the embedded broker served its listeners when it last started, so ``choreo
+    status`` or ``down`` after a secured ``up`` reach it without the variable."""
+    try:
+        return (state_dir / "kafka" / "security").read_text().strip() or None
+    except FileNotFoundError:
         return None
 
 
@@ -131,6 +147,11 @@ class StackSettings:
     replicas: str = ""
     """``CHOREO_REPLICAS`` (``choreo up --replicas``): processes per consumer service,
     ``payments=2,inventory=2``; a service not named runs one."""
+    kafka_security: str = "plaintext"
+    """``CHOREO_EMBEDDED_KAFKA_SECURITY``: ``sasl_ssl`` serves the embedded broker's
+    listeners with TLS (certificates of a throw-away CA in the state directory) and
+    SASL/SCRAM, as a team's cluster would, and gives every client the stack starts, Connect
+    included, the credentials (``stack.kafka_security``)."""
     relay: str = "cdc"
     """``CHOREO_RELAY``: how outbox rows reach Kafka, ``cdc`` (Debezium) or ``polling``
     (``outbox.poller``), for every outbox database or per database (``orders=polling,...``)."""
@@ -160,6 +181,9 @@ class StackSettings:
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
+            kafka_security=config.text(env, "CHOREO_EMBEDDED_KAFKA_SECURITY",
+                                       recorded_kafka_security(state_dir)
+                                       or cls.kafka_security).lower(),
             links=config.text(env, "CHOREO_LINKS", cls.links),
             replicas=config.text(env, "CHOREO_REPLICAS", cls.replicas),
             brokers=config.integer(env, "CHOREO_BROKERS",
@@ -202,6 +226,9 @@ class StackSettings:
                 f"CHOREO_RESERVATION_TTL_S={self.reservation_ttl_s} must be greater than"
                 f" CHOREO_ORDER_DEADLINE_S={self.order_deadline_s}"
             )
+        if self.kafka_security not in KAFKA_SECURITY:
+            raise ConfigError(f"CHOREO_EMBEDDED_KAFKA_SECURITY={self.kafka_security!r} is not"
+                              f" one of {', '.join(KAFKA_SECURITY)}")
         if not 1 <= self.brokers <= MAX_BROKERS:
             raise ConfigError(f"CHOREO_BROKERS={self.brokers}: expected 1 to {MAX_BROKERS}")
         ports = [*self.own_ports().values(), *self.replica_ports()] + self.extra_broker_ports()
@@ -269,6 +296,31 @@ class StackSettings:
         """Every node's listener, so a client can start while any one of them is down."""
         return ",".join(f"127.0.0.1:{self.broker_port(node)}" for node in self.broker_nodes())
 
+    @property
+    def secured(self) -> bool:
+        return self.kafka_security == "sasl_ssl"
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How the stack's own clients reach the embedded broker."""
+        if not self.secured:
+            return KafkaConnection(self.kafka_bootstrap)
+        return KafkaConnection(self.kafka_bootstrap, "SASL_SSL", SCRAM_MECHANISM, SCRAM_USER,
+                               self.scram_password_file.read_text().strip(),
+                               ssl_ca_location=str(self.kafka_ca_file))
+
+    def kafka_env(self) -> dict[str, str]:
+        """What a child process needs to reach the embedded broker; the password as a
+        file (``CHOREO_KAFKA_SASL_PASSWORD_FILE``), never in the environment."""
+        env = {"CHOREO_KAFKA_BOOTSTRAP": self.kafka_bootstrap}
+        if self.secured:
+            env |= {"CHOREO_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                    "CHOREO_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+                    "CHOREO_KAFKA_SASL_USERNAME": SCRAM_USER,
+                    "CHOREO_KAFKA_SASL_PASSWORD_FILE": str(self.scram_password_file),
+                    "CHOREO_KAFKA_SSL_CA_LOCATION": str(self.kafka_ca_file)}
+        return env
+
     def broker_nodes(self) -> range:
         return range(1, self.brokers + 1)
 
@@ -302,7 +354,7 @@ class StackSettings:
         return {
             "CHOREO_DATABASE_URL": self.database_dsn(database),
             "CHOREO_METRICS_PORT": str(metrics_port),
-            "CHOREO_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            **self.kafka_env(),
             "CHOREO_REDIS_URL": self.redis_url,
             **{manifest.named(name).port_variable: str(port)
                for name, port in self.service_ports.items()},
@@ -335,6 +387,20 @@ class StackSettings:
     def kafka_dir(self) -> Path:
         """The broker's configuration and, under ``data``, its log: kept across ``down``."""
         return self.state_dir / "kafka"
+
+    @property
+    def kafka_tls_dir(self) -> Path:
+        """The throw-away CA and the broker's certificate of a secured embedded broker."""
+        return self.kafka_dir / "tls"
+
+    @property
+    def kafka_ca_file(self) -> Path:
+        return self.kafka_tls_dir / "ca.pem"
+
+    @property
+    def scram_password_file(self) -> Path:
+        """Drawn when the log is formatted, with the SCRAM user it bootstraps."""
+        return self.kafka_dir / "scram-password"
 
     @property
     def connect_dir(self) -> Path:

@@ -34,7 +34,7 @@ ROUNDS, ORDERS_PER_RUN = 4, 40
 def replicas(inventory_dsn: str, conn: psycopg.Connection[Any]) -> Iterator[list[ConsumerRuntime]]:
     stock(conn, {"mug": (1250, 10_000), "tee": (1999, 10_000)})
     built = [ConsumerRuntime(
-        group_id=CONSUMER, bootstrap="unused.invalid:9092", database_url=inventory_dsn,
+        group_id=CONSUMER, kafka="unused.invalid:9092", database_url=inventory_dsn,
         codec=CODEC, handlers=build_handlers(RecordingWriter(CODEC, CONSUMER), TTL_S),
         dedupe=MemoryDedupe(), backoff=Backoff(base_s=0.001, cap_s=0.002, max_attempts=3),
         producer=RecordingProducer(), lock_first=lock_run) for _ in range(2)]

@@ -60,7 +60,7 @@ def probe_runtime(bootstrap: str, database_url: str, consumer: str, run: str,
                   dedupe: DedupeStore | None = None, failing: set[int] | None = None,
                   max_attempts: int = 3) -> ConsumerRuntime:
     return ConsumerRuntime(
-        group_id=consumer, bootstrap=bootstrap, database_url=database_url,
+        group_id=consumer, kafka=bootstrap, database_url=database_url,
         codec=EventCodec(SchemaCatalog.load()),
         handlers={"OrderConfirmed": recording_handler(consumer, run, failing)},
         dedupe=dedupe or MemoryDedupe(),

@@ -42,7 +42,7 @@ def runtime_for(probe_database: str) -> Iterator[Build]:
     def build(consumer: str, run: str, failing: set[int],
               producer: RecordingProducer) -> ConsumerRuntime:
         built.append(ConsumerRuntime(
-            group_id=consumer, bootstrap="unused.invalid:9092", database_url=probe_database,
+            group_id=consumer, kafka="unused.invalid:9092", database_url=probe_database,
             codec=CODEC, handlers={"OrderConfirmed": recording_handler(consumer, run, failing)},
             dedupe=MemoryDedupe(), backoff=Backoff(base_s=0.001, cap_s=0.002, max_attempts=2),
             producer=producer))
@@ -225,7 +225,7 @@ def test_a_retry_later_after_a_rollback_leaves_nothing_before_it_undone(
         record(event, conn)
 
     runtime = ConsumerRuntime(
-        group_id=consumer, bootstrap="unused.invalid:9092", database_url=probe_database,
+        group_id=consumer, kafka="unused.invalid:9092", database_url=probe_database,
         codec=CODEC, handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
         backoff=Backoff(base_s=0.001, cap_s=0.002, max_attempts=2),
         producer=RecordingProducer())

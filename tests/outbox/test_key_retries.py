@@ -73,7 +73,7 @@ def producer() -> RecordingProducer:
 @pytest.fixture
 def runtime(probe_database: str, consumer: str, handler: FlakyDependency,
             producer: RecordingProducer) -> Iterator[ConsumerRuntime]:
-    built = ConsumerRuntime(group_id=consumer, bootstrap="unused.invalid:9092",
+    built = ConsumerRuntime(group_id=consumer, kafka="unused.invalid:9092",
                             database_url=probe_database, codec=CODEC,
                             handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
                             backoff=BACKOFF, producer=producer)
@@ -192,7 +192,7 @@ def test_a_key_blocked_by_one_replica_is_parked_at_once_by_another(
     arriving on B's partition, was handled instead of parked behind A's entry."""
     stream = EventStream(CODEC)
     key = f"{consumer}-shared"
-    other = ConsumerRuntime(group_id=consumer, bootstrap="unused.invalid:9092",
+    other = ConsumerRuntime(group_id=consumer, kafka="unused.invalid:9092",
                             database_url=probe_database, codec=CODEC,
                             handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
                             backoff=BACKOFF, producer=producer)

@@ -25,7 +25,7 @@ def lag_samples(consumer: str) -> dict[tuple[str, str], float]:
 
 
 def test_a_partition_given_up_leaves_the_lag_gauge():
-    runtime = ConsumerRuntime(group_id="lag-gauge-probe", bootstrap="127.0.0.1:1",
+    runtime = ConsumerRuntime(group_id="lag-gauge-probe", kafka="127.0.0.1:1",
                               database_url="postgresql://nowhere", handlers={},
                               codec=EventCodec(SchemaCatalog.load()), dedupe=MemoryDedupe())
     assignment = FakeAssignment({("order.events", 0): 5, ("order.events", 1): 7},

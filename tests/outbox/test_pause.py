@@ -46,7 +46,7 @@ def test_retry_later_pauses_then_handles_every_event_once_without_dead_letters(
         record(event, conn)
 
     runtime = ConsumerRuntime(
-        group_id=consumer, bootstrap=running_stack.kafka_bootstrap,
+        group_id=consumer, kafka=running_stack.kafka_bootstrap,
         database_url=probe_database, codec=EventCodec(SchemaCatalog.load()),
         handlers={"OrderConfirmed": handler}, dedupe=MemoryDedupe(),
         backoff=Backoff(base_s=0.01, cap_s=0.05, max_attempts=3),  # RetryLater is no attempt

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from choreo.outbox.kafka import build_consumer, build_producer, ensure_topics
+from choreo.outbox.topics import TopicSettings
 from choreo.stack import launcher
 from choreo.stack.broker import broker_components, kafka_tool_command, node_name
 from choreo.stack.processes import ProcessRegistry
@@ -158,7 +159,7 @@ class Load:
 
 def test_each_node_sigkilled_in_turn_loses_no_acknowledged_record(three_nodes: Cluster) -> None:
     settings, registry = three_nodes.settings, three_nodes.registry
-    ensure_topics(settings.kafka_bootstrap, [TOPIC], partitions=PARTITIONS)
+    ensure_topics(settings.kafka_bootstrap, [TOPIC], TopicSettings(partitions=PARTITIONS))
     components = {c.name: c for c in broker_components(settings)}
     first = active_controller(settings)
     victims = [first, *(n for n in settings.broker_nodes() if n != first)]
