@@ -9,6 +9,13 @@ migration does: a slot that Debezium creates itself starts when the connector fi
 runs, so whatever the services committed before that would never be published
 (docs/stack.md). Run ``slots`` (or ``deploy``) before the services first write, or
 pass ``--no-slots`` when the slots are managed elsewhere.
+
+The database password never has to reach Connect's config topic in clear:
+``CHOREO_CONNECT_PASSWORD_REFERENCE=${file:/opt/secrets/postgres.properties:password}``
+puts a reference to one of Connect's config providers (KIP-297; ``config.providers`` on the
+worker) into the connector instead, and only the slot creation, which choreo does itself,
+reads the password (``CHOREO_POSTGRES_PASSWORD`` or ``..._FILE``). ``render`` never prints
+a password.
 """
 
 from __future__ import annotations
@@ -22,12 +29,30 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from choreo.outbox import config
+from choreo.outbox.errors import ConfigError
 from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack import manifest
 from choreo.stack.connectors import ConnectClient, deploy
 from choreo.stack.errors import StackError
 from choreo.stack.settings import StackSettings
 from choreo.stack.slots import ensure_replication_slot
+
+MASK = "********"
+
+
+def password() -> str:
+    return config.text(os.environ, "CHOREO_POSTGRES_PASSWORD")
+
+
+def password_reference() -> str:
+    """What the connector says in place of the password: a config provider's reference."""
+    reference = config.text(os.environ, "CHOREO_CONNECT_PASSWORD_REFERENCE")
+    if reference and not (reference.startswith("${") and reference.endswith("}")):
+        # Not echoed: a password put here by mistake must not reach a log.
+        raise ConfigError("CHOREO_CONNECT_PASSWORD_REFERENCE is not a config provider"
+                          " reference such as ${file:/path/secrets.properties:key}")
+    return reference
 
 
 def values_from(args: argparse.Namespace, database: str) -> dict[str, str]:
@@ -36,14 +61,23 @@ def values_from(args: argparse.Namespace, database: str) -> dict[str, str]:
         "postgres_host": args.postgres_host,
         "postgres_port": str(args.postgres_port),
         "postgres_user": args.postgres_user,
-        "postgres_password": os.environ.get("CHOREO_POSTGRES_PASSWORD", ""),
+        "postgres_password": password_reference() or password(),
         "poll_interval_ms": str(args.poll_interval_ms),
     }
 
 
+def printable(connector: dict[str, Any]) -> dict[str, Any]:
+    """A rendered connector fit to print: a password in clear is masked, a reference kept."""
+    secret = connector["config"]["database.password"]
+    if secret and secret != password_reference():
+        connector = {**connector, "config": {**connector["config"], "database.password": MASK}}
+    return connector
+
+
 def cmd_render(args: argparse.Namespace, settings: StackSettings) -> int:
     for database in args.databases:
-        print(json.dumps(render(OUTBOX_TEMPLATE, values_from(args, database)), indent=2))
+        rendered = render(OUTBOX_TEMPLATE, values_from(args, database))
+        print(json.dumps(printable(rendered), indent=2))
     return 0
 
 
@@ -68,7 +102,7 @@ def create_slots(rendered: list[dict[str, Any]], wait_s: float) -> None:
 def create_slot(config: dict[str, str]) -> None:
     dsn = make_conninfo(host=config["database.hostname"], port=config["database.port"],
                         user=config["database.user"], dbname=config["database.dbname"],
-                        password=config["database.password"] or None, connect_timeout=5)
+                        password=password() or None, connect_timeout=5)
     slot = config["slot.name"]
     created = ensure_replication_slot(dsn, config["database.dbname"], slot,
                                       config["plugin.name"])
@@ -103,7 +137,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         parser.add_argument("--postgres-host", default="127.0.0.1")
         parser.add_argument("--postgres-port", type=int, default=5432)
         parser.add_argument("--postgres-user", default="postgres",
-                            help="the password comes from CHOREO_POSTGRES_PASSWORD")
+                            help="the password comes from CHOREO_POSTGRES_PASSWORD(_FILE);"
+                            " the connector may say CHOREO_CONNECT_PASSWORD_REFERENCE instead")
         parser.add_argument("--poll-interval-ms", type=int, default=10)
         parser.add_argument("--databases", nargs="+", default=list(manifest.databases(outbox=True)))
         parser.set_defaults(handler=handler)

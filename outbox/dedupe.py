@@ -14,6 +14,8 @@ from typing import Protocol
 
 import redis
 
+from choreo.outbox.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -82,13 +84,31 @@ class RedisDedupe:
     The pause keeps a dead Redis from adding a connect timeout to every event.
     """
 
-    def __init__(self, url: str, ttl_s: int = 7 * 24 * 3600, pause_after_error_s: float = 2.0):
+    def __init__(self, url: str, ttl_s: int = 7 * 24 * 3600, pause_after_error_s: float = 2.0,
+                 password: str | None = None):
+        """``password`` (``CHOREO_REDIS_PASSWORD``) wins over one in the URL, so the URL
+        can be configuration and the password a mounted secret."""
         self.client = redis.Redis.from_url(
-            url, socket_timeout=0.2, socket_connect_timeout=0.2, retry_on_timeout=False
-        )
+            url, socket_timeout=0.2, socket_connect_timeout=0.2, retry_on_timeout=False,
+            **({"password": password} if password else {}))
         self.ttl_s = ttl_s
         self.pause_after_error_s = pause_after_error_s
         self._paused_until = 0.0
+
+    def check_credentials(self) -> None:
+        """Refuse to start with credentials Redis rejects: the store would be skipped on
+        every event, silently, for as long as the service runs. Redis being down is fine
+        (it only speeds dedupe up; the inbox decides), and is not checked here."""
+        try:
+            self.client.ping()
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as error:
+            if not self.client.connection_pool.connection_kwargs.get("password"):
+                raise ConfigError("Redis wants a password: set CHOREO_REDIS_PASSWORD (or"
+                                  " CHOREO_REDIS_PASSWORD_FILE)") from None
+            raise ConfigError(f"Redis refused this client's credentials (CHOREO_REDIS_URL,"
+                              f" CHOREO_REDIS_PASSWORD): {error}") from None
+        except redis.RedisError:
+            pass  # down or unreachable: the runtime rides that out
 
     @staticmethod
     def key(consumer: str, event_id: str) -> str:

@@ -112,8 +112,12 @@ def apply_schema(database_url: str, *scripts: Path) -> None:
 
 
 def dedupe_store(settings: ServiceSettings) -> DedupeStore:
-    return RedisDedupe(settings.redis_url, settings.dedupe_ttl_s) if settings.redis_url \
-        else MemoryDedupe()
+    if not settings.redis_url:
+        return MemoryDedupe()
+    store = RedisDedupe(settings.redis_url, settings.dedupe_ttl_s,
+                        password=settings.redis_password or None)
+    store.check_credentials()
+    return store
 
 
 def run_jobs(jobs: list[PeriodicJob], database_url: str, writer: OutboxWriter,

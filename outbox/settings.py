@@ -9,7 +9,7 @@ missing or malformed one fails here with its name, before any connection is open
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from choreo.outbox import config
 from choreo.outbox.errors import ConfigError
@@ -26,6 +26,8 @@ class ServiceSettings:
     redis_url: str
     metrics_port: int
     backoff: Backoff
+    redis_password: str = field(default="", repr=False)
+    """``CHOREO_REDIS_PASSWORD`` (or ``_FILE``): kept out of the URL, which is configuration."""
     bind_host: str = "127.0.0.1"
     """Where HTTP endpoints listen; only containers (compose.yaml) need another address."""
     batch_size: int = 200
@@ -61,6 +63,7 @@ class ServiceSettings:
             kafka=KafkaConnection.from_env(env),
             redis_url=config.url(env, "CHOREO_REDIS_URL", "",
                                  schemes=("redis", "rediss", "unix")),
+            redis_password=config.text(env, "CHOREO_REDIS_PASSWORD"),
             metrics_port=config.port(env, "CHOREO_METRICS_PORT", default_metrics_port),
             backoff=backoff,
             # 0 has always meant "one at a time" rather than an error.

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from choreo.chaos.report import ChaosReport
 from choreo.chaos.run import run_chaos
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.kafka import build_unmanaged_consumer
+from choreo.outbox.kafka import Kafka, build_unmanaged_consumer
 from choreo.outbox.writer import OutboxWriter
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack import launcher
@@ -26,7 +26,7 @@ from choreo.stack.settings import REPO_ROOT, StackSettings
 
 
 def collect(
-    bootstrap: str,
+    bootstrap: Kafka,
     topic: str,
     until: Callable[[list[Message]], bool],
     *,
