@@ -6,8 +6,9 @@ derived from :data:`MANIFEST`: the databases the stack creates and the ones it r
 outbox rows from (``stack.settings``), the processes it starts and stops in this order
 (``stack.services``), which of them are consumers (replicas, drain, lag, ``status``),
 the rolling restart's order (``stack.restart``), the chaos run's default targets
-(``chaos.plan``), the links a fault proxy may cut, and the contract check
-(``choreo schemas contracts``, through each entry's ``definition``).
+(``chaos.plan``), the links a fault proxy may cut, the contract check
+(``choreo schemas contracts``, through each entry's ``definition``), and the Kubernetes
+manifests (``stack.k8s``: a Deployment per entry).
 ``tests/stack/test_manifest.py`` adds a throw-away participant to a copy and checks that
 each of those sees it.
 
