@@ -13,7 +13,7 @@ import psycopg
 import requests
 
 from choreo.chaos import command as chaos_command
-from choreo.cli import connectors, dlq, orders, reach, trace
+from choreo.cli import connectors, dlq, k8s, orders, reach, trace
 from choreo.stack import cpu, launcher, restart
 from choreo.stack.broker import KAFKA_TOOLS, kafka_tool_command
 from choreo.stack.errors import ConfigError, StackError
@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     orders.register(commands)
     trace.register(commands)
     connectors.register(commands)
+    k8s.register(commands)
     chaos_command.register(commands)
     bench = commands.add_parser("bench", help="benchmarks that print their figures")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)

@@ -6,8 +6,9 @@ derived from :data:`MANIFEST`: the databases the stack creates and the ones it r
 outbox rows from (``stack.settings``), the processes it starts and stops in this order
 (``stack.services``), which of them are consumers (replicas, drain, lag, ``status``),
 the rolling restart's order (``stack.restart``), the chaos run's default targets
-(``chaos.plan``), the links a fault proxy may cut, and the contract check
-(``choreo schemas contracts``, through each entry's ``definition``).
+(``chaos.plan``), the links a fault proxy may cut, the contract check
+(``choreo schemas contracts``, through each entry's ``definition``), and the Kubernetes
+manifests (``stack.k8s``: a Deployment per entry).
 ``tests/stack/test_manifest.py`` adds a throw-away participant to a copy and checks that
 each of those sees it.
 
@@ -45,6 +46,9 @@ class Participant:
     participant: bool = True
     """False for the psp, which stands in for an external provider: it is not linked
     through fault proxies (its own callers' link to it is) and declares no events."""
+    url_variable: str | None = None
+    """``CHOREO_<...>_URL``: where its callers find it (``http://127.0.0.1:<port>`` in the
+    stack, its Service in Kubernetes); None for a process no other one calls."""
     definition: str | None = None
     """``module:attribute``: its ``ServiceDefinition``, or a function that builds one
     from default settings without opening a connection. The contract check reads what it
@@ -54,7 +58,7 @@ class Participant:
 
 MANIFEST: tuple[Participant, ...] = (
     Participant("psp", "choreo.services.psp", "psp", 18090, "CHOREO_PSP_PORT",
-                outbox=False, participant=False),
+                outbox=False, participant=False, url_variable="CHOREO_PSP_URL"),
     Participant("inventory", "choreo.services.inventory", "inventory", 18081,
                 "CHOREO_INVENTORY_METRICS_PORT", consumer=True,
                 definition="choreo.services.inventory.__main__:definition"),
@@ -74,7 +78,8 @@ MANIFEST: tuple[Participant, ...] = (
     Participant("wallet-api", "choreo.services.wallet", "wallet", 18092, "CHOREO_WALLET_PORT",
                 args=("api",)),
     Participant("notifier", "choreo.services.notifier", "notifier", 18093,
-                "CHOREO_NOTIFIER_PORT", outbox=False, participant=False),
+                "CHOREO_NOTIFIER_PORT", outbox=False, participant=False,
+                url_variable="CHOREO_NOTIFIER_URL"),
     Participant("notification", "choreo.services.notification", "notification", 18088,
                 "CHOREO_NOTIFICATION_METRICS_PORT", consumer=True,
                 definition="choreo.services.notification.__main__:definition"),

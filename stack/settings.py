@@ -358,8 +358,8 @@ class StackSettings:
             "CHOREO_REDIS_URL": self.redis_url,
             **{manifest.named(name).port_variable: str(port)
                for name, port in self.service_ports.items()},
-            "CHOREO_PSP_URL": f"http://127.0.0.1:{self.port_of('psp')}",
-            "CHOREO_NOTIFIER_URL": f"http://127.0.0.1:{self.port_of('notifier')}",
+            **{p.url_variable: f"http://127.0.0.1:{self.port_of(p.name)}"
+               for p in manifest.MANIFEST if p.url_variable},
             "CHOREO_ORDER_DEADLINE_S": str(self.order_deadline_s),
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),

@@ -16,7 +16,7 @@ from choreo.chaos.plan import check_targets, default_targets
 from choreo.cli.contracts import declarations, definitions, subscriptions
 from choreo.outbox import Handler, OutboxWriter, ReceivedEvent, ServiceDefinition
 from choreo.schemas.catalog import SCHEMA_DIR, SchemaCatalog
-from choreo.stack import launcher, manifest, restart, supervisor
+from choreo.stack import k8s, launcher, manifest, restart, supervisor
 from choreo.stack.errors import ConfigError
 from choreo.stack.relays import relay_components
 from choreo.stack.services import consumer_processes, service_components
@@ -109,12 +109,21 @@ def test_the_contract_check_reads_its_declarations() -> None:
     assert next(d for d in declarations() if d.service == "shipping").emits == {"OrderRejected"}
 
 
+@pytest.mark.usefixtures("with_shipping")
+def test_kubernetes_deploys_it() -> None:
+    services = k8s.files(k8s.Target(image="choreo:test"), topics=[])["20-services.yaml"]
+    assert "name: shipping\n" in services
+    assert "- choreo.services.shipping\n" in services
+
+
 def test_without_the_entry_nobody_sees_it(tmp_path: Path) -> None:
     """The checks above would pass on lists that hold ``shipping`` anyway."""
     settings = settings_in(tmp_path)
     assert "shipping" not in {c.name for c in service_components(settings)}
     assert "shipping" not in default_targets()
     assert "shipping" not in {d.name for d in definitions()}
+    assert "shipping" not in k8s.files(k8s.Target(image="choreo:test"), topics=[])[
+        "20-services.yaml"]
     with pytest.raises(ConfigError, match="CHOREO_REPLICAS='shipping=2'"):
         settings_in(tmp_path, CHOREO_REPLICAS="shipping=2").replica_count("shipping")
 
