@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from choreo.outbox.kafka import DEFAULT_PARTITIONS
+from choreo.outbox.topics import DEFAULT_PARTITIONS
 from choreo.stack import manifest
 from choreo.stack.manifest import Participant
 
@@ -428,7 +428,7 @@ def connectors_job(image: str) -> Document:
         "The outbox connectors, once the services have created their outbox tables and"
         " publication. The password is a reference Connect resolves from its own"
         " mounted file; Kubernetes leaves ${...} alone.", (),
-        env=[{"name": "CHOREO_POSTGRES_PASSWORD",
+        env=[{"name": "CHOREO_CONNECT_PASSWORD_REFERENCE",
               "value": f"${{dir:{CONNECT_SECRETS}/postgres:password}}"}])
 
 
