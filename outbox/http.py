@@ -15,7 +15,8 @@ its routes:
   first answer again, and a key reused with another request gets 422;
 - ``/health`` (the database answers), ``/metrics`` and ``/openapi.json``;
 - :func:`serve` runs the application until SIGTERM, after the process's logs, tracing and
-  tables are set up as for a consumer.
+  tables are set up as for a consumer, behind the callers' authentication of
+  ``outbox.access`` (API keys or a proxy's identity header; required off loopback).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from choreo.outbox.access import AccessSettings
+from choreo.outbox.access import middleware as access_middleware
 from choreo.outbox.runner import ServiceDefinition, prepare_process
 from choreo.outbox.settings import ServiceSettings
 from choreo.outbox.writer import OutboxWriter
@@ -228,6 +231,18 @@ def application(service: str, pool: AsyncConnectionPool, writer: OutboxWriter,
     return app
 
 
+def unauthorized(message: str) -> web.Response:
+    return error(401, "unauthorized", message,
+                 headers={"WWW-Authenticate": 'Bearer realm="choreo"'})
+
+
+def protect(app: web.Application, access: AccessSettings) -> web.Application:
+    """Let only authenticated callers past ``observe`` (``outbox.access``); ``serve`` does
+    this to every intake, a test may to an application of its own."""
+    app.middlewares.append(access_middleware(access, unauthorized))
+    return app
+
+
 AppFactory = Callable[[AsyncConnectionPool, OutboxWriter], web.Application]
 
 
@@ -249,6 +264,7 @@ def serve(process: str, definition: ServiceDefinition, settings: ServiceSettings
     """Run the intake ``make_app`` builds until SIGTERM: the process's logs, tracing and
     tables first (as a consumer's), then a writer for the definition's schemas and
     declared events, a connection pool, and the server on ``settings.bind_host``."""
+    settings.access.check_exposure(settings.bind_host)
     prepare_process(process, settings, definition.schema_sql)
     writer = OutboxWriter.for_schemas(definition.name, definition.schemas,
                                       emits=definition.emits)
@@ -256,7 +272,8 @@ def serve(process: str, definition: ServiceDefinition, settings: ServiceSettings
     async def run() -> None:
         async with connection_pool(settings.database_url) as pool:
             await pool.wait()
-            runner = web.AppRunner(make_app(pool, writer), access_log=None)
+            runner = web.AppRunner(protect(make_app(pool, writer), settings.access),
+                                   access_log=None)
             await runner.setup()
             await web.TCPSite(runner, settings.bind_host, port, shutdown_timeout=10).start()
             log.info("listening on %s:%d", settings.bind_host, port)

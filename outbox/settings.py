@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from choreo.outbox import config
+from choreo.outbox.access import AccessSettings
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.retry import Backoff
@@ -37,6 +38,8 @@ class ServiceSettings:
     inbox_retention_s: float = 7 * 24 * 3600.0
     dead_letter_retention_s: float = 30 * 24 * 3600.0
     """How long replayed and discarded dead letters stay listed (``choreo dlq list --all``)."""
+    access: AccessSettings = AccessSettings()
+    """Who may call an HTTP intake (``outbox.access``); consumers serve no writes."""
     topics: TopicSettings = TopicSettings()
     """How the topics it reads (and its dead-letter topic) are made, or that they must exist."""
     telemetry_url: str = ""
@@ -75,6 +78,7 @@ class ServiceSettings:
                                             7 * 24 * 3600.0, ge=0),
             dead_letter_retention_s=config.number(env, "CHOREO_DEAD_LETTER_RETENTION_S",
                                                   30 * 24 * 3600.0, ge=0),
+            access=AccessSettings.from_env(env),
             topics=TopicSettings.from_env(env),
             telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
                                      required=False),
