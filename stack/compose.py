@@ -21,9 +21,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from choreo.outbox.deadletter import dead_letter_topic
-from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack import manifest
+from choreo.stack.launcher import service_topics
 from choreo.stack.manifest import Participant
 from choreo.stack.settings import INFRASTRUCTURE_PORTS
 
@@ -57,15 +56,6 @@ def published(participant: Participant) -> bool:
     return participant.participant and not participant.consumer
 
 
-def topics() -> list[str]:
-    """Each event topic and each consumer's dead-letter topic."""
-    catalog = SchemaCatalog.load()
-    events = {catalog.latest(t).topic for t in catalog.event_types()}
-    dead_letters = {dead_letter_topic(manifest.definition(p).name)
-                    for p in manifest.MANIFEST if p.consumer}
-    return sorted(events) + sorted(dead_letters)
-
-
 def flow(items: list[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
@@ -77,10 +67,9 @@ def region(name: str, lines: list[str], indent: str) -> str:
 
 
 def environment_region() -> str:
-    """Where each outside stand-in is, for the services that call it (CHOREO_PSP_URL)."""
-    return region("environment", [
-        f"CHOREO_{p.name.upper()}_URL: http://{p.name}:{p.port}"
-        for p in manifest.MANIFEST if not p.participant], "  ")
+    """Where each service others call over HTTP is (``CHOREO_PSP_URL``)."""
+    return region("environment", [f"{p.url_variable}: http://{p.name}:{p.port}"
+                                   for p in manifest.MANIFEST if p.url_variable], "  ")
 
 
 def service_lines(participant: Participant) -> list[str]:
@@ -117,7 +106,7 @@ def topics_job_lines() -> list[str]:
         "  environment:",
         f"    BOOTSTRAP: {KAFKA}",
         *[f'    {name}: "{value}"' for name, value in TOPIC_SETTINGS.items()],
-        f"    TOPICS: {' '.join(topics())}",
+        f"    TOPICS: {' '.join(service_topics())}",
         "  entrypoint: [/bin/sh, -c]",
         "  command:",
         "    - >-",
@@ -141,9 +130,9 @@ def connectors_job_lines() -> list[str]:
         *[f"    {name}: {{condition: service_healthy}}" for name in
           ("connect-1", "connect-2", *(p.name for p in manifest.MANIFEST if p.outbox))],
         "  environment:",
-        '    CHOREO_POSTGRES_PASSWORD: "$${dir:/run/secrets:postgres_password}"',
-        "  command: [choreo, connectors, deploy, --no-slots, --connect-url,"
-        ' "http://connect-1:8083",',
+        "    PGPASSFILE: /run/secrets/pgpass",
+        '    CHOREO_CONNECT_PASSWORD_REFERENCE: "$${dir:/run/secrets:postgres_password}"',
+        '  command: [choreo, connectors, deploy, --connect-url, "http://connect-1:8083",',
         '            --postgres-host, postgres, --postgres-port, "5432"]',
     ]
 

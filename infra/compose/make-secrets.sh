@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compose.yaml's secrets, as files in a git-ignored folder (default infra/compose/secrets):
-# random passwords for PostgreSQL, Redis and Grafana, and the two files the services read
-# them through (libpq's pgpass; Redis's URL). A file that exists is kept, so running it
+# random passwords for PostgreSQL, Redis and Grafana, and the pgpass file libpq reads
+# PostgreSQL's through. A file that exists is kept, so running it
 # again changes nothing; delete the folder (and the postgres-data volume, which keeps the
 # old password) to start over. Usage: infra/compose/make-secrets.sh [FOLDER]
 #
@@ -25,6 +25,4 @@ done
 [ -s "$folder/pgpass" ] ||
     (umask 077 && printf 'postgres:5432:*:postgres:%s\n' "$(cat "$folder/postgres_password")" \
         >"$folder/pgpass")
-[ -s "$folder/redis_url" ] ||
-    printf 'redis://:%s@redis:6379/0\n' "$(cat "$folder/redis_password")" >"$folder/redis_url"
 echo "secrets in $folder"

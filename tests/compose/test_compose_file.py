@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.stack import compose, manifest
+from choreo.stack import compose, k8s, manifest
 from tests.compose.composefile import (
     COMPOSE,
     argv,
@@ -73,6 +73,19 @@ def test_every_image_is_pinned_by_version_and_named_without_a_registry() -> None
         f"choreo:{version}"}
 
 
+def test_kafka_and_connect_are_the_releases_the_embedded_stack_validates() -> None:
+    """The pom the embedded stack installs from names both versions."""
+    pom = (REPO / "infra" / "kafka" / "pom.xml").read_text()
+    kafka = re.search(r"<kafka.version>(.+)</kafka.version>", pom)
+    assert kafka is not None
+    defined = services()
+    assert {defined[f"kafka{node}"]["image"] for node in (1, 2, 3)} | {
+        defined["topics"]["image"]} == {f"apache/kafka:{kafka[1]}"}
+    assert f"<debezium.version>{k8s.DEBEZIUM_VERSION}</debezium.version>" in pom
+    assert {defined[name]["image"] for name in ("connect-1", "connect-2")} == {
+        k8s.CONNECT_IMAGE}
+
+
 def test_passwords_come_only_from_files() -> None:
     """No value in the file is a password: the variables that carry one name a file, and
     the connectors job passes a reference Connect resolves from its secret."""
@@ -116,7 +129,6 @@ def test_the_secrets_script_makes_every_secret_once_and_git_ignores_them(
     password = made["postgres_password"]
     assert re.fullmatch(r"[A-Za-z0-9]{32}", password)
     assert made["pgpass"] == f"postgres:5432:*:postgres:{password}\n"
-    assert made["redis_url"] == f"redis://:{made['redis_password']}@redis:6379/0\n"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "pgpass").stat().st_mode) == 0o600  # or libpq ignores it
     ignored = subprocess.run(["git", "check-ignore", *declared.values()], cwd=REPO,

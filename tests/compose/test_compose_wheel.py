@@ -92,6 +92,8 @@ class ComposeRun:
     workdir: Path
     registry: ProcessRegistry
     collector: Collector
+    redis: redis.Redis | None = None
+    """The Redis with compose's password, once started."""
     health_ports: dict[str, int] = field(default_factory=dict)
     """Each started process (``payments-2`` included) and where its /health answers."""
     service_of: dict[str, str] = field(default_factory=dict)
@@ -191,7 +193,8 @@ def kafka_topics_script(settings: StackSettings, folder: Path) -> Path:
     return folder
 
 
-def started_redis(registry: ProcessRegistry, root: Path, port: int, password: str) -> None:
+def started_redis(registry: ProcessRegistry, root: Path, port: int, password: str
+                  ) -> redis.Redis:
     """compose's Redis: a password from the secret, no persistence."""
     config = root / "redis.conf"
     config.write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\n"
@@ -203,7 +206,7 @@ def started_redis(registry: ProcessRegistry, root: Path, port: int, password: st
     while True:
         try:
             client.ping()
-            return
+            return client
         except redis.ConnectionError:
             assert time.monotonic() < deadline, "redis-server did not answer in 20 s"
             time.sleep(0.1)
@@ -249,14 +252,16 @@ def compose_run(running_stack: StackSettings, tmp_path_factory: pytest.TempPathF
     run = ComposeRun(settings, composefile.services(), loopback, venv_bin, workdir, registry,
                      collector)
     try:
-        started_redis(registry, root, redis_port,
-                      (root / "run-secrets" / "redis_password").read_text())
+        run.redis = started_redis(registry, root, redis_port,
+                                  (root / "run-secrets" / "redis_password").read_text())
         yield start_in_compose_order(run, ports, service_ports, metrics_port)
     finally:
         for name in registry.names():
             registry.stop(name)
         collector.shutdown()
         collector.server_close()
+        if run.redis is not None:
+            run.redis.close()
         # The connectors job deployed compose's connector configs on the shared stack.
         deploy_outbox_connectors(settings, settings.databases_relayed_by("cdc"),
                                  report=lambda line: None)
@@ -290,6 +295,7 @@ def test_an_order_placed_with_the_cli_job_is_confirmed(compose_run: ComposeRun) 
         catalog.stock_up(conn, [catalog.CatalogItem(sku, sku, 1250, 10)])
     done = compose_run.run_job("cli", "order", "--sku", sku, "--quantity", "2", timeout_s=120)
     assert done.returncode == 0 and "=> CONFIRMED" in done.stdout, done.stdout
+    assert compose_run.redis is not None and compose_run.redis.dbsize() > 0  # authenticated
 
 
 def test_every_consumer_replica_owns_a_share_of_the_partitions(
