@@ -27,12 +27,13 @@ import time
 from typing import Any
 
 import psycopg
+import requests
 from psycopg.conninfo import make_conninfo
 
 from choreo.outbox import config
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.wire import OUTBOX_TEMPLATE, render
-from choreo.stack import manifest
+from choreo.stack import manifest, metrics
 from choreo.stack.connectors import ConnectClient, deploy
 from choreo.stack.errors import StackError
 from choreo.stack.settings import StackSettings
@@ -125,6 +126,28 @@ def cmd_deploy(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def connect_statuses(urls: list[str]) -> dict[str, dict[str, Any]] | None:
+    """From the first worker that answers (any worker of a cluster knows every connector);
+    None when none does."""
+    for url in urls:
+        try:
+            return ConnectClient(url).statuses()
+        except requests.RequestException:
+            continue
+    return None
+
+
+def cmd_metrics(args: argparse.Namespace, settings: StackSettings) -> int:
+    """What the embedded supervisor publishes about Connect, for a cluster it does not run
+    (compose): without it the alert on a connector that is not RUNNING has no series."""
+    metrics.serve(args.port, config.text(os.environ, "CHOREO_BIND_HOST", "127.0.0.1"))
+    print(f"Connect's connector states on :{args.port}/metrics, from"
+          f" {' or '.join(args.connect_url)}", flush=True)
+    while True:
+        metrics.publish_connector_states(connect_statuses(args.connect_url))
+        time.sleep(args.interval)
+
+
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     connectors = commands.add_parser("connectors", help="render or deploy the outbox connectors")
     sub = connectors.add_subparsers(dest="connectors_command", required=True)
@@ -149,3 +172,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             parser.add_argument("--no-slots", dest="slots", action="store_false",
                                 help="do not create the replication slots first (they are"
                                 " managed elsewhere)")
+    watch = sub.add_parser("metrics", help="serve Connect's connector and task states on"
+                           " /metrics for Prometheus, until stopped")
+    watch.add_argument("--connect-url", nargs="+", default=["http://127.0.0.1:8083"],
+                       help="one or more workers of the cluster; the first that answers")
+    watch.add_argument("--port", type=int, default=18085)
+    watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS")
+    watch.set_defaults(handler=cmd_metrics)

@@ -14,7 +14,6 @@ tests/contracts/ run them on broken copies.
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,14 +36,7 @@ from choreo.stack import manifest
 
 def definitions() -> list[ServiceDefinition]:
     """Every manifest entry's definition, imported from its ``module:attribute``."""
-    found = []
-    for participant in manifest.MANIFEST:
-        if participant.definition is None:
-            continue
-        module, _, attribute = participant.definition.partition(":")
-        value = getattr(importlib.import_module(module), attribute)
-        found.append(value if isinstance(value, ServiceDefinition) else value())
-    return found
+    return [manifest.definition(p) for p in manifest.MANIFEST if p.definition is not None]
 
 
 def stand_in_settings(service: str) -> ServiceSettings:

@@ -8,11 +8,8 @@ import argparse
 from importlib.metadata import version
 from pathlib import Path
 
-from choreo.cli.contracts import subscriptions
-from choreo.outbox.deadletter import dead_letter_topic
-from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack import k8s
-from choreo.stack.launcher import event_topics
+from choreo.stack.launcher import service_topics
 from choreo.stack.settings import StackSettings
 
 
@@ -21,14 +18,8 @@ def default_image() -> str:
     return f"choreo:{version('choreo')}"
 
 
-def topics() -> list[str]:
-    """Every topic the services need: the events', and each consumer's dead letters."""
-    consumers = {s.consumer for s in subscriptions(SchemaCatalog.load())}
-    return [*event_topics(), *sorted(dead_letter_topic(name) for name in consumers)]
-
-
 def rendered(target: k8s.Target) -> dict[str, str]:
-    return k8s.files(target, topics())
+    return k8s.files(target, service_topics())
 
 
 def cmd_render(args: argparse.Namespace, settings: StackSettings) -> int:

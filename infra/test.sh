@@ -15,6 +15,11 @@ if ! command -v kcat >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat
 fi
+# Debian's docker-compose (1.29) validates compose.yaml (`config -q`); no engine is needed.
+if ! command -v docker-compose >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose
+fi
 # The console's browser test drives Debian's chromium with Playwright (the PyPI package
 # only: it is pointed at /usr/bin/chromium, no browser is downloaded).
 if ! command -v chromium >/dev/null; then

@@ -20,6 +20,7 @@ import psycopg
 import requests
 
 from choreo.outbox import span_store
+from choreo.outbox.deadletter import dead_letter_topic
 from choreo.outbox.kafka import ensure_topics
 from choreo.outbox.wire import OUTBOX_DDL
 from choreo.schemas.catalog import SchemaCatalog
@@ -179,6 +180,14 @@ def event_topics() -> list[str]:
     """One topic per aggregate type, created up front with the intended partition count."""
     catalog = SchemaCatalog.load()
     return sorted({catalog.latest(t).topic for t in catalog.event_types()})
+
+
+def service_topics() -> list[str]:
+    """Every topic the services need, the events' and each consumer's dead letters: what a
+    platform provisions where clients may not create topics (compose, Kubernetes)."""
+    dead_letters = {dead_letter_topic(manifest.definition(p).name)
+                    for p in manifest.MANIFEST if p.consumer}
+    return [*event_topics(), *sorted(dead_letters)]
 
 
 def start_broker(settings: StackSettings, registry: ProcessRegistry, report: Report) -> bool:

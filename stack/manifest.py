@@ -20,7 +20,13 @@ cannot be misspelled into a silently ignored key.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from choreo.outbox.runner import ServiceDefinition
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,16 @@ def consumers() -> tuple[str, ...]:
 def linked() -> tuple[str, ...]:
     """The services whose connections ``CHOREO_LINKS`` may route through a fault proxy."""
     return tuple(p.name for p in MANIFEST if p.participant)
+
+
+def definition(participant: Participant) -> ServiceDefinition:
+    """Its ``ServiceDefinition``, imported from its ``module:attribute`` at call time (the
+    manifest itself imports no service), built if the attribute is a function."""
+    if participant.definition is None:
+        raise ValueError(f"{participant.name} declares no ServiceDefinition")
+    module, _, attribute = participant.definition.partition(":")
+    value = getattr(importlib.import_module(module), attribute)
+    return value() if inspect.isfunction(value) else value
 
 
 def named(name: str) -> Participant:

@@ -34,6 +34,6 @@ def publish_connector_states(statuses: Mapping[str, Mapping[str, Any]] | None) -
             TASK_RUNNING.labels(name, str(task["id"])).set(task["state"] == "RUNNING")
 
 
-def serve(port: int) -> None:
-    """``/metrics`` on 127.0.0.1 in a daemon thread."""
-    start_http_server(port, addr="127.0.0.1")
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """``/metrics`` in a daemon thread; on loopback unless a container must be scraped."""
+    start_http_server(port, addr=host)
