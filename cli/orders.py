@@ -20,6 +20,11 @@ from choreo.testkit.orders_client import TERMINAL, OrdersClient, saga_settled
 from choreo.testkit.shop import Shop
 
 
+def orders_api(settings: StackSettings) -> OrdersClient:
+    """The orders intake, with the key of ``CHOREO_API_KEY`` if the intake wants one."""
+    return OrdersClient(settings.port_of("orders-api"), api_key=settings.api_key)
+
+
 def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, Any]], bool],
            timeout_s: float = 60.0, show: bool = True) -> dict[str, Any]:
     """Print each new history entry as it arrives, until ``settle_after(order)`` holds."""
@@ -42,7 +47,7 @@ def follow(api: OrdersClient, order_id: str, settle_after: Callable[[dict[str, A
 
 
 def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
-    api = OrdersClient(settings.port_of("orders-api"))
+    api = orders_api(settings)
     accepted = api.place([{"sku": args.sku, "quantity": args.quantity}], args.token,
                          args.customer, args.deadline)
     print(f"order {accepted['id']} accepted ({accepted['status_url']})")
@@ -52,7 +57,7 @@ def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
-    order = follow(OrdersClient(settings.port_of("orders-api")), args.order_id, lambda order: True)
+    order = follow(orders_api(settings), args.order_id, lambda order: True)
     print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
     kinds = Shop(settings).messages_about(order["id"])
     print(f"told: {', '.join(kinds) if kinds else 'nothing (yet, or a guest, or channel none)'}")
@@ -114,7 +119,7 @@ def told(shop: Shop, order: dict[str, Any]) -> list[str]:
 def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
     """Every path, as one registered customer (email, a small wallet), with what the
     customer was told about each order."""
-    api, shop = OrdersClient(settings.port_of("orders-api")), Shop(settings)
+    api, shop = orders_api(settings), Shop(settings)
     customer = shop.register(f"demo-{int(time.time())}@example.org")
     shop.top_up(customer, DEMO_WALLET_CENTS)
     shop.wait_known_to_notification(customer)

@@ -87,6 +87,13 @@ def service_lines(participant: Participant) -> list[str]:
         "    <<: *probe",
         f'    test: [CMD, python, -c, "{HEALTH_PROBE.format(port=p.port)}"]',
     ]
+    if not p.consumer:
+        # An HTTP server reachable on compose's network authenticates its callers
+        # (outbox.access); a stand-in that only the services call is open on purpose.
+        lines[7:7] = (["    CHOREO_API_KEYS_FILE: /run/secrets/api_keys"] if published(p)
+                      else ['    CHOREO_ALLOW_ANONYMOUS: "true"'])
+        if published(p):
+            lines.append("  secrets: [pgpass, redis_password, api_keys]")
     if p.consumer:
         lines.append(f"  deploy: {{replicas: {CONSUMER_REPLICAS}}}")
     if published(p):

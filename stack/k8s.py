@@ -41,6 +41,7 @@ CONNECT_SECRETS = "/opt/secrets"
 CONFIG = "choreo"
 """The ConfigMap every choreo container takes its environment from."""
 POSTGRES_SECRET, KAFKA_SECRET, REDIS_SECRET = "choreo-postgres", "choreo-kafka", "choreo-redis"
+API_KEYS_SECRET = "choreo-api-keys"
 SECRETS = "/var/run/secrets/choreo"
 PGPASS_DIR = "/var/run/choreo"
 
@@ -77,6 +78,7 @@ EXPECTED_SECRETS: Mapping[str, str] = {
                      " password (the same password alone, for Connect)",
     KAFKA_SECRET: "password (the SASL password) and ca.crt (the brokers' CA, PEM)",
     REDIS_SECRET: "password",
+    API_KEYS_SECRET: "keys (the intakes' API keys, one a line: add a line to rotate)",
 }
 
 
@@ -182,14 +184,17 @@ Needs = tuple[str, ...]
 """What a pod of the choreo image reaches that takes a password: ``postgres``, ``kafka``,
 ``redis``. It mounts those Secrets only."""
 SERVICE_NEEDS: Needs = ("postgres", "kafka", "redis")
+INTAKE_NEEDS: Needs = (*SERVICE_NEEDS, "api-keys")
+FILE_SECRETS = (("kafka", KAFKA_SECRET), ("redis", REDIS_SECRET), ("api-keys", API_KEYS_SECRET))
+"""Secrets mounted whole as a folder of files, by the need that mounts them."""
 
 
 def choreo_volumes(needs: Needs) -> list[Object]:
     volumes = [secret_volume("postgres-secret", POSTGRES_SECRET, ["pgpass"]),
                {"name": "pgpass", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
                ] if "postgres" in needs else []
-    volumes += [secret_volume(f"{need}-secret", secret) for need, secret
-                in (("kafka", KAFKA_SECRET), ("redis", REDIS_SECRET)) if need in needs]
+    volumes += [secret_volume(f"{need}-secret", secret) for need, secret in FILE_SECRETS
+                if need in needs]
     return [*volumes, {"name": "tmp", "emptyDir": {}}]
 
 
@@ -197,7 +202,7 @@ def choreo_mounts(needs: Needs) -> list[Object]:
     mounts = [{"name": "pgpass", "mountPath": PGPASS_DIR, "readOnly": True}
               ] if "postgres" in needs else []
     mounts += [{"name": f"{need}-secret", "mountPath": f"{SECRETS}/{need}", "readOnly": True}
-               for need in ("kafka", "redis") if need in needs]
+               for need, _ in FILE_SECRETS if need in needs]
     return [*mounts, {"name": "tmp", "mountPath": "/tmp"}]
 
 
@@ -233,6 +238,12 @@ def service_container(participant: Participant, image: str) -> Object:
     }
     if not participant.consumer:
         container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}}
+        # Reachable in the cluster, so it authenticates its callers (outbox.access); a
+        # stand-in that only the services call is open on purpose.
+        container["env"].append(
+            {"name": "CHOREO_API_KEYS_FILE", "value": f"{SECRETS}/api-keys/keys"}
+            if role(participant) == "intake" else
+            {"name": "CHOREO_ALLOW_ANONYMOUS", "value": "true"})
     return container
 
 
@@ -243,7 +254,8 @@ def deployment(participant: Participant, image: str) -> Document:
                "whenUnsatisfiable": "ScheduleAnyway",
                "labelSelector": {"matchLabels": selector(name)}}] if count > 1 else []
     pod = choreo_pod(
-        image, service_container(participant, image), SERVICE_NEEDS,
+        image, service_container(participant, image),
+        INTAKE_NEEDS if kind == "intake" else SERVICE_NEEDS,
         terminationGracePeriodSeconds=CONSUMER_GRACE_S if participant.consumer
         else HTTP_GRACE_S + PRE_STOP_S,
         **({"topologySpreadConstraints": spread} if spread else {}))

@@ -152,6 +152,9 @@ class StackSettings:
     listeners with TLS (certificates of a throw-away CA in the state directory) and
     SASL/SCRAM, as a team's cluster would, and gives every client the stack starts, Connect
     included, the credentials (``stack.kafka_security``)."""
+    api_key: str = field(default="", repr=False)
+    """``CHOREO_API_KEY`` (or ``_FILE``): what ``choreo order`` presents to an orders intake
+    that authenticates its callers (``outbox.access``; compose's ``cli`` job)."""
     relay: str = "cdc"
     """``CHOREO_RELAY``: how outbox rows reach Kafka, ``cdc`` (Debezium) or ``polling``
     (``outbox.poller``), for every outbox database or per database (``orders=polling,...``)."""
@@ -181,6 +184,7 @@ class StackSettings:
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
+            api_key=config.text(env, "CHOREO_API_KEY").partition("\n")[0],
             kafka_security=config.text(env, "CHOREO_EMBEDDED_KAFKA_SECURITY",
                                        recorded_kafka_security(state_dir)
                                        or cls.kafka_security).lower(),

@@ -51,9 +51,11 @@ def saga_settled(order: dict[str, Any]) -> bool:
 class OrdersClient:
     """Retries transport failures and 5xx with backoff, for at most ``give_up_s`` per call."""
 
-    def __init__(self, orders_port: int, give_up_s: float = 0.0) -> None:
+    def __init__(self, orders_port: int, give_up_s: float = 0.0, api_key: str = "") -> None:
+        """``api_key``: for an intake that authenticates its callers (``outbox.access``)."""
         self.base = f"http://127.0.0.1:{orders_port}"
         self.give_up_s = give_up_s
+        self.api_key = api_key
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -63,6 +65,8 @@ class OrdersClient:
         """One session per thread: ``requests.Session`` is not thread-safe."""
         if getattr(self._local, "session", None) is None:
             self._local.session = requests.Session()
+            if self.api_key:
+                self._local.session.headers["Authorization"] = f"Bearer {self.api_key}"
             with self._lock:
                 self._sessions.append(self._local.session)
         return self._local.session

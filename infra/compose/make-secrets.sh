@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # compose.yaml's secrets, as files in a git-ignored folder (default infra/compose/secrets):
-# random passwords for PostgreSQL, Redis and Grafana, and the pgpass file libpq reads
+# random passwords for PostgreSQL, Redis and Grafana, the intakes' API key (api_keys: one
+# key a line, CHOREO_API_KEYS_FILE; add a line to rotate), and the pgpass file libpq reads
 # PostgreSQL's through. A file that exists is kept, so running it
 # again changes nothing; delete the folder (and the postgres-data volume, which keeps the
 # old password) to start over. Usage: infra/compose/make-secrets.sh [FOLDER]
@@ -19,7 +20,7 @@ password() {  # 32 letters and digits: nothing a URL, pgpass or redis.conf must 
     LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true
 }
 
-for name in postgres_password redis_password grafana_password; do
+for name in postgres_password redis_password grafana_password api_keys; do
     [ -s "$folder/$name" ] || password >"$folder/$name"
 done
 [ -s "$folder/pgpass" ] ||
