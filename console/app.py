@@ -5,8 +5,11 @@ dead letter) are POSTs that must carry the process's CSRF token in a hidden form
 the token is a per-process secret, written only into the console's own pages, so another
 site the browser visits cannot forge the request (it cannot read the pages to learn it).
 A POST without it, or with a wrong one, is refused with 403 before anything is read or
-written. Requests must also name the console itself in ``Host`` (127.0.0.1 or
-localhost), which keeps a DNS-rebinding page from reading the console as a site of its own.
+written. Where ``CHOREO_OPERATOR_TOKEN`` is set, the forms also ask for that credential and
+a POST without it is refused with 401: then a browser on the machine is not enough to
+replay or discard, only an operator who knows the token is. Requests must also name the
+console itself in ``Host`` (127.0.0.1 or localhost), which keeps a DNS-rebinding page from
+reading the console as a site of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import psycopg
 from aiohttp import web
 
 from choreo.console import pages, reads
-from choreo.console.pages import CSRF_FIELD
+from choreo.console.pages import CSRF_FIELD, OPERATOR_FIELD
 from choreo.services.orders.domain import Status
 from choreo.services.orders.store import parse_order_id
 from choreo.stack import manifest
@@ -33,7 +36,7 @@ from choreo.stack.settings import StackSettings
 log = logging.getLogger("console")
 
 SETTINGS = web.AppKey("settings", StackSettings)
-TOKEN = web.AppKey("csrf_token", str)
+FORMS = web.AppKey("forms", pages.Forms)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 ACTIONS = ("replay", "discard")
 T = TypeVar("T")
@@ -56,6 +59,10 @@ def host_is_local(request: web.Request) -> bool:
     return host in LOCAL_HOSTS
 
 
+def matches(sent: object, secret: str) -> bool:
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), secret.encode())
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Host check, CSRF check on every POST, and a page (not a traceback) for the rest."""
@@ -64,12 +71,15 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                       f"the console answers to 127.0.0.1 or localhost, not {request.host!r}")
     if request.method == "POST":
         form = await request.post()
-        sent = form.get(CSRF_FIELD)
-        if not isinstance(sent, str) or not hmac.compare_digest(
-                sent.encode(), request.app[TOKEN].encode()):
+        if not matches(form.get(CSRF_FIELD), request.app[FORMS].csrf_token):
             log.warning("refused a POST to %s without a valid CSRF token", request.path)
             return refuse(request, 403, "csrf_failed",
                           "missing or wrong CSRF token: reload the console's page and retry")
+        operator_token = request.app[SETTINGS].operator_token
+        if operator_token and not matches(form.get(OPERATOR_FIELD), operator_token):
+            log.warning("refused a POST to %s without the operator token", request.path)
+            return refuse(request, 401, "operator_token_required",
+                          "replay and discard need the operator token (CHOREO_OPERATOR_TOKEN)")
     try:
         return await handler(request)
     except web.HTTPException:
@@ -117,13 +127,13 @@ async def saga(request: web.Request) -> web.Response:
     found = await blocking(request, reads.saga, order_id)
     if found is None:
         return html(pages.problem_page("No such saga", f"no order {order_id}"), 404)
-    return html(pages.saga_page(found, request.app[TOKEN], request.query.get("sql") == "1"))
+    return html(pages.saga_page(found, request.app[FORMS], request.query.get("sql") == "1"))
 
 
 async def dead_letters(request: web.Request) -> web.Response:
     include_done = request.query.get("all") == "1"
     entries = await blocking(request, reads.dead_letters, include_done)
-    return html(pages.dead_letters_page(entries, include_done, request.app[TOKEN]))
+    return html(pages.dead_letters_page(entries, include_done, request.app[FORMS]))
 
 
 def entry_address(request: web.Request) -> tuple[str, int]:
@@ -143,7 +153,7 @@ async def dead_letter(request: web.Request) -> web.Response:
     requested = request.query.get("requested")
     notice = (f"{requested} of #{seq} requested; {entry.consumer} carries it out within a"
               " second, then what is parked behind it" if requested in ACTIONS else None)
-    return html(pages.dead_letter_page(service, entry, payload, problem, request.app[TOKEN],
+    return html(pages.dead_letter_page(service, entry, payload, problem, request.app[FORMS],
                                        notice))
 
 
@@ -170,7 +180,8 @@ def create_app(settings: StackSettings, csrf_token: str | None = None) -> web.Ap
     """The console; ``csrf_token`` is a fresh secret per process unless a test sets one."""
     app = web.Application(middlewares=[guard])
     app[SETTINGS] = settings
-    app[TOKEN] = csrf_token or secrets.token_urlsafe(32)
+    app[FORMS] = pages.Forms(csrf_token or secrets.token_urlsafe(32),
+                             asks_operator=bool(settings.operator_token))
     app.router.add_get("/health", health)
     app.router.add_get("/", sagas)
     app.router.add_get("/stuck", stuck)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -23,6 +24,7 @@ from choreo.services.orders.domain import TERMINAL
 from choreo.services.orders.store import OrderView, parse_order_id
 
 CSRF_FIELD = "csrf_token"
+OPERATOR_FIELD = "operator_token"
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
@@ -165,24 +167,36 @@ def entry_link(service: str, entry: DeadLetter) -> str:
     return f'<a href="/dead-letters/{quote(service)}/{entry.seq}">#{entry.seq}</a>'
 
 
-def action_forms(service: str, entry: DeadLetter, token: str) -> str:
-    """Replay and discard buttons: POST forms carrying the CSRF token; only a dead entry
-    can be acted on (what is parked behind it follows it)."""
+@dataclass(frozen=True)
+class Forms:
+    """What the replay and discard forms carry: the process's CSRF token, and a field for
+    the operator's credential where the console asks for one (``CHOREO_OPERATOR_TOKEN``)."""
+
+    csrf_token: str
+    asks_operator: bool = False
+
+
+def action_forms(service: str, entry: DeadLetter, forms: Forms) -> str:
+    """Replay and discard buttons: POST forms carrying the CSRF token (and the operator's
+    credential, typed in); only a dead entry can be acted on (what is parked behind it
+    follows it)."""
     if entry.status != "dead":
         return ""
-    forms = []
+    operator = (f'<input type=password name={OPERATOR_FIELD} placeholder="operator token"'
+                ' autocomplete=off required> ' if forms.asks_operator else "")
+    buttons = []
     for action in ("replay", "discard"):
         confirm = (' onsubmit="return confirm(\'Discard this event for good?\')"'
                    if action == "discard" else "")
-        forms.append(
+        buttons.append(
             f'<form class=inline method=post action="/dead-letters/{quote(service)}/'
             f'{entry.seq}/{action}"{confirm}><input type=hidden name={CSRF_FIELD}'
-            f' value="{esc(token)}"><button name=action value={action}'
+            f' value="{esc(forms.csrf_token)}">{operator}<button name=action value={action}'
             f' data-action={action}>{action}</button></form>')
-    return " ".join(forms)
+    return " ".join(buttons)
 
 
-def dead_letter_rows(entries: list[ServiceEntry], token: str) -> list[str]:
+def dead_letter_rows(entries: list[ServiceEntry], forms: Forms) -> list[str]:
     rows = []
     for item in entries:
         e = item.entry
@@ -193,7 +207,7 @@ def dead_letter_rows(entries: list[ServiceEntry], token: str) -> list[str]:
             f"<td>{esc(item.service)}</td><td>{entry_link(item.service, e)}</td>"
             f"<td>{badge(e.status)}</td><td>{esc(e.consumer)}</td><td>{key}</td>"
             f"<td>{esc(e.event_type)}</td><td class=n>{e.attempts}</td>"
-            f"<td>{esc(e.reason[:120])}</td><td>{action_forms(item.service, e, token)}</td></tr>")
+            f"<td>{esc(e.reason[:120])}</td><td>{action_forms(item.service, e, forms)}</td></tr>")
     return rows
 
 
@@ -201,19 +215,19 @@ DEAD_LETTER_HEADERS = ("service", "#", "status", "consumer", "key", "event", "at
                        "reason", "")
 
 
-def dead_letters_page(entries: list[ServiceEntry], include_done: bool, token: str) -> str:
+def dead_letters_page(entries: list[ServiceEntry], include_done: bool, forms: Forms) -> str:
     toggle = ('<a href="/dead-letters">active only</a>' if include_done
               else '<a href="/dead-letters?all=1">include replayed and discarded</a>')
     return layout("Dead letters", (
         "<h1>Dead letters</h1>"
         "<p class=note>Replay and discard are requests: the owning consumer carries them out"
         f" within a second, then what is parked behind the entry, in order. {toggle}</p>"
-        + table(DEAD_LETTER_HEADERS, dead_letter_rows(entries, token), "no dead letters",
+        + table(DEAD_LETTER_HEADERS, dead_letter_rows(entries, forms), "no dead letters",
                 "dead-letters")), "dead-letters")
 
 
 def dead_letter_page(service: str, entry: DeadLetter, payload: dict[str, Any] | None,
-                     payload_error: str | None, token: str, notice: str | None = None) -> str:
+                     payload_error: str | None, forms: Forms, notice: str | None = None) -> str:
     shown = (json.dumps(payload, indent=2, default=str) if payload is not None
              else f"(cannot decode: {payload_error})")
     facts = [("service", esc(service)), ("consumer", esc(entry.consumer)),
@@ -228,7 +242,7 @@ def dead_letter_page(service: str, entry: DeadLetter, payload: dict[str, Any] | 
         f"<h1>Dead letter #{entry.seq} in {esc(service)}</h1>"
         + (f"<p class=notice id=notice>{esc(notice)}</p>" if notice else "")
         + "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
-        + f"<p id=actions>{action_forms(service, entry, token)}</p>"
+        + f"<p id=actions>{action_forms(service, entry, forms)}</p>"
         "<h2>Payload</h2>" f"<pre id=payload>{esc(shown)}</pre>"
         "<h2>Headers</h2>"
         f"<pre>{esc(json.dumps(entry.delivery.headers, indent=2, sort_keys=True))}</pre>"
@@ -236,7 +250,7 @@ def dead_letter_page(service: str, entry: DeadLetter, payload: dict[str, Any] | 
         "dead-letters")
 
 
-def saga_page(saga: Saga, token: str, with_sql: bool) -> str:
+def saga_page(saga: Saga, forms: Forms, with_sql: bool) -> str:
     order = saga.order
     settled = order.status in TERMINAL
     facts = [("status", f"<span id=status data-status={esc(order.status)}>"
@@ -252,7 +266,7 @@ def saga_page(saga: Saga, token: str, with_sql: bool) -> str:
         f"<td class=mono>{esc(json.dumps(h.detail, default=str)[:160])}</td>"
         f"<td>{when(h.seen_at)}</td></tr>" for h in saga.history),
         "no events yet", "timeline")
-    letters = table(DEAD_LETTER_HEADERS, dead_letter_rows(saga.dead_letters, token),
+    letters = table(DEAD_LETTER_HEADERS, dead_letter_rows(saga.dead_letters, forms),
                     "none for this order", "saga-dead-letters")
     told = table(("kind", "outcome", "channel", "message", "when"), (
         f"<tr><td>{esc(kind)}</td><td>{esc(status)}</td><td>{esc(channel or '-')}</td>"

@@ -155,6 +155,9 @@ class StackSettings:
     api_key: str = field(default="", repr=False)
     """``CHOREO_API_KEY`` (or ``_FILE``): what ``choreo order`` presents to an orders intake
     that authenticates its callers (``outbox.access``; compose's ``cli`` job)."""
+    operator_token: str = field(default="", repr=False)
+    """``CHOREO_OPERATOR_TOKEN`` (or ``_FILE``): the credential the console's replay and
+    discard ask for; unset, a POST from the console's own page is enough (loopback only)."""
     relay: str = "cdc"
     """``CHOREO_RELAY``: how outbox rows reach Kafka, ``cdc`` (Debezium) or ``polling``
     (``outbox.poller``), for every outbox database or per database (``orders=polling,...``)."""
@@ -185,6 +188,7 @@ class StackSettings:
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
             api_key=config.text(env, "CHOREO_API_KEY").partition("\n")[0],
+            operator_token=config.text(env, "CHOREO_OPERATOR_TOKEN"),
             kafka_security=config.text(env, "CHOREO_EMBEDDED_KAFKA_SECURITY",
                                        recorded_kafka_security(state_dir)
                                        or cls.kafka_security).lower(),

@@ -57,9 +57,12 @@ def test_values_from_the_databases_are_escaped() -> None:
 
 
 def test_only_a_dead_entry_gets_the_forms_and_they_carry_the_token() -> None:
-    forms = pages.action_forms("payments", letter(7, "dead"), "tok-123")
+    forms = pages.action_forms("payments", letter(7, "dead"), pages.Forms("tok-123"))
     assert forms.count("method=post") == 2 and forms.count('value="tok-123"') == 2
-    assert pages.action_forms("payments", letter(8, "parked"), "tok-123") == ""
+    assert "operator_token" not in forms
+    assert pages.action_forms("payments", letter(8, "parked"), pages.Forms("tok-123")) == ""
+    asking = pages.action_forms("payments", letter(7, "dead"), pages.Forms("tok-123", True))
+    assert asking.count("type=password name=operator_token") == 2
 
 
 def test_a_post_without_the_token_is_refused_before_any_database_is_read() -> None:
@@ -75,3 +78,23 @@ def test_a_post_without_the_token_is_refused_before_any_database_is_read() -> No
             return answers
 
     assert asyncio.run(go()) == [(403, "csrf_failed"), (403, "csrf_failed")]
+
+
+def test_with_an_operator_token_a_post_needs_it_too() -> None:
+    unreachable = StackSettings(state_dir=Path("/nonexistent"), postgres_port=1,
+                                operator_token="op-secret")
+
+    async def go() -> list[tuple[int, str]]:
+        app = create_app(unreachable, csrf_token="right")
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            answers = []
+            for operator in ({}, {"operator_token": "wrong"}, {"operator_token": "op-secret"}):
+                response = await client.post("/dead-letters/payments/1/replay",
+                                             data={"csrf_token": "right", **operator})
+                answers.append((response.status, (await response.json())["error"]["code"]))
+            return answers
+
+    # The right token gets past the guard, to a database that is not there.
+    assert asyncio.run(go()) == [(401, "operator_token_required"),
+                                 (401, "operator_token_required"),
+                                 (503, "database_unavailable")]
