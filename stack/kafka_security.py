@@ -43,7 +43,7 @@ def scram_format_arguments(settings: StackSettings) -> list[str]:
 def record(settings: StackSettings) -> None:
     """How the listeners are served, for later commands that are not given the variable."""
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
-    (settings.kafka_dir / "security").write_text(settings.kafka_security + "\n")
+    (settings.kafka_dir / "security").write_text(settings.embedded_kafka_security + "\n")
 
 
 def jaas(settings: StackSettings) -> str:

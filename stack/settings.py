@@ -147,7 +147,7 @@ class StackSettings:
     replicas: str = ""
     """``CHOREO_REPLICAS`` (``choreo up --replicas``): processes per consumer service,
     ``payments=2,inventory=2``; a service not named runs one."""
-    kafka_security: str = "plaintext"
+    embedded_kafka_security: str = "plaintext"
     """``CHOREO_EMBEDDED_KAFKA_SECURITY``: ``sasl_ssl`` serves the embedded broker's
     listeners with TLS (certificates of a throw-away CA in the state directory) and
     SASL/SCRAM, as a team's cluster would, and gives every client the stack starts, Connect
@@ -189,9 +189,9 @@ class StackSettings:
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
             api_key=config.text(env, "CHOREO_API_KEY").partition("\n")[0],
             operator_token=config.text(env, "CHOREO_OPERATOR_TOKEN"),
-            kafka_security=config.text(env, "CHOREO_EMBEDDED_KAFKA_SECURITY",
-                                       recorded_kafka_security(state_dir)
-                                       or cls.kafka_security).lower(),
+            embedded_kafka_security=config.text(
+                env, "CHOREO_EMBEDDED_KAFKA_SECURITY",
+                recorded_kafka_security(state_dir) or cls.embedded_kafka_security).lower(),
             links=config.text(env, "CHOREO_LINKS", cls.links),
             replicas=config.text(env, "CHOREO_REPLICAS", cls.replicas),
             brokers=config.integer(env, "CHOREO_BROKERS",
@@ -234,9 +234,9 @@ class StackSettings:
                 f"CHOREO_RESERVATION_TTL_S={self.reservation_ttl_s} must be greater than"
                 f" CHOREO_ORDER_DEADLINE_S={self.order_deadline_s}"
             )
-        if self.kafka_security not in KAFKA_SECURITY:
-            raise ConfigError(f"CHOREO_EMBEDDED_KAFKA_SECURITY={self.kafka_security!r} is not"
-                              f" one of {', '.join(KAFKA_SECURITY)}")
+        if self.embedded_kafka_security not in KAFKA_SECURITY:
+            raise ConfigError(f"CHOREO_EMBEDDED_KAFKA_SECURITY={self.embedded_kafka_security!r}"
+                              f" is not one of {', '.join(KAFKA_SECURITY)}")
         if not 1 <= self.brokers <= MAX_BROKERS:
             raise ConfigError(f"CHOREO_BROKERS={self.brokers}: expected 1 to {MAX_BROKERS}")
         ports = [*self.own_ports().values(), *self.replica_ports()] + self.extra_broker_ports()
@@ -306,7 +306,7 @@ class StackSettings:
 
     @property
     def secured(self) -> bool:
-        return self.kafka_security == "sasl_ssl"
+        return self.embedded_kafka_security == "sasl_ssl"
 
     @property
     def kafka(self) -> KafkaConnection:
