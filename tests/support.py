@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import shutil
 import sys
 import time
 import uuid
@@ -23,6 +25,7 @@ from choreo.stack import launcher
 from choreo.stack.components import ensure_database
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import REPO_ROOT, StackSettings
+from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
 
 
 def collect(
@@ -203,3 +206,20 @@ def chaos_checked(settings: StackSettings, targets: Sequence[str], **kwargs: Any
     down = [row.name for row in launcher.status(settings) if not row.healthy]
     assert not down, f"the chaos run left {down} down on the shared stack"
     return result
+
+
+def own_stack(name: str, port_shift: int, **env: str) -> Iterator[StackSettings]:
+    """A whole stack of a test module's own, in ``.choreo-test-<name>`` (inside the repo:
+    PostgreSQL runs as its own user, and pytest's tmp folders are root's alone) on the
+    session's ports moved by ``port_shift``: started, yielded, then stopped and deleted,
+    also when a test failed."""
+    state_dir = REPO_ROOT / f".choreo-test-{name}"
+    settings = StackSettings.from_env({**os.environ, **TEST_ENV,
+                                       **ports_shifted_by(PORT_OFFSET + port_shift),
+                                       "CHOREO_STATE_DIR": str(state_dir), **env})
+    try:
+        launcher.up(settings, report=lambda line: None)
+        yield settings
+    finally:
+        launcher.down(settings, report=lambda line: None)
+        shutil.rmtree(state_dir, ignore_errors=True)

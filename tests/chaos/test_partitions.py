@@ -10,8 +10,6 @@ partition lease, behind a link the proxy had closed but not shut down.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,31 +19,21 @@ import requests
 
 from choreo.chaos.plan import PlanError
 from choreo.chaos.run import check_running
-from choreo.stack import launcher, links
-from choreo.stack.settings import REPO_ROOT, StackSettings
-from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
-from tests.support import chaos_checked
+from choreo.stack import links
+from choreo.stack.settings import StackSettings
+from tests.support import chaos_checked, own_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
-OWN_PORTS = ports_shifted_by(PORT_OFFSET - 4000)
+PORT_SHIFT = -4000
 """Apart from the session's stack, the supervisor test's (-4500) and lifecycle's (-5000)."""
-STATE_DIR = REPO_ROOT / ".choreo-test-partitions"
 LINKS = ("payments>postgres", "payments>psp", "inventory>redis", "orders-worker>postgres",
          "wallet-worker>postgres", "notification>notifier")
 
 
 @pytest.fixture(scope="module")
 def linked() -> Iterator[StackSettings]:
-    settings = StackSettings.from_env({**os.environ, **TEST_ENV, **OWN_PORTS,
-                                       "CHOREO_STATE_DIR": str(STATE_DIR),
-                                       "CHOREO_LINKS": ",".join(LINKS)})
-    try:
-        launcher.up(settings, report=lambda line: None)
-        yield settings
-    finally:
-        launcher.down(settings, report=lambda line: None)
-        shutil.rmtree(STATE_DIR, ignore_errors=True)
+    yield from own_stack("partitions", PORT_SHIFT, CHOREO_LINKS=",".join(LINKS))
 
 
 def test_partitions_and_crashes_mixed_hold_every_guarantee(linked: StackSettings) -> None:

@@ -11,7 +11,6 @@ and a service with a wrong password exiting at start-up with the cause in its me
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,32 +29,21 @@ from choreo.outbox.kafka import (
 )
 from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.topics import TopicSettings
-from choreo.stack import launcher
 from choreo.stack.broker import kafka_tool_command
-from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
-from tests.conftest import PORT_OFFSET, TEST_ENV, ports_shifted_by
-from tests.support import collect, header, keyed
+from tests.support import collect, header, keyed, own_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
-OWN_PORTS = ports_shifted_by(PORT_OFFSET - 3500)
+PORT_SHIFT = -3500
 """Apart from the session's stack, partitions' (-4000), the supervisor's (-4500) and
 lifecycle's (-5000)."""
-STATE_DIR = REPO_ROOT / ".choreo-test-secured"
 
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[StackSettings]:
-    settings = StackSettings.from_env({**os.environ, **TEST_ENV, **OWN_PORTS,
-                                       "CHOREO_STATE_DIR": str(STATE_DIR),
-                                       "CHOREO_EMBEDDED_KAFKA_SECURITY": "sasl_ssl"})
-    try:
-        launcher.up(settings, report=lambda line: None)
-        yield settings
-    finally:
-        launcher.down(settings, report=lambda line: None)
-        shutil.rmtree(STATE_DIR, ignore_errors=True)
+    yield from own_stack("secured", PORT_SHIFT, CHOREO_EMBEDDED_KAFKA_SECURITY="sasl_ssl")
 
 
 def test_the_saga_runs_end_to_end_over_tls_and_scram(secured: StackSettings) -> None:
