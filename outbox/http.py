@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from choreo.outbox.access import CALLER as CALLER  # who asked, for an intake's handlers
 from choreo.outbox.access import AccessSettings
 from choreo.outbox.access import middleware as access_middleware
 from choreo.outbox.runner import ServiceDefinition, prepare_process

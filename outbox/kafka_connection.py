@@ -15,6 +15,7 @@ protocol without them, a CA file that is not there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,9 @@ class KafkaConnection:
             if self.sasl_mechanism not in SASL_MECHANISMS:
                 raise ConfigError(f"CHOREO_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} is not"
                                   f" one of {', '.join(SASL_MECHANISMS)}")
+        if self.ssl_key_password and not self.ssl_key_location:
+            raise ConfigError("CHOREO_KAFKA_SSL_KEY_PASSWORD is set without"
+                              " CHOREO_KAFKA_SSL_KEY_LOCATION, the key it would open")
         if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
             raise ConfigError("CHOREO_KAFKA_SSL_CERTIFICATE_LOCATION and"
                               " CHOREO_KAFKA_SSL_KEY_LOCATION go together: a client"
@@ -99,7 +103,7 @@ class KafkaConnection:
         for variable in ("CHOREO_KAFKA_SSL_CA_LOCATION", "CHOREO_KAFKA_SSL_CERTIFICATE_LOCATION",
                          "CHOREO_KAFKA_SSL_KEY_LOCATION"):
             location = tls[variable]
-            if location and not Path(location).is_file():
+            if location and not (Path(location).is_file() and os.access(location, os.R_OK)):
                 raise ConfigError(f"{variable}={location!r} is not a readable file")
 
     def client_properties(self) -> dict[str, str]:
@@ -115,19 +119,6 @@ class KafkaConnection:
                     "ssl.key.location": self.ssl_key_location,
                     "ssl.key.password": self.ssl_key_password}
         return properties | {name: value for name, value in optional.items() if value}
-
-    def env(self) -> dict[str, str]:
-        """The variables that give a child process this same connection."""
-        values = {"CHOREO_KAFKA_BOOTSTRAP": self.bootstrap,
-                  "CHOREO_KAFKA_SECURITY_PROTOCOL": self.security_protocol,
-                  "CHOREO_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
-                  "CHOREO_KAFKA_SASL_USERNAME": self.sasl_username,
-                  "CHOREO_KAFKA_SASL_PASSWORD": self.sasl_password,
-                  "CHOREO_KAFKA_SSL_CA_LOCATION": self.ssl_ca_location,
-                  "CHOREO_KAFKA_SSL_CERTIFICATE_LOCATION": self.ssl_certificate_location,
-                  "CHOREO_KAFKA_SSL_KEY_LOCATION": self.ssl_key_location,
-                  "CHOREO_KAFKA_SSL_KEY_PASSWORD": self.ssl_key_password}
-        return {name: value for name, value in values.items() if value}
 
 
 def connection_of(kafka: KafkaConnection | str) -> KafkaConnection:

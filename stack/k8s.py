@@ -323,6 +323,9 @@ def connect_config() -> Document:
         "CONNECT_CONFIG_PROVIDERS": "dir",
         "CONNECT_CONFIG_PROVIDERS_DIR_CLASS":
             "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+        # Only the mounted Secrets: a connector config posted to the REST API must not
+        # read any other file of the worker through ${dir:...}.
+        "CONNECT_CONFIG_PROVIDERS_DIR_PARAM_ALLOWED_PATHS": CONNECT_SECRETS,
         "HEAP_OPTS": "-Xms256m -Xmx512m",
     }, "Kafka Connect's worker settings, as the Debezium image reads them (CONNECT_A_B is"
        " a.b).\nDistributed mode: connector configs, offsets and status live in these"

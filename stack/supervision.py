@@ -56,7 +56,8 @@ def state_file(settings: StackSettings) -> Path:
     return settings.state_dir / "supervisor.json"
 
 
-SHAPE_VARIABLES = ("CHOREO_RELAY", "CHOREO_LINKS", "CHOREO_REPLICAS", "CHOREO_BROKERS")
+SHAPE_VARIABLES = ("CHOREO_RELAY", "CHOREO_LINKS", "CHOREO_REPLICAS", "CHOREO_BROKERS",
+                   "CHOREO_EMBEDDED_KAFKA_SECURITY")
 """What a running supervisor cannot change: which processes it starts."""
 
 
@@ -82,7 +83,9 @@ def settings_env(settings: StackSettings) -> dict[str, str]:
     if settings.artifact_cache is not None:
         env["CHOREO_ARTIFACT_CACHE"] = str(settings.artifact_cache)
     for item in fields(settings):
-        if item.name not in ("state_dir", "artifact_cache", "service_ports"):
+        # A secret (``repr=False``) is not copied into every child's environment: the
+        # children inherit the caller's, where it is, or the ``_FILE`` that names it.
+        if item.repr and item.name not in ("state_dir", "artifact_cache", "service_ports"):
             env[f"CHOREO_{item.name.upper()}"] = str(getattr(settings, item.name))
     env.update({variable: str(port) for variable, port in settings.own_ports().items()})
     return env

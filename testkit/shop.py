@@ -26,7 +26,9 @@ from choreo.testkit.orders_client import TERMINAL, OrdersClient
 class Shop:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.api = OrdersClient(settings.port_of("orders-api"))
+        self.api = OrdersClient(settings.port_of("orders-api"), api_key=settings.api_key)
+        self.auth = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        """For the users and wallet intakes, where they authenticate their callers."""
         self.psp = PspClient(f"http://127.0.0.1:{settings.port_of('psp')}", timeout_s=10)
         self.wallet_url = f"http://127.0.0.1:{settings.port_of('wallet-api')}"
         self.users_url = f"http://127.0.0.1:{settings.port_of('users')}"
@@ -71,7 +73,7 @@ class Shop:
         response = requests.post(f"{self.users_url}/customers", json={
             "name": "Chaos", "email": email,
             "preferences": {"channel": "email", "address": "Berlin"}},
-            headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=10)
+            headers={"Idempotency-Key": str(uuid.uuid4()), **self.auth}, timeout=10)
         response.raise_for_status()
         return str(response.json()["id"])
 
@@ -96,13 +98,15 @@ class Shop:
         """Money into a customer's wallet (its own Idempotency-Key); the new balance."""
         response = requests.post(f"{self.wallet_url}/wallets/{customer}/topups",
                                  json={"amount_cents": amount_cents},
-                                 headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=10)
+                                 headers={"Idempotency-Key": str(uuid.uuid4()), **self.auth},
+                                 timeout=10)
         response.raise_for_status()
         return int(response.json()["balance_cents"])
 
     def wallet(self, customer: str) -> tuple[int, int]:
         """(balance, points) of a customer's wallet; (0, 0) before it has one."""
-        response = requests.get(f"{self.wallet_url}/wallets/{customer}", timeout=10)
+        response = requests.get(f"{self.wallet_url}/wallets/{customer}", headers=self.auth,
+                                timeout=10)
         if response.status_code == 404:
             return 0, 0
         response.raise_for_status()

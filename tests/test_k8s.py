@@ -97,7 +97,8 @@ def test_no_secret_is_rendered_and_passwords_are_files_or_references() -> None:
             for container in [*pod.get("initContainers", []), *pod["containers"]]:
                 values += [(e["name"], e["value"]) for e in container.get("env", [])
                            if "value" in e]
-    passwords = {name: value for name, value in values if "PASSWORD" in name}
+    passwords = {name: value for name, value in values
+                 if re.search("PASSWORD|API_KEY|TOKEN", name)}
     assert passwords, "the check found no password setting at all"
     for name, value in passwords.items():
         assert name.endswith("_FILE") or re.fullmatch(r"\$\{dir:[^}]+\}", value), name

@@ -105,7 +105,8 @@ class RateLimiter:
 
 
 def client_of(headers: Any, customer_id: str) -> str:
-    """Who a request counts against: its API key when it sends one, else its customer.
+    """Who an unauthenticated request counts against: its API key when it sends one, else
+    its customer (an authenticated one counts against its caller, ``http.CALLER``).
 
     The key is kept only as a digest, so no credential sits in the limiter's memory.
     """

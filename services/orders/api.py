@@ -99,7 +99,8 @@ def refusal(request: web.Request, customer_id: str) -> web.Response | None:
                      headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)})
     limiter = request.app.get(LIMITER)
     if limiter is not None:
-        wait_s = limiter.acquire(client_of(request.headers, customer_id))
+        wait_s = limiter.acquire(request.get(http.CALLER) or client_of(request.headers,
+                                                                        customer_id))
         if wait_s > 0:
             SHED.labels("rate_limited").inc()
             return http.error(429, "rate_limited",

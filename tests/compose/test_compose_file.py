@@ -91,7 +91,7 @@ def test_passwords_come_only_from_files() -> None:
     the connectors job passes a reference Connect resolves from its secret."""
     for name, service in services().items():
         for variable, value in environment(service).items():
-            if "PASSWORD" in variable or "PGPASS" in variable:
+            if re.search("PASSWORD|PGPASS|API_KEY|TOKEN", variable):
                 assert variable.endswith(("_FILE", "PASSFILE")) or value.startswith(
                     "${dir:/run/secrets:"), f"{name}: {variable}"
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
@@ -40,13 +41,18 @@ def place(api: str, **headers: str) -> requests.Response:
     return requests.post(f"{api}/orders", json={
         "customer_id": "keys-test", "items": [{"sku": "mug-white", "quantity": 1}],
         "payment_token": "tok_ok"}, headers={"Idempotency-Key": str(uuid.uuid4()), **headers},
-        timeout=10)
+        timeout=10)  # a key given in ``headers`` wins over the fresh one
 
 
-def test_no_key_is_refused_before_anything_is_written(api: str) -> None:
-    refused = place(api)
+def test_no_key_is_refused_before_anything_is_written(api: str,
+                                                      running_stack: StackSettings) -> None:
+    refused = place(api, **{"Idempotency-Key": "refused-" + KEY})
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"
+    with psycopg.connect(running_stack.database_dsn(DATABASE)) as conn:
+        claimed = conn.execute("SELECT count(*) FROM idempotency_keys WHERE key = %s",
+                               ("refused-" + KEY,)).fetchone()
+    assert claimed == (0,)  # not even its Idempotency-Key was claimed
     assert requests.get(f"{api}/health", timeout=5).status_code == 200  # probes stay open
 
 

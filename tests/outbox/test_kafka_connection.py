@@ -65,6 +65,8 @@ def test_sasl_ssl_reaches_every_client_with_the_password_from_a_file(tmp_path: P
      "CHOREO_KAFKA_SSL_CA_LOCATION is set but CHOREO_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"),
     ({"CHOREO_KAFKA_SECURITY_PROTOCOL": "SSL", "CHOREO_KAFKA_SSL_CA_LOCATION": "/nonexistent"},
      "CHOREO_KAFKA_SSL_CA_LOCATION='/nonexistent' is not a readable file"),
+    ({"CHOREO_KAFKA_SECURITY_PROTOCOL": "SSL", "CHOREO_KAFKA_SSL_KEY_PASSWORD": "k"},
+     "CHOREO_KAFKA_SSL_KEY_PASSWORD is set without CHOREO_KAFKA_SSL_KEY_LOCATION"),
     ({"CHOREO_KAFKA_SECURITY_PROTOCOL": "SSL",
       "CHOREO_KAFKA_SSL_CERTIFICATE_LOCATION": "/etc/ssl/client.pem"},
      "CHOREO_KAFKA_SSL_CERTIFICATE_LOCATION and CHOREO_KAFKA_SSL_KEY_LOCATION go together"),
