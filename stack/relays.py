@@ -25,8 +25,10 @@ import requests
 
 from choreo.outbox.poller import catch_up, lock_holders
 from choreo.outbox.relay import relay_producer
+from choreo.outbox.wire import OUTBOX_TEMPLATE, render
 from choreo.stack.components import Component, quietly
-from choreo.stack.connectors import ConnectClient
+from choreo.stack.connectors import ConnectClient, template_values
+from choreo.stack.errors import ConnectorError
 from choreo.stack.processes import ProcessRegistry
 from choreo.stack.settings import StackSettings
 from choreo.stack.slots import outbox_slot
@@ -55,29 +57,45 @@ def relay_components(settings: StackSettings) -> list[Component]:
 
 
 def remove_connector(settings: StackSettings, database: str, report: Report) -> bool:
-    """Stop the database's connector, reset its offsets and delete it, if it is deployed.
+    """Stop the database's connector, reset its offsets and delete it.
 
     The offsets go too, so that a later return to CDC starts at the new slot's position
-    rather than at an LSN the dropped slot no longer has.
+    rather than at an LSN the dropped slot no longer has (Debezium then fails: "trying to
+    read change stream starting at ... no longer available"). A standalone worker forgets
+    its connectors when it stops but keeps their offsets in its file, so a connector that
+    is not deployed (the first ``up`` in polling mode after a ``down``) is created in the
+    STOPPED state (KIP-980) just to reset them (KIP-875). Returns whether a deployed
+    connector was removed.
     """
     client = ConnectClient(settings.connect_url, timeout_s=10.0)
     name = f"{database}-outbox"
     try:
-        if client.config(name) is None:
-            return False
+        deployed = client.config(name) is not None
     except (requests.ConnectionError, requests.Timeout):
-        return False  # Connect is down: a standalone worker forgets its connectors anyway
-    requests.put(f"{client.base_url}/connectors/{name}/stop", timeout=10)
+        return False  # Connect is down: the next start of the stack comes here again
+    if deployed:
+        requests.put(f"{client.base_url}/connectors/{name}/stop", timeout=10)
+    else:
+        config = render(OUTBOX_TEMPLATE, template_values(settings, database))["config"]
+        answered(requests.post(f"{client.base_url}/connectors", timeout=30, json={
+            "name": name, "config": config, "initial_state": "STOPPED"}), name)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = client.status(name) or {}
         if status.get("connector", {}).get("state") == "STOPPED":
             break
         time.sleep(0.2)
-    requests.delete(f"{client.base_url}/connectors/{name}/offsets", timeout=10)
+    answered(requests.delete(f"{client.base_url}/connectors/{name}/offsets", timeout=10), name)
     client.delete(name)
-    report(f"connector  {name} removed: {database} is relayed by polling")
-    return True
+    if deployed:
+        report(f"connector  {name} removed: {database} is relayed by polling")
+    return deployed
+
+
+def answered(response: requests.Response, name: str) -> None:
+    if not response.ok:
+        raise ConnectorError(f"resetting {name}'s offsets failed: {response.status_code}"
+                             f" {response.text[:1000]}")
 
 
 def drop_slot(settings: StackSettings, database: str, timeout_s: float = 30.0) -> bool:
