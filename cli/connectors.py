@@ -156,14 +156,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             ("slots", cmd_slots, "create the replication slots (before the services write)"),
             ("deploy", cmd_deploy, "create the slots, validate, PUT, wait for RUNNING")):
         parser = sub.add_parser(name, help=text)
-        parser.add_argument("--connect-url", default="http://127.0.0.1:8083")
-        parser.add_argument("--postgres-host", default="127.0.0.1")
-        parser.add_argument("--postgres-port", type=int, default=5432)
+        parser.add_argument("--connect-url", default="http://127.0.0.1:8083",
+                            help="Connect's REST API")
+        parser.add_argument("--postgres-host", default="127.0.0.1",
+                            help="PostgreSQL as Connect's workers reach it")
+        parser.add_argument("--postgres-port", type=int, default=5432, help="its port")
         parser.add_argument("--postgres-user", default="postgres",
                             help="the password comes from CHOREO_POSTGRES_PASSWORD(_FILE);"
                             " the connector may say CHOREO_CONNECT_PASSWORD_REFERENCE instead")
-        parser.add_argument("--poll-interval-ms", type=int, default=10)
-        parser.add_argument("--databases", nargs="+", default=list(manifest.databases(outbox=True)))
+        parser.add_argument("--poll-interval-ms", type=int, default=10,
+                            help="Debezium's poll.interval.ms: latency against idle CPU")
+        parser.add_argument("--databases", nargs="+", default=list(manifest.databases(outbox=True)),
+                            help="the outbox databases (default: every one of the manifest)")
         parser.set_defaults(handler=handler)
         if name != "render":
             parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
@@ -176,6 +180,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                            " /metrics for Prometheus, until stopped")
     watch.add_argument("--connect-url", nargs="+", default=["http://127.0.0.1:8083"],
                        help="one or more workers of the cluster; the first that answers")
-    watch.add_argument("--port", type=int, default=18085)
-    watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS")
+    watch.add_argument("--port", type=int, default=18085, help="where /metrics listens")
+    watch.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                       help="how often Connect's REST API is read")
     watch.set_defaults(handler=cmd_metrics)

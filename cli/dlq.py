@@ -67,13 +67,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     dlq = commands.add_parser("dlq", help="dead letters: list, show, replay, discard")
     sub = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = sub.add_parser("list", help="active dead letters and parked events")
-    listing.add_argument("--service", choices=manifest.databases(outbox=True))
+    listing.add_argument("--service", choices=manifest.databases(outbox=True),
+                         help="one service's dead letters only")
     listing.add_argument("--all", action="store_true", help="include replayed and discarded")
     listing.set_defaults(handler=cmd_list)
     for action, text in (("show", "one entry with headers and payload"),
                          ("replay", "run the handler again, then what is parked behind it"),
                          ("discard", "drop the entry; what is parked behind it flows on")):
         parser = sub.add_parser(action, help=text)
-        parser.add_argument("service", choices=manifest.databases(outbox=True))
-        parser.add_argument("seq", type=int)
+        parser.add_argument("service", choices=manifest.databases(outbox=True),
+                            help="the service whose dead letter it is")
+        parser.add_argument("seq", type=int, help="its number, as `dlq list` shows it")
         parser.set_defaults(handler=cmd_show if action == "show" else cmd_act, action=action)

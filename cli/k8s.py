@@ -46,9 +46,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="the choreo image (default: %(default)s)")
     render.add_argument("--connect-image", default=defaults.connect_image,
                         help="Kafka Connect with Debezium (default: %(default)s)")
-    render.add_argument("--kafka-bootstrap", default=defaults.kafka_bootstrap)
-    render.add_argument("--postgres-host", default=defaults.postgres_host)
-    render.add_argument("--redis-url", default=defaults.redis_url)
+    render.add_argument("--kafka-bootstrap", default=defaults.kafka_bootstrap,
+                        help="your cluster's bootstrap servers")
+    render.add_argument("--postgres-host", default=defaults.postgres_host,
+                        help="your PostgreSQL's host")
+    render.add_argument("--redis-url", default=defaults.redis_url,
+                        help="your Redis, without its password (a Secret)")
     render.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write one file per stage into DIR (infra/k8s) instead")
     render.set_defaults(handler=cmd_render)

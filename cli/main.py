@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -218,6 +219,8 @@ def add_event_load(parser: argparse.ArgumentParser, each: str, handler: Handler)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"choreo {importlib.metadata.version('choreo')}")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="install what is missing and start the stack under"
                              " a supervisor that restarts what exits")
@@ -259,14 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = commands.add_parser(
         "kafka", help="one of Kafka's own tools against the embedded broker (from its jars;"
         " --bootstrap-server is added): choreo kafka consumer-groups --list")
-    kafka.add_argument("tool", choices=sorted(KAFKA_TOOLS))
+    kafka.add_argument("tool", choices=sorted(KAFKA_TOOLS),
+                       help="which of Kafka's tools; what follows is its own arguments")
     kafka.add_argument("arguments", nargs=argparse.REMAINDER,
                        help="passed to the tool as they are")
     kafka.set_defaults(handler=cmd_kafka)
     logs = commands.add_parser("logs", help="show a component's log")
-    logs.add_argument("component")
-    logs.add_argument("-n", "--lines", type=int, default=50)
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("component", help="a process of `choreo status`")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many of the last lines")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(handler=cmd_logs)
     commands.add_parser("console", help="the web console on 127.0.0.1 (choreo up starts it"
                         " too): sagas, stuck sagas, traces, dead letters, stock"
@@ -286,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         ", per relay", cmd_bench_relay)
     consumer = bench_commands.add_parser(
         "consumer", help="events/s of one consumer; Redis fast path vs inbox only")
-    consumer.add_argument("--events", type=int, default=10000)
+    consumer.add_argument("--events", type=int, default=10000, help="events to consume")
     consumer.set_defaults(handler=cmd_bench_consumer)
     broker = bench_commands.add_parser(
         "broker", help="a scratch embedded broker: fetch CPU and catch-up by partition count"
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     saga.set_defaults(handler=cmd_bench_saga)
     soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
                                      " and the last window side by side")
-    soak.add_argument("--sagas", type=int, default=50_000)
+    soak.add_argument("--sagas", type=int, default=50_000, help="sagas to place in all")
     soak.add_argument("--rate", type=float, default=60.0, help="steady orders/s")
     soak.set_defaults(handler=cmd_bench_soak)
     schemas = commands.add_parser("schemas", help="Avro schema tools")

@@ -142,22 +142,23 @@ def cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     order = commands.add_parser("order", help="place an order and follow its saga")
-    order.add_argument("--sku", default="mug-white")
-    order.add_argument("--quantity", type=int, default=1)
+    order.add_argument("--sku", default="mug-white", help="what to order")
+    order.add_argument("--quantity", type=int, default=1, help="how many")
     order.add_argument("--token", default="tok_ok",
                        help="psp test token: tok_ok, tok_decline, tok_insufficient, tok_slow, ...")
-    order.add_argument("--customer", default="cli")
+    order.add_argument("--customer", default="cli", help="the customer id")
     order.add_argument("--deadline", type=float, default=None, help="seconds before timeout")
     order.add_argument("--timeout", type=float, default=60.0, help="stop following after")
     order.set_defaults(handler=cmd_order)
     timeline = commands.add_parser("timeline", help="show a saga's events so far")
-    timeline.add_argument("order_id")
+    timeline.add_argument("order_id", help="the order's id")
     timeline.set_defaults(handler=cmd_timeline)
     commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout,"
                         " paid by wallet, wallet short; and what the customer was told"
                         ).set_defaults(handler=cmd_demo)
     stock = commands.add_parser("stock", help="the inventory's counters; --set SKU=N restocks")
-    stock.add_argument("--set", action="append", metavar="SKU=N")
+    stock.add_argument("--set", action="append", metavar="SKU=N",
+                       help="set a SKU's available units (repeatable)")
     stock.set_defaults(handler=cmd_stock)
 
 

@@ -74,7 +74,7 @@ def cmd_trace(args: argparse.Namespace, settings: StackSettings) -> int:
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     trace = commands.add_parser("trace", help="a saga's spans as a waterfall: the slowest"
                                 " wait and each hop's latency")
-    trace.add_argument("order_id")
+    trace.add_argument("order_id", help="the order's id")
     trace.add_argument("--sql", action="store_true", help="show the database statements too")
     trace.add_argument("--wait", type=float, default=3.0,
                        help="seconds to wait for spans still arriving (exported in batches)")
