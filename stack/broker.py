@@ -28,10 +28,10 @@ import base64
 import shutil
 import subprocess
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
+from choreo.outbox.kafka import build_admin
 from choreo.stack import kafka_security
 from choreo.stack.components import Component, quietly
 from choreo.stack.errors import ConfigError, StartError
@@ -243,8 +243,7 @@ def node_component(settings: StackSettings, node: int) -> Component:
     listener = f"127.0.0.1:{settings.broker_port(node)}"
 
     def healthy() -> bool:
-        admin = AdminClient({**settings.kafka.client_properties(),
-                             "bootstrap.servers": listener, "log_level": 0})
+        admin = build_admin(replace(settings.kafka, bootstrap=listener), log_level=0)
         return node in {broker.id for broker in admin.list_topics(timeout=2).brokers.values()}
 
     moved_by = "CHOREO_KAFKA_PORT" + (f" (node {node}: + {BROKER_PORT_STEP * (node - 1)})"

@@ -34,9 +34,7 @@ CERTIFICATE_DAYS = 3650
 def scram_format_arguments(settings: StackSettings) -> list[str]:
     """Draw the log's password and give ``kafka-storage format`` the user it bootstraps."""
     password = secrets.token_urlsafe(24)
-    settings.kafka_dir.mkdir(parents=True, exist_ok=True)
-    settings.scram_password_file.touch(mode=0o600)
-    settings.scram_password_file.write_text(password + "\n")
+    write_private(settings.scram_password_file, password + "\n")
     return ["--add-scram", f"{SCRAM_MECHANISM}=[name={SCRAM_USER},password={password}]"]
 
 
