@@ -11,6 +11,7 @@ so a misspelt key or a bad value fails fast with the field named.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +33,20 @@ def template_values(settings: StackSettings, database: str) -> dict[str, str]:
         "postgres_password": "",
         "poll_interval_ms": str(settings.cdc_poll_interval_ms),
     }
+
+
+CONVERTER_SETTINGS = ("key.converter.", "value.converter.", "header.converter.")
+"""Connect hands these to the converter; its validation does not list them."""
+
+
+def heartbeat_topic(database: str) -> str:
+    """The topic of Debezium's heartbeats for ``database``'s connector. They must reach a
+    topic: Connect commits a source offset only for a record it produced, so heartbeats
+    that a transform dropped never moved the offsets, and an idle database's slot pinned
+    the cluster's WAL (docs/stack.md)."""
+    config = json.loads(OUTBOX_TEMPLATE.read_text())["config"]
+    topic = f"{config['heartbeat.topics.prefix']}.{config['topic.prefix']}"
+    return topic.replace("{{database}}", database)
 
 
 class ConnectClient:
@@ -82,7 +97,8 @@ class ConnectClient:
             for entry in result["configs"]
             if entry["value"] and entry["value"]["errors"]
         ]
-        problems += [f"{key}: unknown field" for key in sorted(set(config) - known)]
+        problems += [f"{key}: unknown field" for key in sorted(set(config) - known)
+                     if not key.startswith(CONVERTER_SETTINGS)]
         if problems:
             raise ConfigError(f"{source}: invalid connector config:\n  " + "\n  ".join(problems))
 

@@ -35,7 +35,7 @@ from choreo.stack.components import (
     postgres_component,
     redis_component,
 )
-from choreo.stack.connectors import deploy_outbox_connectors
+from choreo.stack.connectors import deploy_outbox_connectors, heartbeat_topic
 from choreo.stack.errors import ConfigError, StartError
 from choreo.stack.install import ensure_installed
 from choreo.stack.links import links_component
@@ -177,14 +177,17 @@ def migrate(settings: StackSettings) -> None:
 
 
 def event_topics() -> list[str]:
-    """One topic per aggregate type, created up front with the intended partition count."""
+    """One topic per aggregate type, and one for each outbox connector's heartbeats,
+    created up front with the intended partition count."""
     catalog = SchemaCatalog.load()
-    return sorted({catalog.latest(t).topic for t in catalog.event_types()})
+    heartbeats = [heartbeat_topic(database) for database in manifest.databases(outbox=True)]
+    return sorted({catalog.latest(t).topic for t in catalog.event_types()}) + heartbeats
 
 
 def service_topics() -> list[str]:
-    """Every topic the services need, the events' and each consumer's dead letters: what a
-    platform provisions where clients may not create topics (compose, Kubernetes)."""
+    """Every topic the stack needs, the events', the connectors' heartbeats and each
+    consumer's dead letters: what a platform provisions where clients may not create
+    topics (compose, Kubernetes)."""
     dead_letters = {dead_letter_topic(manifest.definition(p).name)
                     for p in manifest.MANIFEST if p.consumer}
     return [*event_topics(), *sorted(dead_letters)]

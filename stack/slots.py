@@ -45,9 +45,15 @@ def ensure_replication_slot(dsn: str, database: str, slot: str, plugin: str) -> 
     return False
 
 
+def connector_config(settings: StackSettings, database: str) -> dict[str, str]:
+    """``database``'s outbox connector config, rendered from the template."""
+    config: dict[str, str] = render(OUTBOX_TEMPLATE, template_values(settings, database))["config"]
+    return config
+
+
 def outbox_slot(settings: StackSettings, database: str) -> tuple[str, str]:
-    """The slot name and plugin of ``database``'s connector, read from the template."""
-    config = render(OUTBOX_TEMPLATE, template_values(settings, database))["config"]
+    """The slot name and plugin of ``database``'s connector."""
+    config = connector_config(settings, database)
     return config["slot.name"], config["plugin.name"]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from choreo.stack import launcher
 from choreo.stack.settings import StackSettings
+from choreo.stack.slots import outbox_slot
 from tests.support import (
     WRITER,
     assert_complete_and_ordered,
@@ -16,7 +17,9 @@ from tests.support import (
     collect,
     confirmed,
     emit_confirmed,
+    eventually,
     header,
+    holds,
     keyed,
 )
 
@@ -85,3 +88,21 @@ def test_connect_killed_mid_stream_loses_nothing(running_stack: StackSettings) -
                        settle_s=2.0)
     duplicates = assert_complete_and_ordered(messages, 20, 20)
     print(f"connect SIGKILL: 400 events, {duplicates} duplicates")
+
+
+def test_an_idle_databases_slot_keeps_up_with_the_wal(running_stack: StackSettings) -> None:
+    """PostgreSQL keeps every WAL byte a slot has not confirmed, whichever database wrote
+    it, so one quiet database would pin the cluster's WAL. Its connector's heartbeats must
+    move the slot: Connect commits an offset only for a record it produced, and while a
+    transform dropped the heartbeats, the slot of a database without outbox writes stayed
+    where its last event left it (here, 10 minutes and 20 MB behind)."""
+    slot, _ = outbox_slot(running_stack, "users")
+    with psycopg.connect(running_stack.database_dsn("users"), autocommit=True) as conn:
+        now = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+
+        def confirmed_now() -> bool:
+            return bool(conn.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots"
+                " WHERE slot_name = %s", (now, slot)).fetchone()[0])  # type: ignore[index]
+
+        eventually(lambda: holds(confirmed_now()), 45)  # heartbeats every 10 s
