@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from choreo.outbox import relayed
 from choreo.outbox.poller import (
     OutboxPoller,
     PollerSettings,
@@ -316,3 +317,23 @@ def test_a_consumer_cannot_tell_the_relays_apart(running_stack: StackSettings,
     first, second = messages  # one from each relay: the same bytes, so either order
     for field in ("topic", "partition", "key", "value", "headers"):
         assert getattr(first, field)() == getattr(second, field)(), field
+
+
+def test_a_mark_is_reached_once_the_relay_published_what_was_committed_before_it(
+        running_stack: StackSettings, empty_outbox: str) -> None:
+    """What a chaos run's quiescence waits for (``outbox.relayed``): a row committed before
+    the mark keeps it unreached until a relay has published it."""
+    with psycopg.connect(empty_outbox, autocommit=True) as conn:
+        with conn.transaction():
+            emit(conn, f"mark-{uuid.uuid4().hex[:8]}")
+        mark = relayed.mark(conn, None)
+        assert not relayed.reached(conn, None, mark)  # no relay yet
+        poller = OutboxPoller(poller_settings(running_stack, empty_outbox, fallback_s=0.2))
+        thread = threading.Thread(target=poller.run, daemon=True)
+        thread.start()
+        try:
+            eventually(lambda: holds(relayed.reached(conn, None, mark)), 15)
+            assert poller.published == 1
+        finally:
+            poller.stop.set()
+            thread.join(15)

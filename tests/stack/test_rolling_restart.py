@@ -20,12 +20,13 @@ import pytest
 from choreo.chaos import invariants
 from choreo.chaos.load import Placed
 from choreo.chaos.plan import OrderRequest
+from choreo.chaos.quiescence import wait_quiescent
 from choreo.stack import launcher, restart
 from choreo.stack.services import service_components
 from choreo.stack.settings import StackSettings
 from choreo.stack.supervisor import Supervisor
 from choreo.testkit.observer import Observer
-from choreo.testkit.orders_client import Attempts, OrdersClient, saga_settled
+from choreo.testkit.orders_client import Attempts, OrdersClient
 from choreo.testkit.shop import Shop
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
@@ -88,18 +89,6 @@ class SteadyLoad:
         return placed, max((took for _, _, (_, took) in results), default=0.0)
 
 
-def settled_snapshot(observer: Observer, expected: int) -> tuple[float | None, object]:
-    started = time.monotonic()
-    while True:
-        snapshot = observer.snapshot()
-        if (len(snapshot.orders) >= expected and not snapshot.open_reservations
-                and all(saga_settled(order.as_api()) for order in snapshot.orders)):
-            return time.monotonic() - started, observer.snapshot(with_money=True)
-        if time.monotonic() - started > SETTLE_S:
-            return None, observer.snapshot(with_money=True)
-        time.sleep(0.5)
-
-
 def test_rolling_restart_of_every_service_under_load_loses_and_repeats_nothing(
         running_services: StackSettings) -> None:
     settings = running_services
@@ -117,9 +106,9 @@ def test_rolling_restart_of_every_service_under_load_loses_and_repeats_nothing(
     finally:
         placed, slowest_placement = load.finish()
     accepted = sum(p.order_id is not None for p in placed)
-    quiescence_s, final = settled_snapshot(observer, accepted)
+    quiescence_s = wait_quiescent(observer, accepted, time.monotonic(), SETTLE_S, print)
     evidence = invariants.Evidence(
-        placed=placed, final=final,  # type: ignore[arg-type]
+        placed=placed, final=observer.snapshot(with_money=True),
         initial_stock=dict.fromkeys(skus, STOCK), unbalanced_samples=[],
         negative_samples=[], samples=0, quiescence_s=quiescence_s, bound_s=SETTLE_S,
         faults=[])
