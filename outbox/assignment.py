@@ -23,6 +23,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from choreo.outbox import positions
+from choreo.outbox.group_offsets import GroupOffsets
 from choreo.outbox.leases import PartitionLeases
 from choreo.outbox.positions import TopicPartitionKey
 
@@ -31,9 +32,11 @@ log = logging.getLogger(__name__)
 
 class Assignment:
     def __init__(self, consumer_name: str, consumer: Consumer, topics: list[str],
-                 admin: AdminClient) -> None:
+                 admin: AdminClient, group_offsets: GroupOffsets | None = None) -> None:
         self.consumer_name = consumer_name
         self.consumer = consumer
+        self.group_offsets = group_offsets or GroupOffsets(consumer_name)
+        """The positions mirrored to Kafka for its tools (``outbox.group_offsets``)."""
         self.admin = admin
         self.topics = topics
         self.leases = PartitionLeases(consumer_name)
@@ -86,6 +89,7 @@ class Assignment:
         self.leases.forget()
         self.next_offsets.clear()
         self._unsaved.clear()
+        self.group_offsets.forget()
 
     def rebalance(self, conn: psycopg.Connection[Any]) -> bool:
         """Take or give up partitions toward a fair share. Returns whether anything changed."""
@@ -96,6 +100,7 @@ class Assignment:
             for partition in released:
                 self.next_offsets.pop(partition, None)
                 self._unsaved.pop(partition, None)
+            self.group_offsets.forget(released)
         if acquired:
             self._start(conn, acquired)
         if acquired or released:
@@ -184,7 +189,9 @@ class Assignment:
 
     def save(self, conn: psycopg.Connection[Any]) -> None:
         positions.save(conn, self.consumer_name, self._unsaved, self.log_ids())
+        self.group_offsets.record(self._unsaved)
         self._unsaved = {}
+        self.group_offsets.commit_due(self.consumer)
 
     def lag(self) -> dict[TopicPartitionKey, int]:
         """Records behind the log end per owned partition, from cached watermarks."""

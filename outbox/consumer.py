@@ -38,6 +38,7 @@ from choreo.outbox.assignment import Assignment
 from choreo.outbox.codec import EventCodec
 from choreo.outbox.dedupe import DedupeStore
 from choreo.outbox.delivery import Delivery
+from choreo.outbox.group_offsets import GroupOffsets
 from choreo.outbox.instruments import Instruments
 from choreo.outbox.kafka import (
     Kafka,
@@ -323,10 +324,12 @@ class ConsumerRuntime:
         arrived for that long after the partitions were first acquired.
         """
         self._wait_for_topics()
+        group_offsets = GroupOffsets(self.group_id)
         consumer = build_unmanaged_consumer(self.kafka, self.group_id,
-                                            error_cb=self._on_client_error)
+                                            error_cb=self._on_client_error,
+                                            on_commit=group_offsets.committed)
         assignment = Assignment(self.group_id, consumer, self.topics,
-                                build_admin(self.kafka))
+                                build_admin(self.kafka), group_offsets)
         self._assignment = assignment
         if self.key_concurrency > 1:
             self._pipeline.lanes = Lanes(self.key_concurrency)

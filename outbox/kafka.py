@@ -53,10 +53,12 @@ def build_consumer(kafka: Kafka, group_id: str, **overrides: Any) -> Consumer:
 
 
 def build_unmanaged_consumer(kafka: Kafka, name: str, **overrides: Any) -> Consumer:
-    """A consumer that is only ever ``assign``ed partitions: no group join, no commits.
+    """A consumer that is only ever ``assign``ed partitions: no group join; its commits are
+    for Kafka's tools only (``outbox.group_offsets``).
 
     librdkafka insists on a ``group.id``; without ``subscribe`` it never joins the
-    group, so the broker's group coordinator plays no part (see outbox/assignment.py).
+    group, so the broker's group coordinator only keeps the offsets it commits (see
+    outbox/assignment.py).
     """
     return Consumer(consumer_config(kafka, name, **overrides))
 

@@ -98,6 +98,7 @@ class EventStream:
         headers = {c.HEADER_ID: str(event_id or uuid.uuid4()), c.HEADER_TYPE: event_type,
                    c.HEADER_SOURCE: self.source, c.HEADER_SPECVERSION: c.CLOUDEVENTS_SPECVERSION,
                    c.HEADER_DATASCHEMA: schema.reference,
+                   c.HEADER_CONTENT_TYPE: c.AVRO_CONTENT_TYPE,
                    c.HEADER_TIME: datetime.now(UTC).isoformat().replace("+00:00", "Z")}
         return Delivery(topic, partition, offset, key, value, headers)
 

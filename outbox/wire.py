@@ -11,8 +11,9 @@ the same; docs/outbox.md ("The wire contract") describes it.
 
 A record on ``<aggregatetype>.events``: key the aggregate id; value the Avro payload in
 the writer schema's binary encoding (no framing); headers ``ce_id``, ``ce_type``,
-``ce_source``, ``ce_time``, ``ce_specversion``, ``ce_dataschema`` (CloudEvents' Kafka
-binding, binary mode) and W3C ``traceparent``. The connector also adds an ``id`` header
+``ce_source``, ``ce_time``, ``ce_specversion``, ``ce_dataschema`` (an absolute URI),
+``content-type: application/avro`` (CloudEvents' Kafka binding, binary mode, which any
+CloudEvents SDK reads) and W3C ``traceparent``. The connector also adds an ``id`` header
 (EventRouter's own), which the Python relays copy.
 """
 
@@ -46,6 +47,9 @@ HEADER_TIME = "ce_time"
 HEADER_SPECVERSION = "ce_specversion"
 HEADER_DATASCHEMA = "ce_dataschema"
 HEADER_TRACEPARENT = "traceparent"
+HEADER_CONTENT_TYPE = "content-type"
+"""The binding's header for ``datacontenttype``: the value is Avro's binary encoding."""
+AVRO_CONTENT_TYPE = "application/avro"
 CLOUDEVENTS_SPECVERSION = "1.0"
 ROUTER_ID_HEADER = "id"
 """EventRouter's own header with the event id, before the CloudEvents ones."""
@@ -82,7 +86,8 @@ def record_of(row: tuple[Any, ...]) -> Record:
     routes it."""
     values = dict(zip(ROW_COLUMNS, row, strict=True))
     headers = [(ROUTER_ID_HEADER, str(values["id"]))] + [
-        (header, str(values[column])) for column, header in HEADER_OF_COLUMN.items()]
+        (header, str(values[column])) for column, header in HEADER_OF_COLUMN.items()] + [
+        (HEADER_CONTENT_TYPE, AVRO_CONTENT_TYPE)]
     return (topic_of(values["aggregatetype"]), values["aggregateid"], bytes(values["payload"]),
             [(name, value.encode()) for name, value in headers])
 

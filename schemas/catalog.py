@@ -19,6 +19,9 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 SCHEMA_DIR = Path(__file__).resolve().parent
+SCHEMA_URI_PREFIX = "urn:choreo:schema:"
+"""CloudEvents wants ``dataschema`` to be an absolute URI; a URN names the schema without
+claiming a host that serves it."""
 FILE_NAME = re.compile(r"^(?P<event_type>[A-Z]\w*)\.v(?P<version>[1-9]\d*)\.avsc$")
 
 
@@ -48,8 +51,9 @@ class EventSchema:
 
     @property
     def reference(self) -> str:
-        """What goes into the ``ce_dataschema`` header: readable and exact."""
-        return f"{self.event_type}.v{self.version}#{self.fingerprint}"
+        """What goes into the ``ce_dataschema`` header: an absolute URI, readable and exact
+        (``urn:choreo:schema:OrderPlaced.v1#<fingerprint>``)."""
+        return f"{SCHEMA_URI_PREFIX}{self.event_type}.v{self.version}#{self.fingerprint}"
 
 
 def load_schema_file(path: Path, aggregate: str) -> EventSchema:
@@ -101,5 +105,6 @@ class SchemaCatalog:
 
 
 def fingerprint_of_reference(reference: str) -> str:
-    """``OrderPlaced.v1#abc123`` -> ``abc123``; the part before '#' is for humans."""
+    """``urn:choreo:schema:OrderPlaced.v1#abc123`` -> ``abc123``; the part before '#' is
+    for humans (records written before the URN carried ``OrderPlaced.v1#abc123``)."""
     return reference.rsplit("#", 1)[-1]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from choreo.outbox import ConfigError, wire
+from choreo.stack.connectors import heartbeat_topic
 
 VALUES = {"database": "orders", "postgres_host": "127.0.0.1", "postgres_port": "15432",
           "postgres_user": "postgres", "postgres_password": "", "poll_interval_ms": "10"}
@@ -65,7 +66,18 @@ def test_a_row_becomes_the_record_the_router_makes() -> None:
         ("id", str(event_id)), ("ce_id", str(event_id)), ("ce_type", "OrderPlaced"),
         ("ce_source", "orders"), ("ce_time", "2026-12-07T10:00:00.000000Z"),
         ("ce_specversion", "1.0"), ("ce_dataschema", "OrderPlaced.v1#abc"),
-        ("traceparent", traceparent)]]
+        ("traceparent", traceparent), ("content-type", "application/avro")]]
+
+
+def test_the_connector_gives_every_event_the_content_type_the_relays_give() -> None:
+    config = wire.render(wire.OUTBOX_TEMPLATE, VALUES)["config"]
+    assert config["transforms"].split(",")[-1] == "contentType"  # after the routing
+    assert (config["transforms.contentType.header"],
+            config["transforms.contentType.value.literal"]) \
+        == (wire.HEADER_CONTENT_TYPE, wire.AVRO_CONTENT_TYPE)
+    pattern = config[f"predicates.{config['transforms.contentType.predicate']}.pattern"]
+    assert re.fullmatch(pattern, wire.topic_of("order"))
+    assert not re.fullmatch(pattern, heartbeat_topic("orders"))
 
 
 def test_a_template_with_an_unknown_placeholder_is_refused_naming_it(tmp_path: Path) -> None:

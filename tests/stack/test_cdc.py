@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.formats.json import JSONFormat
 
 from choreo.stack import launcher
 from choreo.stack.settings import StackSettings
@@ -41,7 +44,32 @@ def test_committed_row_becomes_one_event_with_key_and_headers(
     assert header(message, "ce_type") == "OrderConfirmed"
     assert header(message, "ce_source") == "tests"
     assert header(message, "ce_specversion") == "1.0"
-    assert header(message, "ce_dataschema").startswith("OrderConfirmed.v1#")
+    assert header(message, "ce_dataschema").startswith("urn:choreo:schema:OrderConfirmed.v1#")
+    assert header(message, "content-type") == "application/avro"
+
+
+def test_a_cloudevents_sdk_reads_the_record_as_an_event(running_stack: StackSettings) -> None:
+    """The CloudEvents SDK's Kafka binding (binary mode) on a record as Debezium sent it:
+    every attribute, the Avro bytes as its data, and a dataschema that is an absolute
+    URI, as the specification requires (the polling relay's records are the same header
+    for header: tests/outbox/test_poller.py)."""
+    order_id = f"o-{uuid.uuid4()}"
+    with psycopg.connect(running_stack.database_dsn("orders")) as conn:
+        event_id = WRITER.emit(conn, "OrderConfirmed", order_id, confirmed(order_id))
+    message = collect(running_stack.kafka_bootstrap, "order.events", lambda m: len(m) >= 1,
+                      accept=keyed(order_id))[0]
+    event = kafka_binding.from_binary(kafka_binding.KafkaMessage(
+        {name: value for name, value in message.headers() or []}, message.key(),
+        message.value()), JSONFormat())
+    assert (event.get_id(), event.get_type(), event.get_source()) \
+        == (str(event_id), "OrderConfirmed", "tests")
+    assert event.get_datacontenttype() == "application/avro"
+    schema = urlsplit(event.get_dataschema() or "")
+    assert schema.scheme == "urn" and schema.fragment, event.get_dataschema()
+    assert event.get_time() is not None and event.get_time().tzinfo is not None
+    data = event.get_data()  # the SDK hands non-JSON data over as text where it decodes
+    assert (data.encode() if isinstance(data, str) else data) == message.value()
+    assert event.get_extension("partitionkey") == order_id
 
 
 def test_rolled_back_row_produces_nothing(running_stack: StackSettings) -> None:

@@ -13,10 +13,14 @@ import shutil
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.testkit.orders_client import saga_settled
+from choreo.testkit.shop import Shop
 from tests.conftest import TEST_ENV
+from tests.support import eventually, holds
 
 pytestmark = pytest.mark.stack
 
@@ -53,3 +57,33 @@ def test_debians_kcat_lists_the_broker_and_its_topics(running_stack: StackSettin
                             check=False)
     assert listed.returncode == 0, listed.stderr
     assert 'topic "order.events" with 3 partitions' in listed.stdout, listed.stdout
+
+
+def test_kafka_consumer_groups_shows_each_consumers_positions_and_lag(
+        running_services: StackSettings) -> None:
+    """The consumers keep their positions in their own database; they also commit them to
+    Kafka under their group id (``outbox.group_offsets``), so Kafka's tools, Burrow or
+    kminion see the groups and their lag. What Kafka shows is what the database holds,
+    a few seconds late at most."""
+    shop = Shop(running_services)
+    order_id = shop.place(shop.new_sku(10), 1)
+    shop.wait_for(order_id, saga_settled, timeout_s=60)
+    with psycopg.connect(running_services.database_dsn("inventory")) as conn:
+        stored = {(topic, partition): offset for topic, partition, offset in conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_positions"
+            " WHERE consumer = 'inventory' AND topic = 'order.events'")}
+    assert stored
+
+    def shown() -> dict[tuple[str, int], int]:
+        described = choreo_kafka("consumer-groups", "--describe", "--group", "inventory")
+        assert described.returncode == 0, described.stderr
+        rows = re.findall(r"^inventory\s+(order\.events)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)",
+                          described.stdout, re.MULTILINE)
+        return {(topic, int(partition)): int(current)
+                for topic, partition, current, _, _ in rows}
+
+    def caught_up() -> bool:
+        kafka = shown()
+        return all(kafka.get(partition, -1) >= offset for partition, offset in stored.items())
+
+    eventually(lambda: holds(caught_up()), 30)
