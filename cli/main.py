@@ -14,7 +14,7 @@ import psycopg
 import requests
 
 from choreo.chaos import command as chaos_command
-from choreo.cli import connectors, dlq, k8s, orders, reach, trace
+from choreo.cli import connectors, dlq, events, k8s, orders, reach, trace
 from choreo.stack import cpu, launcher, restart
 from choreo.stack.broker import KAFKA_TOOLS, kafka_tool_command
 from choreo.stack.errors import ConfigError, StackError
@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.register(commands)
     orders.register(commands)
     trace.register(commands)
+    events.register(commands)
     connectors.register(commands)
     k8s.register(commands)
     chaos_command.register(commands)

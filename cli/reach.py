@@ -31,6 +31,7 @@ NEEDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("stock",): ("postgres",),
     ("trace",): ("postgres",),
     ("dlq",): ("postgres",),
+    ("events",): ("broker",),
     ("chaos",): ("orders-api", "postgres", "broker"),
     ("bench", "hop"): ("postgres", "broker"),
     ("bench", "relay"): ("postgres", "broker"),
