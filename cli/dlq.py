@@ -11,6 +11,7 @@ import json
 
 import psycopg
 
+from choreo.cli.output import add_json_flag, print_json
 from choreo.outbox import deadletter
 from choreo.stack import manifest
 from choreo.stack.settings import StackSettings
@@ -22,15 +23,21 @@ def _connect(settings: StackSettings, service: str) -> psycopg.Connection:
 
 def cmd_list(args: argparse.Namespace, settings: StackSettings) -> int:
     services = [args.service] if args.service else list(manifest.databases(outbox=True))
-    print(f"{'service':<10}{'#':>5}  {'status':<9}{'key':<38}{'event':<24}reason")
-    count = 0
+    found = []
     for service in services:
         with _connect(settings, service) as conn:
-            for entry in deadletter.list_entries(conn, include_done=args.all):
-                count += 1
-                print(f"{service:<10}{entry.seq:>5}  {entry.status:<9}{entry.aggregate_key:<38}"
-                      f"{entry.event_type or '?':<24}{entry.reason[:80]}")
-    if not count:
+            found += [(service, entry)
+                      for entry in deadletter.list_entries(conn, include_done=args.all)]
+    if args.json:
+        print_json([{"service": service, "seq": entry.seq, "status": entry.status,
+                     "key": entry.aggregate_key, "event_type": entry.event_type,
+                     "reason": entry.reason} for service, entry in found])
+        return 0
+    print(f"{'service':<10}{'#':>5}  {'status':<9}{'key':<38}{'event':<24}reason")
+    for service, entry in found:
+        print(f"{service:<10}{entry.seq:>5}  {entry.status:<9}{entry.aggregate_key:<38}"
+              f"{entry.event_type or '?':<24}{entry.reason[:80]}")
+    if not found:
         print("no dead letters")
     return 0
 
@@ -70,6 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing.add_argument("--service", choices=manifest.databases(outbox=True),
                          help="one service's dead letters only")
     listing.add_argument("--all", action="store_true", help="include replayed and discarded")
+    add_json_flag(listing)
     listing.set_defaults(handler=cmd_list)
     for action, text in (("show", "one entry with headers and payload"),
                          ("replay", "run the handler again, then what is parked behind it"),

@@ -23,10 +23,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from choreo.outbox import wire
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.errors import PoisonMessage
+from choreo.outbox.errors import ConfigError, PoisonMessage
 from choreo.outbox.kafka import build_unmanaged_consumer
 from choreo.schemas.catalog import SchemaCatalog
-from choreo.stack.errors import StackError
 from choreo.stack.settings import StackSettings
 
 POLL_S = 0.5
@@ -42,7 +41,7 @@ class Window:
 def window(consumer: Consumer, topic: str, from_beginning: bool, last: int) -> Window:
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise StackError(f"no topic {topic!r} on the broker (choreo kafka topics --list)")
+        raise ConfigError(f"no topic {topic!r} on the broker (choreo kafka topics --list)")
     starts, ends = [], {}
     for number in sorted(metadata.partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)

@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from typing import Any
 
 import psycopg
 import requests
 
 from choreo.chaos import command as chaos_command
 from choreo.cli import connectors, dlq, events, k8s, orders, reach, trace
+from choreo.cli.output import add_json_flag, print_json
 from choreo.stack import cpu, launcher, restart
 from choreo.stack.broker import KAFKA_TOOLS, kafka_tool_command
 from choreo.stack.errors import ConfigError, StackError
@@ -64,43 +66,57 @@ def cmd_restart(args: argparse.Namespace, settings: StackSettings) -> int:
 def cmd_status(args: argparse.Namespace, settings: StackSettings) -> int:
     usage = cpu.measure(launcher.component_pids(settings), args.cpu_window)
     rows = launcher.status(settings)
+    supervisor = launcher.registry_for(settings).running("supervisor")
+    breakers = circuits(settings)
+    code = 0 if all(row.healthy for row in rows) else 1
+    if args.json:
+        print_json({
+            "components": [{**asdict(row), "health": health_of(row),
+                            "cpu_percent": usage.percent(row.name)
+                            if row.name in usage.seconds else None} for row in rows],
+            "total_rss_bytes": sum(row.rss_bytes for row in rows),
+            "total_cpu_percent": usage.total_percent, "cpu_window_s": usage.wall_s,
+            "supervisor_pid": supervisor.pid if supervisor else None,
+            "checkout": str(REPO_ROOT), "python": sys.executable, "circuits": breakers})
+        return code
     print(f"{'component':<16}{'port':>6}{'pid':>9}  {'health':<10}{'memory':>8}{'cpu':>7}"
           f"{'restarts':>10}  last exit")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
-        health = "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
         last_exit = (row.last_exit or "-") + ("  (supervisor gave up)" if row.gave_up else "")
         busy = f"{usage.percent(row.name):.1f}%" if row.name in usage.seconds else "-"
-        print(f"{row.name:<16}{row.port:>6}{pid:>9}  {health:<10}"
+        print(f"{row.name:<16}{row.port:>6}{pid:>9}  {health_of(row):<10}"
               f"{row.rss_bytes / 2**20:>6.0f}MB{busy:>7}{row.restarts:>10}  {last_exit}")
     total = sum(row.rss_bytes for row in rows)
     print(f"{'total (memory: proportional set size)':<41}{total / 2**20:>6.0f}MB"
           f"{usage.total_percent:>6.1f}%  of one core, over {usage.wall_s:.1f}s")
-    supervisor = launcher.registry_for(settings).running("supervisor")
     print(f"supervisor: pid {supervisor.pid}, restarting what exits" if supervisor
           else "supervisor: not running; nothing restarts a process that exits")
     print(f"checkout: {REPO_ROOT}, python {sys.executable}")
-    for line in circuit_lines(settings):
-        print(line)
-    return 0 if all(row.healthy for row in rows) else 1
+    for process, breaker in breakers.items():
+        print(f"{process}: " + ", ".join(f"circuit {name} {state}" for name, state
+                                         in sorted(breaker["circuits"].items()))
+              + ("; partitions paused" if breaker["paused"] else "; consuming"))
+    return code
 
 
-def circuit_lines(settings: StackSettings) -> list[str]:
+def health_of(row: launcher.ComponentStatus) -> str:
+    return "healthy" if row.healthy else ("down" if row.pid is None else "unhealthy")
+
+
+def circuits(settings: StackSettings) -> dict[str, dict[str, Any]]:
     """Each service's circuit breakers, and whether it holds its partitions paused."""
-    lines = []
+    found = {}
     for spec in service_specs(settings):
         try:
             health = requests.get(f"http://127.0.0.1:{spec.port(settings)}/health",
                                   timeout=2).json()
         except (requests.RequestException, ValueError):
             continue
-        circuits = health.get("circuits") if isinstance(health, dict) else None
-        if circuits:
-            paused = "partitions paused" if health.get("paused") else "consuming"
-            lines.append(f"{spec.process}: " + ", ".join(f"circuit {name} {state}" for name, state
-                                                      in sorted(circuits.items()))
-                         + f"; {paused}")
-    return lines
+        breakers = health.get("circuits") if isinstance(health, dict) else None
+        if breakers:
+            found[spec.process] = {"circuits": breakers, "paused": bool(health.get("paused"))}
+    return found
 
 
 def cmd_kafka(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -217,8 +233,23 @@ def add_event_load(parser: argparse.ArgumentParser, each: str, handler: Handler)
     parser.set_defaults(handler=handler)
 
 
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CODES = f"""exit status:
+  0  done; for a check, every check passed
+  {EXIT_FAILED}  a check or verdict failed (status: a component unhealthy; schemas check,
+     chaos: an invariant broken), or what was asked for is not there
+  {EXIT_USAGE}  usage or configuration: unknown arguments, a bad setting (named), a port
+     in use, settings that differ from the running stack's
+  {EXIT_UNREACHABLE}  the stack: a part the command needs does not answer, or could not be
+     started or do what was asked (one line on stderr says which)"""
+"""Scripts tell "fix your command" from "start the stack" from "look at the result"."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="choreo", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version",
                         version=f"choreo {importlib.metadata.version('choreo')}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  " and CPU")
     status.add_argument("--cpu-window", type=float, default=2.0,
                         help="seconds over which CPU is measured (default: %(default)s)")
+    add_json_flag(status)
     status.set_defaults(handler=cmd_status)
     kafka = commands.add_parser(
         "kafka", help="one of Kafka's own tools against the embedded broker (from its jars;"
@@ -341,17 +373,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         reach.require(settings, reach.needs(args))
         handler: Handler = args.handler
         return handler(args, settings)
-    except (ConfigError, StackError) as error:
+    except ConfigError as error:
         print(f"choreo: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except StackError as error:
+        print(f"choreo: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except psycopg.OperationalError as error:  # went away while the command ran
         print(f"choreo: lost PostgreSQL ({first_line(error)}); is the stack up? (choreo up)",
               file=sys.stderr)
-        return 2
+        return EXIT_UNREACHABLE
     except requests.ConnectionError as error:
         where = error.request.url if error.request is not None else "a service"
         print(f"choreo: no answer from {where}; is the stack up? (choreo up)", file=sys.stderr)
-        return 2
+        return EXIT_UNREACHABLE
 
 
 def first_line(error: Exception) -> str:

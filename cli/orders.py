@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from choreo.cli.output import add_json_flag, print_json
 from choreo.services.notification.handlers import KIND_OF
 from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import TERMINAL, OrdersClient, saga_settled
@@ -57,9 +58,12 @@ def cmd_order(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace, settings: StackSettings) -> int:
-    order = follow(orders_api(settings), args.order_id, lambda order: True)
-    print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
+    order = follow(orders_api(settings), args.order_id, lambda order: True, show=not args.json)
     kinds = Shop(settings).messages_about(order["id"])
+    if args.json:
+        print_json({**order, "told": kinds})
+        return 0
+    print(f"=> {order['status']}" + (f" ({order['reason']})" if order["reason"] else ""))
     print(f"told: {', '.join(kinds) if kinds else 'nothing (yet, or a guest, or channel none)'}")
     return 0
 
@@ -152,6 +156,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     order.set_defaults(handler=cmd_order)
     timeline = commands.add_parser("timeline", help="show a saga's events so far")
     timeline.add_argument("order_id", help="the order's id")
+    add_json_flag(timeline)
     timeline.set_defaults(handler=cmd_timeline)
     commands.add_parser("demo", help="success, out of stock, declined, cancel, timeout,"
                         " paid by wallet, wallet short; and what the customer was told"
@@ -159,6 +164,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     stock = commands.add_parser("stock", help="the inventory's counters; --set SKU=N restocks")
     stock.add_argument("--set", action="append", metavar="SKU=N",
                        help="set a SKU's available units (repeatable)")
+    add_json_flag(stock)
     stock.set_defaults(handler=cmd_stock)
 
 
@@ -176,6 +182,11 @@ def cmd_stock(args: argparse.Namespace, settings: StackSettings) -> int:
                 print(f"--set {assignment}: {error}")
                 return 1
         levels = stock_levels(conn)
+    if args.json:
+        print_json([{"sku": level.sku, "unit_price_cents": level.unit_price_cents,
+                     "available": level.available, "reserved": level.reserved,
+                     "sold": level.sold} for level in levels])
+        return 0
     print(f"{'sku':<16}{'price':>9}{'available':>11}{'reserved':>10}{'sold':>7}")
     for level in levels:
         print(f"{level.sku:<16}{level.unit_price_cents / 100:>9.2f}{level.available:>11}"

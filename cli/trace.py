@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import asdict
+from typing import Any
 
+from choreo.cli.output import add_json_flag, print_json
 from choreo.console.waterfall import Line, hops, is_sql, label, lines, saga_spans, slowest, total_ms
 from choreo.outbox.span_store import StoredSpan
 from choreo.stack.settings import StackSettings
@@ -66,9 +69,27 @@ def cmd_trace(args: argparse.Namespace, settings: StackSettings) -> int:
         print(f"no spans of order {args.order_id} in the span store (sampled out, or older"
               " than its retention)")
         return 1
+    if args.json:
+        print_json(as_document(args.order_id, spans, args.sql))
+        return 0
     width = shutil.get_terminal_size((140, 20)).columns
     print("\n".join(render(args.order_id, spans, args.sql, width)))
     return 0
+
+
+def as_document(order_id: str, spans: list[StoredSpan], with_sql: bool) -> dict[str, Any]:
+    """The waterfall's facts: each span with its offset and own time, the slowest, hops."""
+    every = lines(spans)
+    worst = slowest(every)
+    return {
+        "order_id": order_id, "trace_id": spans[0].trace_id, "took_ms": total_ms(spans),
+        "spans": [{**asdict(line.span), "duration_ms": line.span.duration_ms,
+                   "offset_ms": line.offset_ms, "own_ms": line.own_ms}
+                  for line in every if with_sql or not is_sql(line.span)],
+        "slowest": {"service": worst.span.service, "span": label(worst.span),
+                    "own_ms": worst.own_ms},
+        "hops": [asdict(hop) for hop in hops(every)],
+    }
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -78,5 +99,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     trace.add_argument("--sql", action="store_true", help="show the database statements too")
     trace.add_argument("--wait", type=float, default=3.0,
                        help="seconds to wait for spans still arriving (exported in batches)")
+    add_json_flag(trace)
     trace.set_defaults(handler=cmd_trace)
 

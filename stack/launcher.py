@@ -318,12 +318,12 @@ def supervisor_up(settings: StackSettings, registry: ProcessRegistry, report: Re
     state = SupervisorState.load(state_file(settings))
     changes = shape_changes(state, settings) if state else []
     if changes:
-        raise StartError(f"the running supervisor was started with other settings"
+        raise ConfigError(f"the running supervisor was started with other settings"
                          f" ({'; '.join(changes)}); `choreo down` first, then `choreo up`"
                          " with the new ones")
     unwatched = [name for name in names if state and name not in state.processes]
     if unwatched:
-        raise StartError(f"the running supervisor does not watch {', '.join(unwatched)}"
+        raise ConfigError(f"the running supervisor does not watch {', '.join(unwatched)}"
                          " (it was started for the infrastructure only, or with fewer"
                          " replicas); `choreo down` first")
     if (state is not None and state.phase == "supervising" and all_healthy(settings, names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -223,3 +224,10 @@ def own_stack(name: str, port_shift: int, **env: str) -> Iterator[StackSettings]
     finally:
         launcher.down(settings, report=lambda line: None)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def choreo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``choreo ARGS`` as a user runs it, against the session's test stack."""
+    return subprocess.run([sys.executable, "-m", "choreo.cli", *args],
+                          env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)

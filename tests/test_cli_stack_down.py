@@ -1,5 +1,5 @@
 """Every command that needs the stack, run against a stack that is not there: one line
-naming what it could not reach, exit status 2, within seconds, no traceback and no
+naming what it could not reach, exit status 3, within seconds, no traceback and no
 librdkafka lines (issue 21: ``timeline`` ended in a ``requests`` traceback and ``bench
 hop`` printed connection lines for a minute)."""
 
@@ -62,7 +62,7 @@ def test_a_command_with_the_stack_down_says_what_it_could_not_reach(
                           env={**nothing_listening, "PYTHONPATH": str(REPO_ROOT)},
                           capture_output=True, text=True, timeout=60, check=False)
     took = time.monotonic() - started
-    assert done.returncode == 2, done
+    assert done.returncode == 3, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("choreo: cannot reach ") and "choreo up" in lines[0], lines

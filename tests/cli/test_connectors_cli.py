@@ -18,7 +18,7 @@ def test_slots_wait_for_the_database_then_fail_with_its_name(
     closed = next(port for port in range(24990, 25000) if port_is_free(port))
     started = time.monotonic()
     assert choreo(["connectors", "slots", "--postgres-port", str(closed), "--wait", "2",
-                   "--databases", "orders"]) == 2
+                   "--databases", "orders"]) == 3  # the stack, not the command
     assert time.monotonic() - started >= 2
     assert "cannot create the replication slot of orders-outbox" in capsys.readouterr().err
 

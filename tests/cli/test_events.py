@@ -4,25 +4,20 @@ record names; as a terminal line or one CloudEvents JSON object per line."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 import psycopg
 import pytest
 
-from choreo.stack.settings import REPO_ROOT, StackSettings
-from tests.conftest import TEST_ENV
-from tests.support import WRITER, collect, confirmed, keyed
+from choreo.stack.settings import StackSettings
+from tests.support import WRITER, choreo_cli, collect, confirmed, keyed
 
 pytestmark = pytest.mark.stack
 
 
 def choreo_events(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "choreo.cli", "events", *args],
-                          env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return choreo_cli("events", *args)
 
 
 @pytest.fixture(scope="module")

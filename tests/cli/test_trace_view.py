@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from choreo.cli.trace import render
+from choreo.cli.trace import as_document, render
 from choreo.console.waterfall import own_time_ms
 from choreo.outbox.span_store import StoredSpan
 
@@ -61,3 +62,14 @@ def test_sql_statements_are_shown_on_request() -> None:
     out = render("o-1", SLOW_PAYMENT, with_sql=True, width=120)
     assert sum(" SELECT " in line or " INSERT " in line for line in out) == 2
     assert not any("not shown" in line for line in out)
+
+
+def test_the_json_document_holds_what_the_waterfall_shows() -> None:
+    document = json.loads(json.dumps(as_document("o-1", SLOW_PAYMENT, with_sql=False),
+                                     default=str))
+    assert (document["order_id"], document["took_ms"]) == ("o-1", 2140.0)
+    assert [span["span_id"] for span in document["spans"]] == ["a", "b", "c", "d", "f", "g"]
+    assert document["slowest"] == {"service": "payments", "span": "POST /v1/charges",
+                                   "own_ms": 2080.0}
+    assert document["hops"] == [{"route": "order.events -> payments", "took_ms": 22.0,
+                                 "cdc_ms": 15, "delivery_ms": 7}]

@@ -7,28 +7,23 @@ show; Apache Kafka has all of them (docs/stack.md, "Kafka's own tools").
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 
 import psycopg
 import pytest
 
-from choreo.stack.settings import REPO_ROOT, StackSettings
+from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import saga_settled
 from choreo.testkit.shop import Shop
-from tests.conftest import TEST_ENV
-from tests.support import eventually, holds
+from tests.support import choreo_cli, eventually, holds
 
 pytestmark = pytest.mark.stack
 
 
 def choreo_kafka(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "choreo.cli", "kafka", *args],
-                          env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return choreo_cli("kafka", *args)
 
 
 def test_kafka_topics_lists_the_event_topics(running_stack: StackSettings) -> None:
