@@ -2,10 +2,11 @@
 
 The embedded stack has no tracing backend to install, but it runs PostgreSQL: every
 process exports its spans through a ``BatchSpanProcessor`` (a background thread, off the
-hot path) into the ``spans`` table of a ``telemetry`` database, and ``choreo trace`` reads
-them back by trace id. Export failures drop the batch (the SDK's contract for exporters):
-tracing never slows down or fails a saga. The exporter's own statements are not traced,
-or every export would create spans to export.
+hot path) into the ``recent_spans`` table of a ``telemetry`` database, where tail
+sampling (``outbox.tail_sampling``) keeps the traces worth keeping in ``spans``; ``choreo
+trace`` reads both by trace id. Export failures drop the batch (the SDK's contract for
+exporters): tracing never slows down or fails a saga. The exporter's own statements are
+not traced, or every export would create spans to export.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from choreo.outbox.tail_sampling import COLUMNS, TailSampling, decide
+
 SCHEMA = Path(__file__).resolve().parent / "span_store.sql"
 INSERT = """
-INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, started_at, ended_at,
+INSERT INTO recent_spans (trace_id, span_id, parent_id, service, name, kind, started_at, ended_at,
                    status, attributes)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
@@ -59,13 +62,17 @@ def span_row(span: ReadableSpan) -> tuple[object, ...]:
 
 
 class PostgresSpanExporter(SpanExporter):
-    """Writes each exported batch in one transaction; prunes spans past ``retention_s``."""
+    """Writes each exported batch in one transaction; decides the traces that are due
+    (``sampling``) and prunes kept spans past ``retention_s``."""
 
-    def __init__(self, dsn: str, retention_s: float = 24 * 3600.0) -> None:
+    def __init__(self, dsn: str, retention_s: float = 24 * 3600.0,
+                 sampling: TailSampling | None = None) -> None:
         self.dsn = dsn
         self.retention_s = retention_s
+        self.sampling = sampling or TailSampling()
         self._conn: psycopg.Connection[Any] | None = None
         self._pruned_at = 0.0
+        self._decided_at = 0.0
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -82,7 +89,18 @@ class PostgresSpanExporter(SpanExporter):
                 log.warning("dropped %d spans: %s", len(rows), error)
                 self._close()
                 return SpanExportResult.FAILURE
+            self._decide_if_due(conn)
         return SpanExportResult.SUCCESS
+
+    def _decide_if_due(self, conn: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - self._decided_at < self.sampling.every_s:
+            return
+        self._decided_at = time.monotonic()
+        try:
+            decide(conn, self.sampling)
+        except psycopg.Error as error:  # the spans are stored; the next round decides
+            log.warning("tail sampling skipped a round: %s", error)
+            self._close()
 
     def shutdown(self) -> None:
         with self._lock:
@@ -117,10 +135,15 @@ class StoredSpan:
         return (self.ended_at - self.started_at).total_seconds() * 1000
 
 
+SPANS_OF = f"""
+SELECT {COLUMNS} FROM spans WHERE trace_id = %(trace)s
+UNION ALL
+SELECT {COLUMNS} FROM recent_spans WHERE trace_id = %(trace)s
+ORDER BY started_at, ended_at DESC
+"""
+
+
 def spans_of(conn: psycopg.Connection[Any], trace_id: str) -> list[StoredSpan]:
-    """One trace's spans, earliest first."""
-    rows = conn.execute(
-        "SELECT trace_id, span_id, parent_id, service, name, kind, started_at, ended_at,"
-        " status, attributes FROM spans WHERE trace_id = %s ORDER BY started_at, ended_at DESC",
-        (trace_id,)).fetchall()
+    """One trace's spans, earliest first: kept, or not decided yet."""
+    rows = conn.execute(SPANS_OF, {"trace": trace_id}).fetchall()
     return [StoredSpan(*row) for row in rows]

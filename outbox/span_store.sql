@@ -13,3 +13,9 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
 CREATE INDEX IF NOT EXISTS spans_by_end ON spans (ended_at);
+
+-- Spans whose trace is not decided yet (outbox/tail_sampling.py): kept ones move to
+-- spans, the others are deleted. Unlogged: a crash loses only undecided traces, and the
+-- writes make no WAL for the outbox slots to decode.
+CREATE UNLOGGED TABLE IF NOT EXISTS recent_spans (LIKE spans INCLUDING DEFAULTS);
+CREATE INDEX IF NOT EXISTS recent_spans_by_trace ON recent_spans (trace_id);

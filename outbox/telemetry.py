@@ -11,7 +11,8 @@ sampled at the intake is sampled in every service, because the decision travels 
 it means ``psycopg`` (``DISABLED_BY_DEFAULT``).
 
 Beside any of that, ``span_store_url`` (``CHOREO_TELEMETRY_URL``, which the embedded
-stack sets) keeps every span in PostgreSQL for ``choreo trace``. Both exporters run in a
+stack sets) keeps spans in PostgreSQL for ``choreo trace``: every trace with a problem
+and a share of the rest (``outbox.tail_sampling``, ``CHOREO_TRACE_*``). Both exporters run in a
 ``BatchSpanProcessor``: spans are handed to a background thread, never written on the
 event's own path.
 """
@@ -36,6 +37,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 from choreo.outbox.span_store import PostgresSpanExporter
+from choreo.outbox.tail_sampling import TailSampling
 
 STORE_EXPORT_DELAY_MS = 500
 """How often the span store is written: soon enough that ``choreo trace`` right after a
@@ -121,8 +123,9 @@ def configure_tracing(service_name: str, span_store_url: str = "") -> TracerProv
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if span_store_url:
+        exporter = PostgresSpanExporter(span_store_url, sampling=TailSampling.from_env(env))
         provider.add_span_processor(BatchSpanProcessor(
-            PostgresSpanExporter(span_store_url), schedule_delay_millis=STORE_EXPORT_DELAY_MS))
+            exporter, schedule_delay_millis=STORE_EXPORT_DELAY_MS))
     trace.set_tracer_provider(provider)
     disabled = {name.strip() for name in
                 env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", DISABLED_BY_DEFAULT).split(",")}

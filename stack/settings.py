@@ -46,6 +46,11 @@ not listed, so a test offset that moves a service's port moves its replicas' too
 
 TELEMETRY_DATABASE = "telemetry"
 """Where every process's spans are kept for ``choreo trace`` (``outbox.span_store``)."""
+SAGA_SETTLED_BY = ("OrderConfirmed", "OrderRejected", "OrderCancelled")
+"""The events that end a saga: its trace is decided once it has been quiet after one."""
+SAGA_TROUBLE = ("OrderRejected", "OrderCancelled", "StockReservationFailed", "StockReleased",
+                "PaymentDeclined", "PaymentRefunded", "WalletDebitDeclined", "WalletRefunded")
+"""A refusal or a compensation: a trace that wrote one is always kept."""
 
 RELAY_MODES = ("cdc", "polling")
 
@@ -141,6 +146,9 @@ class StackSettings:
     reservation_ttl_s: float = 120.0
     outbox_retention_s: float = 900.0
     """Outbox rows are kept this long and published again after a broker loss."""
+    trace_keep_share: float = 0.1
+    """The share of untroubled sagas whose trace the span store keeps; every trace with a
+    problem is kept (``outbox.tail_sampling``)."""
     start_timeout_s: float = 90.0
     artifact_cache: Path | None = None
     """Where downloaded artifacts are kept; by default inside the state directory."""
@@ -184,6 +192,8 @@ class StackSettings:
                                             cls.reservation_ttl_s, gt=0),
             outbox_retention_s=config.number(env, "CHOREO_OUTBOX_RETENTION_S",
                                              cls.outbox_retention_s, ge=0),
+            trace_keep_share=config.number(env, "CHOREO_TRACE_KEEP_SHARE",
+                                           cls.trace_keep_share, ge=0, le=1),
             start_timeout_s=config.number(env, "CHOREO_START_TIMEOUT_S", cls.start_timeout_s,
                                           gt=0),
             relay=config.text(env, "CHOREO_RELAY", cls.relay),
@@ -372,6 +382,9 @@ class StackSettings:
             "CHOREO_RESERVATION_TTL_S": str(self.reservation_ttl_s),
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),
             "CHOREO_TELEMETRY_URL": self.database_dsn(TELEMETRY_DATABASE),
+            "CHOREO_TRACE_KEEP_SHARE": str(self.trace_keep_share),
+            "CHOREO_TRACE_SETTLED_BY": ",".join(SAGA_SETTLED_BY),
+            "CHOREO_TRACE_KEEP_EVENTS": ",".join(SAGA_TROUBLE),
         }
 
     # Folders inside the state directory, one place so nothing guesses a path.

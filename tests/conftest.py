@@ -42,6 +42,9 @@ TEST_ENV = {
     "CHOREO_ARTIFACT_CACHE": str(REPO_ROOT / ".choreo" / "artifacts"),
     "CHOREO_CDC_POLL_INTERVAL_MS": "10",
     "CHOREO_BROKERS": "1",  # whatever a developer's environment says: the suite's stack
+    # Every trace kept, so a test that reads one late finds it; the sampling itself is
+    # tests/outbox/test_tail_sampling.py's.
+    "CHOREO_TRACE_KEEP_SHARE": "1",
     # CHOREO_TEST_RELAY=polling runs the suites with the polling relay instead of Debezium.
     "CHOREO_RELAY": os.environ.get("CHOREO_TEST_RELAY", "cdc"),
     **ports_shifted_by(PORT_OFFSET),
