@@ -31,6 +31,7 @@ at most the order deadline plus a margin to let the sagas in flight settle).
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 import uuid
@@ -201,9 +202,11 @@ class Load:
     """One run's HTTP client: places orders and records the 202s and the failures."""
 
     def __init__(self, settings: StackSettings, session: aiohttp.ClientSession,
-                 run: SagaRun, customer: str) -> None:
+                 run: SagaRun, customer: str, declined_share: float = 0.0) -> None:
         self.url = f"http://127.0.0.1:{settings.port_of('orders-api')}/orders"
         self.customer = customer
+        self.declined_share = declined_share
+        """This share of the orders is declined by the psp, spread evenly over the run."""
         self.session = session
         self.run = run
         self.prefix = uuid.uuid4().hex[:8]
@@ -218,7 +221,10 @@ class Load:
         """POST one order; ``started`` (when it was due) is the origin of its 202 latency."""
         run = self.run
         key = f"bench-saga-{self.prefix}-{run.sent}"
-        body = {"customer_id": self.customer, "payment_token": "tok_ok",
+        declined = (math.floor((run.sent + 1) * self.declined_share)
+                    > math.floor(run.sent * self.declined_share))
+        body = {"customer_id": self.customer,
+                "payment_token": "tok_decline" if declined else "tok_ok",
                 "items": [{"sku": SKUS[run.sent % len(SKUS)], "quantity": 1}]}
         run.sent += 1
         try:
@@ -272,7 +278,8 @@ def emailed_customer(settings: StackSettings) -> str:
 async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_s: float,
                   generate: Callable[[Load], Awaitable[None]],
                   fraction: Callable[[float], float],
-                  on_settled: Callable[[int], None] = lambda count: None) -> SagaRun:
+                  on_settled: Callable[[int], None] = lambda count: None,
+                  declined_share: float = 0.0) -> SagaRun:
     """Place orders with ``generate``, then wait (bounded) for their sagas to settle."""
     async with (
         await psycopg.AsyncConnection.connect(settings.database_dsn("orders"),
@@ -281,7 +288,8 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
                               timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as session,
     ):
         await quiesce(conn)
-        load = Load(settings, session, run, await asyncio.to_thread(emailed_customer, settings))
+        load = Load(settings, session, run, await asyncio.to_thread(emailed_customer, settings),
+                    declined_share)
         progress = Progress(run, fraction)
         watcher = Watcher(conn, run, poll_s, on_settled)
         meter = CpuMeter(launcher.component_pids(settings))
@@ -300,7 +308,7 @@ async def measure(settings: StackSettings, run: SagaRun, concurrency: int, poll_
 
 
 async def steady(settings: StackSettings, rate: float, seconds: float,
-                 concurrency: int) -> SagaRun:
+                 concurrency: int, declined_share: float = 0.0) -> SagaRun:
     """Open loop: order n is due at start + n/rate, whether or not earlier ones returned."""
     run = SagaRun(f"steady {rate:.0f}/s")
     total = min(int(rate * seconds), MAX_ORDERS)
@@ -319,7 +327,8 @@ async def steady(settings: StackSettings, rate: float, seconds: float,
             load.spawn(one(load, due))
 
     return await measure(settings, run, concurrency, 0.25, generate,
-                         lambda elapsed: len(run.settled) / max(total, 1))
+                         lambda elapsed: len(run.settled) / max(total, 1),
+                         declined_share=declined_share)
 
 
 async def saturate(settings: StackSettings, seconds: float, concurrency: int) -> SagaRun:

@@ -204,6 +204,13 @@ def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def cmd_bench_tracing(args: argparse.Namespace, settings: StackSettings) -> int:
+    from choreo.bench import tracing
+
+    tracing.main(settings, args.rate, args.seconds, args.declined)
+    return 0
+
+
 def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import saga
 
@@ -345,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="then the same runs again with these replicas added (started and"
                       " stopped by the benchmark), and the ratios: inventory=2,payments=2")
     saga.set_defaults(handler=cmd_bench_saga)
+    tracing = bench_commands.add_parser(
+        "tracing", help="what the span store's tail sampling keeps and saves, under a"
+        " steady load with declined orders")
+    tracing.add_argument("--rate", type=float, default=50.0, help="steady orders/s")
+    tracing.add_argument("--seconds", type=float, default=120.0, help="length of the run")
+    tracing.add_argument("--declined", type=float, default=0.1,
+                         help="share of the orders the psp declines (default 0.1)")
+    tracing.set_defaults(handler=cmd_bench_tracing)
     soak = bench_commands.add_parser("soak", help="many sagas at a steady rate: the first"
                                      " and the last window side by side")
     soak.add_argument("--sagas", type=int, default=50_000, help="sagas to place in all")

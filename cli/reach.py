@@ -38,6 +38,7 @@ NEEDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bench", "consumer"): ("postgres", "broker"),
     ("bench", "saga"): ("orders-api", "postgres", "broker"),
     ("bench", "soak"): ("orders-api", "postgres", "broker"),
+    ("bench", "tracing"): ("orders-api", "postgres", "broker"),
 }
 """By the command's words (``bench hop``), or its first word for all of its subcommands."""
 

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from choreo.outbox.tail_sampling import COLUMNS, TailSampling, decide
+from choreo.outbox.tail_sampling import COLUMNS, Decider, TailSampling
 
 SCHEMA = Path(__file__).resolve().parent / "span_store.sql"
 INSERT = """
@@ -69,10 +69,10 @@ class PostgresSpanExporter(SpanExporter):
                  sampling: TailSampling | None = None) -> None:
         self.dsn = dsn
         self.retention_s = retention_s
-        self.sampling = sampling or TailSampling()
+        self._decider = Decider(dsn, sampling or TailSampling())
         self._conn: psycopg.Connection[Any] | None = None
         self._pruned_at = 0.0
-        self._decided_at = 0.0
+        self._decider_started = False
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -89,20 +89,13 @@ class PostgresSpanExporter(SpanExporter):
                 log.warning("dropped %d spans: %s", len(rows), error)
                 self._close()
                 return SpanExportResult.FAILURE
-            self._decide_if_due(conn)
+            if not self._decider_started:  # the first export shows the store is wanted
+                self._decider_started = True
+                self._decider.start()
         return SpanExportResult.SUCCESS
 
-    def _decide_if_due(self, conn: psycopg.Connection[Any]) -> None:
-        if time.monotonic() - self._decided_at < self.sampling.every_s:
-            return
-        self._decided_at = time.monotonic()
-        try:
-            decide(conn, self.sampling)
-        except psycopg.Error as error:  # the spans are stored; the next round decides
-            log.warning("tail sampling skipped a round: %s", error)
-            self._close()
-
     def shutdown(self) -> None:
+        self._decider.stop_event.set()
         with self._lock:
             self._close()
 

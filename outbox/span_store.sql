@@ -19,3 +19,10 @@ CREATE INDEX IF NOT EXISTS spans_by_end ON spans (ended_at);
 -- writes make no WAL for the outbox slots to decode.
 CREATE UNLOGGED TABLE IF NOT EXISTS recent_spans (LIKE spans INCLUDING DEFAULTS);
 CREATE INDEX IF NOT EXISTS recent_spans_by_trace ON recent_spans (trace_id);
+-- What tail sampling decided so far, kept and dropped (for benchmarks and operators).
+CREATE TABLE IF NOT EXISTS span_sampling (
+    kept   boolean PRIMARY KEY,
+    traces bigint  NOT NULL,
+    spans  bigint  NOT NULL,
+    bytes  bigint  NOT NULL
+);

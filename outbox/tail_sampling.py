@@ -20,8 +20,10 @@ process and every run agrees). A span written after its trace was decided is dec
 again with what came later: a customer's cancel a minute after a confirmation keeps the
 cancel's part even when the confirmation's was dropped.
 
-Any process exporting to the store may decide; a transaction-scoped advisory lock lets
-one at a time do it, every ``every_s``. Settings (``TailSampling.from_env``):
+Every process exporting to the store runs a :class:`Decider` thread; a transaction-scoped
+advisory lock lets one at a time decide, every ``every_s``, loaded or idle. What was
+decided is tallied in ``span_sampling`` (traces, spans and bytes, kept and dropped), so
+``choreo bench saga`` can say what the sampling saved. Settings (``TailSampling.from_env``):
 ``CHOREO_TRACE_KEEP_SHARE`` (0..1, default 0.1), ``CHOREO_TRACE_SLOW_MS`` (1000),
 ``CHOREO_TRACE_QUIET_S`` (10), ``CHOREO_TRACE_GIVE_UP_S`` (600),
 ``CHOREO_TRACE_SETTLED_BY`` and ``CHOREO_TRACE_KEEP_EVENTS`` (event types, comma-separated;
@@ -30,14 +32,19 @@ the embedded stack names the saga's).
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import Counter
 
 from choreo.outbox import config
+
+log = logging.getLogger(__name__)
 
 TRACES = Counter("choreo_traces_sampled_total",
                  "Traces the span store's tail sampling decided, by decision", ["decision"])
@@ -66,9 +73,19 @@ WITH traces AS (
     RETURNING r.*, d.keep
 ), kept AS (
     INSERT INTO spans ({COLUMNS}) SELECT {COLUMNS} FROM moved WHERE keep
+), tally AS (
+    SELECT keep, count(DISTINCT trace_id) AS traces, count(*) AS spans,
+           coalesce(sum(pg_column_size(moved.*)), 0) AS bytes
+    FROM moved GROUP BY keep
+), counted AS (
+    INSERT INTO span_sampling (kept, traces, spans, bytes)
+    SELECT keep, traces, spans, bytes FROM tally
+    ON CONFLICT (kept) DO UPDATE SET traces = span_sampling.traces + excluded.traces,
+        spans = span_sampling.spans + excluded.spans, bytes = span_sampling.bytes + excluded.bytes
 )
-SELECT keep, count(DISTINCT trace_id) FROM moved GROUP BY keep
+SELECT keep, traces FROM tally
 """
+TOTALS = "SELECT kept, traces, spans, bytes FROM span_sampling"
 
 
 def event_names(events: tuple[str, ...]) -> list[str]:
@@ -118,3 +135,45 @@ def decide(conn: psycopg.Connection[Any], policy: TailSampling) -> tuple[int, in
     TRACES.labels("kept").inc(kept)
     TRACES.labels("dropped").inc(dropped)
     return kept, dropped
+
+
+@dataclass(frozen=True)
+class Tally:
+    traces: int = 0
+    spans: int = 0
+    bytes: int = 0
+
+
+def totals(conn: psycopg.Connection[Any]) -> dict[bool, Tally]:
+    """Everything decided so far, kept (True) and dropped (False)."""
+    found = {kept: Tally(traces, spans, size)
+             for kept, traces, spans, size in conn.execute(TOTALS).fetchall()}
+    return {True: found.get(True, Tally()), False: found.get(False, Tally())}
+
+
+class Decider(threading.Thread):
+    """Decides what is due every ``every_s`` in the background, loaded or idle: a trace
+    that settled just before the load stopped is decided too. Its own connection, its
+    statements untraced (or deciding would make spans to decide)."""
+
+    def __init__(self, dsn: str, policy: TailSampling) -> None:
+        super().__init__(name="tail-sampling", daemon=True)
+        self.dsn = dsn
+        self.policy = policy
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self.stop_event.wait(self.policy.every_s):
+            with suppress_instrumentation():
+                try:
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
+                    decide(conn, self.policy)
+                except psycopg.Error as error:  # spans wait in recent_spans meanwhile
+                    log.warning("tail sampling skipped a round: %s", error)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+        if conn is not None:
+            conn.close()

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 
 from choreo.outbox import span_store
-from choreo.outbox.tail_sampling import TailSampling, decide
+from choreo.outbox.tail_sampling import Decider, TailSampling, decide, totals
 from choreo.stack.launcher import apply_sql
 from choreo.stack.settings import SAGA_SETTLED_BY, SAGA_TROUBLE, StackSettings
-from tests.support import scratch_database
+from tests.support import eventually, holds, scratch_database
 
 pytestmark = pytest.mark.stack
 
@@ -29,7 +29,7 @@ def store(running_stack: StackSettings) -> Iterator[psycopg.Connection[Any]]:
     url = scratch_database(running_stack, "tail_sampling_tests")
     apply_sql(url, span_store.SCHEMA)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE spans, recent_spans")
+        conn.execute("TRUNCATE spans, recent_spans, span_sampling")
         yield conn
 
 
@@ -70,6 +70,10 @@ def test_problems_are_kept_and_the_untroubled_rest_dropped(
         == ["outbox write OrderPlaced", "outbox write PaymentRefunded",
             "outbox write OrderCancelled"]
     assert span_store.spans_of(store, fine) == []
+    tally = totals(store)
+    assert (tally[True].traces, tally[True].spans, tally[False].traces, tally[False].spans) \
+        == (3, 7, 1, 2)
+    assert tally[True].bytes > tally[False].bytes > 0
 
 
 def test_nothing_is_decided_before_its_saga_settled_and_went_quiet(
@@ -105,3 +109,16 @@ def test_one_process_decides_at_a_time(store: psycopg.Connection[Any],
     with psycopg.connect(store.info.dsn, autocommit=True) as other, other.transaction():
         other.execute("SELECT pg_advisory_xact_lock(hashtext('choreo.tail_sampling'))")
         assert decide(store, SAGA) is None
+
+
+def test_a_decider_thread_decides_while_nothing_is_exported(
+        store: psycopg.Connection[Any]) -> None:
+    """The last sagas before the load stops are decided too, with no span coming after."""
+    due = trace(store, "outbox write OrderPlaced", "outbox write OrderRejected")
+    decider = Decider(store.info.dsn, replace(SAGA, every_s=0.2))
+    decider.start()
+    try:
+        eventually(lambda: holds(due in kept(store)), 10)
+    finally:
+        decider.stop_event.set()
+        decider.join(5)
