@@ -73,13 +73,18 @@ def consumers_behind(settings: StackSettings) -> tuple[list[str], dict[str, floa
 
 class Stillness:
     """Nothing in flight, and nothing moving: no consumer behind or handling events since
-    the outboxes' relays were marked, and every relay past its mark."""
+    the outboxes' relays were marked, every relay past its mark, for ``QUIET_S``; and
+    then past a second mark, taken at the end, for what the intake or a job (no
+    consumer) committed meanwhile."""
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.since: float | None = None
         """When the relays were first seen past their marks with nothing moving."""
+        self.still = False
+        """Quiet for ``QUIET_S``, and the closing marks reached too."""
         self._marks: Marks | None = None
+        self._closing: Marks | None = None
         self._handled: dict[str, float] = {}
 
     def left(self, snapshot: Snapshot, accepted: int, now: float) -> list[str]:
@@ -89,13 +94,23 @@ class Stillness:
         if not left:
             left, handled = consumers_behind(self.settings)
         if left:
-            self._marks, self.since = None, None
+            self._marks = self._closing = self.since = None
+            self.still = False
             return left
         if self._marks is None or handled != self._handled:
-            self._marks, self._handled, self.since = mark_relays(self.settings), handled, None
+            self._marks, self._handled = mark_relays(self.settings), handled
+            self._closing = self.since = None
+            self.still = False
         left = relays_behind(self.settings, self._marks)
-        if not left and self.since is None:
+        if left:
+            return left
+        if self.since is None:
             self.since = now
+        if now - self.since >= QUIET_S:
+            if self._closing is None:
+                self._closing = mark_relays(self.settings)
+            left = relays_behind(self.settings, self._closing)
+            self.still = not left
         return left
 
 
@@ -108,7 +123,7 @@ def wait_quiescent(observer: Observer, accepted: int, since: float, bound_s: flo
     while True:
         now = time.monotonic()
         left = stillness.left(observer.snapshot(), accepted, now)
-        if not left and stillness.since is not None and now - stillness.since >= QUIET_S:
+        if stillness.still and stillness.since is not None:
             return stillness.since - since
         if now - since > bound_s:
             report(f"  not quiescent after {bound_s:.0f}s: {', '.join(left) or 'still moving'}")

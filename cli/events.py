@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +24,13 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from choreo.outbox import wire
 from choreo.outbox.codec import EventCodec
-from choreo.outbox.errors import ConfigError, PoisonMessage
+from choreo.outbox.errors import PoisonMessage
 from choreo.outbox.kafka import build_unmanaged_consumer
 from choreo.schemas.catalog import SchemaCatalog
 from choreo.stack.settings import StackSettings
 
 POLL_S = 0.5
+IDLE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,14 @@ class Window:
     ends: dict[int, int]
 
 
+class NoSuchTopic(Exception):
+    """What was asked for is not there: exit status 1, not a usage error."""
+
+
 def window(consumer: Consumer, topic: str, from_beginning: bool, last: int) -> Window:
     metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise ConfigError(f"no topic {topic!r} on the broker (choreo kafka topics --list)")
+        raise NoSuchTopic(f"no topic {topic!r} on the broker (choreo kafka topics --list)")
     starts, ends = [], {}
     for number in sorted(metadata.partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
@@ -53,17 +59,29 @@ def window(consumer: Consumer, topic: str, from_beginning: bool, last: int) -> W
 
 def records(consumer: Consumer, span: Window, follow: bool) -> Iterator[Message]:
     """The window's records, partition by partition as they come; until each partition's
-    end as it was at the start, or for ever when following."""
+    position reaches its end as it was at the start (a transaction marker or a record
+    deleted by retention has no message of its own, so positions count, not records),
+    or for ever when following. Without ``--follow``, ``IDLE_S`` without progress ends it
+    too (a partition whose leader is away)."""
     consumer.assign(span.starts)
     behind = {start.partition for start in span.starts
               if span.ends[start.partition] > start.offset}
+    topic = span.starts[0].topic
+    progress_at = time.monotonic()
     while follow or behind:
         message = consumer.poll(POLL_S)
-        if message is None or message.error() is not None:
+        if message is not None and message.error() is None and (
+                follow or message.offset() < span.ends[message.partition()]):
+            progress_at = time.monotonic()
+            yield message
+        if follow:
             continue
-        if message.offset() + 1 >= span.ends.get(message.partition(), 0):
-            behind.discard(message.partition())
-        yield message
+        positions = consumer.position([TopicPartition(topic, number) for number in behind])
+        behind -= {tp.partition for tp in positions if tp.offset >= span.ends[tp.partition]}
+        if behind and time.monotonic() - progress_at > IDLE_S:
+            print(f"choreo: stopped waiting for partitions {sorted(behind)} of {topic}:"
+                  f" nothing came for {IDLE_S:.0f}s", file=sys.stderr)
+            return
 
 
 def headers_of(message: Message) -> dict[str, str]:
@@ -113,7 +131,11 @@ def cmd_events(args: argparse.Namespace, settings: StackSettings) -> int:
     consumer = build_unmanaged_consumer(settings.kafka, f"choreo-events-{uuid.uuid4().hex}")
     shown = 0
     try:
-        span = window(consumer, args.topic, args.from_beginning, args.last)
+        try:
+            span = window(consumer, args.topic, args.from_beginning, args.last)
+        except NoSuchTopic as missing:
+            print(f"choreo: {missing}", file=sys.stderr)
+            return 1
         for message in records(consumer, span, args.follow):
             if not wanted(message, args.key, args.type):
                 continue

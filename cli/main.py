@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import requests
+from confluent_kafka import KafkaException
 
 from choreo.chaos import command as chaos_command
 from choreo.cli import connectors, dlq, events, k8s, orders, reach, trace
@@ -401,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except requests.ConnectionError as error:
         where = error.request.url if error.request is not None else "a service"
         print(f"choreo: no answer from {where}; is the stack up? (choreo up)", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KafkaException as error:  # the broker went away, or timed out, mid-command
+        print(f"choreo: the broker did not answer ({error.args[0]}); is the stack up?"
+              " (choreo up)", file=sys.stderr)
         return EXIT_UNREACHABLE
 
 

@@ -100,6 +100,7 @@ class Assignment:
             for partition in released:
                 self.next_offsets.pop(partition, None)
                 self._unsaved.pop(partition, None)
+            self.group_offsets.commit_due(self.consumer, now=True)  # before the next owner
             self.group_offsets.forget(released)
         if acquired:
             self._start(conn, acquired)
@@ -139,6 +140,7 @@ class Assignment:
                                          OFFSET_BEGINNING if offset is None else offset))
             if offset is not None:
                 self.next_offsets[(topic, number)] = offset
+                self.group_offsets.record({(topic, number): offset})
         self.consumer.incremental_assign(starts)
 
     def restart_log(self, log_id: str) -> None:

@@ -377,6 +377,8 @@ class ConsumerRuntime:
         except psycopg.Error as error:
             log.warning("positions not saved at stop (%r); they are read again",
                         error, extra=self._instruments.fields)
+            return
+        assignment.group_offsets.commit_due(assignment.consumer, now=True)
 
     def _wait_for_topics(self) -> None:
         """Create the topics, waiting out a broker that is not there yet. A cluster that

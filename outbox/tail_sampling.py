@@ -5,15 +5,16 @@ Head sampling decides at the intake, before anything has gone wrong, so it keeps
 failed sagas as it drops. Here every span first lands in ``recent_spans`` (unlogged: a
 PostgreSQL crash loses only undecided traces, and the writes cost no WAL, which the
 outbox slots would otherwise decode). A trace is decided when it has been quiet for
-``quiet_s`` after one of its spans wrote a ``settled_by`` event (a saga's end), or, for
-traces that never write one, quiet for ``quiet_s`` when no ``settled_by`` is configured,
-else for ``give_up_s`` (a saga that did not settle is stuck, and is kept). Kept traces
+``quiet_s``; a saga's (one of its spans wrote a ``started_by`` event) only after one wrote
+a ``settled_by`` event too, or after ``give_up_s`` without one: a saga that did not
+settle is stuck, and is kept. Traces of no saga (an order looked up, a late fragment of
+a trace decided before) are decided after ``quiet_s`` like the rest. Kept traces
 move to ``spans``, where ``choreo trace`` and the console read them with the recent
 ones; the others are deleted. A trace is kept when any of its spans
 
 - ended in error (a handler that raised: retried, dead-lettered),
 - wrote a ``keep_events`` event (a compensation or a refusal),
-- or when it took longer than ``slow_ms`` end to end, or never settled;
+- or when it took longer than ``slow_ms`` end to end, or is a saga that never settled;
 
 and otherwise when its trace id falls in ``keep_share`` (a hash of the id, so every
 process and every run agrees). A span written after its trace was decided is decided
@@ -26,8 +27,8 @@ decided is tallied in ``span_sampling`` (traces, spans and bytes, kept and dropp
 ``choreo bench saga`` can say what the sampling saved. Settings (``TailSampling.from_env``):
 ``CHOREO_TRACE_KEEP_SHARE`` (0..1, default 0.1), ``CHOREO_TRACE_SLOW_MS`` (1000),
 ``CHOREO_TRACE_QUIET_S`` (10), ``CHOREO_TRACE_GIVE_UP_S`` (600),
-``CHOREO_TRACE_SETTLED_BY`` and ``CHOREO_TRACE_KEEP_EVENTS`` (event types, comma-separated;
-the embedded stack names the saga's).
+``CHOREO_TRACE_STARTED_BY``, ``CHOREO_TRACE_SETTLED_BY`` and ``CHOREO_TRACE_KEEP_EVENTS``
+(event types, comma-separated; the embedded stack names the saga's).
 """
 
 from __future__ import annotations
@@ -58,16 +59,16 @@ WITH traces AS (
            bool_or(status = 'error') OR bool_or(name = ANY(%(keep_names)s))
                OR max(ended_at) - min(started_at) > make_interval(secs => %(slow_s)s)
                AS problem,
-           bool_or(name = ANY(%(settle_names)s)) AS settled
+           bool_or(name = ANY(%(settle_names)s)) AS settled,
+           bool_or(name = ANY(%(start_names)s)) AS saga
     FROM recent_spans GROUP BY trace_id
 ), decided AS (
     SELECT trace_id,
-           problem OR (cardinality(%(settle_names)s) > 0 AND NOT settled)
+           problem OR (saga AND NOT settled)
                OR abs(hashtext(trace_id)::bigint) %% 10000 < %(share_basis)s AS keep
     FROM traces
     WHERE last_end < now() - make_interval(secs => CASE
-        WHEN settled OR cardinality(%(settle_names)s) = 0 THEN %(quiet_s)s
-        ELSE %(give_up_s)s END)
+        WHEN saga AND NOT settled THEN %(give_up_s)s ELSE %(quiet_s)s END)
 ), moved AS (
     DELETE FROM recent_spans AS r USING decided AS d WHERE r.trace_id = d.trace_id
     RETURNING r.*, d.keep
@@ -103,6 +104,7 @@ class TailSampling:
     slow_ms: float = 1000.0
     quiet_s: float = 10.0
     give_up_s: float = 600.0
+    started_by: tuple[str, ...] = ()
     settled_by: tuple[str, ...] = ()
     keep_events: tuple[str, ...] = ()
     every_s: float = 5.0
@@ -115,6 +117,7 @@ class TailSampling:
             slow_ms=config.number(env, "CHOREO_TRACE_SLOW_MS", cls.slow_ms, gt=0),
             quiet_s=config.number(env, "CHOREO_TRACE_QUIET_S", cls.quiet_s, ge=0),
             give_up_s=config.number(env, "CHOREO_TRACE_GIVE_UP_S", cls.give_up_s, ge=0),
+            started_by=_events(env, "CHOREO_TRACE_STARTED_BY"),
             settled_by=_events(env, "CHOREO_TRACE_SETTLED_BY"),
             keep_events=_events(env, "CHOREO_TRACE_KEEP_EVENTS"))
 
@@ -128,6 +131,7 @@ def decide(conn: psycopg.Connection[Any], policy: TailSampling) -> tuple[int, in
         counts = dict(conn.execute(DECIDE, {
             "keep_names": event_names(policy.keep_events),
             "settle_names": event_names(policy.settled_by),
+            "start_names": event_names(policy.started_by),
             "slow_s": policy.slow_ms / 1000, "quiet_s": policy.quiet_s,
             "give_up_s": policy.give_up_s,
             "share_basis": round(policy.keep_share * 10000)}).fetchall())

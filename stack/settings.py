@@ -46,6 +46,8 @@ not listed, so a test offset that moves a service's port moves its replicas' too
 
 TELEMETRY_DATABASE = "telemetry"
 """Where every process's spans are kept for ``choreo trace`` (``outbox.span_store``)."""
+SAGA_STARTED_BY = ("OrderPlaced",)
+"""The event that begins a saga: its trace waits for the saga to settle."""
 SAGA_SETTLED_BY = ("OrderConfirmed", "OrderRejected", "OrderCancelled")
 """The events that end a saga: its trace is decided once it has been quiet after one."""
 SAGA_TROUBLE = ("OrderRejected", "OrderCancelled", "StockReservationFailed", "StockReleased",
@@ -383,6 +385,7 @@ class StackSettings:
             "CHOREO_OUTBOX_RETENTION_S": str(self.outbox_retention_s),
             "CHOREO_TELEMETRY_URL": self.database_dsn(TELEMETRY_DATABASE),
             "CHOREO_TRACE_KEEP_SHARE": str(self.trace_keep_share),
+            "CHOREO_TRACE_STARTED_BY": ",".join(SAGA_STARTED_BY),
             "CHOREO_TRACE_SETTLED_BY": ",".join(SAGA_SETTLED_BY),
             "CHOREO_TRACE_KEEP_EVENTS": ",".join(SAGA_TROUBLE),
         }

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Message
 from fastavro import schemaless_reader
 from fastavro.validation import validate
@@ -272,3 +275,25 @@ def payload_problems(event: SampledEvent) -> list[str]:
         problems.append(f"payload order_id {record.get('order_id')!r} is not the key "
                         f"{event.key!r}")
     return problems
+
+
+def test_a_cloudevents_sdk_reads_every_sampled_event(sample: Sample) -> None:
+    """The CloudEvents SDK's Kafka binding (binary mode), on every event of every saga
+    path as it came off its topic: the content type of its Avro data, and a dataschema
+    that is an absolute URI, on every topic the saga writes."""
+    problems, topics = [], set()
+    for event in (event for events in sample.events.values() for event in events):
+        topics.add(event.topic)
+        read = kafka_binding.from_binary(kafka_binding.KafkaMessage(
+            {name: values[0].encode() for name, values in event.headers.items()},
+            event.key, event.value), JSONFormat())
+        schema = urlsplit(read.get_dataschema() or "")
+        if read.get_datacontenttype() != "application/avro":
+            problems.append(f"{event}: datacontenttype {read.get_datacontenttype()!r}")
+        if not (schema.scheme and schema.fragment):
+            problems.append(f"{event}: dataschema {read.get_dataschema()!r} is not absolute")
+        if read.get_type() != event.header(HEADER_TYPE) or read.get_id() != event.header(
+                HEADER_ID):
+            problems.append(f"{event}: read as {read.get_type()} {read.get_id()}")
+    assert not problems, "\n".join(problems)
+    assert topics >= {"order.events", "inventory.events", "payment.events"}, topics

@@ -77,3 +77,15 @@ def test_a_refused_commit_is_logged_once_per_kind_and_never_raised(
     levels = [record.levelno for record in caplog.records]
     assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING]
     assert "GROUP_AUTHORIZATION_FAILED" in caplog.records[0].getMessage()
+
+
+def test_what_failed_is_committed_again_unless_a_newer_offset_waits() -> None:
+    clock, consumer = Clock(), Committing()
+    offsets = GroupOffsets("payments", clock=clock)
+    offsets.record({("order.events", 0): 10, ("order.events", 1): 4})
+    offsets.commit_due(consumer)  # type: ignore[arg-type]
+    offsets.record({("order.events", 1): 9})
+    offsets.committed(KafkaError(KafkaError.REQUEST_TIMED_OUT),
+                      [TopicPartition("order.events", 0, 10), TopicPartition("order.events", 1, 4)])
+    offsets.commit_due(consumer, now=True)  # type: ignore[arg-type]  # a hand-over: at once
+    assert consumer.commits[-1] == [("order.events", 0, 10), ("order.events", 1, 9)]

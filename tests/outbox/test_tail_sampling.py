@@ -15,13 +15,14 @@ import pytest
 from choreo.outbox import span_store
 from choreo.outbox.tail_sampling import Decider, TailSampling, decide, totals
 from choreo.stack.launcher import apply_sql
-from choreo.stack.settings import SAGA_SETTLED_BY, SAGA_TROUBLE, StackSettings
+from choreo.stack.settings import SAGA_SETTLED_BY, SAGA_STARTED_BY, SAGA_TROUBLE, StackSettings
 from tests.support import eventually, holds, scratch_database
 
 pytestmark = pytest.mark.stack
 
 SAGA = TailSampling(keep_share=0.0, slow_ms=1000, quiet_s=10, give_up_s=600,
-                    settled_by=SAGA_SETTLED_BY, keep_events=SAGA_TROUBLE)
+                    started_by=SAGA_STARTED_BY, settled_by=SAGA_SETTLED_BY,
+                    keep_events=SAGA_TROUBLE)
 
 
 @pytest.fixture
@@ -82,10 +83,11 @@ def test_nothing_is_decided_before_its_saga_settled_and_went_quiet(
     just_settled = trace(store, "outbox write OrderPlaced", "outbox write OrderConfirmed",
                          ago_s=2)
     stuck = trace(store, "outbox write OrderPlaced", ago_s=700)  # never settled: kept
+    looked_up = trace(store, "GET /orders/{order_id}", ago_s=60)  # no saga: the share's
 
-    assert decide(store, SAGA) == (1, 0)
+    assert decide(store, SAGA) == (1, 1)
 
-    assert kept(store) == {stuck}
+    assert kept(store) == {stuck} and looked_up not in undecided(store)
     assert undecided(store) == {running, just_settled}
     assert [span.name for span in span_store.spans_of(store, just_settled)] \
         == ["outbox write OrderPlaced", "outbox write OrderConfirmed"]  # readable meanwhile
