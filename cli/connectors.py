@@ -32,8 +32,9 @@ from psycopg.conninfo import make_conninfo
 
 from choreo.outbox import config
 from choreo.outbox.errors import ConfigError
+from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.wire import OUTBOX_TEMPLATE, render
-from choreo.stack import manifest, metrics
+from choreo.stack import group_lag, manifest, metrics
 from choreo.stack.connectors import ConnectClient, deploy
 from choreo.stack.errors import StackError
 from choreo.stack.settings import StackSettings
@@ -138,11 +139,15 @@ def connect_statuses(urls: list[str]) -> dict[str, dict[str, Any]] | None:
 
 
 def cmd_metrics(args: argparse.Namespace, settings: StackSettings) -> int:
-    """What the embedded supervisor publishes about Connect, for a cluster it does not run
-    (compose): without it the alert on a connector that is not RUNNING has no series."""
+    """What the embedded supervisor publishes about Connect and the consumer groups, for a
+    cluster it does not run (compose): without it the alert on a connector that is not
+    RUNNING has no series, and the dashboard no lag from the broker's view."""
     metrics.serve(args.port, config.text(os.environ, "CHOREO_BIND_HOST", "127.0.0.1"))
+    kafka = KafkaConnection.from_env(os.environ)  # the cluster's, as a service's
+    group_lag.watch(kafka)
     print(f"Connect's connector states on :{args.port}/metrics, from"
-          f" {' or '.join(args.connect_url)}", flush=True)
+          f" {' or '.join(args.connect_url)}, and the consumer groups' lag from"
+          f" {kafka.bootstrap}", flush=True)
     while True:
         metrics.publish_connector_states(connect_statuses(args.connect_url))
         time.sleep(args.interval)

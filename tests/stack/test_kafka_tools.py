@@ -82,3 +82,6 @@ def test_kafka_consumer_groups_shows_each_consumers_positions_and_lag(
         return all(kafka.get(partition, -1) >= offset for partition, offset in stored.items())
 
     eventually(lambda: holds(caught_up()), 30)
+    # The dashboard's broker-side lag (stack/group_lag.py) reads the same offsets.
+    lag = group_lag(build_admin(running_services.kafka), "inventory")
+    assert "order.events" in lag and lag["order.events"] >= 0, lag
