@@ -14,6 +14,8 @@ import subprocess
 import psycopg
 import pytest
 
+from choreo.outbox.kafka import build_admin
+from choreo.stack.group_lag import group_lag
 from choreo.stack.settings import StackSettings
 from choreo.testkit.orders_client import saga_settled
 from choreo.testkit.shop import Shop
