@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -142,7 +142,8 @@ def measure(settings: StackSettings, partitions: int, history: int) -> BrokerCos
         shutil.rmtree(scratch.state_dir, ignore_errors=True)
 
 
-def main(settings: StackSettings, partitions: list[int], histories: list[int]) -> None:
+def main(settings: StackSettings, partitions: list[int], histories: list[int]
+         ) -> list[dict[str, object]]:
     print(f"broker benchmark: a scratch broker, {CONSUMERS} consumers assigned every partition"
           f" of two topics, then {RATE} records/s through one for {SECONDS:.0f}s")
     print(f"\n{'partitions':>10}{'history':>10}{'idle %':>9}{'loaded %':>10}"
@@ -163,3 +164,4 @@ def main(settings: StackSettings, partitions: list[int], histories: list[int]) -
           f" {first.catch_up_per_s:.0f} -> {last.catch_up_per_s:.0f} records/s from"
           f" {first.partitions} partitions/{first.history} batches to"
           f" {last.partitions} partitions/{last.history} batches")
+    return [asdict(cost) for cost in results]

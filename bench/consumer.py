@@ -97,7 +97,7 @@ def consume(settings: StackSettings, url: str, group: str, topic: str, dedupe: D
     return timing
 
 
-def main(settings: StackSettings, count: int) -> None:
+def main(settings: StackSettings, count: int) -> dict[str, object]:
     run = uuid.uuid4().hex[:8]
     fresh, again = f"bench.consumer.{run}.fresh", f"bench.consumer.{run}.again"
     url = prepare_database(settings)
@@ -120,3 +120,6 @@ def main(settings: StackSettings, count: int) -> None:
     print(f"summary: consumer {redis_fresh.rate:.0f} fresh events/s with Redis + inbox,"
           f" {inbox_fresh.rate:.0f} inbox only; redelivered {redis_again.rate:.0f} vs"
           f" {inbox_again.rate:.0f}")
+    return {"events": count, "redis_fresh_per_s": redis_fresh.rate,
+            "inbox_fresh_per_s": inbox_fresh.rate, "redis_redelivered_per_s": redis_again.rate,
+            "inbox_redelivered_per_s": inbox_again.rate}

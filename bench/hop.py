@@ -200,7 +200,7 @@ def pgbench_commit_rate(settings: StackSettings, seconds: int = 10) -> float:
     return float(line.split("=")[1].split()[0])
 
 
-def main(settings: StackSettings, rate: float, seconds: float, total: int) -> None:
+def main(settings: StackSettings, rate: float, seconds: float, total: int) -> dict[str, object]:
     print(f"hop benchmark: poll.interval.ms={settings.cdc_poll_interval_ms}, "
           f"steady {rate:.0f}/s for {seconds:.0f}s, then {total} events as fast as possible")
     results = [steady(settings, rate, seconds),
@@ -222,3 +222,8 @@ def main(settings: StackSettings, rate: float, seconds: float, total: int) -> No
           f" {raw.percentile(99):.1f} ms (hop/raw p50 x"
           f"{hop.percentile(50) / max(raw.percentile(50), 0.001):.1f}); max"
           f" {most.received / most.seconds:.0f} events/s")
+    return {"rate_per_s": rate, "hop_p50_ms": hop.percentile(50), "hop_p99_ms": hop.percentile(99),
+            "raw_p50_ms": raw.percentile(50), "raw_p99_ms": raw.percentile(99),
+            "hop_over_raw_p50": hop.percentile(50) / max(raw.percentile(50), 0.001),
+            "max_events_per_s": most.received / most.seconds,
+            "pgbench_commits_per_s": tps}

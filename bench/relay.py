@@ -138,7 +138,7 @@ def ratio(polling: float, cdc: float) -> str:
     return f"x{polling / cdc:.2f}" if cdc else "-"
 
 
-def main(settings: StackSettings, rate: float, seconds: float, total: int) -> None:
+def main(settings: StackSettings, rate: float, seconds: float, total: int) -> dict[str, object]:
     print(f"relay benchmark: database {DATABASE}, each relay: steady {rate:.0f}/s for"
           f" {seconds:.0f}s, then {total} events by 4 writers")
     dsn = prepare(settings)
@@ -188,3 +188,4 @@ def main(settings: StackSettings, rate: float, seconds: float, total: int) -> No
           f" {ratio(polling.steady.percentile(99), cdc.steady.percentile(99))}, max events/s"
           f" {max_polling:.0f} vs {max_cdc:.0f} ({ratio(max_polling, max_cdc)}),"
           f" relay CPU/event {ratio(per_event_ms(polling, 'relay'), per_event_ms(cdc, 'connect'))}")
+    return {label: {"cdc": left, "polling": right} for label, left, right, _ in rows}

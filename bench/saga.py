@@ -405,6 +405,22 @@ def print_table(runs: list[SagaRun]) -> None:
             print_per_unit(run.cpu, len(run.settled), "saga")
 
 
+def figures(run: SagaRun) -> dict[str, object]:
+    """A run's summary as ``--json`` gives it: the figures of the summary line and more."""
+    settled, confirmed = run.per_second()
+    return {"run": run.label, "sent": run.sent, "accepted": len(run.accepted_ms),
+            "sagas_per_s": settled, "confirmed_per_s": confirmed,
+            "p50_ms": run.latency_ms(50), "p95_ms": run.latency_ms(95),
+            "p99_ms": run.latency_ms(99), "errors": error_count(run),
+            "outcomes": dict(run.outcomes), "still_pending": len(run.pending),
+            "cpu_ms_per_saga": run.cpu.total_s * 1000 / len(run.settled)
+            if run.cpu and run.settled else None,
+            "cpu_ms_per_saga_by_component": {
+                name: seconds * 1000 / len(run.settled)
+                for name, seconds in run.cpu.seconds.items()} if run.cpu and run.settled
+            else {}}
+
+
 def summary(runs: list[SagaRun]) -> str:
     """One line per benchmark invocation, for logs and notes."""
     parts = []
@@ -476,7 +492,7 @@ def print_ratios(one: list[SagaRun], more: list[SagaRun]) -> None:
 
 
 def main(settings: StackSettings, rate: float, seconds: float, max_seconds: float,
-         concurrency: int, replicas: str | None = None) -> None:
+         concurrency: int, replicas: str | None = None) -> list[dict[str, object]]:
     """Steady ``rate`` for ``seconds``, then ``concurrency`` sagas in flight for
     ``max_seconds``; a rate or duration of 0 skips that run. With ``replicas``
     (``payments=2,...``) both again with those replicas added, side by side."""
@@ -506,9 +522,11 @@ def main(settings: StackSettings, rate: float, seconds: float, max_seconds: floa
           "\n202/s: accepted orders / load time. errors: HTTP failures + settled other than"
           " CONFIRMED + still pending.")
     print(summary(runs))
+    return [figures(run) for run in runs]
 
 
-def soak(settings: StackSettings, sagas: int, rate: float, window_count: int = 10) -> None:
+def soak(settings: StackSettings, sagas: int, rate: float, window_count: int = 10
+         ) -> dict[str, object]:
     """``sagas`` orders at a steady ``rate``, then the first and last windows compared."""
     if not 0 < sagas <= MAX_ORDERS or rate <= 0:
         raise ConfigError(f"soak needs 0 < sagas <= {MAX_ORDERS} and a positive rate")
@@ -519,3 +537,4 @@ def soak(settings: StackSettings, sagas: int, rate: float, window_count: int = 1
     print_table([run])
     print(summary([run]))
     print_soak(run, window_count)
+    return {**figures(run), "windows": [figures(window) for window in windows(run, window_count)]}

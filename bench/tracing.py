@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import asdict
 from typing import Any
 
 import psycopg
 
-from choreo.bench.saga import print_table, steady, stock_bench_skus, summary
+from choreo.bench.saga import figures, print_table, steady, stock_bench_skus, summary
 from choreo.outbox import span_store
 from choreo.outbox.tail_sampling import TailSampling, Tally, totals
 from choreo.outbox.tracing import trace_id_of
@@ -51,7 +52,8 @@ def difference(after: Tally, before: Tally) -> Tally:
                  after.bytes - before.bytes)
 
 
-def main(settings: StackSettings, rate: float, seconds: float, declined: float) -> None:
+def main(settings: StackSettings, rate: float, seconds: float, declined: float
+         ) -> dict[str, object]:
     if not 0 <= declined <= 1:
         raise ConfigError(f"--declined {declined}: a share between 0 and 1")
     policy = TailSampling.from_env(os.environ)
@@ -87,3 +89,7 @@ def main(settings: StackSettings, rate: float, seconds: float, declined: float) 
           f" choreo trace shows: {visible}/{len(problems)}")
     print(summary([run]) + f"; stored {share:.1%} of the span bytes; problem traces shown"
           f" {visible}/{len(problems)}")
+    return {**figures(run), "keep_share": settings.trace_keep_share,
+            "written": asdict(written), "kept": asdict(kept), "kept_bytes_share": share,
+            "problem_sagas": len(problems), "problem_traces_shown": visible,
+            "undecided_traces": left}

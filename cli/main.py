@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import subprocess
@@ -167,25 +168,34 @@ def cmd_contracts(args: argparse.Namespace, settings: StackSettings) -> int:
     return run_contracts(args, settings)
 
 
+def benchmark(args: argparse.Namespace, run: Callable[[], object]) -> int:
+    """Run one benchmark; with ``--json`` its tables go to stderr and its summary, as one
+    JSON document, to stdout."""
+    if not args.json:
+        run()
+        return 0
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run()
+    print_json(summary)
+    return 0
+
+
 def cmd_bench_hop(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import hop
 
-    hop.main(settings, args.rate, args.seconds, args.total)
-    return 0
+    return benchmark(args, lambda: hop.main(settings, args.rate, args.seconds, args.total))
 
 
 def cmd_bench_relay(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import relay
 
-    relay.main(settings, args.rate, args.seconds, args.total)
-    return 0
+    return benchmark(args, lambda: relay.main(settings, args.rate, args.seconds, args.total))
 
 
 def cmd_bench_consumer(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import consumer
 
-    consumer.main(settings, args.events)
-    return 0
+    return benchmark(args, lambda: consumer.main(settings, args.events))
 
 
 def cmd_bench_broker(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -193,30 +203,27 @@ def cmd_bench_broker(args: argparse.Namespace, settings: StackSettings) -> int:
 
     if min(args.partitions) < 1:
         raise ConfigError(f"--partitions: every topic needs at least one, got {args.partitions}")
-    broker.main(settings, args.partitions, args.history)
-    return 0
+    return benchmark(args, lambda: broker.main(settings, args.partitions, args.history))
 
 
 def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import saga
 
-    saga.main(settings, args.rate, args.seconds, args.max_seconds, args.concurrency,
-              args.replicas)
-    return 0
+    return benchmark(args, lambda: saga.main(settings, args.rate, args.seconds,
+                                             args.max_seconds, args.concurrency, args.replicas))
 
 
 def cmd_bench_tracing(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import tracing
 
-    tracing.main(settings, args.rate, args.seconds, args.declined)
-    return 0
+    return benchmark(args, lambda: tracing.main(settings, args.rate, args.seconds,
+                                                args.declined))
 
 
 def cmd_bench_soak(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import saga
 
-    saga.soak(settings, args.sagas, args.rate)
-    return 0
+    return benchmark(args, lambda: saga.soak(settings, args.sagas, args.rate))
 
 
 def counts(text: str) -> list[int]:
@@ -366,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--sagas", type=int, default=50_000, help="sagas to place in all")
     soak.add_argument("--rate", type=float, default=60.0, help="steady orders/s")
     soak.set_defaults(handler=cmd_bench_soak)
+    for each in bench_commands.choices.values():
+        each.add_argument("--json", action="store_true",
+                          help="the summary as one JSON document on stdout; the tables go to"
+                          " stderr")
     schemas = commands.add_parser("schemas", help="Avro schema tools")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     check = schema_commands.add_parser(

@@ -49,3 +49,14 @@ def test_stock_timeline_and_dead_letters(running_services: StackSettings) -> Non
     assert isinstance(timeline["told"], list)
 
     assert isinstance(as_json("dlq", "list"), list)
+
+
+def test_a_benchmark_prints_its_summary_as_json_and_its_tables_on_stderr(
+        running_stack: StackSettings) -> None:
+    shown = choreo_cli("bench", "hop", "--rate", "20", "--seconds", "2", "--total", "100",
+                       "--json")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert summary["hop_p50_ms"] > 0 and summary["raw_p50_ms"] > 0
+    assert summary["max_events_per_s"] > 0
+    assert "summary: hop p50" in shown.stderr  # the human part, out of the way
