@@ -11,9 +11,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import requests
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
 from choreo.chaos.report import ChaosReport
@@ -231,3 +235,16 @@ def choreo_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "choreo.cli", *args],
                           env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
+
+
+def read_as_cloudevent(message: Message) -> CloudEvent:
+    """A record as the CloudEvents SDK's Kafka binding (binary mode) reads it, checked for
+    what the specification asks of choreo's records: the content type of the Avro data,
+    and a dataschema that is an absolute URI."""
+    event = kafka_binding.from_binary(kafka_binding.KafkaMessage(
+        {name: value for name, value in message.headers() or [] if value is not None},
+        message.key(), message.value() or b""), JSONFormat())
+    schema = urlsplit(event.get_dataschema() or "")
+    assert event.get_datacontenttype() == "application/avro", event.get_attributes()
+    assert schema.scheme and schema.fragment, event.get_dataschema()
+    return event

@@ -16,7 +16,7 @@ import requests
 
 from choreo.stack.settings import StackSettings
 from choreo.testkit.shop import Shop
-from tests.support import eventually
+from tests.support import collect, eventually, keyed, read_as_cloudevent
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -45,6 +45,9 @@ def test_a_blocked_customer_is_refused_from_orders_own_projection(
     customer = users(running_services, "POST", "/customers", {
         "name": "Mallory", "preferences": {"channel": "none", "address": "Berlin"}})["id"]
     assert order_answer(running_services, customer, sku)[0] == 202
+    [registered] = collect(running_services.kafka_bootstrap, "customer.events",
+                           lambda m: len(m) >= 1, accept=keyed(customer))
+    assert read_as_cloudevent(registered).get_type() == "CustomerRegistered"
 
     users(running_services, "PUT", f"/customers/{customer}/status",
           {"blocked": True, "reason": "chargebacks"})

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from choreo.testkit.shop import Shop
-from tests.support import eventually, holds
+from tests.support import collect, eventually, holds, keyed, read_as_cloudevent
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -31,6 +31,9 @@ def test_a_wallet_order_is_debited_confirmed_and_earns_points(shop: Shop) -> Non
     assert "WalletDebited" in [entry["event_type"] for entry in order["history"]]
     eventually(lambda: holds(shop.wallet(customer) == (7500, 25)))
     assert shop.net_paid(order_id) == (0, 0)
+    [debited] = collect(shop.settings.kafka_bootstrap, "wallet.events", lambda m: len(m) >= 1,
+                        accept=keyed(order_id))
+    assert read_as_cloudevent(debited).get_type() == "WalletDebited"
 
 
 def test_a_short_balance_cancels_the_order_and_gives_the_stock_back(shop: Shop) -> None:
