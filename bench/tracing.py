@@ -12,7 +12,6 @@ threshold, still show their trace, which should be all of them.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import asdict
 from typing import Any
@@ -52,11 +51,10 @@ def difference(after: Tally, before: Tally) -> Tally:
                  after.bytes - before.bytes)
 
 
-def main(settings: StackSettings, rate: float, seconds: float, declined: float
-         ) -> dict[str, object]:
+def main(settings: StackSettings, policy: TailSampling, rate: float, seconds: float,
+         declined: float) -> dict[str, object]:
     if not 0 <= declined <= 1:
         raise ConfigError(f"--declined {declined}: a share between 0 and 1")
-    policy = TailSampling.from_env(os.environ)
     print(f"tracing benchmark: steady {rate:.0f}/s for {seconds:.0f}s, {declined:.0%} of the"
           f" orders declined; the stack keeps {settings.trace_keep_share:.0%} of the"
           " untroubled traces (CHOREO_TRACE_KEEP_SHARE)")

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException
 from choreo.chaos import command as chaos_command
 from choreo.cli import connectors, dlq, events, k8s, orders, reach, trace
 from choreo.cli.output import add_json_flag, print_json
+from choreo.outbox.tail_sampling import TailSampling
 from choreo.stack import cpu, launcher, restart
 from choreo.stack.broker import KAFKA_TOOLS, kafka_tool_command
 from choreo.stack.errors import ConfigError, StackError
@@ -216,7 +217,8 @@ def cmd_bench_saga(args: argparse.Namespace, settings: StackSettings) -> int:
 def cmd_bench_tracing(args: argparse.Namespace, settings: StackSettings) -> int:
     from choreo.bench import tracing
 
-    return benchmark(args, lambda: tracing.main(settings, args.rate, args.seconds,
+    policy = TailSampling.from_env(os.environ)  # the stack's services read the same
+    return benchmark(args, lambda: tracing.main(settings, policy, args.rate, args.seconds,
                                                 args.declined))
 
 

@@ -199,7 +199,7 @@ def prepare_process(name: str, settings: ServiceSettings, schema_sql: Path) -> N
     """What every choreo process does first, consumer or HTTP intake: JSON logs, tracing
     (before any instrumented library is used), and its tables."""
     logs.configure(name)
-    configure_tracing(name, settings.telemetry_url)
+    configure_tracing(name, settings.telemetry_url, settings.trace_sampling)
     wait_for_database(settings.database_url)
     apply_schema(settings.database_url, OUTBOX_DDL, schema_sql)
 

@@ -16,6 +16,7 @@ from choreo.outbox.access import AccessSettings
 from choreo.outbox.errors import ConfigError
 from choreo.outbox.kafka_connection import KafkaConnection
 from choreo.outbox.retry import Backoff
+from choreo.outbox.tail_sampling import TailSampling
 from choreo.outbox.topics import TopicSettings
 
 
@@ -44,6 +45,8 @@ class ServiceSettings:
     """How the topics it reads (and its dead-letter topic) are made, or that they must exist."""
     telemetry_url: str = ""
     """PostgreSQL DSN of the span store ``choreo trace`` reads; empty: spans are not kept."""
+    trace_sampling: TailSampling = TailSampling()
+    """Which traces the span store keeps (``outbox.tail_sampling``, ``CHOREO_TRACE_*``)."""
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str],
@@ -82,6 +85,7 @@ class ServiceSettings:
             topics=TopicSettings.from_env(env),
             telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
                                      required=False),
+            trace_sampling=TailSampling.from_env(env),
         )
         if settings.inbox_retention_s <= settings.outbox_retention_s:
             raise ConfigError("CHOREO_INBOX_RETENTION_S must be greater than"

@@ -109,7 +109,8 @@ class NoOrphanCalls(Sampler):
         return f"NoOrphanCalls{{{self.inner.get_description()}}}"
 
 
-def configure_tracing(service_name: str, span_store_url: str = "") -> TracerProvider:
+def configure_tracing(service_name: str, span_store_url: str = "",
+                      sampling: TailSampling | None = None) -> TracerProvider:
     """Set the global tracer provider and instrument the libraries; call once, at start.
 
     The ``OTEL_*`` variables are read from the process environment, as the SDK itself
@@ -123,7 +124,7 @@ def configure_tracing(service_name: str, span_store_url: str = "") -> TracerProv
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if span_store_url:
-        exporter = PostgresSpanExporter(span_store_url, sampling=TailSampling.from_env(env))
+        exporter = PostgresSpanExporter(span_store_url, sampling=sampling)
         provider.add_span_processor(BatchSpanProcessor(
             exporter, schedule_delay_millis=STORE_EXPORT_DELAY_MS))
     trace.set_tracer_provider(provider)

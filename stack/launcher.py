@@ -351,7 +351,8 @@ def follow_supervisor(settings: StackSettings, registry: ProcessRegistry, log: P
         state = SupervisorState.load(state_file(settings))
         phase = state.phase if state else "starting"
         if phase == "failed":
-            raise StartError(state.error if state and state.error else "supervisor failed")
+            message = state.error if state and state.error else "supervisor failed"
+            raise (ConfigError if state and state.config_error else StartError)(message)
         if registry.running(SUPERVISOR) is None:
             relay(log, offset, report)
             raise StartError(f"the supervisor exited; see {log}:\n{tail(log)}")

@@ -33,6 +33,8 @@ class SupervisorState:
     phase: str = "starting"
     """``starting`` the stack, ``supervising`` it, ``failed`` to start it, or ``stopped``."""
     error: str | None = None
+    config_error: bool = False
+    """The start failed for a setting (a port in use, say): ``choreo up`` exits 2, not 3."""
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     shape: dict[str, str] = field(default_factory=dict)
     """The settings that decide which processes run (``shape_of``), as it was started."""
@@ -49,7 +51,8 @@ class SupervisorState:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         processes = {name: ProcessRecord(**record) for name, record in data["processes"].items()}
-        return cls(data["phase"], data["error"], processes, data.get("shape", {}))
+        return cls(data["phase"], data["error"], data.get("config_error", False), processes,
+                   data.get("shape", {}))
 
 
 def state_file(settings: StackSettings) -> Path:

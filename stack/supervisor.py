@@ -53,6 +53,7 @@ from choreo.stack.broker import is_broker_node, node_name
 from choreo.stack.cdc import ensure_connect
 from choreo.stack.components import Component
 from choreo.stack.connectors import connector_statuses, restart_failed_tasks
+from choreo.stack.errors import ConfigError
 from choreo.stack.processes import describe_exit, exit_status
 from choreo.stack.relays import relay_components
 from choreo.stack.services import service_components
@@ -173,9 +174,11 @@ class Supervisor:
         while True:
             self.chain.get()()
 
-    def save(self, phase: str | None = None, error: str | None = None) -> None:
+    def save(self, phase: str | None = None, error: str | None = None,
+             config_error: bool = False) -> None:
         if phase is not None:
             self.state.phase, self.state.error = phase, error
+            self.state.config_error = config_error
         self.state.save(self.state_path)
 
     def run(self) -> None:
@@ -424,9 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     supervisor.save("starting")
     try:
         launcher.start_stack(settings, say, with_services)
-    except Exception as error:  # noqa: BLE001 - reported to `choreo up`, which exits 2
+    except Exception as error:  # noqa: BLE001 - reported to `choreo up` (exit 2 or 3)
         say(f"start failed: {error}")
-        supervisor.save("failed", str(error))
+        supervisor.save("failed", str(error), config_error=isinstance(error, ConfigError))
         return 2
     say("stack started; supervising")
     try:

@@ -57,7 +57,7 @@ def main() -> int:
     except ConfigError as error:
         log.error("invalid settings: %s", error)
         return 2
-    configure_tracing("psp", settings.telemetry_url)
+    configure_tracing("psp", settings.telemetry_url, settings.trace_sampling)
     try:
         asyncio.run(serve(settings))
     except (OSError, PoolTimeout, psycopg.Error) as error:

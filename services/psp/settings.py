@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from choreo.outbox import config
+from choreo.outbox.tail_sampling import TailSampling
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class PspSettings:
     """Only containers (compose.yaml) listen elsewhere."""
     telemetry_url: str = ""
     """The span store's DSN (``outbox.span_store``); empty: spans are not kept."""
+    trace_sampling: TailSampling = TailSampling()
+    """Which traces the span store keeps (``outbox.tail_sampling``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PspSettings:
@@ -36,4 +39,5 @@ class PspSettings:
             bind_host=config.text(env, "CHOREO_BIND_HOST", cls.bind_host),
             telemetry_url=config.dsn(env, "CHOREO_TELEMETRY_URL", "the span store's DSN",
                                      required=False),
+            trace_sampling=TailSampling.from_env(env),
         )
