@@ -7,8 +7,11 @@ their databases. The broker knows the offsets they also commit for its tools
 kafka-consumer-groups, Burrow and kminion do, and publishes the difference per group and
 topic. The two should agree within seconds: when they do not, the commits are failing
 (an ACL, say), or a consumer is gone and only Kafka still remembers where it stood.
-Published by whoever already watches the stack: the embedded supervisor, and
-``choreo connectors metrics`` in compose.
+Published by ``choreo connectors metrics``, compose's ``connect-metrics`` job. Not by the
+embedded supervisor: with this reader's librdkafka threads in it, the supervisor died
+silently right after some starts (tests/stack/test_supervisor.py, CI of this change), and
+the supervisor is the one process that must not; on the embedded stack
+``choreo kafka consumer-groups --describe --all-groups`` shows the same figures.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from choreo.stack import group_lag, launcher, metrics, restart
+from choreo.stack import launcher, metrics, restart
 from choreo.stack.broker import is_broker_node, node_name
 from choreo.stack.cdc import ensure_connect
 from choreo.stack.components import Component
@@ -436,8 +436,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(settings.supervisor_metrics_port)
     except OSError as error:  # the stack runs on; only its connector metrics are missing
         say(f"supervisor /metrics not served on {settings.supervisor_metrics_port}: {error}")
-    else:
-        group_lag.watch(settings.kafka)
     try:
         supervisor.run()
     finally:
